@@ -1,0 +1,99 @@
+// The worker-facing transport interface: how a training worker sends encoded gradient
+// buckets to the parameter-server shards and gets parameters back.
+//
+// Implementations: ZeroMQ (real processes over TCP), in-process (same wire bytes, for
+// simulation and tests) and NCCL (inside a node). The trainer only sees this header.
+//
+// Flow of one step for worker w (see shared DESIGN.md):
+//   for each bucket b:  h_b = push(step, b, message_b)     // encoded by quant/
+//   wait(h_b) for all b
+//   h = pull(step, params)   // params after `step` is applied (sync) or latest (async)
+//   wait(h)
+// push() may return before the bytes are sent; the message bytes must stay valid and
+// unchanged until wait() on its handle returns. Errors surface from wait() as CommError.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gradzip::comm {
+
+/// Transport failures (timeouts, refused handshakes, closed peers). Carries a kind so
+/// callers can retry or give up deliberately.
+class CommError : public std::runtime_error {
+ public:
+  enum class Kind { kTimeout, kRefused, kProtocol, kClosed, kIo, kInvalidArgument };
+  CommError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  Kind kind() const noexcept { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+/// One parameter tensor of the model, in flat-buffer order.
+struct TensorInfo {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  std::uint64_t numel = 0;
+};
+
+/// What a worker and the shards must agree on before any gradient flows (checked in the
+/// handshake; a mismatch is refused with a message saying what differs).
+struct ModelSignature {
+  std::vector<TensorInfo> tensors;     ///< all parameters, in flat-buffer order
+  std::string compressor_spec;         ///< uplink, e.g. "ef+qsgd:bits=4,bucket=512"
+  std::string downlink_spec = "dense"; ///< "dense" (fp32 parameters) or a codec spec
+  std::uint64_t total_numel() const;
+  /// First difference from `other` in words ("tensor 3 'fc.weight': shape [10,64] vs [10,32]"),
+  /// or an empty string when equal.
+  std::string diff(const ModelSignature& other) const;
+};
+
+/// Bytes and time of one direction, cumulative since connect(). Units in the names.
+struct DirectionCounters {
+  std::uint64_t messages = 0;
+  std::uint64_t payload_bytes = 0;   ///< gradzip messages (header + params + payload)
+  std::uint64_t framing_bytes = 0;   ///< ZeroMQ frame headers and protocol envelopes
+  std::uint64_t tcpip_bytes = 0;     ///< estimated TCP/IP/Ethernet header bytes (see comm/accounting.h)
+  double seconds = 0.0;              ///< wall time spent in push/pull until completion
+};
+
+struct TrafficCounters {
+  DirectionCounters up;    ///< worker -> shards
+  DirectionCounters down;  ///< shards -> worker
+};
+
+/// Asynchronous operation handle; pass to wait().
+using Handle = std::uint64_t;
+
+class WorkerTransport {
+ public:
+  virtual ~WorkerTransport() = default;
+
+  /// Handshake with every shard as worker `worker_rank`; on success copies the current
+  /// parameters into params[0, total_numel). Throws CommError (kRefused names the
+  /// signature difference).
+  virtual void connect(const ModelSignature& signature, std::uint32_t worker_rank, float* params) = 0;
+
+  /// Sends the encoded message of bucket `bucket` for `step`. `msg` must stay valid until
+  /// wait(). Thread-compatible: one thread drives a transport.
+  virtual Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) = 0;
+
+  /// Asks for the parameters after `step` (sync: once every live worker's push for it
+  /// was applied) and writes them into params[0, total_numel) when complete.
+  virtual Handle pull(std::uint64_t step, float* params) = 0;
+
+  /// Blocks until the operation completes; throws CommError on failure or timeout.
+  virtual void wait(Handle handle) = 0;
+
+  /// Blocks until every live worker reached the barrier.
+  virtual void barrier() = 0;
+
+  /// Cumulative byte and time counters of this worker.
+  virtual TrafficCounters counters() const = 0;
+};
+
+}  // namespace gradzip::comm

@@ -1,0 +1,10 @@
+// Registry entries of every CPU codec (one function per codec file in this folder).
+#pragma once
+
+#include "quant/registry.h"
+
+namespace gradzip::quant {
+
+const CodecEntry& identity_entry();
+
+}  // namespace gradzip::quant

@@ -1,0 +1,42 @@
+// Error-feedback memories: what a worker keeps between steps so that compression
+// error is not lost but re-sent later. Separate from codecs, composable with any codec:
+//
+//   x        = memory.compensate(grad, state)      // e.g. x = grad + residual
+//   message  = codec.encode(x)
+//   decoded  = codec.decode(message)               // what the receiver will add
+//   state    = memory.update(x, decoded, state)    // e.g. residual = x - decoded
+//
+// A Memory object is immutable configuration; all mutable data is in MemoryState,
+// one per bucket per worker (owned by the caller). Not thread-safe per state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gradzip::quant {
+
+/// Per-bucket error-feedback state. Vectors are sized lazily by the memory to the
+/// bucket's element count on first use (zero-initialised).
+struct MemoryState {
+  std::vector<float> residual;  ///< e_t: what was not yet transmitted
+  std::vector<float> momentum;  ///< u_t: DGC's local momentum (unused by ef/none)
+  std::uint64_t steps = 0;      ///< number of update() calls so far
+};
+
+class Memory {
+ public:
+  virtual ~Memory() = default;
+  /// Canonical spec string, e.g. "dgc:momentum=0.9,clip=0,warmup=0".
+  virtual std::string spec() const = 0;
+  /// compensated[0, n) = the vector to encode this step. `compensated` may alias `grad`.
+  virtual void compensate(const float* grad, float* compensated, std::size_t n, MemoryState* state) const = 0;
+  /// Updates state after `compensated` was encoded and the receiver will see `decoded`.
+  virtual void update(const float* compensated, const float* decoded, std::size_t n, MemoryState* state) const = 0;
+  /// False when update() ignores `decoded` (the caller may skip the decode).
+  virtual bool needs_decoded() const { return true; }
+};
+
+}  // namespace gradzip::quant

@@ -1,0 +1,11 @@
+// Registry entries of every error-feedback memory (one function per file in this folder).
+#pragma once
+
+#include "quant/registry.h"
+
+namespace gradzip::quant {
+
+const MemoryEntry& none_memory_entry();
+const MemoryEntry& ef_memory_entry();
+
+}  // namespace gradzip::quant

@@ -1,0 +1,64 @@
+// The registry of codecs and memories: a table, not an if/else factory. Each codec file
+// defines one CodecEntry (name, wire id, parameters with defaults and ranges, paper);
+// quant/registry.cc lists them. `gradzip compressors` prints this table.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quant/codec.h"
+#include "quant/memory.h"
+#include "quant/spec.h"
+
+namespace gradzip::quant {
+
+struct CodecEntry {
+  std::string name;                 ///< spec name, e.g. "qsgd"
+  CodecId id;                       ///< wire id
+  std::string summary;              ///< one line: what it sends
+  std::string paper;                ///< one line: author, year, venue
+  std::vector<ParamInfo> params;    ///< declared parameters
+  std::unique_ptr<Codec> (*make)(const Params& params);  ///< params already validated
+};
+
+struct MemoryEntry {
+  std::string name;
+  std::string summary;
+  std::string paper;
+  std::vector<ParamInfo> params;
+  std::unique_ptr<Memory> (*make)(const Params& params);
+};
+
+/// Every registered codec / memory, in display order.
+const std::vector<const CodecEntry*>& codec_entries();
+const std::vector<const MemoryEntry*>& memory_entries();
+
+/// Lookup; nullptr when not registered.
+const CodecEntry* find_codec(const std::string& name);
+const CodecEntry* find_codec(CodecId id);
+const MemoryEntry* find_memory(const std::string& name);
+/// Name of a codec id ("unknown" when not registered).
+const char* codec_name(CodecId id);
+
+/// Builds a codec from a spec "name[:k=v,...]" or from a name and raw pairs.
+/// Throws SpecError naming the unknown codec or the bad key/value.
+std::unique_ptr<Codec> make_codec(const std::string& spec);
+std::unique_ptr<Codec> make_codec(const std::string& name, const RawParams& raw);
+/// Builds a memory from a spec "name[:k=v,...]". Throws SpecError.
+std::unique_ptr<Memory> make_memory(const std::string& spec);
+
+/// A memory and a codec built from one compressor spec ("ef+qsgd:bits=2").
+/// `memory_override` (from --memory), when not empty, replaces the spec's memory part.
+struct Compressor {
+  std::unique_ptr<Memory> memory;
+  std::unique_ptr<Codec> codec;
+  std::string spec() const { return memory->spec() + "+" + codec->spec(); }
+};
+Compressor make_compressor(const std::string& spec, const std::string& memory_override = "");
+
+/// The registry as text: one block per codec/memory with parameters, defaults,
+/// allowed values and paper reference (what `gradzip compressors` prints).
+std::string describe_registry();
+
+}  // namespace gradzip::quant

@@ -136,8 +136,13 @@ const std::vector<LinkProfile>& builtin_link_profiles() {
 }
 
 LinkProfile parse_link(const std::string& spec) {
+  std::string name = lower(spec);
+  // Aliases "1gbe", "10gbe", ... for "eth1g", "eth10g", ...
+  if (name.size() > 3 && name.compare(name.size() - 3, 3, "gbe") == 0) {
+    name = "eth" + name.substr(0, name.size() - 2);
+  }
   for (const auto& p : builtin_link_profiles()) {
-    if (p.name == lower(spec)) return p;
+    if (p.name == name) return p;
   }
   const std::string prefix = "custom:";
   if (spec.rfind(prefix, 0) != 0) {

@@ -71,7 +71,7 @@ struct LinkProfile {
 /// returned in LinkProfile::source.
 const std::vector<LinkProfile>& builtin_link_profiles();
 
-/// Parses a link spec: a built-in name ("eth10g") or
+/// Parses a link spec: a built-in name ("eth10g"; "10gbe" is an alias) or
 ///   "custom:bw=<number><unit>,lat=<number><unit>[,carries=tcp|payload][,k=<factor>]"
 /// with bandwidth units gbit, mbit, kbit, bit (per second; 1 gbit = 1e9 bit/s), GB, MB
 /// (bytes per second, decimal) and latency units s, ms, us, ns.

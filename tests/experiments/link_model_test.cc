@@ -28,6 +28,8 @@ TEST(LinkProfiles, BuiltinNumbers) {
   EXPECT_DOUBLE_EQ(parse_link("eth10g").bandwidth_bytes_per_s, 1.25e9);
   EXPECT_DOUBLE_EQ(parse_link("eth25g").bandwidth_bytes_per_s, 3.125e9);
   EXPECT_DOUBLE_EQ(parse_link("ETH100G").bandwidth_bytes_per_s, 12.5e9);
+  EXPECT_EQ(parse_link("10gbe").name, "eth10g");
+  EXPECT_EQ(parse_link("1GbE").name, "eth1g");
   EXPECT_EQ(builtin_link_profiles().size(), 8u);
   for (const auto& p : builtin_link_profiles()) {
     EXPECT_FALSE(p.source.empty()) << p.name;

@@ -11,6 +11,7 @@ const std::vector<const CodecEntry*>& codec_entries() {
   // One line per codec; the order is the display order of `gradzip compressors`.
   static const std::vector<const CodecEntry*> entries = {
       &identity_entry(),
+      &topk_entry(),
   };
   return entries;
 }

@@ -6,5 +6,7 @@
 namespace gradzip::quant {
 
 const CodecEntry& identity_entry();
+// Sparse codecs (quant/sparse.h).
+const CodecEntry& topk_entry();
 
 }  // namespace gradzip::quant

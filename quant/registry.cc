@@ -11,6 +11,15 @@ const std::vector<const CodecEntry*>& codec_entries() {
   // One line per codec; the order is the display order of `gradzip compressors`.
   static const std::vector<const CodecEntry*> entries = {
       &identity_entry(),
+      &fp16_entry(),
+      &bf16_entry(),
+      &int8_entry(),
+      &qsgd_entry(),
+      &terngrad_entry(),
+      &sign_entry(),
+      &scaled_sign_entry(),
+      &onebit_entry(),
+      &natural_entry(),
       &topk_entry(),
   };
   return entries;

@@ -6,6 +6,15 @@
 namespace gradzip::quant {
 
 const CodecEntry& identity_entry();
+const CodecEntry& fp16_entry();
+const CodecEntry& bf16_entry();
+const CodecEntry& int8_entry();
+const CodecEntry& qsgd_entry();
+const CodecEntry& terngrad_entry();
+const CodecEntry& sign_entry();
+const CodecEntry& scaled_sign_entry();
+const CodecEntry& onebit_entry();
+const CodecEntry& natural_entry();
 // Sparse codecs (quant/sparse.h).
 const CodecEntry& topk_entry();
 

@@ -1,0 +1,125 @@
+// Codec "natural": natural compression (Horvath, Ho, Horvath, Sahu, Canini, Richtarik
+// 2019, "Natural compression for distributed deep learning", arXiv:1905.10988, Sec. 2,
+// eq. (2)): unbiased stochastic rounding of each element to a power of two,
+//   C_nat(t) = sign(t) * 2^floor(log2|t|)   with probability (2^ceil(log2|t|) - |t|) / 2^floor(log2|t|),
+//              sign(t) * 2^ceil(log2|t|)    otherwise,
+// so E[C_nat(t)] = t, sent as sign + 8-bit exponent (9 bits per element).
+//
+// For an fp32 t with biased exponent e and mantissa field f (23 bits), |t| = 2^(e-127)
+// (1 + f 2^-23) when e >= 1, and the round-up probability above is exactly f / 2^23. For
+// subnormals (e = 0), rounding to 0 or 2^-126 unbiasedly also rounds up with probability
+// f / 2^23. Hence, exactly (no float arithmetic at all):
+//   code_i = min(e_i + (U_i < f_i ? 1 : 0), 254),   U_i = R_i >> 9 (23 random bits),
+// R_i = word i % 4 of random_block(ctx, RandomStream::kRounding, i / 4), i = element index.
+// code 0 means zero; code c >= 1 means 2^(c - 127). The clamp to 254 (|t| >= 2^127 could
+// round up to 2^128 = Inf) is the only bias. NaN/Inf input -> kNonFiniteInput.
+//
+// Params: none (params_bytes = 0). Flags: none.
+// Payload: [0, n)                 code_i as uint8, element i at byte i
+//          [n, n + ceil(n/8))     sign bits: bit i = bit 31 of t_i, LSB-first
+//                                 (quant/bitpack.h), so -0.0 decodes as -0.0
+// Size: n + ceil(n/8) bytes (9 bits per element, the two parts byte-aligned).
+// Decode: y_i = float with bits sign_i << 31 | code_i << 23 (exact).
+// Validation before output: params size 0, flags == 0, payload length == formula, no
+// code equal to 255 (Inf/NaN; kNonFiniteScale).
+#include <algorithm>
+
+#include "quant/bitpack.h"
+#include "quant/codecs/codecs.h"
+#include "quant/half.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kBlock = 1024;
+
+class NaturalCodec final : public Codec {
+ public:
+  CodecId id() const override { return CodecId::kNatural; }
+  std::string spec() const override { return "natural"; }
+  bool unbiased() const override { return true; }
+
+ protected:
+  std::size_t params_bytes() const override { return 0; }
+  void write_params(std::uint8_t*) const override {}
+  std::size_t max_payload_bytes(std::size_t n) const override { return n + packed_bytes(n, 1); }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
+    std::uint8_t* exps = sink->data;
+    std::uint8_t* signs = sink->data + n;
+    std::uint8_t codes[kBlock];
+    std::uint32_t rnd[kBlock];
+    std::uint32_t nonfinite = 0;
+    for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
+      const std::size_t cnt = std::min(kBlock, n - i0);
+      for (std::size_t j = 0; j < (cnt + 3) / 4; ++j) {
+        const Philox4x32 r = random_block(ctx, RandomStream::kRounding, i0 / 4 + j);
+        rnd[4 * j + 0] = r.v[0];
+        rnd[4 * j + 1] = r.v[1];
+        rnd[4 * j + 2] = r.v[2];
+        rnd[4 * j + 3] = r.v[3];
+      }
+      for (std::size_t j = 0; j < cnt; ++j) {
+        const std::uint32_t u = float_bits(grad[i0 + j]);
+        const std::uint32_t e = (u >> 23) & 0xFFu;
+        nonfinite |= e == 0xFFu;
+        std::uint32_t code = e + ((rnd[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
+        code = code < 254u ? code : 254u;
+        exps[i0 + j] = static_cast<std::uint8_t>(code);
+        codes[j] = static_cast<std::uint8_t>(u >> 31);
+      }
+      pack_fields<1>(codes, cnt, signs + i0 / 8);
+    }
+    if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    sink->bytes = n + packed_bytes(n, 1);
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != 0) return Status(Errc::kBadParams, "natural takes no params");
+    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
+    if (m.payload_bytes != m.numel + packed_bytes(m.numel, 1)) {
+      return Status(Errc::kBadLength, "payload is not n + ceil(n/8) bytes");
+    }
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < m.numel; ++i) bad |= m.payload[i] == 0xFFu;
+    if (bad) return Status(Errc::kNonFiniteScale, "an exponent code in the message is 255 (Inf/NaN)");
+    if (accumulate) {
+      run<true>(m, out, scale);
+    } else {
+      run<false>(m, out, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  template <bool kAcc>
+  static void run(const MessageView& m, float* out, float scale) {
+    const std::uint8_t* exps = m.payload;
+    const std::uint8_t* signs = m.payload + m.numel;
+    std::uint8_t codes[kBlock];
+    for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
+      const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
+      unpack_fields<1>(signs + i0 / 8, cnt, codes);
+      for (std::size_t j = 0; j < cnt; ++j) {
+        const std::uint32_t bits = static_cast<std::uint32_t>(codes[j]) << 31 | static_cast<std::uint32_t>(exps[i0 + j]) << 23;
+        emit<kAcc>(out + i0, j, bits_float(bits), scale);
+      }
+    }
+  }
+};
+
+std::unique_ptr<Codec> make_natural(const Params&) { return std::make_unique<NaturalCodec>(); }
+
+}  // namespace
+
+const CodecEntry& natural_entry() {
+  static const CodecEntry entry{"natural", CodecId::kNatural,
+                                "unbiased stochastic rounding to a power of two: sign + 8-bit exponent (9 bits/element)",
+                                "Horvath et al. 2019, Natural compression for distributed deep learning "
+                                "(arXiv:1905.10988), eq. (2)",
+                                {}, &make_natural};
+  return entry;
+}
+
+}  // namespace gradzip::quant

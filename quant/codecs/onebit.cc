@@ -1,0 +1,113 @@
+// Codec "onebit": 1-bit SGD (Seide, Fu, Droppo, Li, Yu 2014, "1-bit stochastic gradient
+// descent and its application to data-parallel distributed training of speech DNNs",
+// Interspeech, Sec. 3): each element is quantized to 1 bit with threshold 0, and the two
+// reconstruction values of a bucket are the means of its non-negative and of its negative
+// elements (so the bucket sum is preserved). Biased; meant to be used with the "ef"
+// memory (the paper's error feedback).
+//
+// Params (4 bytes): u32 LE bucket (1..2^24). Flags: none.
+// Payload (quant/codecs/bucketed.h; S = 2 scales per bucket, 1 bit per element):
+//   [0, 8 nb)                  per bucket b: float32 P_b (mean of the x_i >= 0, or 0 if
+//                              none), then float32 N_b (mean of the x_i < 0, or 0 if none)
+//   [8 nb, 8 nb + ceil(n/8))   bit i = 1 iff x_i < 0, LSB-first (quant/bitpack.h)
+// Size: 8*ceil(n/bucket) + ceil(n/8) bytes.
+// Encode, bucket b of m elements (x < 0 decides the group; -0.0 and 0 are non-negative):
+//   SP = canonical_sum(bucket, v -> v < 0 ? 0 : v), SN = canonical_sum(bucket,
+//   v -> v < 0 ? v : 0) (quant/reduce.h order); k = count of x_i < 0 (exact integer);
+//   P = m - k > 0 ? SP / float(m - k) : 0;  N = k > 0 ? SN / float(k) : 0 (fp32 division).
+//   A non-finite SP or SN -> kNonFiniteInput (NaN/Inf input, or overflow); |P|, |N| > 2^126
+//   -> kNonFiniteInput.
+// Decode: y_i = bit_i ? N_b : P_b.
+// Validation before output: params size, bucket range, flags == 0, payload length ==
+// formula, P_b and N_b finite (kNonFiniteScale) and <= 2^126 in magnitude
+// (kNonFiniteScale), P_b >= 0 and N_b <= 0 (kBadParams).
+#include <cstdint>
+
+#include "quant/codecs/bucketed.h"
+#include "quant/codecs/codecs.h"
+#include "quant/reduce.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kParamsBytes = 4;
+
+template <bool kAcc>
+void decode_onebit(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
+  bucketed::decode<1, 2>(m.payload, m.numel, bucket,
+                         [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                           const float pos = s[0], neg = s[1];
+                           float* o = out + first;
+                           for (std::size_t j = 0; j < cnt; ++j) emit<kAcc>(o, j, codes[j] ? neg : pos, scale);
+                         });
+}
+
+class OneBitCodec final : public Codec {
+ public:
+  explicit OneBitCodec(std::uint32_t bucket) : bucket_(bucket) {}
+  CodecId id() const override { return CodecId::kOneBit; }
+  std::string spec() const override { return "onebit:bucket=" + std::to_string(bucket_); }
+
+ protected:
+  std::size_t params_bytes() const override { return kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override { store_le<std::uint32_t>(dst, bucket_); }
+  std::size_t max_payload_bytes(std::size_t n) const override { return bucketed::payload_bytes(n, bucket_, 2, 1); }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
+    auto stat = [](const float* xb, std::size_t m, float* s) -> Status {
+      const float sp = canonical_sum(xb, m, [](float v) { return v < 0.0f ? 0.0f : v; });
+      const float sn = canonical_sum(xb, m, [](float v) { return v < 0.0f ? v : 0.0f; });
+      if (!std::isfinite(sp) || !std::isfinite(sn)) return bucketed::nonfinite_bucket(xb, m, "the sum");
+      std::size_t k = 0;
+      for (std::size_t j = 0; j < m; ++j) k += xb[j] < 0.0f ? 1 : 0;
+      const float pos = m - k > 0 ? sp / static_cast<float>(m - k) : 0.0f;
+      const float neg = k > 0 ? sn / static_cast<float>(k) : 0.0f;
+      if (pos > bucketed::kMaxScale || neg < -bucketed::kMaxScale) {
+        return Status(Errc::kNonFiniteInput, "a bucket mean exceeds 2^126");
+      }
+      s[0] = pos;
+      s[1] = neg;
+      return Status::Ok();
+    };
+    auto quant = [](const float* xs, std::size_t m, const float*, const std::uint32_t*, std::uint8_t* codes) {
+      for (std::size_t j = 0; j < m; ++j) codes[j] = xs[j] < 0.0f ? 1 : 0;
+    };
+    GZ_RETURN_IF_ERROR((bucketed::encode<1, false, 2>(grad, n, bucket_, ctx, sink->data, stat, quant)));
+    sink->bytes = bucketed::payload_bytes(n, bucket_, 2, 1);
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "onebit params block must be 4 bytes");
+    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
+    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 2, 1));
+    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 2,
+                                              [](std::size_t k) { return k == 0; }));
+    if (accumulate) {
+      decode_onebit<true>(m, bucket, out, scale);
+    } else {
+      decode_onebit<false>(m, bucket, out, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::uint32_t bucket_;
+};
+
+std::unique_ptr<Codec> make_onebit(const Params& p) {
+  return std::make_unique<OneBitCodec>(static_cast<std::uint32_t>(p.get_int("bucket")));
+}
+
+}  // namespace
+
+const CodecEntry& onebit_entry() {
+  static const CodecEntry entry{"onebit", CodecId::kOneBit,
+                                "1 bit per element, decoded as the bucket's mean of the positive or negative part "
+                                "(1 bit + 64/bucket); use with ef",
+                                "Seide et al. 2014, 1-bit SGD (Interspeech)",
+                                {bucketed::bucket_param("512")}, &make_onebit};
+  return entry;
+}
+
+}  // namespace gradzip::quant

@@ -1,0 +1,200 @@
+// Codec "qsgd": QSGD stochastic quantization (Alistarh, Grubic, Li, Tomioka, Vojnovic
+// 2017, "QSGD: Communication-efficient SGD via gradient quantization and encoding",
+// NeurIPS, Section 3.1, eq. (1)-(2)), per bucket, with s = 2^(bits-1) - 1 levels:
+//   Q_s(v_i) = ||v|| * sgn(v_i) * xi_i(v, s),
+//   xi_i = (l + 1)/s with probability p = |v_i| s / ||v|| - l, else l/s,
+//   where l = floor(|v_i| s / ||v||).
+// E[Q_s(v)] = v (unbiased) and E||Q_s(v) - v||^2 <= min(n/s^2, sqrt(n)/s) ||v||^2 (Lemma 3.1).
+// Instead of the paper's Elias coding, sign and level are bit-packed at exactly `bits`
+// bits per element.
+//
+// Params (8 bytes): u8 bits (2..8) | u8 norm (0 = l2, 1 = max) | u16 reserved (0) |
+//                   u32 LE bucket (1..2^24).
+// Flags: none.
+// Payload (quant/codecs/bucketed.h; S = 1 scale per bucket, `bits` bits per element):
+//   [0, 4 nb)              w_b, the bucket norm, float32
+//   [4 nb, 4 nb + ceil(n*bits/8)) field of element i = level_i | sign_i << (bits-1),
+//                          packed LSB-first (quant/bitpack.h): level in the low bits-1
+//                          bits, the sign bit on top; sign_i = bit 31 of x_i (so -0.0
+//                          gives sign 1, level 0, decoded as -0.0).
+// Size: 4*ceil(n/bucket) + ceil(n*bits/8) bytes.
+//
+// Encode, bucket b (m elements), s = 2^(bits-1) - 1 as float (exact):
+//   norm=l2:  w = sqrtf(canonical_sum_sq(bucket)) (quant/reduce.h order); a non-finite
+//             sum -> kNonFiniteInput (NaN/Inf input, or sum of squares overflow).
+//   norm=max: w = max_abs(bucket); non-finite or > 2^126 -> kNonFiniteInput.
+//   w < 2^-120 -> w written as 0, inv = 0 (every level 0); else inv = s / w (fp32
+//   division, once per bucket; the GPU must use IEEE division, not a reciprocal).
+//   Element i: r = min(|x_i| * inv, s); l = floorf(r); p = r - l (exact);
+//   u = uniform01(R_i) = float(R_i >> 8) * 2^-24 where R_i = word i % 4 of
+//   random_block(ctx, RandomStream::kRounding, i / 4), i = element index in the message;
+//   level = l + (u < p ? 1 : 0). (P[level = l+1] = ceil(p 2^24)/2^24: exact to 2^-24.)
+// Decode: step = w / s (fp32 division, per bucket), y_i = float(level_i) * step, with the
+//   sign bit set when sign_i = 1. Every field value is a valid (sign, level) pair.
+// Validation before output: params size, bits 2..8, norm 0/1, reserved 0, bucket range,
+// flags == 0, payload length == formula, every w finite (kNonFiniteScale), >= 0
+// (kBadParams), <= 2^126 (kNonFiniteScale).
+#include "quant/codecs/bucketed.h"
+#include "quant/codecs/codecs.h"
+#include "quant/half.h"
+#include "quant/reduce.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kParamsBytes = 8;
+enum class Norm : std::uint8_t { kL2 = 0, kMax = 1 };
+
+struct QsgdParams {
+  unsigned bits = 4;
+  Norm norm = Norm::kL2;
+  std::uint32_t bucket = 512;
+};
+
+Status bucket_norm(Norm norm, const float* xb, std::size_t m, float* s) {
+  float w;
+  if (norm == Norm::kL2) {
+    const float sum = canonical_sum_sq(xb, m);
+    if (!std::isfinite(sum)) return bucketed::nonfinite_bucket(xb, m, "the sum of squares");
+    w = std::sqrt(sum);
+  } else {
+    w = max_abs(xb, m);
+    if (!std::isfinite(w)) return bucketed::nonfinite_bucket(xb, m, "max |x|");
+    if (w > bucketed::kMaxScale) return Status(Errc::kNonFiniteInput, "a gradient element exceeds 2^126");
+  }
+  s[0] = w < bucketed::kMinScale ? 0.0f : w;
+  return Status::Ok();
+}
+
+template <int kBits>
+Status encode_bits(const QsgdParams& p, const float* grad, std::size_t n, const SeedContext& ctx,
+                   std::uint8_t* payload) {
+  constexpr float kLevels = static_cast<float>((1 << (kBits - 1)) - 1);
+  auto stat = [&p](const float* xb, std::size_t m, float* s) { return bucket_norm(p.norm, xb, m, s); };
+  auto quant = [](const float* xs, std::size_t m, const float* s, const std::uint32_t* rnd, std::uint8_t* codes) {
+    const float inv = s[0] > 0.0f ? kLevels / s[0] : 0.0f;
+    for (std::size_t j = 0; j < m; ++j) {
+      const std::uint32_t bits = float_bits(xs[j]);
+      float r = bits_float(bits & 0x7FFFFFFFu) * inv;
+      r = r < kLevels ? r : kLevels;
+      const float l = std::floor(r);
+      const float frac = r - l;
+      const std::uint32_t level = static_cast<std::uint32_t>(l) + (uniform01(rnd[j]) < frac ? 1u : 0u);
+      codes[j] = static_cast<std::uint8_t>(level | ((bits >> 31) << (kBits - 1)));
+    }
+  };
+  return bucketed::encode<kBits, true, 1>(grad, n, p.bucket, ctx, payload, stat, quant);
+}
+
+template <int kBits, bool kAcc>
+void decode_bits(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
+  constexpr float kLevels = static_cast<float>((1 << (kBits - 1)) - 1);
+  constexpr std::uint8_t kLevelMask = (1u << (kBits - 1)) - 1;
+  bucketed::decode<kBits, 1>(m.payload, m.numel, bucket,
+                             [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                               const float step = s[0] / kLevels;
+                               float* o = out + first;
+                               for (std::size_t j = 0; j < cnt; ++j) {
+                                 const float mag = static_cast<float>(codes[j] & kLevelMask) * step;
+                                 const std::uint32_t sign = static_cast<std::uint32_t>(codes[j] >> (kBits - 1)) << 31;
+                                 emit<kAcc>(o, j, bits_float(float_bits(mag) | sign), scale);
+                               }
+                             });
+}
+
+class QsgdCodec final : public Codec {
+ public:
+  explicit QsgdCodec(QsgdParams p) : p_(p) {}
+  CodecId id() const override { return CodecId::kQsgd; }
+  std::string spec() const override {
+    return "qsgd:bits=" + std::to_string(p_.bits) + ",bucket=" + std::to_string(p_.bucket) +
+           ",norm=" + (p_.norm == Norm::kL2 ? "l2" : "max");
+  }
+  bool unbiased() const override { return true; }
+
+ protected:
+  std::size_t params_bytes() const override { return kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override {
+    dst[0] = static_cast<std::uint8_t>(p_.bits);
+    dst[1] = static_cast<std::uint8_t>(p_.norm);
+    store_le<std::uint16_t>(dst + 2, 0);
+    store_le<std::uint32_t>(dst + 4, p_.bucket);
+  }
+  std::size_t max_payload_bytes(std::size_t n) const override {
+    return bucketed::payload_bytes(n, p_.bucket, 1, p_.bits);
+  }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
+    switch (p_.bits) {
+      case 2: GZ_RETURN_IF_ERROR(encode_bits<2>(p_, grad, n, ctx, sink->data)); break;
+      case 3: GZ_RETURN_IF_ERROR(encode_bits<3>(p_, grad, n, ctx, sink->data)); break;
+      case 4: GZ_RETURN_IF_ERROR(encode_bits<4>(p_, grad, n, ctx, sink->data)); break;
+      case 5: GZ_RETURN_IF_ERROR(encode_bits<5>(p_, grad, n, ctx, sink->data)); break;
+      case 6: GZ_RETURN_IF_ERROR(encode_bits<6>(p_, grad, n, ctx, sink->data)); break;
+      case 7: GZ_RETURN_IF_ERROR(encode_bits<7>(p_, grad, n, ctx, sink->data)); break;
+      case 8: GZ_RETURN_IF_ERROR(encode_bits<8>(p_, grad, n, ctx, sink->data)); break;
+      default: return Status(Errc::kInvalidArgument, "qsgd: bits outside 2..8");
+    }
+    sink->bytes = bucketed::payload_bytes(n, p_.bucket, 1, p_.bits);
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "qsgd params block must be 8 bytes");
+    const unsigned bits = m.params[0];
+    const std::uint8_t norm = m.params[1];
+    const std::uint32_t bucket = load_le<std::uint32_t>(m.params + 4);
+    if (bits < 2 || bits > 8) return Status(Errc::kBadParams, "qsgd bits=" + std::to_string(bits) + " outside 2..8");
+    if (norm > 1) return Status(Errc::kBadParams, "qsgd norm id " + std::to_string(norm) + " is not 0 (l2) or 1 (max)");
+    if (load_le<std::uint16_t>(m.params + 2) != 0) return Status(Errc::kBadParams, "qsgd reserved params are not 0");
+    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 1, bits));
+    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
+                                              [](std::size_t) { return true; }));
+    if (accumulate) {
+      dispatch<true>(bits, m, bucket, out, scale);
+    } else {
+      dispatch<false>(bits, m, bucket, out, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  template <bool kAcc>
+  static void dispatch(unsigned bits, const MessageView& m, std::uint32_t bucket, float* out, float scale) {
+    switch (bits) {
+      case 2: decode_bits<2, kAcc>(m, bucket, out, scale); break;
+      case 3: decode_bits<3, kAcc>(m, bucket, out, scale); break;
+      case 4: decode_bits<4, kAcc>(m, bucket, out, scale); break;
+      case 5: decode_bits<5, kAcc>(m, bucket, out, scale); break;
+      case 6: decode_bits<6, kAcc>(m, bucket, out, scale); break;
+      case 7: decode_bits<7, kAcc>(m, bucket, out, scale); break;
+      default: decode_bits<8, kAcc>(m, bucket, out, scale); break;
+    }
+  }
+
+  QsgdParams p_;
+};
+
+std::unique_ptr<Codec> make_qsgd(const Params& params) {
+  QsgdParams p;
+  p.bits = static_cast<unsigned>(params.get_int("bits"));
+  p.bucket = static_cast<std::uint32_t>(params.get_int("bucket"));
+  p.norm = params.get_enum("norm") == "max" ? Norm::kMax : Norm::kL2;
+  return std::make_unique<QsgdCodec>(p);
+}
+
+}  // namespace
+
+const CodecEntry& qsgd_entry() {
+  static const CodecEntry entry{
+      "qsgd", CodecId::kQsgd,
+      "unbiased stochastic quantization to 2^(bits-1)-1 levels of the bucket norm (bits/element + 32/bucket)",
+      "Alistarh et al. 2017, QSGD (NeurIPS), Sec. 3.1 eq. (1)",
+      {{"bits", ParamKind::kInt, "4", 2, 8, {}, "bits per element (sign + level)"},
+       bucketed::bucket_param("512"),
+       {"norm", ParamKind::kEnum, "l2", 0, 0, {"l2", "max"}, "bucket norm the levels are scaled to"}},
+      &make_qsgd};
+  return entry;
+}
+
+}  // namespace gradzip::quant

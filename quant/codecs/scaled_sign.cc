@@ -1,0 +1,99 @@
+// Codec "scaled-sign": the scaled sign compressor of EF-SignSGD (Karimireddy, Rebjock,
+// Stich, Jaggi 2019, "Error feedback fixes SignSGD and other gradient compression
+// schemes", ICML, Algorithm 1, line 4): C(p) = (||p||_1 / d) * sign(p), per bucket of d
+// elements. Biased; meant to be used with the "ef" memory.
+//
+// Params (4 bytes): u32 LE bucket (1..2^24). Flags: none.
+// Payload (quant/codecs/bucketed.h; S = 1 scale per bucket, 1 bit per element):
+//   [0, 4 nb)                  a_b = ||x_b||_1 / m_b as float32
+//   [4 nb, 4 nb + ceil(n/8))   bit i = 1 iff x_i < 0 (zero is sent as +a_b), LSB-first
+// Size: 4*ceil(n/bucket) + ceil(n/8) bytes.
+// Encode, bucket b of m elements: a = canonical_sum_abs(bucket) / float(m) (quant/reduce.h
+//   order, one fp32 division); a non-finite sum -> kNonFiniteInput (NaN/Inf input or
+//   overflow); a > 2^126 -> kNonFiniteInput.
+// Decode: y_i = bit_i ? -a_b : +a_b (sign bit set on a_b).
+// Validation before output: params size, bucket range, flags == 0, payload length ==
+// formula, every a_b finite (kNonFiniteScale), >= 0 (kBadParams), <= 2^126 (kNonFiniteScale).
+#include "quant/codecs/bucketed.h"
+#include "quant/codecs/codecs.h"
+#include "quant/half.h"
+#include "quant/reduce.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kParamsBytes = 4;
+
+template <bool kAcc>
+void decode_signs(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
+  bucketed::decode<1, 1>(m.payload, m.numel, bucket,
+                         [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                           const std::uint32_t mag = float_bits(s[0]);
+                           float* o = out + first;
+                           for (std::size_t j = 0; j < cnt; ++j) {
+                             emit<kAcc>(o, j, bits_float(mag | static_cast<std::uint32_t>(codes[j]) << 31), scale);
+                           }
+                         });
+}
+
+class ScaledSignCodec final : public Codec {
+ public:
+  explicit ScaledSignCodec(std::uint32_t bucket) : bucket_(bucket) {}
+  CodecId id() const override { return CodecId::kScaledSign; }
+  std::string spec() const override { return "scaled-sign:bucket=" + std::to_string(bucket_); }
+
+ protected:
+  std::size_t params_bytes() const override { return kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override { store_le<std::uint32_t>(dst, bucket_); }
+  std::size_t max_payload_bytes(std::size_t n) const override { return bucketed::payload_bytes(n, bucket_, 1, 1); }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
+    auto stat = [](const float* xb, std::size_t m, float* s) -> Status {
+      const float sum = canonical_sum_abs(xb, m);
+      if (!std::isfinite(sum)) return bucketed::nonfinite_bucket(xb, m, "the L1 norm");
+      const float a = sum / static_cast<float>(m);
+      if (a > bucketed::kMaxScale) return Status(Errc::kNonFiniteInput, "a bucket mean |x| exceeds 2^126");
+      s[0] = a;
+      return Status::Ok();
+    };
+    auto quant = [](const float* xs, std::size_t m, const float*, const std::uint32_t*, std::uint8_t* codes) {
+      for (std::size_t j = 0; j < m; ++j) codes[j] = xs[j] < 0.0f ? 1 : 0;
+    };
+    GZ_RETURN_IF_ERROR((bucketed::encode<1, false, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));
+    sink->bytes = bucketed::payload_bytes(n, bucket_, 1, 1);
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "scaled-sign params block must be 4 bytes");
+    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
+    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 1, 1));
+    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
+                                              [](std::size_t) { return true; }));
+    if (accumulate) {
+      decode_signs<true>(m, bucket, out, scale);
+    } else {
+      decode_signs<false>(m, bucket, out, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::uint32_t bucket_;
+};
+
+std::unique_ptr<Codec> make_scaled_sign(const Params& p) {
+  return std::make_unique<ScaledSignCodec>(static_cast<std::uint32_t>(p.get_int("bucket")));
+}
+
+}  // namespace
+
+const CodecEntry& scaled_sign_entry() {
+  static const CodecEntry entry{"scaled-sign", CodecId::kScaledSign,
+                                "sign times the bucket's mean |x| (1 bit + 32/bucket); use with ef",
+                                "Karimireddy et al. 2019, EF-SignSGD (ICML), Algorithm 1",
+                                {bucketed::bucket_param("512")}, &make_scaled_sign};
+  return entry;
+}
+
+}  // namespace gradzip::quant

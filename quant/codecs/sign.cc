@@ -1,0 +1,97 @@
+// Codec "sign": signSGD (Bernstein, Wang, Azizzadenesheli, Anandkumar 2018, "signSGD:
+// compressed optimisation for non-convex problems", ICML, Algorithm 1): each worker sends
+// sign(g), 1 bit per element. Aggregation by majority vote: quant/codecs/sign.h.
+//
+// Params: none (params_bytes = 0). Flags: none.
+// Payload: ceil(n/8) bytes; bit (i % 8) of byte i / 8 (LSB-first, quant/bitpack.h with
+//   1-bit fields) is 1 iff x_i < 0. Zero (and -0.0) is sent as +1. Unused high bits of
+//   the last byte are 0 (ignored by the decoder).
+// Size: ceil(n/8) bytes.
+// Encode: NaN/Inf in x -> kNonFiniteInput. Decode: y_i = bit ? -1.0f : +1.0f.
+// Validation before output: params size 0, flags == 0, payload length == ceil(n/8).
+#include "quant/codecs/sign.h"
+
+#include <algorithm>
+
+#include "quant/bitpack.h"
+#include "quant/codecs/codecs.h"
+#include "quant/half.h"
+
+namespace gradzip::quant {
+
+void majority_vote(float* acc, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float a = acc[i];
+    acc[i] = a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : (a == 0.0f ? 0.0f : a));
+  }
+}
+
+namespace {
+
+constexpr std::size_t kBlock = 1024;
+
+class SignCodec final : public Codec {
+ public:
+  CodecId id() const override { return CodecId::kSign; }
+  std::string spec() const override { return "sign"; }
+
+ protected:
+  std::size_t params_bytes() const override { return 0; }
+  void write_params(std::uint8_t*) const override {}
+  std::size_t max_payload_bytes(std::size_t n) const override { return packed_bytes(n, 1); }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
+    std::uint8_t codes[kBlock];
+    std::uint32_t nonfinite = 0;
+    for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
+      const std::size_t cnt = std::min(kBlock, n - i0);
+      for (std::size_t j = 0; j < cnt; ++j) {
+        nonfinite |= (float_bits(grad[i0 + j]) & 0x7F800000u) == 0x7F800000u;
+        codes[j] = grad[i0 + j] < 0.0f ? 1 : 0;
+      }
+      pack_fields<1>(codes, cnt, sink->data + i0 / 8);
+    }
+    if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    sink->bytes = packed_bytes(n, 1);
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != 0) return Status(Errc::kBadParams, "sign takes no params");
+    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
+    if (m.payload_bytes != packed_bytes(m.numel, 1)) return Status(Errc::kBadLength, "payload is not ceil(n/8) bytes");
+    if (accumulate) {
+      run<true>(m, out, scale);
+    } else {
+      run<false>(m, out, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  template <bool kAcc>
+  static void run(const MessageView& m, float* out, float scale) {
+    std::uint8_t codes[kBlock];
+    for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
+      const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
+      unpack_fields<1>(m.payload + i0 / 8, cnt, codes);
+      for (std::size_t j = 0; j < cnt; ++j) {
+        emit<kAcc>(out + i0, j, bits_float(0x3F800000u | static_cast<std::uint32_t>(codes[j]) << 31), scale);
+      }
+    }
+  }
+};
+
+std::unique_ptr<Codec> make_sign(const Params&) { return std::make_unique<SignCodec>(); }
+
+}  // namespace
+
+const CodecEntry& sign_entry() {
+  static const CodecEntry entry{"sign", CodecId::kSign,
+                                "sign of each element, decoded as +-1; server: majority vote (1 bit/element)",
+                                "Bernstein et al. 2018, signSGD (ICML); majority vote: Bernstein et al. 2019 (ICLR)",
+                                {}, &make_sign};
+  return entry;
+}
+
+}  // namespace gradzip::quant

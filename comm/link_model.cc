@@ -32,17 +32,16 @@ constexpr double pcie_bytes_per_s(double gigatransfers) { return kPcieLanes * gi
 constexpr double kNvlinkBytesPerS = 300e9;
 
 // Ethernet: line rate per direction (IEEE 802.3: 1000BASE-T, 10GBASE, 25GBASE (802.3by),
-// 100GBASE (802.3ba)). Per frame the wire also carries preamble+SFD (8 B), FCS (4 B) and
-// the inter-frame gap (12 B) that Linux interface counters and our TCP/IP estimate do
-// not include: k = (1514 + 24) / 1514 for full-size frames.
+// 100GBASE (802.3ba)). k = 1: the TCP/IP estimate of comm/accounting.h already charges
+// each segment its Ethernet header, FCS, preamble and inter-frame gap, and the ACKs.
 // Latency: one-way small-message latency through the kernel TCP stack and one switch;
 // 50/20/10/5 us are order-of-magnitude assumptions (not measured here); use
 // "custom:bw=...,lat=..." to model a measured network.
-constexpr double kEthFrameOverhead = 1538.0 / 1514.0;
+constexpr double kEthFrameOverhead = 1.0;
 
 std::vector<LinkProfile> make_builtins() {
   const std::string pcie_src = "PCIe base spec: x16, 128b/130b; TLP overhead 280/256 (Neugebauer et al. 2018); latency assumed";
-  const std::string eth_src = "IEEE 802.3 line rate; L1 overhead 1538/1514 per frame; latency assumed (kernel TCP + 1 switch)";
+  const std::string eth_src = "IEEE 802.3 line rate; headers/L1 counted by comm/accounting.h; latency assumed (kernel TCP + 1 switch)";
   return {
       {"pcie3", pcie_bytes_per_s(8), 1e-6, kPcieTlpOverhead, LinkCarries::kPayloadOnly, "gen3 8 GT/s; " + pcie_src},
       {"pcie4", pcie_bytes_per_s(16), 1e-6, kPcieTlpOverhead, LinkCarries::kPayloadOnly, "gen4 16 GT/s; " + pcie_src},

@@ -17,8 +17,9 @@
 //   T_step = T_up + T_down
 // where the first term inside max() is a shard's ingress (uplink) or egress (downlink)
 // port shared by all N workers (incast: N workers share one shard port), the second is
-// a worker's own port, and k >= 1 is the per-frame overhead not visible in counted
-// bytes (Ethernet preamble, inter-frame gap and FCS; 1 for PCIe/NVLink). Max-min fair
+// a worker's own port, and k >= 1 is the per-byte overhead not visible in counted
+// bytes (PCIe transaction-layer packets: 280/256; 1 for Ethernet, whose headers,
+// preamble, FCS and gap comm/accounting.h already counts in tcpip_bytes, and NVLink). Max-min fair
 // sharing of a single bottleneck port finishes all flows through it after
 // (their total bytes) / B, which is what the sums express (Bertsekas & Gallager,
 // "Data Networks", 2nd ed., 1992, sec. 6.5.2 on max-min fairness).

@@ -78,14 +78,14 @@ TEST(LinkProfiles, ListWithCustomCommas) {
 TEST(LinkModel, IncastAtShardsEth10g) {
   // 4 workers, 2 equal shards. Per worker up: 1 000 000 payload + 1 000 framing + 50 000
   // TCP/IP = 1 051 000 B. Shard port: 4 * 1 051 000 / 2 = 2 102 000 B > worker port
-  // 1 051 000 B, so incast dominates. k = 1538/1514.
-  // T_up = 20e-6 + 2 102 000 * 1538/1514 / 1.25e9 = 1.72825680e-3 s.
+  // 1 051 000 B, so incast dominates. k = 1 (headers are in the counted TCP/IP bytes).
+  // T_up = 20e-6 + 2 102 000 / 1.25e9 = 20e-6 + 1.6816e-3 = 1.7016e-3 s.
   // Down per worker 2 000 000 + 100 000 = 2 100 000; shard port 4 200 000 B:
-  // T_down = 20e-6 + 4 200 000 * 1538/1514 / 1.25e9 = 3.43326288e-3 s.
+  // T_down = 20e-6 + 4 200 000 / 1.25e9 = 3.38e-3 s.
   const auto t = modeled_step_time(parse_link("eth10g"),
                                    uniform_traffic(4, 2, {1e6, 1e3, 5e4}, {2e6, 0, 1e5}));
-  EXPECT_NEAR(t.up_s, 1.72825680e-3, 1e-11);
-  EXPECT_NEAR(t.down_s, 3.43326288e-3, 1e-11);
+  EXPECT_NEAR(t.up_s, 1.7016e-3, 1e-12);
+  EXPECT_NEAR(t.down_s, 3.38e-3, 1e-12);
   EXPECT_NEAR(t.total_s, t.up_s + t.down_s, 1e-15);
   EXPECT_TRUE(t.up_shard_bound);
   EXPECT_TRUE(t.down_shard_bound);

@@ -191,6 +191,8 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
   // Same order as the CPU registry (quant/registry.cc); one line per CUDA twin.
   static const std::vector<const CudaCodecEntry*> entries = {
       &cuda_identity_entry(),
+      &cuda_fp16_entry(),
+      &cuda_bf16_entry(),
   };
   return entries;
 }

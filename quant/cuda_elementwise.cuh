@@ -9,7 +9,8 @@
 //     static const char* name();                // spec string (no parameters)
 //     __device__ static Word encode(float x);   // same float ops as the CPU twin
 //     __device__ static float decode(Word w);
-//   };
+//     static Status check_payload(const MessageView& m);  // host: the CPU decoder's
+//   };                                                    // payload scan (e.g. no Inf)
 // Payload layout (all three codecs): numel words, no params, so the payload starts at
 // byte 40 of the message, aligned for Word.
 #pragma once
@@ -109,6 +110,7 @@ class ElementwiseCudaCodec final : public CudaCodec {
         return Status(Errc::kBadLength, "payload is not " + std::to_string(sizeof(typename Op::Word)) +
                                             " bytes per element");
       }
+      GZ_RETURN_IF_ERROR(Op::check_payload(*m));
     }
     if (n == 0) return Status::Ok();
     const unsigned blocks = grid_for(n, 4);

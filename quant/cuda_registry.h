@@ -23,6 +23,8 @@ struct CudaMemoryEntry {
 
 // One function per .cu file.
 const CudaCodecEntry& cuda_identity_entry();
+const CudaCodecEntry& cuda_fp16_entry();
+const CudaCodecEntry& cuda_bf16_entry();
 const CudaMemoryEntry& cuda_none_memory_entry();
 const CudaMemoryEntry& cuda_ef_memory_entry();
 

@@ -1,0 +1,116 @@
+// Reading run directories and turning several of them into one comparison table
+// (`gradzip report`): codec, bytes up/down per step, compression ratio, best and final
+// test accuracy, steps/s, time to a target accuracy (measured, and modeled per link with
+// comm/link_model.h), bottleneck stage. Markdown and CSV renderings.
+//
+// What is read from a run directory (written by `gradzip train`):
+//   summary.json  object with at least
+//       "compressor" (string), "workers", "shards", "parameters" (numbers),
+//     and, when present, "status" ("complete"), "steps", "seconds",
+//       "compute_seconds_per_step" (measured time of one worker step outside push/pull),
+//       "shard_fraction" (array, share of parameters per shard), "bottleneck" (string),
+//       "stages" (object stage -> seconds), "final_test_accuracy".
+//   metrics.csv   one row per evaluation, header line with column names; used columns:
+//       step (cumulative steps per worker), seconds (wall time since start),
+//       test_accuracy (in [0, 1]; empty = not evaluated),
+//       up_payload_bytes, up_framing_bytes, up_tcpip_bytes,
+//       down_payload_bytes, down_framing_bytes, down_tcpip_bytes
+//         (cumulative, summed over all workers; framing/tcpip columns optional).
+//   Other columns are ignored. A missing file or column, or an unparsable number, is a
+//   ReportError naming the file, line and column.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comm/link_model.h"
+
+namespace gradzip::experiments {
+
+/// A run directory that cannot be read or makes no sense; names file, line and column.
+class ReportError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One evaluation row of metrics.csv (cumulative counters, all workers summed).
+struct MetricRow {
+  double step = 0;
+  double seconds = 0;
+  double test_accuracy = 0;  ///< NaN when not evaluated at this row
+  comm::WireBytes up;        ///< cumulative, all workers
+  comm::WireBytes down;      ///< cumulative, all workers
+};
+
+/// Everything the report needs from one run directory.
+struct RunRecord {
+  std::string dir;
+  std::string name;        ///< last path component of dir
+  std::string compressor;  ///< uplink spec
+  std::uint32_t workers = 1;
+  std::uint32_t shards = 1;
+  std::uint64_t parameters = 0;
+  std::string status;      ///< "complete" or what summary.json says ("" if absent)
+  double compute_seconds_per_step = 0;  ///< 0 when unknown: then seconds minus nothing is used
+  std::vector<double> shard_fraction;   ///< empty: uniform
+  std::string bottleneck;
+  std::map<std::string, double> stages;  ///< stage -> seconds
+  std::vector<MetricRow> rows;           ///< ascending step
+};
+
+/// Reads summary.json and metrics.csv of `dir`. Throws ReportError.
+RunRecord load_run(const std::string& dir);
+
+/// Cuts a run into segments between consecutive metric rows (the first starts at step
+/// 0 with zero bytes) for comm/link_model.h. Per segment: steps, compute time =
+/// steps * compute_seconds_per_step (or, if unknown, the measured wall time of the
+/// segment), the mean traffic of one step per worker (segment bytes / steps / workers),
+/// and the accuracy at its end.
+std::vector<comm::RunSegment> run_segments(const RunRecord& run);
+
+/// Settings of make_report.
+struct ReportSettings {
+  std::vector<comm::LinkProfile> links;  ///< one modeled time-to-accuracy column each
+  /// Target test accuracy in [0, 1]; NaN: automatic = the lowest best accuracy over the
+  /// runs (the highest accuracy every run reached), floored to 0.005.
+  double target_accuracy = std::numeric_limits<double>::quiet_NaN();
+};
+
+/// One row of the comparison table. Bytes are per worker per step (mean over the run);
+/// times in seconds; NaN where unknown or never reached.
+struct ReportRow {
+  std::string run;
+  std::string compressor;
+  std::uint32_t workers = 0;
+  std::uint32_t shards = 0;
+  double up_bytes_per_step = 0;    ///< payload + framing + TCP/IP estimate
+  double down_bytes_per_step = 0;
+  double compression_ratio = 0;    ///< 4 * parameters / uplink payload bytes per step (fp32 = 1)
+  double best_accuracy = 0;
+  double final_accuracy = 0;
+  double steps_per_s = 0;          ///< measured
+  double tta_measured_s = 0;       ///< measured wall time to target
+  std::vector<double> tta_modeled_s;  ///< per link, same order as ReportTable::links
+  std::string bottleneck;
+};
+
+struct ReportTable {
+  double target_accuracy = 0;
+  std::vector<std::string> links;  ///< link names, column order
+  std::vector<ReportRow> rows;
+};
+
+/// Builds the table. Throws ReportError when `runs` is empty.
+ReportTable make_report(const std::vector<RunRecord>& runs, const ReportSettings& settings);
+
+/// GitHub-flavoured markdown: a line naming the target, then the table.
+std::string report_markdown(const ReportTable& table);
+/// CSV with a header row; numbers in full precision, empty cells for NaN.
+std::string report_csv(const ReportTable& table);
+
+}  // namespace gradzip::experiments

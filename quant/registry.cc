@@ -21,6 +21,9 @@ const std::vector<const CodecEntry*>& codec_entries() {
       &onebit_entry(),
       &natural_entry(),
       &topk_entry(),
+      &randk_entry(),
+      &threshold_entry(),
+      &dgc_entry(),
   };
   return entries;
 }

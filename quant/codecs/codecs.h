@@ -17,5 +17,8 @@ const CodecEntry& onebit_entry();
 const CodecEntry& natural_entry();
 // Sparse codecs (quant/sparse.h).
 const CodecEntry& topk_entry();
+const CodecEntry& randk_entry();
+const CodecEntry& threshold_entry();
+const CodecEntry& dgc_entry();
 
 }  // namespace gradzip::quant

@@ -1,0 +1,232 @@
+// Codec "dgc": Deep Gradient Compression's sparsifier (Lin, Han, Mao, Wang & Dally 2018,
+// "Deep Gradient Compression: reducing the communication bandwidth for distributed
+// training", ICLR). Keeps the elements with |x| >= a threshold estimated from a random
+// sample (the paper's system-performance discussion: sample only 0.1% to 1% of the
+// gradients and perform top-k selection on the samples), re-adjusted until the kept count is within [0.8, 1.25] x the target
+// k, with an exact top-k fallback. Pair it with the "dgc" memory (momentum correction,
+// local clipping, momentum factor masking: quant/memory/dgc.cc).
+//
+// Everything below defines the bytes; the CUDA twin must reproduce it exactly.
+//
+// 1. Target density at step t = ctx.step ("warm-up training", Lin 2018 §3: the sparsity
+//    rises exponentially over the warm-up period, 75%, 93.75%, 98.4375%, 99.6%, then the
+//    target):
+//      warmup_steps == 0 or t >= warmup_steps:  d = ratio
+//      otherwise: stage s = floor(4 t / warmup_steps) (integer arithmetic, 0..3),
+//                 d = max(ratio, 0.25^(s + 1))  = max(ratio, {0.25, 0.0625, 0.015625, 0.00390625}[s])
+//    k = count_for_ratio(n, d) = clamp(ceil(d * n), 1, n) in IEEE double (quant/sparse.h).
+// 2. Magnitudes are compared as abs_key(x) (IEEE bits with the sign cleared: exact).
+// 3. Sample: m = min(n, ceil(sample * n)) in IEEE double. If m < kMinSamples (256), or
+//    k == n, skip to the exact top-k (step 6). Sample j (0 <= j < m) is position
+//      p_j = r_j * n_hi + ((r_j * n_lo) >> 32)   (= floor(r_j * n / 2^32), in u64 pieces)
+//    with r_j = random_bits(ctx, RandomStream::kSampling, j), n = n_hi * 2^32 + n_lo
+//    (with replacement). s_j = abs_key(x[p_j]).
+// 4. Rank in the sample: r = clamp(ceil(double(m) * double(k) / double(n)), 1, m).
+//    tau = the r-th largest of the s_j (r = 1: the maximum).
+// 5. Scan i = 0..n-1 in order and collect C = { i : abs_key(x_i) >= tau } (ascending);
+//    stop early once |C| > cap = 4k. Then, with c = |C|:
+//      a. stopped early (c > 4k):              exact top-k of all x (step 6).
+//      b. 4k <= 5c and 4c <= 5k (c in [0.8k, 1.25k]): keep C.
+//      c. 4c > 5k (too many):                  keep the exact top-k of C (the k largest
+//         |x| among C, ties by smaller index). C holds every element >= tau and c >= k,
+//         so this equals the exact top-k of x.
+//      d. 5c < 4k (too few): if r == m, exact top-k of x (step 6); otherwise lower the
+//         threshold: r = min(m, 2r), tau = r-th largest sample, and scan again (step 5).
+//         After kMaxLowerings (4) lowerings without success: exact top-k of x.
+// 6. Exact top-k: as codec "topk" (largest |x|, ties by the smaller index; exactly k).
+// The kept count therefore always lies in [0.8k, 1.25k]; the decoder checks it.
+// Kept values are x_i with their sign, indices ascending.
+//
+// Params (24 bytes):
+//   off 0  u8   values        SparseValues (0 fp32, 1 fp16, 2 int8)
+//   off 1  u8x3 reserved, 0
+//   off 4  u32  warmup_steps  length of the warm-up schedule in steps (0 = none)
+//   off 8  f64  ratio         target density in (0, 1]
+//   off 16 f64  sample        sample fraction in (0, 1]
+// Payload:
+//   off 0  u64  step          ctx.step (< 2^32): fixes k for the decoder's count check
+//   off 8  sparse block (quant/sparse.h), count c with 4k <= 5c and 4c <= 5k
+// Size: 40 + 24 + 8 + 8 + value_block_bytes(c) + min(4c, varint bytes).
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "quant/codecs/codecs.h"
+#include "quant/sparse.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kDgcParamsBytes = 24;
+constexpr std::uint64_t kMinSamples = 256;
+constexpr int kMaxLowerings = 4;
+constexpr std::uint64_t kScanBlock = 4096;
+
+double dgc_density(double ratio, std::uint32_t warmup_steps, std::uint64_t step) {
+  if (warmup_steps == 0 || step >= warmup_steps) return ratio;
+  const std::uint64_t stage = (4 * step) / warmup_steps;  // 0..3
+  double d = 0.25;
+  for (std::uint64_t s = 0; s < stage; ++s) d *= 0.25;
+  return std::max(ratio, d);
+}
+
+bool count_in_band(std::uint64_t c, std::uint64_t k) { return 4 * k <= 5 * c && 4 * c <= 5 * k; }
+
+/// Step 5 scan: C = { i : abs_key(x_i) >= tau }, ascending; false if |C| exceeded cap.
+bool collect_above(const float* x, std::uint64_t n, std::uint32_t tau, std::uint64_t cap,
+                   std::vector<std::uint64_t>* cand) {
+  cand->resize(cap + kScanBlock + 1);
+  std::uint64_t* out = cand->data();
+  std::uint64_t c = 0;
+  for (std::uint64_t base = 0; base < n; base += kScanBlock) {
+    const std::uint64_t end = std::min(n, base + kScanBlock);
+    for (std::uint64_t i = base; i < end; ++i) {  // branch-free compaction
+      out[c] = i;
+      c += abs_key(x[i]) >= tau ? 1 : 0;
+    }
+    if (c > cap) {
+      cand->resize(c);
+      return false;
+    }
+  }
+  cand->resize(c);
+  return true;
+}
+
+/// Steps 3-6: the kept indices (ascending) for target k.
+void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample, const SeedContext& ctx,
+                std::vector<std::uint64_t>* kept) {
+  const auto exact = [&] { select_top_keys(n, k, [x](std::uint64_t i) { return abs_key(x[i]); }, kept); };
+  const double m_real = std::ceil(sample * static_cast<double>(n));
+  const std::uint64_t m = m_real >= static_cast<double>(n) ? n : static_cast<std::uint64_t>(m_real);
+  if (m < kMinSamples || k >= n) return exact();
+  std::vector<std::uint32_t> s(m);
+  const std::uint64_t n_hi = n >> 32, n_lo = n & 0xFFFFFFFFu;
+  for (std::uint64_t j = 0; j < m; ++j) {
+    const std::uint64_t r = random_bits(ctx, RandomStream::kSampling, j);
+    s[j] = abs_key(x[r * n_hi + ((r * n_lo) >> 32)]);
+  }
+  double rank_real = std::ceil(static_cast<double>(m) * static_cast<double>(k) / static_cast<double>(n));
+  std::uint64_t rank = rank_real < 1.0 ? 1 : (rank_real >= static_cast<double>(m) ? m : static_cast<std::uint64_t>(rank_real));
+  std::vector<std::uint64_t> cand;
+  for (int lowering = 0; lowering <= kMaxLowerings; ++lowering) {
+    std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(rank - 1), s.end(), std::greater<>());
+    const std::uint32_t tau = s[rank - 1];
+    if (!collect_above(x, n, tau, 4 * k, &cand)) return exact();
+    const std::uint64_t c = cand.size();
+    if (count_in_band(c, k)) {
+      *kept = std::move(cand);
+      return;
+    }
+    if (4 * c > 5 * k) {
+      std::vector<std::uint64_t> pos;
+      const std::uint64_t* cp = cand.data();
+      select_top_keys(c, k, [x, cp](std::uint64_t j) { return abs_key(x[cp[j]]); }, &pos);
+      for (auto& j : pos) j = cp[j];  // positions in C -> element indices (still ascending)
+      *kept = std::move(pos);
+      return;
+    }
+    if (rank == m) break;
+    rank = std::min(m, 2 * rank);
+  }
+  exact();
+}
+
+class DgcCodec final : public Codec {
+ public:
+  DgcCodec(double ratio, double sample, std::uint32_t warmup_steps, SparseValues values, std::string canonical)
+      : ratio_(ratio), sample_(sample), warmup_steps_(warmup_steps), values_(values), canonical_(std::move(canonical)) {}
+
+  CodecId id() const override { return CodecId::kDgc; }
+  std::string spec() const override { return "dgc:" + canonical_; }
+
+ protected:
+  std::size_t params_bytes() const override { return kDgcParamsBytes; }
+  void write_params(std::uint8_t* dst) const override {
+    std::fill(dst, dst + kDgcParamsBytes, std::uint8_t{0});
+    dst[0] = static_cast<std::uint8_t>(values_);
+    store_le<std::uint32_t>(dst + 4, warmup_steps_);
+    store_le<double>(dst + 8, ratio_);
+    store_le<double>(dst + 16, sample_);
+  }
+  std::size_t max_payload_bytes(std::size_t n) const override {
+    // Largest k over the schedule (stage 0 of the warm-up), times 1.25.
+    const std::uint64_t k = count_for_ratio(n, warmup_steps_ ? std::max(ratio_, 0.25) : ratio_);
+    const std::uint64_t c_max = std::min<std::uint64_t>(n, (5 * k) / 4);
+    return 8 + sparse_block_max_bytes(n, c_max, values_);
+  }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
+    GZ_RETURN_IF_ERROR(check_seed_context(ctx));
+    if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    const std::uint64_t k = count_for_ratio(n, dgc_density(ratio_, warmup_steps_, ctx.step));
+    std::vector<std::uint64_t> kept;
+    dgc_select(grad, n, k, sample_, ctx, &kept);
+    store_le<std::uint64_t>(sink->data, ctx.step);
+    std::uint64_t bytes = 0;
+    write_sparse_block(grad, n, kept.data(), kept.size(), values_, sink->data + 8, &bytes, &sink->flags);
+    sink->bytes = 8 + bytes;
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != kDgcParamsBytes) return Status(Errc::kBadParams, "dgc params must be 24 bytes");
+    SparseValues fmt;
+    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
+    if (m.params[1] != 0 || m.params[2] != 0 || m.params[3] != 0) {
+      return Status(Errc::kBadParams, "dgc reserved param bytes are not zero");
+    }
+    const auto warmup = load_le<std::uint32_t>(m.params + 4);
+    const auto ratio = load_le<double>(m.params + 8);
+    const auto sample = load_le<double>(m.params + 16);
+    if (!(ratio > 0.0 && ratio <= 1.0) || !(sample > 0.0 && sample <= 1.0)) {
+      return Status(Errc::kBadParams, "dgc ratio/sample outside (0, 1]");
+    }
+    if (m.payload_bytes < 8) return Status(Errc::kTruncated, "dgc payload lacks its step field");
+    const auto step = load_le<std::uint64_t>(m.payload);
+    if (step >= (std::uint64_t{1} << 32)) return Status(Errc::kBadParams, "dgc step exceeds 2^32");
+    SparseBlockView view;
+    GZ_RETURN_IF_ERROR(parse_sparse_block(m.payload + 8, m.payload_bytes - 8, m.numel, m.flags, fmt, &view));
+    const std::uint64_t k = count_for_ratio(m.numel, dgc_density(ratio, warmup, step));
+    if (!count_in_band(view.count, k)) {
+      return Status(Errc::kBadLength, "dgc message holds " + std::to_string(view.count) +
+                                          " values, outside [0.8, 1.25] x the target " + std::to_string(k));
+    }
+    apply_sparse_block(view, out, scale, accumulate);
+    return Status::Ok();
+  }
+
+ private:
+  double ratio_;
+  double sample_;
+  std::uint32_t warmup_steps_;
+  SparseValues values_;
+  std::string canonical_;
+};
+
+std::unique_ptr<Codec> make_dgc(const Params& p) {
+  return std::make_unique<DgcCodec>(p.get_float("ratio"), p.get_float("sample"),
+                                    static_cast<std::uint32_t>(p.get_int("warmup_steps")),
+                                    sparse_values_from_name(p.get_enum("values")), p.canonical());
+}
+
+}  // namespace
+
+const CodecEntry& dgc_entry() {
+  static const CodecEntry entry{
+      "dgc",
+      CodecId::kDgc,
+      "|x| >= sampled threshold, count within [0.8, 1.25] x k (exact top-k fallback); warm-up density schedule",
+      "Lin et al. 2018, Deep Gradient Compression (ICLR)",
+      {{"ratio", ParamKind::kFloat, "0.001", 1e-9, 1.0, {}, "target density k/n after warm-up"},
+       {"sample", ParamKind::kFloat, "0.01", 1e-6, 1.0, {}, "fraction of elements sampled to estimate the threshold"},
+       {"warmup_steps", ParamKind::kInt, "0", 0, 4294967295.0, {},
+        "warm-up length in steps: density 25%, 6.25%, 1.5625%, 0.39% per quarter, then ratio"},
+       sparse_values_param()},
+      &make_dgc};
+  return entry;
+}
+
+}  // namespace gradzip::quant

@@ -1,0 +1,173 @@
+// Codec "randk": k elements chosen uniformly at random (Stich, Cordonnier & Jaggi 2018,
+// "Sparsified SGD with memory", NeurIPS, §2 eq. (4): rand_k keeps a uniformly random
+// subset of k coordinates). The indices are not sent: sender and receiver regenerate
+// them from the SeedContext that the payload carries.
+//
+// Selection rule (defines the bytes; the CUDA twin must reproduce it):
+//   k = param k when k > 0 (clamped to n), else count_for_ratio(n, ratio)
+//       = clamp(ceil(ratio * n), 1, n) in IEEE double; k = 0 when n = 0.
+//   key_i = random_bits(ctx, RandomStream::kSelection, i)  (quant/philox.h: word i % 4
+//           of Philox4x32-10 block i / 4, counter {i/4, 1 << 24 | bucket, step, worker},
+//           key {seed lo, seed hi});
+//   the kept set is the k indices with the smallest key_i, ties broken by the smaller
+//   index (select_top_keys over ~key_i). With distinct keys this is a uniformly random
+//   k-subset; 32-bit key ties (probability about k / 2^32 per element) favour smaller
+//   indices, a negligible bias. Any exact selection (GPU radix select) gives the same set.
+//   Values are x_i at the kept indices, ascending index order.
+// Decoded value: x_i * f at kept i, 0 elsewhere, where f = 1 (scale=false) or
+//   f = float(double(n) / double(k)) (scale=true: E[decode] = x, Stich 2018 §2 notes
+//   the unbiased variant (n/k) rand_k). decoded = value * f is one fp32 multiply;
+//   decode_add adds scale * decoded.
+//
+// Params (24 bytes):
+//   off 0  u8   values   SparseValues (0 fp32, 1 fp16, 2 int8)
+//   off 1  u8   scale    0 | 1 (multiply by n/k on decode)
+//   off 2  u8x6 reserved, 0
+//   off 8  f64  ratio    density in (0, 1] (used when k == 0)
+//   off 16 u64  k        fixed count, 0 = use ratio
+// Payload: the SeedContext, then a value block (quant/sparse.h) of exactly k values:
+//   off 0  u64 seed;  off 8  u64 step (< 2^32);  off 16 u32 worker;  off 20 u32 bucket (< 2^24)
+//   off 24 value block
+// Size: 40 + 24 + 24 + value_block_bytes(k) (4k | 2k | 4 + k).
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "quant/codecs/codecs.h"
+#include "quant/sparse.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kRandKParamsBytes = 24;
+constexpr std::size_t kContextBytes = 24;
+
+std::uint64_t randk_count(std::uint64_t n, double ratio, std::uint64_t k) {
+  if (k > 0) return k < n ? k : n;
+  return count_for_ratio(n, ratio);
+}
+
+/// Indices (ascending) of the k smallest Philox selection keys of ctx.
+void randk_indices(const SeedContext& ctx, std::uint64_t n, std::uint64_t k, std::vector<std::uint64_t>* idx) {
+  if (k >= n) {
+    select_top_keys(n, k, [](std::uint64_t) { return 0u; }, idx);
+    return;
+  }
+  std::vector<std::uint32_t> keys(n);
+  const std::uint64_t blocks = n / 4;
+  for (std::uint64_t b = 0; b < blocks; ++b) {
+    const Philox4x32 r = random_block(ctx, RandomStream::kSelection, b);
+    for (int w = 0; w < 4; ++w) keys[4 * b + static_cast<std::uint64_t>(w)] = ~r.v[w];
+  }
+  for (std::uint64_t i = 4 * blocks; i < n; ++i) keys[i] = ~random_bits(ctx, RandomStream::kSelection, i);
+  const std::uint32_t* key = keys.data();
+  select_top_keys(n, k, [key](std::uint64_t i) { return key[i]; }, idx);
+}
+
+class RandKCodec final : public Codec {
+ public:
+  RandKCodec(double ratio, std::uint64_t k, bool scale, SparseValues values, std::string canonical)
+      : ratio_(ratio), k_(k), scale_(scale), values_(values), canonical_(std::move(canonical)) {}
+
+  CodecId id() const override { return CodecId::kRandK; }
+  std::string spec() const override { return "randk:" + canonical_; }
+  // fp16/int8 value rounding is deterministic (biased); only fp32 values keep E[decode] = x.
+  bool unbiased() const override { return scale_ && values_ == SparseValues::kFp32; }
+
+ protected:
+  std::size_t params_bytes() const override { return kRandKParamsBytes; }
+  void write_params(std::uint8_t* dst) const override {
+    std::fill(dst, dst + kRandKParamsBytes, std::uint8_t{0});
+    dst[0] = static_cast<std::uint8_t>(values_);
+    dst[1] = scale_ ? 1 : 0;
+    store_le<double>(dst + 8, ratio_);
+    store_le<std::uint64_t>(dst + 16, k_);
+  }
+  std::size_t max_payload_bytes(std::size_t n) const override {
+    return kContextBytes + value_block_bytes(randk_count(n, ratio_, k_), values_);
+  }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
+    GZ_RETURN_IF_ERROR(check_seed_context(ctx));
+    if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    std::vector<std::uint64_t> idx;
+    randk_indices(ctx, n, randk_count(n, ratio_, k_), &idx);
+    std::uint8_t* p = sink->data;
+    store_le<std::uint64_t>(p, ctx.seed);
+    store_le<std::uint64_t>(p + 8, ctx.step);
+    store_le<std::uint32_t>(p + 16, ctx.worker);
+    store_le<std::uint32_t>(p + 20, ctx.bucket);
+    sink->bytes = kContextBytes + write_value_block(grad, idx.data(), idx.size(), values_, p + kContextBytes);
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != kRandKParamsBytes) return Status(Errc::kBadParams, "randk params must be 24 bytes");
+    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags for randk");
+    SparseValues fmt;
+    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
+    if (m.params[1] > 1) return Status(Errc::kBadParams, "randk scale flag is not 0 or 1");
+    for (int i = 2; i < 8; ++i) {
+      if (m.params[i] != 0) return Status(Errc::kBadParams, "randk reserved param bytes are not zero");
+    }
+    const auto ratio = load_le<double>(m.params + 8);
+    const auto k = load_le<std::uint64_t>(m.params + 16);
+    if (k == 0 && !(ratio > 0.0 && ratio <= 1.0)) {
+      return Status(Errc::kBadParams, "randk ratio " + std::to_string(ratio) + " is outside (0, 1]");
+    }
+    if (m.payload_bytes < kContextBytes) return Status(Errc::kTruncated, "randk payload lacks its seed context");
+    SeedContext ctx;
+    ctx.seed = load_le<std::uint64_t>(m.payload);
+    ctx.step = load_le<std::uint64_t>(m.payload + 8);
+    ctx.worker = load_le<std::uint32_t>(m.payload + 16);
+    ctx.bucket = load_le<std::uint32_t>(m.payload + 20);
+    if (const Status st = check_seed_context(ctx); !st.ok()) return Status(Errc::kBadParams, st.message());
+    const std::uint64_t count = randk_count(m.numel, ratio, k);
+    ValueBlockView values;
+    GZ_RETURN_IF_ERROR(parse_value_block(m.payload + kContextBytes, m.payload_bytes - kContextBytes, count, fmt,
+                                         &values));
+    std::vector<std::uint64_t> idx;
+    randk_indices(ctx, m.numel, count, &idx);
+    const float factor =
+        (m.params[1] && count > 0) ? static_cast<float>(static_cast<double>(m.numel) / static_cast<double>(count))
+                                   : 1.0f;
+    if (accumulate) {
+      for (std::uint64_t j = 0; j < count; ++j) emit<true>(out, idx[j], values.value(j) * factor, scale);
+    } else {
+      std::fill(out, out + m.numel, 0.0f);
+      for (std::uint64_t j = 0; j < count; ++j) emit<false>(out, idx[j], values.value(j) * factor, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  double ratio_;
+  std::uint64_t k_;
+  bool scale_;
+  SparseValues values_;
+  std::string canonical_;
+};
+
+std::unique_ptr<Codec> make_randk(const Params& p) {
+  return std::make_unique<RandKCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
+                                      p.get_bool("scale"), sparse_values_from_name(p.get_enum("values")),
+                                      p.canonical());
+}
+
+}  // namespace
+
+const CodecEntry& randk_entry() {
+  static const CodecEntry entry{
+      "randk",
+      CodecId::kRandK,
+      "k uniformly random elements; indices regenerated from the shared Philox seed, not sent",
+      "Stich, Cordonnier & Jaggi 2018, Sparsified SGD with memory (NeurIPS)",
+      {{"ratio", ParamKind::kFloat, "0.01", 1e-9, 1.0, {}, "fraction of elements kept, k = ceil(ratio*n)"},
+       {"k", ParamKind::kInt, "0", 0, 17179869184.0, {}, "elements kept per bucket (0: use ratio)"},
+       {"scale", ParamKind::kBool, "false", 0, 0, {}, "multiply kept values by n/k (unbiased estimator)"},
+       sparse_values_param()},
+      &make_randk};
+  return entry;
+}
+
+}  // namespace gradzip::quant

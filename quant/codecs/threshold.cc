@@ -1,0 +1,100 @@
+// Codec "threshold": every element with |x| >= tau (Strom 2015, "Scalable distributed
+// DNN training using commodity GPU cloud computing", Interspeech, §2: send the gradient
+// elements whose magnitude exceeds a fixed threshold; the rest stays in the residual).
+//
+// Selection rule: keep i iff |x_i| >= tau, compared in fp32 (tau is the spec value
+// rounded to fp32; the comparison is exact: abs_key(x_i) >= abs_key(tau) for finite x).
+// The kept count is data-dependent, 0..n. Kept values are x_i with their sign,
+// indices ascending. tau = 0 keeps every element.
+//
+// Params (8 bytes):
+//   off 0  u8   values   SparseValues (0 fp32, 1 fp16, 2 int8)
+//   off 1  u8x3 reserved, 0
+//   off 4  f32  tau      >= 0, finite
+// Payload: a sparse block (quant/sparse.h), any count <= numel.
+// Size: 40 + 8 + 8 + value_block_bytes(c) + min(4c, varint bytes), c = kept count.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "quant/codecs/codecs.h"
+#include "quant/sparse.h"
+
+namespace gradzip::quant {
+namespace {
+
+constexpr std::size_t kThresholdParamsBytes = 8;
+
+class ThresholdCodec final : public Codec {
+ public:
+  ThresholdCodec(float tau, SparseValues values, std::string canonical)
+      : tau_(tau), values_(values), canonical_(std::move(canonical)) {}
+
+  CodecId id() const override { return CodecId::kThreshold; }
+  std::string spec() const override { return "threshold:" + canonical_; }
+
+ protected:
+  std::size_t params_bytes() const override { return kThresholdParamsBytes; }
+  void write_params(std::uint8_t* dst) const override {
+    std::fill(dst, dst + kThresholdParamsBytes, std::uint8_t{0});
+    dst[0] = static_cast<std::uint8_t>(values_);
+    store_le<float>(dst + 4, tau_);
+  }
+  std::size_t max_payload_bytes(std::size_t n) const override { return sparse_block_max_bytes(n, n, values_); }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
+    if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    const std::uint32_t tau_key = abs_key(tau_);
+    std::vector<std::uint64_t> idx;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (abs_key(grad[i]) >= tau_key) idx.push_back(i);
+    }
+    std::uint64_t bytes = 0;
+    write_sparse_block(grad, n, idx.data(), idx.size(), values_, sink->data, &bytes, &sink->flags);
+    sink->bytes = bytes;
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != kThresholdParamsBytes) return Status(Errc::kBadParams, "threshold params must be 8 bytes");
+    SparseValues fmt;
+    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
+    if (m.params[1] != 0 || m.params[2] != 0 || m.params[3] != 0) {
+      return Status(Errc::kBadParams, "threshold reserved param bytes are not zero");
+    }
+    const auto tau = load_le<float>(m.params + 4);
+    if (!(tau >= 0.0f && tau <= 3.4e38f)) {
+      return Status(Errc::kBadParams, "threshold tau " + std::to_string(tau) + " is not finite and >= 0");
+    }
+    SparseBlockView view;
+    GZ_RETURN_IF_ERROR(parse_sparse_block(m.payload, m.payload_bytes, m.numel, m.flags, fmt, &view));
+    apply_sparse_block(view, out, scale, accumulate);
+    return Status::Ok();
+  }
+
+ private:
+  float tau_;
+  SparseValues values_;
+  std::string canonical_;
+};
+
+std::unique_ptr<Codec> make_threshold(const Params& p) {
+  return std::make_unique<ThresholdCodec>(static_cast<float>(p.get_float("tau")),
+                                          sparse_values_from_name(p.get_enum("values")), p.canonical());
+}
+
+}  // namespace
+
+const CodecEntry& threshold_entry() {
+  static const CodecEntry entry{
+      "threshold",
+      CodecId::kThreshold,
+      "every element with |x| >= tau (data-dependent count), indices u32 or delta-varint",
+      "Strom 2015, Scalable distributed DNN training using commodity GPU cloud computing (Interspeech)",
+      {{"tau", ParamKind::kFloat, "0.001", 0.0, 1e30, {}, "magnitude threshold (same units as the gradient)"},
+       sparse_values_param()},
+      &make_threshold};
+  return entry;
+}
+
+}  // namespace gradzip::quant

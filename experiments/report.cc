@@ -317,4 +317,21 @@ std::string report_csv(const ReportTable& t) {
   return os.str();
 }
 
+std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<comm::LinkProfile>& links) {
+  std::ostringstream os;
+  os << "run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy\n";
+  for (const auto& run : runs) {
+    const auto segs = run_segments(run);
+    for (const auto& link : links) {
+      const auto modeled = comm::modeled_timeline(link, segs);
+      for (std::size_t i = 0; i < run.rows.size(); ++i) {
+        os << '"' << run.name << "\",\"" << run.compressor << "\",\"" << link.name << "\"," << full(run.rows[i].step)
+           << "," << full(run.rows[i].seconds) << "," << full(modeled[i]) << "," << full(run.rows[i].test_accuracy)
+           << "\n";
+      }
+    }
+  }
+  return os.str();
+}
+
 }  // namespace gradzip::experiments

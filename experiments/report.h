@@ -113,4 +113,11 @@ std::string report_markdown(const ReportTable& table);
 /// CSV with a header row; numbers in full precision, empty cells for NaN.
 std::string report_csv(const ReportTable& table);
 
+/// Per run, link and evaluation: the measured and the modeled wall time (seconds) and
+/// the test accuracy, as CSV with header
+///   run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy
+/// (what plots/plot_runs.py draws as "accuracy vs modeled wall time per link", so the
+/// model has one implementation).
+std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<comm::LinkProfile>& links);
+
 }  // namespace gradzip::experiments

@@ -104,6 +104,10 @@ TEST_F(ReportTest, TableNumbers) {
             "run,compressor,workers,shards,up_bytes_per_step,down_bytes_per_step,compression_ratio,best_accuracy,"
             "final_accuracy,steps_per_s,target_accuracy,tta_measured_s,tta_custom:bw=8mbit,lat=0_s,bottleneck");
   EXPECT_NE(csv.find("\"topk\",\"ef+topk:ratio=0.1\",2,1,860,4000,"), std::string::npos) << csv;
+
+  const std::string tl = report_timelines_csv(runs, settings.links);
+  // dense at step 10: 10 * 0.0271 = 0.271 s modeled, 0.5 s measured.
+  EXPECT_NE(tl.find("\"dense\",\"identity\",\"custom:bw=8mbit,lat=0\",10,0.5,0.271,0.5\n"), std::string::npos) << tl;
 }
 
 TEST_F(ReportTest, AutomaticTargetIsReachedByEveryRun) {

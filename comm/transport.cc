@@ -25,6 +25,9 @@ std::string ModelSignature::diff(const ModelSignature& other) const {
   if (downlink_spec != other.downlink_spec) {
     return "downlink '" + downlink_spec + "' vs '" + other.downlink_spec + "'";
   }
+  if (placement != other.placement) {
+    return "placement '" + placement + "' vs '" + other.placement + "'";
+  }
   if (tensors.size() != other.tensors.size()) {
     return std::to_string(tensors.size()) + " tensors vs " + std::to_string(other.tensors.size());
   }

@@ -46,6 +46,7 @@ struct ModelSignature {
   std::vector<TensorInfo> tensors;     ///< all parameters, in flat-buffer order
   std::string compressor_spec;         ///< uplink, e.g. "ef+qsgd:bits=4,bucket=512"
   std::string downlink_spec = "dense"; ///< "dense" (fp32 parameters) or a codec spec
+  std::string placement;               ///< PlacementOptions::canonical() (comm/layout.h); "" = not set
   std::uint64_t total_numel() const;
   /// First difference from `other` in words ("tensor 3 'fc.weight': shape [10,64] vs [10,32]"),
   /// or an empty string when equal.
@@ -75,8 +76,14 @@ class WorkerTransport {
 
   /// Handshake with every shard as worker `worker_rank`; on success copies the current
   /// parameters into params[0, total_numel). Throws CommError (kRefused names the
-  /// signature difference).
+  /// signature difference). `params` is also read: worker 0 initializes shards that hold
+  /// no parameters yet (fresh start, no checkpoint) with its values, so every worker
+  /// starts from worker 0's initialization.
   virtual void connect(const ModelSignature& signature, std::uint32_t worker_rank, float* params) = 0;
+
+  /// After connect(): the step this worker should push next (0 on a fresh run; the
+  /// number of steps the shards already applied after a restart, rejoin or restore).
+  virtual std::uint64_t resume_step() const { return 0; }
 
   /// Sends the encoded message of bucket `bucket` for `step`. `msg` must stay valid until
   /// wait(). Thread-compatible: one thread drives a transport.

@@ -1,0 +1,280 @@
+#include "comm/client.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "comm/accounting.h"
+#include "quant/codec.h"
+#include "quant/registry.h"
+
+namespace gradzip::comm {
+
+RequestClient::RequestClient(ClientOptions options) : opt_(std::move(options)), fault_rng_(opt_.faults.seed) {}
+
+RequestClient::~RequestClient() = default;
+
+std::vector<std::uint32_t> RequestClient::active_shards() const {
+  std::vector<std::uint32_t> s;
+  for (std::uint32_t i = 0; i < layout_.shard_numel.size(); ++i) {
+    if (layout_.shard_numel[i] > 0) s.push_back(i);
+  }
+  return s;
+}
+
+void RequestClient::transmit(Request& r) {
+  r.last_sent = Clock::now();
+  std::vector<std::size_t> sizes;
+  for (const auto& f : r.frames) sizes.push_back(f.size);
+  count_message(&counters_.up, sizes.data(), sizes.size());
+  const auto& f = opt_.faults;
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  if (f.drop_probability > 0 && u(fault_rng_) < f.drop_probability) return;
+  if (f.reorder_probability > 0 && held_.empty() && u(fault_rng_) < f.reorder_probability) {
+    held_.emplace_back(r.shard, r.frames);
+    return;
+  }
+  send_frames(r.shard, r.frames);
+  if (f.duplicate_probability > 0 && u(fault_rng_) < f.duplicate_probability) send_frames(r.shard, r.frames);
+  for (auto& [shard, frames] : held_) send_frames(shard, frames);
+  held_.clear();
+}
+
+std::uint64_t RequestClient::start(std::uint32_t shard, Envelope env, std::vector<FrameView> bodies,
+                                   std::vector<std::vector<std::uint8_t>> owned, Handle handle, float* params) {
+  const std::uint64_t seq = next_seq_++;
+  env.seq = seq;
+  env.worker = worker_;
+  Request& r = requests_[seq];
+  r.handle = handle;
+  r.shard = shard;
+  r.env = env;
+  r.params = params;
+  r.is_push = env.type == MsgType::kPush;
+  r.envelope.resize(kEnvelopeBytes);
+  write_envelope(env, r.envelope.data());
+  r.owned_bodies = std::move(owned);
+  r.frames.push_back({r.envelope.data(), r.envelope.size()});
+  for (const auto& b : bodies) r.frames.push_back(b);
+  for (const auto& b : r.owned_bodies) r.frames.push_back({b.data(), b.size()});
+  r.started = Clock::now();
+  transmit(r);
+  return seq;
+}
+
+void RequestClient::connect(const ModelSignature& signature, std::uint32_t worker_rank, float* params) {
+  sig_ = signature;
+  if (sig_.placement.empty()) sig_.placement = opt_.placement.canonical();
+  if (sig_.placement != opt_.placement.canonical()) {
+    throw CommError(CommError::Kind::kInvalidArgument,
+                    "signature placement '" + sig_.placement + "' differs from the client's '" +
+                        opt_.placement.canonical() + "'");
+  }
+  try {
+    layout_ = make_layout(sig_, opt_.placement);
+  } catch (const std::invalid_argument& e) {
+    throw CommError(CommError::Kind::kInvalidArgument, e.what());
+  }
+  worker_ = worker_rank;
+  const std::uint32_t m = opt_.placement.num_shards;
+  if (!connected_) open(m, worker_rank);
+  connected_ = true;
+  replica_version_.assign(m, kLatestStep);
+  uninitialized_.assign(m, false);
+
+  const std::string json = signature_to_json(sig_);
+  Handle h = new_handle();
+  for (auto s : active_shards()) {
+    Envelope e;
+    e.type = MsgType::kHello;
+    start(s, e, {}, {std::vector<std::uint8_t>(json.begin(), json.end())}, h);
+  }
+  wait(h);
+  if (worker_rank == 0) {
+    auto identity = quant::make_codec("identity");
+    Handle hi = new_handle();
+    bool any = false;
+    for (auto s : active_shards()) {
+      if (!uninitialized_[s]) continue;
+      std::vector<std::vector<std::uint8_t>> msgs;
+      for (auto id : layout_.shard_buckets[s]) {
+        const Bucket& b = layout_.buckets[id];
+        msgs.push_back(identity->encode(params + b.offset, b.numel, quant::SeedContext{}));
+      }
+      Envelope e;
+      e.type = MsgType::kInit;
+      start(s, e, {}, std::move(msgs), hi);
+      any = true;
+    }
+    if (any) wait(hi);
+  }
+  wait(pull(kLatestStep, params));
+  resume_step_ = 0;
+  for (auto s : active_shards()) resume_step_ = std::max(resume_step_, replica_version_[s]);
+}
+
+Handle RequestClient::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
+  if (!connected_) throw CommError(CommError::Kind::kInvalidArgument, "push before connect");
+  if (bucket >= layout_.buckets.size()) {
+    throw CommError(CommError::Kind::kInvalidArgument,
+                    fmt::format("bucket {} but the layout has {} buckets", bucket, layout_.buckets.size()));
+  }
+  Envelope e;
+  e.type = MsgType::kPush;
+  e.step = step;
+  e.bucket = bucket;
+  Handle h = new_handle();
+  start(layout_.buckets[bucket].shard, e, {{msg, bytes}}, {}, h);
+  return h;
+}
+
+Handle RequestClient::pull(std::uint64_t step, float* params) {
+  if (!connected_) throw CommError(CommError::Kind::kInvalidArgument, "pull before connect");
+  Handle h = new_handle();
+  for (auto s : active_shards()) {
+    Envelope e;
+    e.type = MsgType::kPull;
+    e.step = step;
+    e.aux = replica_version_[s];
+    start(s, e, {}, {}, h, params);
+  }
+  return h;
+}
+
+void RequestClient::barrier() {
+  Handle h = new_handle();
+  Envelope e;
+  e.type = MsgType::kBarrier;
+  start(active_shards().front(), e, {}, {}, h);
+  wait(h);
+}
+
+void RequestClient::heartbeat() {
+  Handle h = new_handle();
+  for (auto s : active_shards()) {
+    Envelope e;
+    e.type = MsgType::kHeartbeat;
+    start(s, e, {}, {}, h);
+  }
+  wait(h);
+}
+
+void RequestClient::shutdown() {
+  if (!connected_) return;
+  Handle h = new_handle();
+  for (auto s : active_shards()) {
+    Envelope e;
+    e.type = MsgType::kShutdown;
+    start(s, e, {}, {}, h);
+  }
+  wait(h);
+}
+
+void RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
+  const auto& ids = layout_.shard_buckets[r.shard];
+  if (rx.frames.size() != ids.size() + 1) {
+    r.error = fmt::format("pull reply from shard {} has {} frames, expected {}", r.shard, rx.frames.size() - 1,
+                          ids.size());
+    return;
+  }
+  const bool delta = (e.flags & kFlagDelta) != 0;
+  if (delta && replica_version_[r.shard] + 1 != e.aux) {
+    r.error = "delta reply for a replica version this worker does not hold";
+    return;
+  }
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const Bucket& b = layout_.buckets[ids[i]];
+    const FrameView& f = rx.frames[i + 1];
+    const quant::Status st = delta ? quant::decode_add_any(f.data, f.size, r.params + b.offset, b.numel, 1.0f)
+                                   : quant::decode_any(f.data, f.size, r.params + b.offset, b.numel);
+    if (!st.ok()) {
+      r.error = fmt::format("pull reply from shard {} bucket {}: {}", r.shard, b.id, st.to_string());
+      return;
+    }
+  }
+  replica_version_[r.shard] = e.aux;
+}
+
+void RequestClient::dispatch(Received& rx) {
+  std::vector<std::size_t> sizes;
+  for (const auto& f : rx.frames) sizes.push_back(f.size);
+  count_message(&counters_.down, sizes.data(), sizes.size());
+  Envelope e;
+  std::string why;
+  if (rx.frames.empty() || !read_envelope(rx.frames[0].data, rx.frames[0].size, &e, &why)) {
+    spdlog::warn("worker {}: malformed reply from shard {}: {}", worker_, rx.shard, why);
+    return;
+  }
+  auto it = requests_.find(e.seq);
+  if (it == requests_.end() || it->second.done || it->second.shard != rx.shard) return;  // late duplicate
+  Request& r = it->second;
+  if (e.type == MsgType::kError) {
+    const auto err = static_cast<ProtoErr>(e.bucket);
+    if (err == ProtoErr::kBusy || err == ProtoErr::kUninitialized) return;  // retried after request_timeout_s
+    std::string text;
+    if (rx.frames.size() > 1) text.assign(reinterpret_cast<const char*>(rx.frames[1].data), rx.frames[1].size);
+    r.error = fmt::format("shard {} refused {}: {}: {}", rx.shard, r.is_push ? "push" : "request", proto_err_name(err),
+                          text);
+    r.error_kind = err == ProtoErr::kSignatureMismatch ? CommError::Kind::kRefused : CommError::Kind::kProtocol;
+    r.done = true;
+    return;
+  }
+  if (static_cast<std::uint8_t>(e.type) != (static_cast<std::uint8_t>(r.env.type) | kReplyBit)) {
+    spdlog::warn("worker {}: reply type {} does not match request {}", worker_, static_cast<int>(e.type),
+                 static_cast<int>(r.env.type));
+    return;
+  }
+  if (r.env.type == MsgType::kHello) uninitialized_[r.shard] = (e.flags & kFlagUninitialized) != 0;
+  if (r.env.type == MsgType::kPull) on_pull_reply(r, e, rx);
+  const double secs = std::chrono::duration<double>(Clock::now() - r.started).count();
+  (r.env.type == MsgType::kPull ? counters_.down : counters_.up).seconds += secs;
+  r.done = true;
+}
+
+void RequestClient::wait(Handle handle) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(opt_.op_timeout_s);
+  const auto retry = std::chrono::duration<double>(opt_.request_timeout_s);
+  for (;;) {
+    for (auto& [shard, frames] : held_) send_frames(shard, frames);
+    held_.clear();
+    bool all_done = true;
+    const auto now = Clock::now();
+    for (auto& [seq, r] : requests_) {
+      if (r.handle != handle || r.done) continue;
+      all_done = false;
+      if (now - r.last_sent > retry) transmit(r);
+    }
+    if (all_done) break;
+    if (now > deadline) {
+      std::string what;
+      for (auto& [seq, r] : requests_) {
+        if (r.handle == handle && !r.done) what += fmt::format(" shard {} seq {} step {};", r.shard, seq, r.env.step);
+      }
+      for (auto it = requests_.begin(); it != requests_.end();) {
+        it = it->second.handle == handle ? requests_.erase(it) : std::next(it);
+      }
+      throw CommError(CommError::Kind::kTimeout,
+                      fmt::format("worker {}: no reply within {:.1f} s:{}", worker_, opt_.op_timeout_s, what));
+    }
+    Received rx;
+    if (receive(0.05, &rx)) dispatch(rx);
+  }
+  std::string error;
+  CommError::Kind kind = CommError::Kind::kProtocol;
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (it->second.handle == handle) {
+      if (!it->second.error.empty() && error.empty()) {
+        error = it->second.error;
+        kind = it->second.error_kind;
+      }
+      it = requests_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!error.empty()) throw CommError(kind, error);
+}
+
+}  // namespace gradzip::comm

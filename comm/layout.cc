@@ -1,0 +1,143 @@
+#include "comm/layout.h"
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace gradzip::comm {
+
+const char* placement_strategy_name(PlacementStrategy s) {
+  switch (s) {
+    case PlacementStrategy::kRoundRobin: return "round_robin";
+    case PlacementStrategy::kGreedyBytes: return "greedy";
+    case PlacementStrategy::kPartitioned: return "partitioned";
+  }
+  return "unknown";
+}
+
+PlacementStrategy parse_placement_strategy(const std::string& name) {
+  for (auto s : {PlacementStrategy::kRoundRobin, PlacementStrategy::kGreedyBytes, PlacementStrategy::kPartitioned}) {
+    if (name == placement_strategy_name(s)) return s;
+  }
+  throw std::invalid_argument("placement strategy '" + name + "' unknown; allowed: round_robin|greedy|partitioned");
+}
+
+std::string PlacementOptions::canonical() const {
+  return fmt::format("{}:shards={},bucket_bytes={},partition_bytes={},min_compress_numel={}",
+                     placement_strategy_name(strategy), num_shards, bucket_bytes, partition_bytes,
+                     min_compress_numel);
+}
+
+namespace {
+// A placement unit: a whole tensor, or a piece of one (partitioned strategy).
+struct Unit {
+  std::uint64_t offset;
+  std::uint64_t numel;
+  std::uint32_t shard;
+};
+}  // namespace
+
+Layout make_layout(const ModelSignature& signature, const PlacementOptions& options) {
+  if (options.num_shards == 0) throw std::invalid_argument("placement: num_shards must be >= 1");
+  if (options.bucket_bytes < 4) throw std::invalid_argument("placement: bucket_bytes must be >= 4");
+  const std::uint64_t bucket_numel = options.bucket_bytes / 4;
+  const std::uint64_t piece_numel =
+      std::max<std::uint64_t>(1, (options.partition_bytes ? options.partition_bytes : options.bucket_bytes) / 4);
+
+  std::vector<Unit> units;
+  std::uint64_t offset = 0;
+  for (const auto& t : signature.tensors) {
+    if (options.strategy == PlacementStrategy::kPartitioned) {
+      for (std::uint64_t done = 0; done < t.numel; done += piece_numel) {
+        units.push_back({offset + done, std::min(piece_numel, t.numel - done), 0});
+      }
+    } else if (t.numel > 0) {
+      units.push_back({offset, t.numel, 0});
+    }
+    offset += t.numel;
+  }
+  if (offset == 0) throw std::invalid_argument("placement: the model has no parameters");
+
+  const std::uint32_t m = options.num_shards;
+  if (options.strategy == PlacementStrategy::kRoundRobin) {
+    for (std::size_t i = 0; i < units.size(); ++i) units[i].shard = static_cast<std::uint32_t>(i % m);
+  } else {
+    // Greedy list scheduling (Graham 1969, LPT rule): largest first onto the least-loaded
+    // shard. Ties broken by unit index and shard id so every host gets the same answer.
+    std::vector<std::size_t> order(units.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return units[a].numel > units[b].numel; });
+    std::vector<std::uint64_t> load(m, 0);
+    for (std::size_t i : order) {
+      const auto s = static_cast<std::uint32_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      units[i].shard = s;
+      load[s] += units[i].numel;
+    }
+  }
+
+  Layout layout;
+  layout.options = options;
+  layout.total_numel = offset;
+  layout.shard_buckets.assign(m, {});
+  layout.shard_numel.assign(m, 0);
+  // Merge flat-adjacent units of one shard into runs, cut runs into buckets.
+  std::size_t i = 0;
+  while (i < units.size()) {
+    std::size_t j = i + 1;
+    while (j < units.size() && units[j].shard == units[i].shard) ++j;
+    const std::uint64_t run_begin = units[i].offset;
+    const std::uint64_t run_end = units[j - 1].offset + units[j - 1].numel;
+    for (std::uint64_t b = run_begin; b < run_end; b += bucket_numel) {
+      Bucket bucket;
+      bucket.id = static_cast<std::uint32_t>(layout.buckets.size());
+      bucket.shard = units[i].shard;
+      bucket.offset = b;
+      bucket.numel = std::min(bucket_numel, run_end - b);
+      bucket.compressed = bucket.numel >= options.min_compress_numel;
+      bucket.shard_offset = layout.shard_numel[bucket.shard];
+      layout.shard_numel[bucket.shard] += bucket.numel;
+      layout.shard_buckets[bucket.shard].push_back(bucket.id);
+      layout.buckets.push_back(bucket);
+    }
+    i = j;
+  }
+  return layout;
+}
+
+double Layout::imbalance() const {
+  if (shard_numel.empty() || total_numel == 0) return 1.0;
+  const double mean = static_cast<double>(total_numel) / static_cast<double>(shard_numel.size());
+  return static_cast<double>(*std::max_element(shard_numel.begin(), shard_numel.end())) / mean;
+}
+
+std::string Layout::describe(const ModelSignature& signature) const {
+  std::string s = fmt::format("placement {}\n{} tensors, {} elements ({} bytes fp32), {} buckets\n",
+                              options.canonical(), signature.tensors.size(), total_numel, 4 * total_numel,
+                              buckets.size());
+  // Tensor names covered by each bucket, for people reading the plan.
+  std::vector<std::uint64_t> tensor_begin;
+  std::uint64_t off = 0;
+  for (const auto& t : signature.tensors) {
+    tensor_begin.push_back(off);
+    off += t.numel;
+  }
+  for (const auto& b : buckets) {
+    std::string names;
+    for (std::size_t t = 0; t < signature.tensors.size(); ++t) {
+      const std::uint64_t tb = tensor_begin[t], te = tb + signature.tensors[t].numel;
+      if (te > b.offset && tb < b.offset + b.numel) names += (names.empty() ? "" : ",") + signature.tensors[t].name;
+    }
+    s += fmt::format("  bucket {:4d} shard {:3d} offset {:12d} numel {:10d} {:10s} {}\n", b.id, b.shard, b.offset,
+                     b.numel, b.compressed ? "compressed" : "fp32", names);
+  }
+  for (std::size_t sh = 0; sh < shard_numel.size(); ++sh) {
+    s += fmt::format("shard {:3d}: {:4d} buckets, {:12d} bytes\n", sh, shard_buckets[sh].size(), 4 * shard_numel[sh]);
+  }
+  s += fmt::format("imbalance (max/mean bytes per shard): {:.4f}\n", imbalance());
+  return s;
+}
+
+}  // namespace gradzip::comm

@@ -1,0 +1,99 @@
+// The parameter-server protocol: the envelope that precedes every gradzip message
+// between a worker and a shard. The ZeroMQ transport sends it as the first frame of a
+// multipart message; the in-process transport hands the same bytes to the same Shard.
+//
+// A request or reply = [envelope (40 bytes)] [body frame 0] [body frame 1] ...
+//
+// Envelope, little-endian, offsets in bytes:
+//   off size field
+//    0   4   magic     "GZPS" (0x47 0x5A 0x50 0x53)
+//    4   2   version   kProtocolVersion (1)
+//    6   1   type      MsgType (requests < 0x80; reply = request | 0x80; kError = 0xFF)
+//    7   1   flags     kFlag* bits below
+//    8   4   worker    worker rank (requests) / echoed (replies)
+//   12   4   bucket    push: bucket id; pull reply: number of body frames; error: ProtoErr
+//   16   8   step      training step (0-based) of a push or pull; kLatestStep = "now"
+//   24   8   seq       request id, unique per worker and monotonic; echoed in the reply;
+//                      a retried request reuses it (dedup key (worker, step, seq))
+//   32   8   aux       hello/push/pull reply: shard version (steps applied);
+//                      pull request: the step of the worker's replica (compressed downlink)
+//
+// Bodies by type:
+//   kHello     [signature JSON (signature_to_json)]      reply: none (flag kFlagUninitialized)
+//   kInit      [one identity message per shard bucket]   reply: none (first init wins)
+//   kPush      [gradzip message of bucket `bucket`]      reply: none (flags stale/duplicate)
+//   kPull      none                                      reply: one gradzip message per
+//              shard bucket in Layout::shard_buckets order: dense = identity message of
+//              the parameters; with kFlagDelta = the compressed update to add
+//   kBarrier, kHeartbeat, kShutdown: none                reply: none
+//   kError (reply only) [UTF-8 text naming what was wrong]; bucket = ProtoErr
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "comm/transport.h"
+
+namespace gradzip::comm {
+
+constexpr std::uint32_t kProtocolMagic = 0x53505A47u;  // "GZPS"
+constexpr std::uint16_t kProtocolVersion = 1;
+constexpr std::size_t kEnvelopeBytes = 40;
+constexpr std::uint64_t kLatestStep = ~std::uint64_t{0};
+
+enum class MsgType : std::uint8_t {
+  kHello = 1,
+  kInit = 2,
+  kPush = 3,
+  kPull = 4,
+  kBarrier = 5,
+  kHeartbeat = 6,
+  kShutdown = 7,
+  kError = 0xFF,
+};
+constexpr std::uint8_t kReplyBit = 0x80;
+
+constexpr std::uint8_t kFlagDelta = 0x01;          ///< pull reply: frames are updates to add
+constexpr std::uint8_t kFlagStale = 0x02;          ///< push reply: step already applied; dropped
+constexpr std::uint8_t kFlagDuplicate = 0x04;      ///< push reply: already received; not re-applied
+constexpr std::uint8_t kFlagUninitialized = 0x08;  ///< hello reply: shard holds no parameters yet
+
+/// Why a request was refused (sent in the error envelope's bucket field). Stable values.
+enum class ProtoErr : std::uint32_t {
+  kMalformed = 1,          ///< wrong frame count, short envelope, bad magic/version/type
+  kSignatureMismatch = 2,  ///< handshake: model signature differs (text says what)
+  kUnknownWorker = 3,      ///< worker rank >= number of workers
+  kNotOwned = 4,           ///< bucket id not owned by this shard
+  kWrongStep = 5,          ///< step outside the accepted window
+  kBadMessage = 6,         ///< gradzip message failed validation (quant Errc in the text)
+  kCodecMismatch = 7,      ///< message codec differs from the handshake's codec for the bucket
+  kSizeMismatch = 8,       ///< message numel differs from the bucket's
+  kBusy = 9,               ///< too many steps pending; retry later
+  kUninitialized = 10,     ///< push before the shard holds parameters
+};
+const char* proto_err_name(ProtoErr e);
+
+/// Decoded envelope (host-order fields).
+struct Envelope {
+  MsgType type = MsgType::kHello;
+  std::uint8_t flags = 0;
+  std::uint32_t worker = 0;
+  std::uint32_t bucket = 0;
+  std::uint64_t step = 0;
+  std::uint64_t seq = 0;
+  std::uint64_t aux = 0;
+};
+
+/// Writes the 40-byte envelope into dst[0, kEnvelopeBytes).
+void write_envelope(const Envelope& e, std::uint8_t* dst);
+/// Validates magic, version, length and a known type; false (and a reason) otherwise.
+/// Reads nothing outside [src, src + bytes).
+bool read_envelope(const std::uint8_t* src, std::size_t bytes, Envelope* e, std::string* why);
+
+/// JSON text of a signature (tensors, specs, placement) for the handshake, and back.
+/// signature_from_json returns false with a reason on malformed text (never throws).
+std::string signature_to_json(const ModelSignature& s);
+bool signature_from_json(const std::uint8_t* text, std::size_t bytes, ModelSignature* s, std::string* why);
+
+}  // namespace gradzip::comm

@@ -1,0 +1,209 @@
+// Transport-agnostic parameter-server shard: validation, dedup, aggregation (sync /
+// async / bounded staleness), server-side optimizer, downlink encoding, checkpoints.
+//
+// A Shard owns the partition of the flat parameter buffer that comm/layout.h assigns to
+// it (its buckets, concatenated in bucket-id order: Bucket::shard_offset). Transports
+// (comm/zmq_server.h, comm/inproc.h) feed it requests as frames (comm/protocol.h) and
+// send the replies it produces; the same bytes flow in both.
+//
+// Semantics (see shared DESIGN.md, issue 5):
+//  - sync (BSP): pushes of step t are summed per bucket; the step is applied once every
+//    live worker pushed all of this shard's buckets for t: g = sum / contributors (or the
+//    sign majority vote, Bernstein et al. 2018 signSGD with majority vote, Alg. 3), then
+//    one optimizer step. A pull(t) is answered once step t is applied. If a step stays
+//    incomplete for worker_timeout_s, missing workers are declared dead (logged,
+//    counted) and the step is applied with what arrived; a worker rejoins with a hello.
+//    A restored shard behind the workers jumps forward to the step they push.
+//  - async (Hogwild-style PS, Dean et al. 2012 Downpour SGD): each push is applied on
+//    arrival; staleness = updates of that bucket since the pushing worker last pulled it.
+//  - ssp (Ho et al. 2013, Stale Synchronous Parallel): async application, but pull(t)
+//    waits until every live worker completed step t - slack.
+//  - downlink "dense": pull replies carry identity (fp32) messages of the parameters.
+//    Downlink codec (sync only): the shard keeps the replica x^ that workers hold and
+//    sends C(x - x^), then x^ += decode(C(x - x^)); x - x^ is the error-feedback
+//    residual (bidirectional compression as in BytePS / 1-bit Adam, Tang et al. 2021).
+//    A worker whose replica is not at version-1 gets the dense replica instead.
+//  - dedup: a push is identified by (worker, step, seq); a repeat is acknowledged with
+//    kFlagDuplicate and not applied again. A second push of the same bucket and step is
+//    treated the same way.
+//  - bad input (any frame from the network) is answered with kError and logged; never
+//    an abort or an exception out of handle().
+//
+// Thread-safety: none; the owning transport serializes calls (one thread or a mutex).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "comm/layout.h"
+#include "comm/optimizer.h"
+#include "comm/protocol.h"
+#include "comm/transport.h"
+#include "quant/codec.h"
+
+namespace gradzip::comm {
+
+enum class SyncMode { kSync, kAsync, kSsp };
+enum class Aggregation { kMean, kMajorityVote };
+/// "sync" | "async" | "ssp"; "mean" | "majority". Parsers throw std::invalid_argument.
+const char* sync_mode_name(SyncMode m);
+SyncMode parse_sync_mode(const std::string& name);
+const char* aggregation_name(Aggregation a);
+Aggregation parse_aggregation(const std::string& name);
+
+/// Settings of one shard (filled by the CLI / tests). Plain value type.
+struct ShardOptions {
+  std::uint32_t shard_id = 0;
+  std::uint32_t num_workers = 1;
+  SyncMode mode = SyncMode::kSync;
+  std::uint32_t ssp_slack = 0;                  ///< steps of slack in ssp mode
+  Aggregation aggregation = Aggregation::kMean;
+  OptimizerOptions optimizer;
+  double worker_timeout_s = 0.0;                ///< sync: 0 = wait forever
+  std::uint64_t step_window = 1u << 20;         ///< pushes/pulls more steps ahead are refused
+  std::uint32_t max_pending_steps = 4;          ///< sync: accumulators alive at once
+  std::string checkpoint_dir;                   ///< "" = no checkpoints
+  std::uint64_t checkpoint_every = 0;           ///< steps; 0 = never
+  bool restore = false;                         ///< load the newest valid checkpoint at start
+  unsigned keep_checkpoints = 3;
+  std::uint64_t downlink_seed = 0;              ///< Philox seed of a stochastic downlink codec
+};
+
+/// A frame of a received multipart message (non-owning).
+struct FrameView {
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+/// Immutable shared bytes: replies share cached parameter messages without copies.
+using SharedBytes = std::shared_ptr<const std::vector<std::uint8_t>>;
+/// One reply to send: frames[0] is the envelope.
+struct OutMessage {
+  std::string peer;
+  std::vector<SharedBytes> frames;
+};
+
+/// Counters of one shard, cumulative since start. `workers[w].up` = requests received
+/// from worker w, `.down` = replies sent to it.
+struct ShardStats {
+  std::uint32_t shard_id = 0;
+  std::uint64_t version = 0;                ///< steps applied
+  std::vector<TrafficCounters> workers;
+  TrafficCounters total;                    ///< includes requests with an invalid worker rank
+  std::uint64_t pushes_applied = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t stale_dropped = 0;
+  std::uint64_t refused = 0;
+  std::map<std::string, std::uint64_t> refused_by_reason;
+  std::uint64_t timeout_completions = 0;    ///< sync steps applied without every worker
+  std::uint64_t workers_declared_dead = 0;
+  std::uint64_t staleness_count = 0, staleness_sum = 0, staleness_max = 0;
+  std::uint64_t checkpoints_written = 0;
+  double apply_seconds = 0.0;               ///< time in aggregation + optimizer + downlink encode
+  /// One JSON object (for the run directory's metrics).
+  std::string to_json() const;
+};
+
+class Shard {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// Builds the shard's partition for `layout` (which must come from make_layout with
+  /// signature.placement's options). Throws std::invalid_argument on a bad configuration
+  /// (unknown codec spec, compressed downlink outside sync mode, shard id >= shards).
+  /// With options.restore, loads the newest valid checkpoint (corrupt ones are logged
+  /// and skipped); otherwise the shard waits for worker 0's kInit.
+  Shard(ShardOptions options, ModelSignature signature, Layout layout);
+
+  /// Processes one received multipart message from `peer` (an opaque routing id) and
+  /// appends 0..n replies (to this or other peers: completed pulls) to `out`. Never
+  /// throws on bad frames.
+  void handle(const std::string& peer, const FrameView* frames, std::size_t count, Clock::time_point now,
+              std::vector<OutMessage>* out);
+  /// Periodic work (worker timeouts). Call at least every ~100 ms.
+  void tick(Clock::time_point now, std::vector<OutMessage>* out);
+
+  /// Sets the partition directly (tests, simulation); same effect as a kInit.
+  void initialize(const float* partition, std::vector<OutMessage>* out);
+  bool initialized() const { return initialized_; }
+  /// The partition (shard_numel elements, bucket order).
+  const std::vector<float>& params() const { return params_; }
+  std::uint64_t version() const { return version_; }
+  /// True once every worker sent kShutdown.
+  bool all_workers_shut_down() const;
+  /// Largest frame a valid request can carry (for ZMQ_MAXMSGSIZE).
+  std::uint64_t max_frame_bytes() const;
+  ShardStats stats() const { return stats_; }
+  const Layout& layout() const { return layout_; }
+
+ private:
+  struct Pending {  // one sync step being accumulated
+    std::vector<float> acc;
+    std::vector<std::uint32_t> contributors;          // per local bucket
+    std::vector<std::vector<bool>> received;          // [worker][local bucket]
+    std::vector<std::uint32_t> done;                  // per worker: buckets received
+    Clock::time_point first_push;
+  };
+  struct PendingPull {
+    std::string peer;
+    Envelope env;
+  };
+
+  void reply(const std::string& peer, std::uint32_t worker, Envelope env, std::vector<SharedBytes> bodies,
+             std::vector<OutMessage>* out);
+  void refuse(const std::string& peer, const Envelope& req, ProtoErr err, const std::string& text,
+              std::vector<OutMessage>* out);
+  void on_hello(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
+                std::vector<OutMessage>* out);
+  void on_init(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
+               std::vector<OutMessage>* out);
+  void on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
+               std::vector<OutMessage>* out);
+  void on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  void on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  /// Validates a gradzip message for local bucket `local`; empty string when valid.
+  std::string check_message(const FrameView& msg, std::size_t local, bool must_be_identity, ProtoErr* err) const;
+  void try_complete(std::vector<OutMessage>* out);
+  void apply_sync(std::uint64_t step, Pending& p);
+  void after_version_change(std::vector<OutMessage>* out);
+  bool pull_ready(const Envelope& e) const;
+  void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  SharedBytes dense_message(std::size_t local);
+  void maybe_checkpoint();
+  std::size_t nlocal() const { return local_ids_.size(); }
+
+  ShardOptions opt_;
+  ModelSignature sig_;
+  Layout layout_;
+  std::uint64_t sig_hash_ = 0;
+  std::unique_ptr<quant::Codec> uplink_;
+  std::unique_ptr<quant::Codec> identity_;
+  std::unique_ptr<quant::Codec> downlink_;  // null = dense
+  std::vector<std::uint32_t> local_ids_;    // local index -> bucket id
+  std::vector<std::int64_t> local_of_;      // bucket id -> local index or -1
+  std::vector<float> params_, momentum_, replica_, scratch_;
+  bool initialized_ = false;
+  std::uint64_t version_ = 0;
+  std::uint64_t last_checkpoint_version_ = 0;
+
+  std::vector<bool> live_, shut_down_;
+  std::vector<std::uint64_t> clock_;                        // async/ssp: steps completed per worker
+  std::vector<std::map<std::uint64_t, std::uint32_t>> async_progress_;  // worker -> step -> buckets
+  std::vector<std::uint64_t> bucket_updates_;               // async: updates per local bucket
+  std::vector<std::vector<std::uint64_t>> seen_updates_;    // [worker][local] at last pull
+  std::map<std::uint64_t, Pending> pending_;
+  std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> seen_pushes_;
+  std::vector<PendingPull> pending_pulls_;
+  std::vector<PendingPull> barrier_waiting_;
+  std::vector<SharedBytes> dense_cache_, delta_cache_;
+  std::vector<std::uint64_t> dense_cache_tag_;
+  ShardStats stats_;
+};
+
+}  // namespace gradzip::comm

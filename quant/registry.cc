@@ -32,6 +32,7 @@ const std::vector<const MemoryEntry*>& memory_entries() {
   static const std::vector<const MemoryEntry*> entries = {
       &none_memory_entry(),
       &ef_memory_entry(),
+      &dgc_memory_entry(),
   };
   return entries;
 }

@@ -185,6 +185,14 @@ Status encode_with_memory(const CudaMemory& memory, const CudaCodec& codec, cons
 
 // ---- factory -----------------------------------------------------------------------
 
+std::vector<std::uint8_t> cpu_params_block(const Codec& cpu) {
+  // An empty message carries the header and the params block only (every codec's payload
+  // for 0 elements is empty), so this is exactly what cpu.write_params writes.
+  const std::vector<std::uint8_t> msg = cpu.encode(nullptr, 0, SeedContext{});
+  const auto params_bytes = load_le<std::uint32_t>(msg.data() + 24);
+  return std::vector<std::uint8_t>(msg.begin() + kHeaderBytes, msg.begin() + kHeaderBytes + params_bytes);
+}
+
 namespace {
 
 const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
@@ -193,6 +201,12 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
       &cuda_identity_entry(),
       &cuda_fp16_entry(),
       &cuda_bf16_entry(),
+      &cuda_int8_entry(),
+      &cuda_qsgd_entry(),
+      &cuda_terngrad_entry(),
+      &cuda_sign_entry(),
+      &cuda_scaled_sign_entry(),
+      &cuda_onebit_entry(),
   };
   return entries;
 }
@@ -219,7 +233,11 @@ std::unique_ptr<CudaCodec> make_cuda_codec(const std::string& spec) {
   const CodecEntry* cpu = find_codec(name);
   if (cpu == nullptr) throw SpecError("unknown codec '" + name + "'; available: " + join_names(codec_entries()));
   for (const auto* e : cuda_codec_entries()) {
-    if (e->name == name) return e->make(resolve_params(name, cpu->params, raw));
+    if (e->name == name) {
+      const Params params = resolve_params(name, cpu->params, raw);
+      const std::unique_ptr<Codec> cpu_codec = cpu->make(params);
+      return e->make(params, *cpu_codec);
+    }
   }
   throw SpecError("codec '" + name + "' has no CUDA twin; codecs with one: " + join_names(cuda_codec_entries()));
 }

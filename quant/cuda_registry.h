@@ -4,7 +4,11 @@
 #pragma once
 
 #include <memory>
+#include <cstdint>
 #include <string>
+#include <vector>
+
+#include "quant/codec.h"
 
 #include "quant/cuda.h"
 #include "quant/spec.h"
@@ -12,9 +16,15 @@
 namespace gradzip::quant::cuda {
 
 struct CudaCodecEntry {
-  std::string name;                                          ///< same as the CPU entry's name
-  std::unique_ptr<CudaCodec> (*make)(const Params& params);  ///< params validated by the CPU decl
+  std::string name;  ///< same as the CPU entry's name
+  /// Builds the twin from validated params. `cpu` is the CPU codec built from the same
+  /// params: the twin copies its spec() and params block (cpu_params_block) so both sides
+  /// describe themselves with the same bytes by construction.
+  std::unique_ptr<CudaCodec> (*make)(const Params& params, const Codec& cpu);
 };
+
+/// The params block the CPU codec writes (bytes [40, 40 + P) of its message for n = 0).
+std::vector<std::uint8_t> cpu_params_block(const Codec& cpu);
 
 struct CudaMemoryEntry {
   std::string name;
@@ -25,6 +35,12 @@ struct CudaMemoryEntry {
 const CudaCodecEntry& cuda_identity_entry();
 const CudaCodecEntry& cuda_fp16_entry();
 const CudaCodecEntry& cuda_bf16_entry();
+const CudaCodecEntry& cuda_int8_entry();
+const CudaCodecEntry& cuda_qsgd_entry();
+const CudaCodecEntry& cuda_terngrad_entry();
+const CudaCodecEntry& cuda_sign_entry();
+const CudaCodecEntry& cuda_scaled_sign_entry();
+const CudaCodecEntry& cuda_onebit_entry();
 const CudaMemoryEntry& cuda_none_memory_entry();
 const CudaMemoryEntry& cuda_ef_memory_entry();
 

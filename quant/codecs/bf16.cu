@@ -25,7 +25,7 @@ struct Bf16Op {
   }
 };
 
-std::unique_ptr<CudaCodec> make_bf16(const Params&) { return std::make_unique<ElementwiseCudaCodec<Bf16Op>>(); }
+std::unique_ptr<CudaCodec> make_bf16(const Params&, const Codec&) { return std::make_unique<ElementwiseCudaCodec<Bf16Op>>(); }
 
 }  // namespace
 

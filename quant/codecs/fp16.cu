@@ -26,7 +26,7 @@ struct Fp16Op {
   }
 };
 
-std::unique_ptr<CudaCodec> make_fp16(const Params&) { return std::make_unique<ElementwiseCudaCodec<Fp16Op>>(); }
+std::unique_ptr<CudaCodec> make_fp16(const Params&, const Codec&) { return std::make_unique<ElementwiseCudaCodec<Fp16Op>>(); }
 
 }  // namespace
 

@@ -15,7 +15,7 @@ struct IdentityOp {
   static Status check_payload(const MessageView&) { return Status::Ok(); }
 };
 
-std::unique_ptr<CudaCodec> make_identity(const Params&) { return std::make_unique<ElementwiseCudaCodec<IdentityOp>>(); }
+std::unique_ptr<CudaCodec> make_identity(const Params&, const Codec&) { return std::make_unique<ElementwiseCudaCodec<IdentityOp>>(); }
 
 }  // namespace
 

@@ -1,0 +1,178 @@
+// Helpers of the codec property suite, the malformed-message tests and the golden
+// vectors: which specs are tested, deterministic inputs, and the analytic size formulas.
+//
+// HOW TO ADD A CODEC TO THE SUITE (every registered codec joins with its default params
+// automatically; the size test fails until step 1 is done):
+//   1. add its analytic message-size formula to size_formulas() below (name -> function
+//      of the resolved Params, n and the encoded input; data-dependent codecs such as the
+//      sparse ones may compute the exact size from the input);
+//   2. optionally add non-default specs to extra_specs();
+//   3. list it in stochastic_codecs() if different seeds must give different messages,
+//      and in strict_value_codecs() if its decoder guarantees finite output for every
+//      message it accepts (the corruption test then checks that too).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "quant/codec.h"
+#include "quant/philox.h"
+#include "quant/registry.h"
+#include "quant/wire.h"
+
+namespace gradzip::quant::codec_testing {
+
+/// Message size in bytes of a codec as a function of (resolved params, n, input).
+using SizeFormula = std::function<std::size_t(const Params& p, std::size_t n, const float* x)>;
+
+inline std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+/// Analytic sizes: header (40) + params + payload, as documented in each codec's file.
+inline const std::map<std::string, SizeFormula>& size_formulas() {
+  static const std::map<std::string, SizeFormula> table = {
+      {"identity", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + 4 * n; }},
+      {"fp16", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + 2 * n; }},
+      {"bf16", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + 2 * n; }},
+      {"int8",
+       [](const Params& p, std::size_t n, const float*) {
+         return kHeaderBytes + 4 + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket"))) + n;
+       }},
+      {"qsgd",  // header + params + ceil(n*bits/8) + ceil(n/bucket)*4
+       [](const Params& p, std::size_t n, const float*) {
+         const auto bits = static_cast<std::size_t>(p.get_int("bits"));
+         return kHeaderBytes + 8 + ceil_div(n * bits, 8) + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
+       }},
+      {"terngrad",
+       [](const Params& p, std::size_t n, const float*) {
+         return kHeaderBytes + 8 + ceil_div(n, 4) + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
+       }},
+      {"sign", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + ceil_div(n, 8); }},
+      {"scaled-sign",
+       [](const Params& p, std::size_t n, const float*) {
+         return kHeaderBytes + 4 + ceil_div(n, 8) + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
+       }},
+      {"onebit",
+       [](const Params& p, std::size_t n, const float*) {
+         return kHeaderBytes + 4 + ceil_div(n, 8) + 8 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
+       }},
+      {"natural", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + n + ceil_div(n, 8); }},
+  };
+  return table;
+}
+
+/// Non-default specs tested in addition to each registered codec's defaults (only those
+/// whose codec is registered are used).
+inline const std::vector<std::string>& extra_specs() {
+  static const std::vector<std::string> specs = {
+      "int8:bucket=33",          "qsgd:bits=2,bucket=100,norm=max", "qsgd:bits=3,bucket=1000",
+      "qsgd:bits=5,bucket=7",    "qsgd:bits=8,bucket=64,norm=max",  "terngrad:bucket=300,clip=2.5",
+      "scaled-sign:bucket=1",    "onebit:bucket=77",
+  };
+  return specs;
+}
+
+/// Codecs whose messages depend on the seed (different seeds -> different bytes).
+inline const std::set<std::string>& stochastic_codecs() {
+  static const std::set<std::string> names = {"qsgd", "terngrad", "natural", "randk"};
+  return names;
+}
+
+/// Codecs whose decoders refuse every message that would decode to a non-finite value.
+inline const std::set<std::string>& strict_value_codecs() {
+  static const std::set<std::string> names = {"fp16",     "bf16", "int8",   "qsgd",   "terngrad",
+                                              "sign",     "scaled-sign", "onebit", "natural"};
+  return names;
+}
+
+/// The dense codecs of this suite's author (exact error codes are asserted for them).
+inline bool is_dense(const std::string& name) { return strict_value_codecs().count(name) != 0; }
+
+/// Every tested spec: each registered codec's defaults, then extra_specs().
+inline std::vector<std::string> all_specs() {
+  std::vector<std::string> specs;
+  for (const auto* e : codec_entries()) specs.push_back(e->name);
+  for (const auto& s : extra_specs()) {
+    if (find_codec(split_spec(s).first) != nullptr) specs.push_back(s);
+  }
+  return specs;
+}
+
+/// Codec name of a spec ("qsgd:bits=2" -> "qsgd").
+inline std::string spec_name(const std::string& spec) { return split_spec(spec).first; }
+
+/// Resolved params of a codec instance (from its canonical spec).
+inline Params codec_params(const Codec& codec) {
+  const auto [name, raw] = split_spec(codec.spec());
+  return resolve_params(name, find_codec(name)->params, raw);
+}
+
+/// Deterministic test gradient of n elements: roughly Gaussian with magnitudes varying
+/// over a few orders, some exact zeros and negative zeros. `salt` varies the draw.
+inline std::vector<float> test_gradient(std::size_t n, std::uint32_t salt = 0) {
+  std::vector<float> x(n);
+  const SeedContext ctx{0x5EEDull + salt, 7, 1, 2};
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t a = random_bits(ctx, RandomStream::kSampling, 2 * i);
+    const std::uint32_t b = random_bits(ctx, RandomStream::kSampling, 2 * i + 1);
+    const double u1 = (static_cast<double>(a >> 8) + 0.5) / 16777216.0;
+    const double u2 = static_cast<double>(b >> 8) / 16777216.0;
+    const double g = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    const double mag = std::ldexp(1.0, static_cast<int>(b & 7u) - 4);  // 2^-4 .. 2^3
+    x[i] = static_cast<float>(g * mag);
+    if (i % 17 == 5) x[i] = 0.0f;
+    if (i % 29 == 11) x[i] = -0.0f;
+  }
+  return x;
+}
+
+/// test_gradient(n, salt), computed once per (n, salt) and kept for the process (the
+/// large sizes are reused by many test cases). Not thread-safe.
+inline const std::vector<float>& cached_gradient(std::size_t n, std::uint32_t salt = 0) {
+  static std::map<std::pair<std::size_t, std::uint32_t>, std::vector<float>> cache;
+  auto it = cache.find({n, salt});
+  if (it == cache.end()) it = cache.emplace(std::make_pair(n, salt), test_gradient(n, salt)).first;
+  return it->second;
+}
+
+/// Builds a message from parts with a valid header and checksum (for crafting
+/// codec-level malformed messages that get past the checksum).
+inline std::vector<std::uint8_t> rebuild(CodecId codec, std::uint8_t flags, std::uint64_t numel,
+                                         const std::vector<std::uint8_t>& params,
+                                         const std::vector<std::uint8_t>& payload) {
+  std::vector<std::uint8_t> m(kHeaderBytes + params.size() + payload.size());
+  std::copy(params.begin(), params.end(), m.begin() + kHeaderBytes);
+  std::copy(payload.begin(), payload.end(), m.begin() + static_cast<std::ptrdiff_t>(kHeaderBytes + params.size()));
+  write_header(m.data(), codec, flags, numel, params.size(), payload.size());
+  return m;
+}
+
+/// Splits a valid message into its parts (asserts it parses).
+struct MessageParts {
+  CodecId codec = CodecId::kIdentity;
+  std::uint8_t flags = 0;
+  std::uint64_t numel = 0;
+  std::vector<std::uint8_t> params;
+  std::vector<std::uint8_t> payload;
+  std::vector<std::uint8_t> build() const { return rebuild(codec, flags, numel, params, payload); }
+};
+inline MessageParts split_message(const std::vector<std::uint8_t>& msg) {
+  MessageView v;
+  const Status st = parse_message(msg.data(), msg.size(), &v);
+  if (!st.ok()) throw QuantError(st);
+  MessageParts p;
+  p.codec = v.codec;
+  p.flags = v.flags;
+  p.numel = v.numel;
+  p.params.assign(v.params, v.params + v.params_bytes);
+  p.payload.assign(v.payload, v.payload + v.payload_bytes);
+  return p;
+}
+
+}  // namespace gradzip::quant::codec_testing

@@ -1,0 +1,320 @@
+// Tests of the dense codecs' definitions: lossless where promised, hand-checked bit
+// layouts, the statistics each paper claims (unbiasedness, QSGD's variance bound, onebit's
+// preserved sums, terngrad's ternary values), majority vote, and spec round trips.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "quant/codecs/sign.h"
+#include "quant/half.h"
+#include "quant/philox.h"
+#include "quant/registry.h"
+#include "tests/quant/codec_test_util.h"
+
+namespace gradzip::quant {
+namespace {
+
+using namespace codec_testing;  // NOLINT(google-build-using-namespace): test helpers
+
+std::vector<float> roundtrip(const Codec& codec, const std::vector<float>& x, const SeedContext& ctx = {}) {
+  const auto msg = codec.encode(x.data(), x.size(), ctx);
+  std::vector<float> y(x.size(), 777.0f);
+  const Status st = codec.decode(msg.data(), msg.size(), y.data(), y.size());
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return y;
+}
+
+TEST(DenseCodecs, Fp16LosslessOnEveryFiniteHalf) {
+  std::vector<float> x;
+  for (std::uint32_t h = 0; h < 0x10000u; ++h) {
+    if ((h & 0x7C00u) != 0x7C00u) x.push_back(fp16_to_float(static_cast<std::uint16_t>(h)));
+  }
+  const auto y = roundtrip(*make_codec("fp16"), x);
+  EXPECT_EQ(0, std::memcmp(x.data(), y.data(), 4 * x.size()));
+}
+
+TEST(DenseCodecs, Bf16LosslessOnEveryFiniteBfloat16) {
+  std::vector<float> x;
+  for (std::uint32_t h = 0; h < 0x10000u; ++h) {
+    if ((h & 0x7F80u) != 0x7F80u) x.push_back(bf16_to_float(static_cast<std::uint16_t>(h)));
+  }
+  const auto y = roundtrip(*make_codec("bf16"), x);
+  EXPECT_EQ(0, std::memcmp(x.data(), y.data(), 4 * x.size()));
+}
+
+TEST(DenseCodecs, HalfFormatsRoundToNearestEvenAndSaturate) {
+  const std::vector<float> x = {1e5f, -7e4f, 65519.0f, 65520.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f,
+                                std::numeric_limits<float>::max(), 1e-8f};
+  const auto h = roundtrip(*make_codec("fp16"), x);
+  EXPECT_EQ(h[0], 65504.0f);
+  EXPECT_EQ(h[1], -65504.0f);
+  EXPECT_EQ(h[2], 65504.0f);
+  EXPECT_EQ(h[3], 65504.0f);
+  EXPECT_EQ(h[4], 1.0f);                  // tie -> even
+  EXPECT_EQ(h[5], 1.0f + 2 * 0x1p-10f);  // tie -> even (up)
+  EXPECT_EQ(h[7], fp16_to_float(float_to_fp16(1e-8f)));  // subnormal half kept
+  const auto b = roundtrip(*make_codec("bf16"), x);
+  EXPECT_EQ(b[6], bf16_to_float(0x7F7F));  // FLT_MAX rounds to Inf in bf16: saturated
+  EXPECT_EQ(b[0], bf16_to_float(float_to_bf16(1e5f)));
+}
+
+TEST(DenseCodecs, Int8HandExample) {
+  const auto codec = make_codec("int8:bucket=4");
+  const std::vector<float> x = {1.0f, -0.5f, 0.25f, 0.0f, 0.0f, 0.0f};  // buckets {4}, {2} (all zero)
+  const auto msg = codec->encode(x.data(), x.size(), {});
+  const MessageParts p = split_message(msg);
+  ASSERT_EQ(p.payload.size(), 4u * 2 + 6);
+  EXPECT_EQ(load_le<float>(p.payload.data()), 1.0f);      // max |x| of bucket 0
+  EXPECT_EQ(load_le<float>(p.payload.data() + 4), 0.0f);  // zero bucket: no division by zero
+  const std::vector<std::int8_t> q = {127, -64 /* -63.5: tie to even */, 32 /* 31.75 */, 0, 0, 0};
+  for (std::size_t i = 0; i < q.size(); ++i) EXPECT_EQ(static_cast<std::int8_t>(p.payload[8 + i]), q[i]) << i;
+  const auto y = roundtrip(*codec, x);
+  EXPECT_EQ(y[0], 127.0f * (1.0f / 127.0f));
+  EXPECT_EQ(y[1], -64.0f * (1.0f / 127.0f));
+  EXPECT_EQ(y[4], 0.0f);
+  // Error bound of round-to-nearest: |y - x| <= step / 2 (+ rounding of the step).
+  const auto g = test_gradient(5000);
+  const auto codec2 = make_codec("int8:bucket=129");
+  const auto z = roundtrip(*codec2, g);
+  for (std::size_t b = 0; b < g.size(); b += 129) {
+    float m = 0.0f;
+    for (std::size_t i = b; i < std::min(g.size(), b + 129); ++i) m = std::max(m, std::fabs(g[i]));
+    for (std::size_t i = b; i < std::min(g.size(), b + 129); ++i) {
+      ASSERT_LE(std::fabs(z[i] - g[i]), m / 127.0f * 0.5f * (1.0f + 1e-5f) + 1e-30f) << i;
+    }
+  }
+}
+
+TEST(DenseCodecs, QsgdBitLayoutHandExample) {
+  // bits=4: s = 7 levels; field = level | sign << 3, two fields per byte, LSB-first.
+  const auto codec = make_codec("qsgd:bits=4,bucket=3,norm=max");
+  const std::vector<float> x = {1.0f, -1.0f, 0.5f};
+  const SeedContext ctx{42, 1, 2, 3};
+  const MessageParts p = split_message(codec->encode(x.data(), x.size(), ctx));
+  ASSERT_EQ(p.params.size(), 8u);
+  EXPECT_EQ(p.params[0], 4);
+  EXPECT_EQ(p.params[1], 1);  // max norm
+  EXPECT_EQ(load_le<std::uint32_t>(p.params.data() + 4), 3u);
+  ASSERT_EQ(p.payload.size(), 4u + 2u);
+  EXPECT_EQ(load_le<float>(p.payload.data()), 1.0f);
+  EXPECT_EQ(p.payload[4], 0xF7);  // element 0: level 7, +; element 1: level 7, - (0b1111)
+  // Element 2: r = 3.5, level 4 iff uniform01(R_2) < 0.5.
+  const bool up = uniform01(random_bits(ctx, RandomStream::kRounding, 2)) < 0.5f;
+  EXPECT_EQ(p.payload[5], up ? 4 : 3);
+  const auto y = roundtrip(*codec, x, ctx);
+  EXPECT_EQ(y[0], 7.0f * (1.0f / 7.0f));
+  EXPECT_EQ(y[1], -(7.0f * (1.0f / 7.0f)));
+  EXPECT_EQ(y[2], (up ? 4.0f : 3.0f) * (1.0f / 7.0f));
+}
+
+TEST(DenseCodecs, SignBitLayoutAndMajorityVote) {
+  const auto codec = make_codec("sign");
+  const std::vector<float> x = {-1.0f, 2.0f, -3.0f, 0.0f, -0.0f, 5.0f, 6.0f, -7.0f, 8.0f};
+  const MessageParts p = split_message(codec->encode(x.data(), x.size(), {}));
+  ASSERT_EQ(p.payload.size(), 2u);
+  EXPECT_EQ(p.payload[0], 0x85);  // bits 0, 2, 7 (LSB-first); 0 and -0.0 are +
+  EXPECT_EQ(p.payload[1], 0x00);
+  const auto y = roundtrip(*codec, x);
+  for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(y[i], x[i] < 0.0f ? -1.0f : 1.0f);
+
+  // Three workers, majority vote per coordinate; two workers can tie (-> 0).
+  const std::size_t n = 1001;
+  std::vector<std::vector<float>> g = {test_gradient(n, 1), test_gradient(n, 2), test_gradient(n, 3)};
+  std::vector<float> acc(n, 0.0f), tie(n, 0.0f);
+  for (std::size_t w = 0; w < g.size(); ++w) {
+    const auto msg = codec->encode(g[w].data(), n, {});
+    ASSERT_TRUE(codec->decode_add(msg.data(), msg.size(), acc.data(), n, 1.0f).ok());
+    if (w < 2) {
+      ASSERT_TRUE(codec->decode_add(msg.data(), msg.size(), tie.data(), n, 0.5f).ok());
+    }
+  }
+  majority_vote(acc.data(), n);
+  majority_vote(tie.data(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    int votes = 0, votes2 = 0;
+    for (std::size_t w = 0; w < g.size(); ++w) votes += g[w][i] < 0.0f ? -1 : 1;
+    for (std::size_t w = 0; w < 2; ++w) votes2 += g[w][i] < 0.0f ? -1 : 1;
+    ASSERT_EQ(acc[i], votes > 0 ? 1.0f : -1.0f) << i;
+    ASSERT_EQ(tie[i], votes2 > 0 ? 1.0f : (votes2 < 0 ? -1.0f : 0.0f)) << i;
+  }
+}
+
+TEST(DenseCodecs, BucketStatisticsOfBiasedCodecs) {
+  const std::size_t n = 1000, bucket = 77;
+  const auto x = test_gradient(n, 5);
+  const auto ss = roundtrip(*make_codec("scaled-sign:bucket=77"), x);
+  const auto ob = roundtrip(*make_codec("onebit:bucket=77"), x);
+  const auto tg = roundtrip(*make_codec("terngrad:bucket=77"), x, SeedContext{9, 9, 9, 9});
+  for (std::size_t b = 0; b < n; b += bucket) {
+    const std::size_t e = std::min(n, b + bucket);
+    double l1 = 0, pos = 0, neg = 0, sum_ob = 0, mx = 0;
+    for (std::size_t i = b; i < e; ++i) {
+      l1 += std::fabs(x[i]);
+      (x[i] < 0.0f ? neg : pos) += x[i];
+      sum_ob += ob[i];
+      mx = std::max(mx, static_cast<double>(std::fabs(x[i])));
+    }
+    const double mean_abs = l1 / static_cast<double>(e - b);
+    for (std::size_t i = b; i < e; ++i) {
+      // scaled-sign: sign(x) * ||x||_1 / m.
+      ASSERT_NEAR(ss[i], (x[i] < 0.0f ? -1 : 1) * mean_abs, 1e-5 * mean_abs) << i;
+      // onebit: each element decodes to its group's mean.
+      ASSERT_TRUE(x[i] < 0.0f ? ob[i] <= 0.0f : ob[i] >= 0.0f) << i;
+      // terngrad: y in {-s, 0, +s}, s = max|x|, sign of x.
+      ASSERT_TRUE(tg[i] == 0.0f || std::fabs(tg[i]) == static_cast<float>(mx)) << i;
+      if (tg[i] != 0.0f) {
+        ASSERT_EQ(std::signbit(tg[i]), std::signbit(x[i])) << i;
+      }
+    }
+    // onebit preserves the bucket sum (Seide et al. 2014: means of the two groups).
+    EXPECT_NEAR(sum_ob, pos + neg, 1e-4 * l1) << "bucket " << b;
+  }
+}
+
+TEST(DenseCodecs, NaturalRoundsToNeighbouringPowersOfTwo) {
+  const auto codec = make_codec("natural");
+  auto x = test_gradient(4001, 8);
+  x.push_back(0.25f);     // exact power of two: always itself
+  x.push_back(-0x1p-140f);  // subnormal: 0 or -2^-126
+  x.push_back(std::numeric_limits<float>::max());  // clamps to 2^127
+  const auto y = roundtrip(*codec, x, SeedContext{3, 3, 3, 3});
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == 0.0f) {
+      ASSERT_EQ(y[i], 0.0f);
+      continue;
+    }
+    const float lo = std::ldexp(1.0f, std::ilogb(x[i]));
+    const float a = std::fabs(y[i]);
+    ASSERT_TRUE(a == lo || a == 2.0f * lo || (std::fpclassify(x[i]) == FP_SUBNORMAL && (a == 0.0f || a == 0x1p-126f)) ||
+                (a == 0x1p127f))
+        << i << " x=" << x[i] << " y=" << y[i];
+    if (a != 0.0f) {
+      ASSERT_EQ(std::signbit(y[i]), std::signbit(x[i]));
+    }
+  }
+  EXPECT_EQ(y[4001], 0.25f);
+  EXPECT_EQ(y[4003], 0x1p127f);
+}
+
+TEST(DenseCodecs, SpecsRoundTripAndRangesAreEnforced) {
+  for (const auto& spec : all_specs()) {
+    const auto codec = make_codec(spec);
+    EXPECT_EQ(make_codec(codec->spec())->spec(), codec->spec()) << spec;
+  }
+  EXPECT_EQ(make_codec("qsgd")->spec(), "qsgd:bits=4,bucket=512,norm=l2");
+  EXPECT_EQ(make_codec("terngrad:clip=2.5")->spec(), "terngrad:bucket=512,clip=2.5");
+  EXPECT_THROW(make_codec("qsgd:bits=9"), SpecError);
+  EXPECT_THROW(make_codec("qsgd:bits=1"), SpecError);
+  EXPECT_THROW(make_codec("qsgd:norm=l1"), SpecError);
+  EXPECT_THROW(make_codec("int8:bucket=0"), SpecError);
+  EXPECT_THROW(make_codec("onebit:bucket=16777217"), SpecError);
+  EXPECT_THROW(make_codec("terngrad:clip=-1"), SpecError);
+  EXPECT_TRUE(make_codec("qsgd")->unbiased());
+  EXPECT_TRUE(make_codec("natural")->unbiased());
+  EXPECT_TRUE(make_codec("terngrad")->unbiased());
+  EXPECT_FALSE(make_codec("terngrad:clip=2.5")->unbiased());
+  EXPECT_FALSE(make_codec("scaled-sign")->unbiased());
+}
+
+// ---- statistics ------------------------------------------------------------------
+
+/// Per-element mean and variance of decode(encode(x)) over `seeds` seeds.
+void moments(const Codec& codec, const std::vector<float>& x, int seeds, std::vector<double>* mean,
+             std::vector<double>* var) {
+  const std::size_t n = x.size();
+  std::vector<double> s1(n, 0.0), s2(n, 0.0);
+  std::vector<float> y(n);
+  for (int k = 0; k < seeds; ++k) {
+    const SeedContext ctx{static_cast<std::uint64_t>(1000 + k), 17, 2, 1};
+    const auto msg = codec.encode(x.data(), n, ctx);
+    ASSERT_TRUE(codec.decode(msg.data(), msg.size(), y.data(), n).ok());
+    for (std::size_t i = 0; i < n; ++i) {
+      s1[i] += y[i];
+      s2[i] += static_cast<double>(y[i]) * y[i];
+    }
+  }
+  mean->resize(n);
+  var->resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    (*mean)[i] = s1[i] / seeds;
+    (*var)[i] = std::max(0.0, s2[i] / seeds - (*mean)[i] * (*mean)[i]) * seeds / (seeds - 1);
+  }
+}
+
+TEST(DenseStatistics, UnbiasedCodecsAreUnbiased) {
+  // Mean of decode(encode(x)) over 2000 seeds equals x within 4 standard errors, for
+  // every registered spec whose codec declares itself unbiased (qsgd, terngrad with
+  // clip=0, natural, ...), plus small-bucket variants.
+  constexpr int kSeeds = 2000;
+  // Magnitudes within a factor 4 of each other, so that every element's rounding
+  // probability is >= ~5% (a rare event would leave a sample variance of 0), one zero.
+  auto x = test_gradient(37, 21);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const float frac = static_cast<float>((i * 7919u) % 97u) / 97.0f;
+    x[i] = (i % 3 == 0 ? -1.0f : 1.0f) * (0.25f + 0.75f * frac) * (i == 13 ? 0.0f : 1.0f);
+  }
+  std::vector<std::string> specs = all_specs();
+  for (const char* s : {"qsgd:bits=2,bucket=10", "qsgd:bits=3,bucket=10,norm=max", "terngrad:bucket=10"}) {
+    specs.push_back(s);
+  }
+  int tested = 0;
+  for (const auto& spec : specs) {
+    const auto codec = make_codec(spec);
+    if (!codec->unbiased()) continue;
+    ++tested;
+    SCOPED_TRACE(spec);
+    std::vector<double> mean, var;
+    moments(*codec, x, kSeeds, &mean, &var);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double se = std::sqrt(var[i] / kSeeds);
+      // 1e-6 relative: the decoded grid itself is computed in fp32 (level * (w / s)).
+      EXPECT_LE(std::fabs(mean[i] - x[i]), 4.0 * se + 1e-6 * std::fabs(x[i]) + 1e-30)
+          << "element " << i << " x=" << x[i] << " mean=" << mean[i] << " se=" << se;
+    }
+  }
+  EXPECT_GE(tested, 5);
+}
+
+TEST(DenseStatistics, QsgdVarianceWithinLemma31Bound) {
+  // Alistarh et al. 2017, Lemma 3.1: E||Q_s(v) - v||^2 <= min(n/s^2, sqrt(n)/s) ||v||^2,
+  // per bucket (the L2 norm is the bucket's). Checked on the Monte-Carlo mean + 4 SE.
+  constexpr int kSeeds = 2000;
+  const std::size_t n = 137, bucket = 50;  // buckets of 50, 50, 37
+  const auto x = test_gradient(n, 33);
+  for (int bits : {2, 3, 4, 6}) {
+    const auto codec = make_codec("qsgd:bits=" + std::to_string(bits) + ",bucket=50,norm=l2");
+    const double s = (1 << (bits - 1)) - 1;
+    const std::size_t nb = (n + bucket - 1) / bucket;
+    std::vector<double> e1(nb, 0.0), e2(nb, 0.0);
+    std::vector<float> y(n);
+    for (int k = 0; k < kSeeds; ++k) {
+      const auto msg = codec->encode(x.data(), n, SeedContext{static_cast<std::uint64_t>(k), 0, 0, 0});
+      ASSERT_TRUE(codec->decode(msg.data(), msg.size(), y.data(), n).ok());
+      for (std::size_t b = 0; b < nb; ++b) {
+        double err = 0.0;
+        for (std::size_t i = b * bucket; i < std::min(n, (b + 1) * bucket); ++i) {
+          err += (static_cast<double>(y[i]) - x[i]) * (static_cast<double>(y[i]) - x[i]);
+        }
+        e1[b] += err;
+        e2[b] += err * err;
+      }
+    }
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::size_t m = std::min(n, (b + 1) * bucket) - b * bucket;
+      double norm2 = 0.0;
+      for (std::size_t i = b * bucket; i < b * bucket + m; ++i) norm2 += static_cast<double>(x[i]) * x[i];
+      const double bound = std::min(m / (s * s), std::sqrt(static_cast<double>(m)) / s) * norm2;
+      const double mean = e1[b] / kSeeds;
+      const double se = std::sqrt(std::max(0.0, e2[b] / kSeeds - mean * mean) / kSeeds);
+      EXPECT_LE(mean, bound + 4 * se) << "bits " << bits << " bucket " << b;
+      EXPECT_GT(mean, 0.0) << "bits " << bits << " bucket " << b;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gradzip::quant

@@ -1,0 +1,34 @@
+// `gradzip train`: one whole training run (workers, shards and links simulated in one
+// process, or spread over local processes / network namespaces / a cluster), writing a
+// run directory (comm/rundir.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "experiments/options.h"
+
+namespace gradzip::cli {
+
+struct TrainOptions {
+  ModelDataOptions data;
+  CompressionOptions compression;
+  TopologyOptions topology;
+  OptimizerOptions optimizer;
+  RunOptions run;
+  int epochs = 10;                ///< passes over the training set
+  std::int64_t max_steps = 0;     ///< stop after this many steps per worker; 0 = no limit
+  int eval_every = 1;             ///< epochs between test-set evaluations
+  std::string link = "10gbe";     ///< link model profile (comm/link): pcie3|pcie4|pcie5|nvlink|1gbe|10gbe|25gbe|100gbe
+  /// sim (one process, modeled links) | local (processes on this host) | netem (network
+  /// namespaces with tc shaping; root) | slurm | mpi | path to a cluster file.
+  std::string cluster = "sim";
+};
+
+/// Registers every train option on `table`, bound to `opt`.
+void bind_train_options(OptionTable* table, TrainOptions* opt);
+
+/// True when `cluster` is one of the cluster-mode keywords (not a file path).
+bool is_cluster_keyword(const std::string& cluster);
+
+}  // namespace gradzip::cli

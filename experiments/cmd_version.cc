@@ -1,0 +1,34 @@
+// `gradzip version`: version, git revision, compiler, CUDA/NCCL build flags, torch
+// version and this machine's GPUs.
+#include <iostream>
+
+#include "comm/hostinfo.h"
+#include "experiments/commands.h"
+
+#ifndef GRADZIP_TORCH_VERSION
+#define GRADZIP_TORCH_VERSION ""
+#endif
+
+namespace gradzip::cli {
+
+int cmd_version(int argc, char** argv) {
+  OptionTable table("version", "Print the gradzip version and how this binary was built.");
+  return run_command(table, argc, argv, [] {
+    const comm::BuildInfo b = comm::build_info();
+    const comm::HostInfo h = comm::host_info();
+    const std::string torch = GRADZIP_TORCH_VERSION;
+    std::cout << "gradzip " << b.version << "\n"
+              << "git revision: " << b.git_revision << "\n"
+              << "compiler:     " << b.compiler << " (" << b.build_type << ")\n"
+              << "CUDA:         " << (b.cuda_enabled ? "on, toolkit " + b.cuda_version : std::string("off")) << "\n"
+              << "NCCL:         " << (b.nccl_enabled ? "on" : "off") << "\n"
+              << "torch:        " << (torch.empty() ? std::string("not linked") : torch) << "\n"
+              << "GPUs:         ";
+    if (h.gpu_names.empty()) std::cout << "none visible";
+    for (std::size_t i = 0; i < h.gpu_names.size(); ++i) std::cout << (i ? ", " : "") << h.gpu_names[i];
+    std::cout << "\n";
+    return static_cast<int>(kExitOk);
+  });
+}
+
+}  // namespace gradzip::cli

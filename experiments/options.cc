@@ -1,0 +1,113 @@
+// Binding of the shared option groups (see options.h).
+#include "experiments/options.h"
+
+#include <cctype>
+
+namespace gradzip::cli {
+
+const char* sync_mode_name(SyncMode mode) {
+  switch (mode) {
+    case SyncMode::kSync: return "sync";
+    case SyncMode::kAsync: return "async";
+    case SyncMode::kSsp: return "ssp";
+  }
+  return "?";
+}
+
+const char* lr_schedule_name(LrSchedule schedule) {
+  switch (schedule) {
+    case LrSchedule::kConstant: return "constant";
+    case LrSchedule::kStep: return "step";
+    case LrSchedule::kCosine: return "cosine";
+  }
+  return "?";
+}
+
+bool valid_device(const std::string& device) {
+  if (device == "cpu" || device == "cuda" || device == "auto") return true;
+  if (device.rfind("cuda:", 0) != 0 || device.size() == 5) return false;
+  for (std::size_t i = 5; i < device.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(device[i]))) return false;
+  }
+  return device.size() <= 8;
+}
+
+void bind_optimizer_options(OptionTable* t, OptimizerOptions* o) {
+  t->group("Optimizer (SGD on the parameter-server shards)");
+  t->add("lr", &o->lr, "base learning rate after warm-up", Range{0.0, 1e6});
+  t->add("momentum", &o->momentum, "momentum coefficient; 0 = plain SGD", Range{0.0, 1.0});
+  t->add("nesterov", &o->nesterov, "use Nesterov momentum");
+  t->add("weight-decay", &o->weight_decay, "L2 weight decay coefficient", Range{0.0, 1.0});
+  t->add_enum("lr-schedule", &o->schedule,
+              {{"constant", LrSchedule::kConstant}, {"step", LrSchedule::kStep}, {"cosine", LrSchedule::kCosine}},
+              "learning-rate schedule");
+  t->add("lr-milestones", &o->lr_milestones, "comma-separated epochs where 'step' multiplies lr by --lr-gamma");
+  t->add("lr-gamma", &o->lr_gamma, "factor applied at each milestone", Range{0.0, 1.0});
+  t->add("warmup-epochs", &o->warmup_epochs, "linear warm-up from lr/10, in epochs", Range{0.0, 1e6});
+  t->add_check([t, o] {
+    (void)t;
+    if (o->schedule == LrSchedule::kStep && o->lr_milestones.empty()) {
+      throw UsageError("--lr-schedule step needs --lr-milestones (e.g. 30,60)");
+    }
+    for (char c : o->lr_milestones) {
+      if (!std::isdigit(static_cast<unsigned char>(c)) && c != ',' && c != '.' && c != ' ') {
+        throw UsageError("bad value '" + o->lr_milestones + "' for --lr-milestones: expected epochs like 30,60");
+      }
+    }
+  });
+}
+
+void bind_compression_options(OptionTable* t, CompressionOptions* o) {
+  t->group("Compression (see 'gradzip compressors')");
+  t->add("compressor", &o->compressor, "uplink compressor spec [memory+]codec[:key=value,...], e.g. ef+qsgd:bits=4");
+  t->add("memory", &o->memory, "error-feedback memory spec; overrides the compressor's memory part when set");
+  t->add("downlink", &o->downlink, "'dense' (fp32 parameters) or a codec spec for the parameter delta");
+  t->add("bucket-mb", &o->bucket_mb, "gradient bucket size in MiB", Range{0.001, 4096.0});
+  t->add("min-compress-numel", &o->min_compress_numel, "tensors with fewer elements are sent uncompressed");
+}
+
+void bind_topology_options(OptionTable* t, TopologyOptions* o) {
+  t->group("Topology and synchronisation");
+  t->add("workers", &o->workers, "number of workers", Range{1, 4096});
+  t->add("shards", &o->shards, "number of parameter-server shards", Range{1, 1024});
+  t->add_choice("placement", &o->placement, {"balanced", "round-robin", "hash"},
+                "how parameter tensors are placed on shards");
+  t->add_enum("mode", &o->mode, {{"sync", SyncMode::kSync}, {"async", SyncMode::kAsync}, {"ssp", SyncMode::kSsp}},
+              "aggregation: sync, async, or stale-synchronous (ssp, with --slack)");
+  t->add("slack", &o->slack, "steps a worker may run ahead of the slowest one (ssp only)", Range{0, 1000000});
+  t->add("worker-timeout", &o->worker_timeout_s, "seconds of silence before a worker is declared dead",
+         Range{0.001, 1e7});
+  t->add_check([o] {
+    if (o->mode == SyncMode::kSsp && o->slack < 1) throw UsageError("--mode ssp needs --slack >= 1");
+    if (o->mode != SyncMode::kSsp && o->slack != 0) {
+      throw UsageError("--slack is only meaningful with --mode ssp (got --mode " +
+                       std::string(sync_mode_name(o->mode)) + ")");
+    }
+  });
+}
+
+void bind_model_data_options(OptionTable* t, ModelDataOptions* o) {
+  t->group("Model and data");
+  t->add("model", &o->model, "model name (see trainer/models)");
+  t->add("dataset", &o->dataset, "dataset name, e.g. fashion-mnist");
+  t->add("data-dir", &o->data_dir, "directory holding the dataset files");
+  t->add("batch-size", &o->batch_size, "samples per worker per step", Range{1, 1 << 20});
+  t->add("loader-threads", &o->loader_threads, "data-loader threads per worker", Range{0, 256});
+  t->add("device", &o->device, "cpu | cuda | cuda:N | auto");
+  t->add_check([o] {
+    if (!valid_device(o->device)) {
+      throw UsageError("bad value '" + o->device + "' for --device: allowed are cpu, cuda, cuda:N, auto");
+    }
+  });
+}
+
+void bind_run_options(OptionTable* t, RunOptions* o) {
+  t->group("Run directory and logging");
+  t->add("run-dir", &o->run_dir, "output directory; empty = runs/<UTC time>-<command>");
+  t->add_choice("log-level", &o->log_level, {"trace", "debug", "info", "warn", "error"}, "console log level");
+  t->add("seed", &o->seed, "master random seed");
+  t->add("checkpoint-every", &o->checkpoint_every, "epochs between checkpoints; 0 = never", Range{0, 1000000});
+  t->add("checkpoint-dir", &o->checkpoint_dir, "checkpoint directory; empty = <run dir>/checkpoints");
+}
+
+}  // namespace gradzip::cli

@@ -1,0 +1,249 @@
+// CUDA twin == CPU reference, byte for byte, for every codec with a CUDA twin and every
+// error-feedback memory, over sizes that are not round numbers (1, 31, 33, 1000, 65537,
+// 1000003, 25.6M). Needs a CUDA device: each test GTEST_SKIPs with the reason otherwise.
+//
+// For each (spec, n), with random g and e (never all zeros):
+//   * encode without memory: GPU message (after finalize_message) == CPU message;
+//   * encode with the fused "ef" memory: message == CPU "ef"+codec message, and the new
+//     residual == the CPU ef memory's residual, bit for bit;
+//   * EF invariant on the GPU: C(p) + e' == p = g + e (to one rounding of p - C(p));
+//   * decode / decode_add / decode_own on the GPU == CPU decode / decode_add, bit for bit;
+//   * every output buffer is poisoned (0xA5 / NaN bytes) before each run, so an element
+//     or byte the kernels forget to write is caught.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "quant/cuda.h"
+#include "quant/registry.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace gradzip::quant::cuda {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::first_difference;
+using testing::random_gradient;
+
+// Specs cover each twin, both kernel paths of the bucketed codecs (bucket % 8 == 0: fused
+// warp-per-bucket; otherwise stats + group kernels), and every qsgd field width family.
+const char* const kSpecs[] = {
+    "identity",
+    "fp16",
+    "bf16",
+    "int8",
+    "int8:bucket=100",
+    "qsgd",
+    "qsgd:bits=2,bucket=128",
+    "qsgd:bits=3,bucket=7",
+    "qsgd:bits=8,bucket=1000,norm=max",
+    "terngrad",
+    "terngrad:bucket=333,clip=2.5",
+    "sign",
+    "scaled-sign",
+    "scaled-sign:bucket=1",
+    "onebit",
+    "onebit:bucket=33",
+};
+const std::size_t kSizes[] = {1, 31, 33, 1000, 65537, 1000003, 25600000};
+
+struct CpuResult {
+  std::vector<std::uint8_t> msg_plain;  // encode(g)
+  std::vector<std::uint8_t> msg_ef;     // encode(g + e)
+  std::vector<float> compensated;       // p = g + e
+  std::vector<float> decoded_ef;        // decode(msg_ef)
+  std::vector<float> residual_ef;       // p - decode(msg_ef)
+};
+
+CpuResult cpu_reference(const Codec& codec, const std::vector<float>& g, const std::vector<float>& e,
+                        const SeedContext& ctx) {
+  const std::size_t n = g.size();
+  CpuResult r;
+  r.msg_plain = codec.encode(g.data(), n, ctx);
+  auto ef = make_memory("ef");
+  MemoryState state;
+  state.residual = e;
+  r.compensated.resize(n);
+  ef->compensate(g.data(), r.compensated.data(), n, &state);
+  r.msg_ef = codec.encode(r.compensated.data(), n, ctx);
+  r.decoded_ef.resize(n);
+  const Status st = codec.decode(r.msg_ef.data(), r.msg_ef.size(), r.decoded_ef.data(), n);
+  if (!st.ok()) throw QuantError(st);
+  ef->update(r.compensated.data(), r.decoded_ef.data(), n, &state);
+  r.residual_ef = state.residual;
+  return r;
+}
+
+class CodecTwinTest : public ::testing::TestWithParam<std::tuple<const char*, std::size_t>> {};
+
+TEST_P(CodecTwinTest, MatchesCpuByteForByte) {
+  GZ_REQUIRE_GPU();
+  const std::string spec = std::get<0>(GetParam());
+  const std::size_t n = std::get<1>(GetParam());
+  const auto cpu = make_codec(spec);
+  const auto gpu = make_cuda_codec(spec);
+  ASSERT_EQ(gpu->spec(), cpu->spec());
+  ASSERT_EQ(gpu->id(), cpu->id());
+  ASSERT_EQ(gpu->max_encoded_bytes(n), cpu->max_encoded_bytes(n));
+
+  const std::uint64_t seed = 0x9E3779B97F4A7C15ull ^ (n * 1315423911ull) ^ std::hash<std::string>{}(spec);
+  const std::vector<float> g = random_gradient(n, seed);
+  std::vector<float> e = random_gradient(n, seed + 1);
+  for (float& v : e) v *= 0.25f;
+  const SeedContext ctx{seed, 41, 3, 17};
+  const CpuResult want = cpu_reference(*cpu, g, e, ctx);
+
+  const std::size_t cap = gpu->max_encoded_bytes(n);
+  DeviceBuffer d_g(4 * n), d_e(4 * n), d_out(cap), d_dec(4 * n), d_msg_bytes(8);
+  ASSERT_TRUE(d_g.ok() && d_e.ok() && d_out.ok() && d_dec.ok() && d_msg_bytes.ok()) << "cudaMalloc failed";
+  GZ_CUDA_OK(cudaMemcpy(d_g.get(), g.data(), 4 * n, cudaMemcpyHostToDevice));
+  cudaStream_t stream = nullptr;
+  GZ_CUDA_OK(cudaStreamCreate(&stream));
+
+  std::size_t ws_bytes = 0;
+  ASSERT_TRUE(gpu->encode(d_g.get<float>(), nullptr, n, ctx, d_out.get<std::uint8_t>(), cap, nullptr, nullptr,
+                          &ws_bytes, stream).ok());
+  DeviceBuffer d_ws(ws_bytes);
+  ASSERT_TRUE(d_ws.ok());
+
+  std::vector<std::uint8_t> h_msg(cap);
+  auto run_encode = [&](float* d_residual, const std::vector<std::uint8_t>& expected, const char* what) {
+    GZ_CUDA_OK(cudaMemsetAsync(d_out.get(), 0xA5, cap, stream));
+    GZ_CUDA_OK(cudaMemsetAsync(d_msg_bytes.get(), 0xA5, 8, stream));
+    std::size_t ws = ws_bytes;
+    const Status st = gpu->encode(d_g.get<float>(), d_residual, n, ctx, d_out.get<std::uint8_t>(), cap,
+                                  d_msg_bytes.get<std::uint64_t>(), d_ws.get(), &ws, stream);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    GZ_CUDA_OK(cudaMemcpyAsync(h_msg.data(), d_out.get(), cap, cudaMemcpyDeviceToHost, stream));
+    std::uint64_t dev_bytes = 0;
+    GZ_CUDA_OK(cudaMemcpyAsync(&dev_bytes, d_msg_bytes.get(), 8, cudaMemcpyDeviceToHost, stream));
+    GZ_CUDA_OK(cudaStreamSynchronize(stream));
+    std::size_t bytes = 0;
+    const Status fin = finalize_message(h_msg.data(), cap, &bytes);
+    ASSERT_TRUE(fin.ok()) << what << ": " << fin.to_string();
+    ASSERT_EQ(bytes, expected.size()) << what;
+    ASSERT_EQ(dev_bytes, expected.size()) << what << ": d_message_bytes";
+    const long long diff = first_difference(h_msg.data(), expected.data(), bytes);
+    ASSERT_EQ(diff, -1) << what << ": first differing byte " << diff << " of " << bytes;
+  };
+  run_encode(nullptr, want.msg_plain, "encode(g)");
+  GZ_CUDA_OK(cudaMemcpy(d_e.get(), e.data(), 4 * n, cudaMemcpyHostToDevice));
+  run_encode(d_e.get<float>(), want.msg_ef, "ef encode(g + e)");
+
+  // New residual: bit-identical to the CPU ef memory, and the EF invariant holds.
+  std::vector<float> e_new(n);
+  GZ_CUDA_OK(cudaMemcpy(e_new.data(), d_e.get(), 4 * n, cudaMemcpyDeviceToHost));
+  ASSERT_EQ(first_difference(e_new.data(), want.residual_ef.data(), 4 * n), -1) << "residual differs from CPU ef";
+  for (std::size_t i = 0; i < n; ++i) {
+    const float p = want.compensated[i];
+    const float c = want.decoded_ef[i];
+    const float tol = std::ldexp(std::fmax(std::fabs(p), std::fabs(c)), -22);  // two roundings
+    ASSERT_LE(std::fabs((c + e_new[i]) - p), tol) << "EF invariant at " << i;
+  }
+
+  // Decode paths read the CPU message uploaded to the device.
+  DeviceBuffer d_cpu_msg(want.msg_ef.size());
+  ASSERT_TRUE(d_cpu_msg.ok());
+  GZ_CUDA_OK(cudaMemcpy(d_cpu_msg.get(), want.msg_ef.data(), want.msg_ef.size(), cudaMemcpyHostToDevice));
+  std::vector<float> got(n);
+  GZ_CUDA_OK(cudaMemset(d_dec.get(), 0xFF, 4 * n));  // NaN everywhere
+  Status st = gpu->decode(want.msg_ef.data(), d_cpu_msg.get<std::uint8_t>(), want.msg_ef.size(), d_dec.get<float>(), n,
+                          stream);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  GZ_CUDA_OK(cudaStreamSynchronize(stream));
+  GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
+  ASSERT_EQ(first_difference(got.data(), want.decoded_ef.data(), 4 * n), -1) << "decode differs";
+
+  GZ_CUDA_OK(cudaMemset(d_dec.get(), 0xFF, 4 * n));
+  ASSERT_TRUE(gpu->decode_own(d_cpu_msg.get<std::uint8_t>(), n, d_dec.get<float>(), stream).ok());
+  GZ_CUDA_OK(cudaStreamSynchronize(stream));
+  GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
+  ASSERT_EQ(first_difference(got.data(), want.decoded_ef.data(), 4 * n), -1) << "decode_own differs";
+
+  std::vector<float> acc = random_gradient(n, seed + 2);
+  GZ_CUDA_OK(cudaMemcpy(d_dec.get(), acc.data(), 4 * n, cudaMemcpyHostToDevice));
+  st = gpu->decode_add(want.msg_ef.data(), d_cpu_msg.get<std::uint8_t>(), want.msg_ef.size(), d_dec.get<float>(), n,
+                       0.375f, stream);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  ASSERT_TRUE(cpu->decode_add(want.msg_ef.data(), want.msg_ef.size(), acc.data(), n, 0.375f).ok());
+  GZ_CUDA_OK(cudaStreamSynchronize(stream));
+  GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
+  ASSERT_EQ(first_difference(got.data(), acc.data(), 4 * n), -1) << "decode_add differs";
+  GZ_CUDA_OK(cudaStreamDestroy(stream));
+}
+
+std::string twin_name(const ::testing::TestParamInfo<CodecTwinTest::ParamType>& info) {
+  std::string s = std::get<0>(info.param);
+  for (char& c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return s + "_n" + std::to_string(std::get<1>(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTwins, CodecTwinTest,
+                         ::testing::Combine(::testing::ValuesIn(kSpecs), ::testing::ValuesIn(kSizes)), twin_name);
+
+// Every codec that has a CUDA twin appears in kSpecs (a new twin cannot go untested).
+TEST(CodecTwinCoverage, EveryTwinIsTested) {
+  for (const std::string& name : cuda_codec_names()) {
+    bool found = false;
+    for (const char* spec : kSpecs) found |= split_spec(spec).first == name;
+    EXPECT_TRUE(found) << "CUDA twin '" << name << "' is missing from kSpecs";
+  }
+}
+
+// Data-dependent errors travel through the device status word: a NaN in the gradient
+// makes finalize_message answer kNonFiniteInput, like the CPU encode.
+TEST(CodecTwinErrors, NonFiniteInputReportedByFinalize) {
+  GZ_REQUIRE_GPU();
+  for (const char* spec : kSpecs) {
+    const auto gpu = make_cuda_codec(spec);
+    const std::size_t n = 1000;
+    std::vector<float> g = random_gradient(n, 5);
+    g[517] = std::nanf("");
+    const std::size_t cap = gpu->max_encoded_bytes(n);
+    DeviceBuffer d_g(4 * n), d_out(cap), d_ws(16);
+    GZ_CUDA_OK(cudaMemcpy(d_g.get(), g.data(), 4 * n, cudaMemcpyHostToDevice));
+    std::size_t ws = 16;
+    ASSERT_TRUE(gpu->encode(d_g.get<float>(), nullptr, n, SeedContext{}, d_out.get<std::uint8_t>(), cap, nullptr,
+                            d_ws.get(), &ws, nullptr).ok());
+    std::vector<std::uint8_t> h(cap);
+    GZ_CUDA_OK(cudaMemcpy(h.data(), d_out.get(), cap, cudaMemcpyDeviceToHost));
+    std::size_t bytes = 0;
+    EXPECT_EQ(finalize_message(h.data(), cap, &bytes).code(), Errc::kNonFiniteInput) << spec;
+  }
+}
+
+// A corrupted message is refused on the host before any kernel writes the output.
+TEST(CodecTwinErrors, BadMessageRefusedBeforeWriting) {
+  GZ_REQUIRE_GPU();
+  for (const char* spec : kSpecs) {
+    const auto cpu = make_codec(spec);
+    const auto gpu = make_cuda_codec(spec);
+    const std::size_t n = 100;
+    const std::vector<float> g = random_gradient(n, 9);
+    std::vector<std::uint8_t> msg = cpu->encode(g.data(), n, SeedContext{});
+    msg.back() ^= 0x40;  // checksum mismatch
+    DeviceBuffer d_msg(msg.size()), d_out(4 * n);
+    GZ_CUDA_OK(cudaMemcpy(d_msg.get(), msg.data(), msg.size(), cudaMemcpyHostToDevice));
+    GZ_CUDA_OK(cudaMemset(d_out.get(), 0x5A, 4 * n));
+    EXPECT_EQ(gpu->decode(msg.data(), d_msg.get<std::uint8_t>(), msg.size(), d_out.get<float>(), n, nullptr).code(),
+              Errc::kBadChecksum)
+        << spec;
+    EXPECT_EQ(gpu->decode(msg.data(), d_msg.get<std::uint8_t>(), msg.size(), d_out.get<float>(), n + 1, nullptr).code(),
+              Errc::kBadChecksum)
+        << spec;
+    std::vector<std::uint8_t> h(4 * n);
+    GZ_CUDA_OK(cudaMemcpy(h.data(), d_out.get(), 4 * n, cudaMemcpyDeviceToHost));
+    for (std::uint8_t b : h) ASSERT_EQ(b, 0x5A) << spec << ": output written despite the error";
+  }
+}
+
+}  // namespace
+}  // namespace gradzip::quant::cuda

@@ -1,0 +1,108 @@
+// Host-only parts of the CUDA twins (no device needed, labelled unit): the factory parses
+// specs with the CPU registry's declarations, errors are typed, the two-phase size query,
+// and finalize_message turns a device-style message (status word in the checksum slot)
+// into the exact CPU message.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "quant/cuda.h"
+#include "quant/registry.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace gradzip::quant::cuda {
+namespace {
+
+TEST(CudaFactory, SpecsMatchTheCpuTwin) {
+  for (const char* spec : {"identity", "fp16", "bf16", "int8:bucket=100", "qsgd:bits=3,norm=max",
+                                   "terngrad:clip=2.5", "sign", "scaled-sign:bucket=64", "onebit"}) {
+    const auto gpu = make_cuda_codec(spec);
+    const auto cpu = make_codec(spec);
+    EXPECT_EQ(gpu->spec(), cpu->spec()) << spec;
+    EXPECT_EQ(gpu->id(), cpu->id()) << spec;
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{33}, std::size_t{65537}}) EXPECT_EQ(gpu->max_encoded_bytes(n), cpu->max_encoded_bytes(n)) << spec;
+  }
+  for (const char* spec : {"none", "ef"}) EXPECT_EQ(make_cuda_memory(spec)->spec(), make_memory(spec)->spec());
+}
+
+TEST(CudaFactory, BadSpecsRaiseSpecErrorNamingTheProblem) {
+  try {
+    (void)make_cuda_codec("qsgd:bits=9");
+    FAIL() << "bits=9 accepted";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("bits"), std::string::npos) << e.what();
+  }
+  try {
+    (void)make_cuda_codec("nosuchcodec");
+    FAIL() << "unknown codec accepted";
+  } catch (const SpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("nosuchcodec"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)make_cuda_memory("nosuchmemory"), SpecError);
+}
+
+TEST(CudaFactory, TwinNamesAreRegisteredCpuCodecs) {
+  for (const std::string& name : cuda_codec_names()) EXPECT_NE(find_codec(name), nullptr) << name;
+  for (const std::string& name : cuda_memory_names()) EXPECT_NE(find_memory(name), nullptr) << name;
+}
+
+TEST(CudaCodecArgs, SizeQueryAndArgumentErrorsNeedNoDevice) {
+  const auto gpu = make_cuda_codec("qsgd");
+  std::size_t ws = 123;
+  // Size query: nothing is launched, the dense codecs need no scratch.
+  ASSERT_TRUE(gpu->encode(nullptr, nullptr, 1000, SeedContext{}, nullptr, 0, nullptr, nullptr, &ws, nullptr).ok());
+  EXPECT_EQ(ws, 0u);
+  alignas(16) static std::uint8_t fake[64];
+  float* fake_grad = reinterpret_cast<float*>(fake);
+  ws = 0;
+  // Capacity below max_encoded_bytes: kBufferTooSmall before any launch.
+  EXPECT_EQ(gpu->encode(fake_grad, nullptr, 1000, SeedContext{}, fake, 64, nullptr, fake, &ws, nullptr).code(),
+            Errc::kBufferTooSmall);
+  // Misaligned output.
+  EXPECT_EQ(gpu->encode(fake_grad, nullptr, 1, SeedContext{}, fake + 1, 1 << 20, nullptr, fake, &ws, nullptr).code(),
+            Errc::kInvalidArgument);
+  // Bucket index beyond the Philox layout.
+  EXPECT_EQ(gpu->encode(fake_grad, nullptr, 1, SeedContext{0, 0, 0, 1u << 24}, fake, 1 << 20, nullptr, fake, &ws,
+                        nullptr).code(),
+            Errc::kInvalidArgument);
+  EXPECT_EQ(gpu->encode(fake_grad, nullptr, 1, SeedContext{}, fake, 1 << 20, nullptr, fake, nullptr, nullptr).code(),
+            Errc::kInvalidArgument);
+}
+
+TEST(FinalizeMessage, RestoresTheCpuChecksum) {
+  const auto cpu = make_codec("qsgd:bits=4,bucket=64");
+  const std::vector<float> g = testing::random_gradient(1000, 3);
+  const std::vector<std::uint8_t> want = cpu->encode(g.data(), g.size(), SeedContext{1, 2, 3, 4});
+  std::vector<std::uint8_t> msg = want;
+  std::fill(msg.begin() + kDeviceStatusOffset, msg.begin() + kDeviceStatusOffset + 8, 0);  // as the GPU leaves it
+  msg.resize(msg.size() + 100, 0xEE);                                                      // D2H of the capacity
+  std::size_t bytes = 0;
+  ASSERT_TRUE(finalize_message(msg.data(), msg.size(), &bytes).ok());
+  ASSERT_EQ(bytes, want.size());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), msg.begin()));
+}
+
+TEST(FinalizeMessage, ReportsDeviceStatusAndTruncation) {
+  const auto cpu = make_codec("int8");
+  const std::vector<float> g = testing::random_gradient(100, 4);
+  std::vector<std::uint8_t> msg = cpu->encode(g.data(), g.size(), SeedContext{});
+  std::size_t bytes = 0;
+  EXPECT_EQ(finalize_message(msg.data(), 20, &bytes).code(), Errc::kTruncated);
+  std::vector<std::uint8_t> bad = msg;
+  store_le<std::uint64_t>(bad.data() + kDeviceStatusOffset, static_cast<std::uint64_t>(Errc::kNonFiniteInput));
+  EXPECT_EQ(finalize_message(bad.data(), bad.size(), &bytes).code(), Errc::kNonFiniteInput);
+  store_le<std::uint64_t>(msg.data() + kDeviceStatusOffset, 0);
+  EXPECT_EQ(finalize_message(msg.data(), msg.size() - 1, &bytes).code(), Errc::kTruncated);
+  EXPECT_EQ(finalize_message(nullptr, 100, &bytes).code(), Errc::kInvalidArgument);
+}
+
+TEST(CudaErrors, CudaErrorNamesFileAndLine) {
+  const Status st = cuda_error(cudaErrorInvalidValue, "cudaMemcpy(x)", "quant/foo.cu", 42);
+  EXPECT_EQ(st.code(), Errc::kCuda);
+  EXPECT_NE(st.message().find("quant/foo.cu:42"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("cudaErrorInvalidValue"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace gradzip::quant::cuda

@@ -145,6 +145,16 @@ std::uint64_t count_for_ratio(std::uint64_t numel, double ratio);
 /// For finite x, |a| < |b| iff abs_key(a) < abs_key(b); +0 and -0 share key 0.
 inline std::uint32_t abs_key(float x) { return float_bits(x) & 0x7FFFFFFFu; }
 
+/// True if some kept element x[idx[j]] is NaN or Inf. A selection by largest |x| (topk,
+/// threshold, dgc) always keeps the largest abs_key, and NaN/Inf have the largest keys
+/// (>= 0x7F800000), so checking the kept elements detects non-finite input anywhere in
+/// x without another pass over it (requires count >= 1 whenever n >= 1).
+inline bool kept_nonfinite(const float* x, const std::uint64_t* idx, std::uint64_t count) {
+  std::uint32_t bad = 0;
+  for (std::uint64_t j = 0; j < count; ++j) bad |= abs_key(x[idx[j]]) >= 0x7F800000u ? 1u : 0u;
+  return bad != 0;
+}
+
 /// Exact top-k by a 32-bit key: the positions p in [0, n) of the k largest key(p),
 /// ties broken in favour of the smaller position; written to *out in ascending order.
 /// k >= n returns every position. Algorithm (O(n), two-level radix select):

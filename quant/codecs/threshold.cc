@@ -43,12 +43,13 @@ class ThresholdCodec final : public Codec {
   std::size_t max_payload_bytes(std::size_t n) const override { return sparse_block_max_bytes(n, n, values_); }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
-    if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
     const std::uint32_t tau_key = abs_key(tau_);
     std::vector<std::uint64_t> idx;
     for (std::size_t i = 0; i < n; ++i) {
       if (abs_key(grad[i]) >= tau_key) idx.push_back(i);
     }
+    // NaN/Inf keys exceed every finite tau's key, so they are kept if present.
+    if (kept_nonfinite(grad, idx.data(), idx.size())) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
     std::uint64_t bytes = 0;
     write_sparse_block(grad, n, idx.data(), idx.size(), values_, sink->data, &bytes, &sink->flags);
     sink->bytes = bytes;

@@ -86,12 +86,12 @@ TEST(Dgc, WarmupScheduleSetsTheTarget) {
 }
 
 TEST(Dgc, SmallAndDegenerateInputsFallBackToExact) {
-  for (const std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{33}, std::size_t{1000}}) {
+  for (const std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{33}, std::size_t{1000}, std::size_t{16384}}) {
     const auto x = testing::gaussian(n, 5);
     const std::uint64_t k = count_for_ratio(n, 0.01);
     const auto codec = make_codec("dgc:ratio=0.01");
     const auto msg = codec->encode(x.data(), n, {});
-    EXPECT_EQ(dgc_count(msg), k);  // below 256 samples: exact top-k
+    EXPECT_EQ(dgc_count(msg), k);  // n <= 16384: exact top-k
     std::vector<float> y(n);
     ASSERT_TRUE(codec->decode(msg.data(), msg.size(), y.data(), n).ok());
     for (auto i : testing::reference_topk(x, k)) EXPECT_EQ(y[i], x[i]);
@@ -102,6 +102,22 @@ TEST(Dgc, SmallAndDegenerateInputsFallBackToExact) {
   const auto codec = make_codec("dgc:ratio=0.001,sample=0.01");
   const auto msg = codec->encode(z.data(), z.size(), {});
   EXPECT_EQ(dgc_count(msg), count_for_ratio(z.size(), 0.001));
+}
+
+TEST(Dgc, NonFiniteInputRefusedAnywhere) {
+  // dgc/topk/threshold detect NaN/Inf among the kept elements (they have the largest
+  // keys): check positions the sample misses, on every selection path.
+  for (const char* spec : {"dgc:ratio=0.001", "dgc:ratio=0.3", "topk:ratio=0.001", "threshold:tau=2"}) {
+    for (const float bad : {NAN, INFINITY, -INFINITY}) {
+      auto x = testing::gaussian(70001, 2);
+      x[70000] = bad;
+      const auto codec = make_codec(spec);
+      std::vector<std::uint8_t> out(codec->max_encoded_bytes(x.size()));
+      std::size_t bytes = 0;
+      EXPECT_EQ(codec->encode(x.data(), x.size(), {}, out.data(), out.size(), &bytes).code(), Errc::kNonFiniteInput)
+          << spec << " " << bad;
+    }
+  }
 }
 
 TEST(Dgc, DecoderChecksCountBand) {

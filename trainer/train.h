@@ -1,0 +1,123 @@
+// The trainer API (no torch in this header): one plain options struct, one call.
+//
+//   trainer::TrainConfig cfg;                 // defaults in-class; the CLI fills it
+//   cfg.model = "resnet20"; cfg.dataset = "cifar10"; cfg.data_dir = "...";
+//   cfg.compressor = "ef+qsgd:bits=4"; cfg.workers = 4;
+//   trainer::TrainResult r = trainer::run_training(cfg, factory);  // simulation
+//
+// run_training simulates `workers` data-parallel workers in one process: each has its
+// own model replica (its own BN running statistics), data shard, error-feedback
+// residuals and RNG stream (quant::SeedContext{seed, step, worker, bucket}); they talk
+// to in-process parameter-server shards (comm/inproc.h) with the same wire bytes as
+// the ZeroMQ transport. run_worker drives one real worker process over
+// any WorkerTransport (ZeroMQ). Evaluation uses worker 0's model, as DDP does.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/layout.h"
+#include "comm/optimizer.h"
+#include "comm/transport.h"
+#include "trainer/augment.h"
+#include "trainer/dataset.h"
+#include "trainer/models.h"
+
+namespace gradzip::trainer {
+
+/// Every setting of a training run. Plain value type; the CLI fills it.
+struct TrainConfig {
+  // -- model and data
+  std::string model = "cnn";              ///< see trainer/models.h
+  int base_width = 0;                     ///< 0: the published width
+  std::string dataset = "fashion-mnist";  ///< mnist|fashion-mnist|cifar10|cifar100|synthetic|records
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";  ///< records: dir with train-*.gzr, test-*.gzr
+  std::size_t train_subset = 0;           ///< use the first N training images (0 = all)
+  std::size_t test_subset = 0;            ///< evaluate on the first N test images (0 = all)
+  SyntheticOptions synthetic;             ///< dataset == "synthetic"
+  AugmentOptions augment;                 ///< training-time augmentation
+  bool tta = false;                       ///< evaluation averages logits over flips and +-2 px shifts
+  // -- optimisation (applied by the parameter-server shards)
+  int epochs = 1;
+  std::uint64_t max_steps = 0;            ///< stop after this many steps in total (0 = no limit)
+  std::size_t batch_size = 64;            ///< samples per worker per step
+  comm::OptimizerOptions optimizer;       ///< lr, momentum, schedule (per step)
+  // -- data parallelism and compression
+  std::uint32_t workers = 1;              ///< logical workers (simulation) / cluster size
+  comm::PlacementOptions placement;       ///< shards, bucket size, min_compress_numel
+  std::string compressor = "identity";    ///< uplink "[memory+]codec[:k=v,...]"
+  std::string memory;                     ///< overrides the compressor's memory part when set
+  // -- execution
+  std::string device = "cpu";             ///< cpu | cuda | cuda:N
+  int loader_threads = 2;
+  int prefetch_batches = 4;
+  std::uint64_t seed = 1;
+  int torch_threads = 0;                  ///< intra-op threads (0: leave torch's default)
+};
+
+/// Accuracy and loss after one epoch.
+struct EpochMetrics {
+  int epoch = 0;
+  std::uint64_t steps = 0;           ///< steps done so far (cumulative)
+  double train_loss = 0, train_accuracy = 0;  ///< worker 0's running mean over the epoch
+  double test_loss = 0, test_accuracy = 0;    ///< worker 0's model on the test set
+  double seconds = 0;                ///< wall time since the run started
+  std::uint64_t bytes_up = 0;        ///< gradzip message bytes pushed, all workers, cumulative
+  std::uint64_t bytes_down = 0;      ///< bytes pulled, all workers, cumulative
+};
+
+/// Seconds spent per stage of the step, summed over steps and workers.
+struct StageSeconds {
+  double data_wait = 0;  ///< waiting for the loader's next batch
+  double h2d = 0;        ///< batch host-to-device copy
+  double compute = 0;    ///< forward + backward
+  double d2h = 0;        ///< flat gradient device-to-host copy
+  double encode = 0;     ///< compensate + encode + (decode) + update, all buckets
+  double send = 0;       ///< transport push until its handle completed
+  double pull_wait = 0;  ///< waiting for the parameters of the step
+  double apply = 0;      ///< writing pulled parameters into the device flat buffer
+  double total() const { return data_wait + h2d + compute + d2h + encode + send + pull_wait + apply; }
+};
+
+/// Names the largest stage ("data_wait", "compute", ...).
+std::string dominant_stage(const StageSeconds& s);
+
+/// What run_training returns.
+struct TrainResult {
+  std::vector<EpochMetrics> epochs;
+  double final_test_accuracy = 0;
+  std::uint64_t steps = 0;
+  std::uint64_t bytes_up = 0, bytes_down = 0;
+  std::uint64_t parameters = 0;     ///< model parameter count
+  StageSeconds stages;
+  std::string bottleneck;           ///< dominant_stage(stages)
+  double device_fraction = 0;       ///< stages.compute / stages.total()
+  std::string layout_description;   ///< comm::Layout::describe of the run
+  /// One line per stage with seconds and share, then the dominant stage.
+  std::string bottleneck_report() const;
+};
+
+/// Called after each epoch's evaluation (e.g. to append to metrics.csv).
+using EpochCallback = std::function<void(const EpochMetrics&)>;
+
+/// The model signature of a config (parameters in flat order, compressor spec).
+comm::ModelSignature make_signature(const TrainConfig& config, int channels, int height, int width, int classes);
+
+/// Loads the train/test data of a config (subsets applied). Throws DataError/ConfigError.
+DataSplit load_config_data(const TrainConfig& config);
+
+/// Simulated data-parallel training in this process (see top of file) over the
+/// in-process transport (comm/inproc.h): placement.num_shards synchronous shards that
+/// average the workers' gradients and apply `optimizer`. Throws ConfigError, DataError,
+/// quant::SpecError, comm::CommError, std::runtime_error (training diverged).
+TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoch = {});
+
+/// One real worker process of rank `rank` over `transport` (already constructed, not yet
+/// connected). Evaluates only when rank == 0.
+TrainResult run_worker(const TrainConfig& config, comm::WorkerTransport& transport, std::uint32_t rank,
+                       const EpochCallback& on_epoch = {});
+
+}  // namespace gradzip::trainer

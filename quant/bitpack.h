@@ -27,6 +27,10 @@ constexpr std::size_t packed_bytes(std::size_t count, unsigned bits) { return (c
 template <int kBits>
 inline void pack_fields(const std::uint8_t* codes, std::size_t count, std::uint8_t* dst) {
   static_assert(kBits >= 1 && kBits <= 8, "field width 1..8");
+  if constexpr (kBits == 8) {
+    if (count != 0) std::memcpy(dst, codes, count);
+    return;
+  }
   std::size_t g = 0;
   for (; g + 8 <= count; g += 8) {
     std::uint64_t w = 0;
@@ -46,6 +50,10 @@ template <int kBits>
 inline void unpack_fields(const std::uint8_t* src, std::size_t count, std::uint8_t* codes) {
   static_assert(kBits >= 1 && kBits <= 8, "field width 1..8");
   constexpr std::uint64_t kMask = (std::uint64_t{1} << kBits) - 1;
+  if constexpr (kBits == 8) {
+    if (count != 0) std::memcpy(codes, src, count);
+    return;
+  }
   std::size_t g = 0;
   for (; g + 8 <= count; g += 8) {
     std::uint64_t w = 0;

@@ -25,6 +25,7 @@
 #include <algorithm>
 
 #include "quant/bitpack.h"
+#include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
 #include "quant/half.h"
 
@@ -52,13 +53,7 @@ class NaturalCodec final : public Codec {
     std::uint32_t nonfinite = 0;
     for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::size_t cnt = std::min(kBlock, n - i0);
-      for (std::size_t j = 0; j < (cnt + 3) / 4; ++j) {
-        const Philox4x32 r = random_block(ctx, RandomStream::kRounding, i0 / 4 + j);
-        rnd[4 * j + 0] = r.v[0];
-        rnd[4 * j + 1] = r.v[1];
-        rnd[4 * j + 2] = r.v[2];
-        rnd[4 * j + 3] = r.v[3];
-      }
+      bucketed::rounding_words(ctx, i0 / 4, (cnt + 3) / 4, rnd);
       for (std::size_t j = 0; j < cnt; ++j) {
         const std::uint32_t u = float_bits(grad[i0 + j]);
         const std::uint32_t e = (u >> 23) & 0xFFu;

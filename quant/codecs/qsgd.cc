@@ -25,7 +25,7 @@
 //   norm=max: w = max_abs(bucket); non-finite or > 2^126 -> kNonFiniteInput.
 //   w < 2^-120 -> w written as 0, inv = 0 (every level 0); else inv = s / w (fp32
 //   division, once per bucket; the GPU must use IEEE division, not a reciprocal).
-//   Element i: r = min(|x_i| * inv, s); l = floorf(r); p = r - l (exact);
+//   Element i: r = min(|x_i| * inv, s); l = floorf(r) (= truncation, r >= 0); p = r - l (exact);
 //   u = uniform01(R_i) = float(R_i >> 8) * 2^-24 where R_i = word i % 4 of
 //   random_block(ctx, RandomStream::kRounding, i / 4), i = element index in the message;
 //   level = l + (u < p ? 1 : 0). (P[level = l+1] = ceil(p 2^24)/2^24: exact to 2^-24.)
@@ -77,9 +77,10 @@ Status encode_bits(const QsgdParams& p, const float* grad, std::size_t n, const 
       const std::uint32_t bits = float_bits(xs[j]);
       float r = bits_float(bits & 0x7FFFFFFFu) * inv;
       r = r < kLevels ? r : kLevels;
-      const float l = std::floor(r);
-      const float frac = r - l;
-      const std::uint32_t level = static_cast<std::uint32_t>(l) + (uniform01(rnd[j]) < frac ? 1u : 0u);
+      // floor(r) by truncation (r >= 0); r - l is exact.
+      const auto li = static_cast<std::int32_t>(r);
+      const float frac = r - static_cast<float>(li);
+      const std::uint32_t level = static_cast<std::uint32_t>(li) + (bucketed::uniform24(rnd[j]) < frac ? 1u : 0u);
       codes[j] = static_cast<std::uint8_t>(level | ((bits >> 31) << (kBits - 1)));
     }
   };

@@ -92,7 +92,7 @@ class TernGradCodec final : public Codec {
       for (std::size_t j = 0; j < m; ++j) {
         const std::uint32_t bits = float_bits(xs[j]);
         const float p = bits_float(bits & 0x7FFFFFFFu) * inv;
-        codes[j] = static_cast<std::uint8_t>((uniform01(rnd[j]) < p ? 1u : 0u) | ((bits >> 31) << 1));
+        codes[j] = static_cast<std::uint8_t>((bucketed::uniform24(rnd[j]) < p ? 1u : 0u) | ((bits >> 31) << 1));
       }
     };
     GZ_RETURN_IF_ERROR((bucketed::encode<2, true, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));

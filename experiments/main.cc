@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"compressors", "list codecs and error-feedback memories with their parameters", gradzip::cli::cmd_compressors},
     {"placement", "show how parameters are placed on shards", gradzip::cli::cmd_placement},
     {"report", "compare run directories: table and figures", gradzip::cli::cmd_report},
+    {"sweep", "run a sweep file (codecs x workers x links x seeds), resumable", gradzip::cli::cmd_sweep},
     {"version", "print version and build information", gradzip::cli::cmd_version},
 };
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "experiments/report.h"
@@ -35,7 +36,9 @@ std::string find_python(const fs::path& tmp) {
 
 std::string read(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
+  std::ostringstream os;
+  if (f) os << f.rdbuf();
+  return os.str();
 }
 
 class PlotsTest : public ::testing::Test {

@@ -132,6 +132,12 @@ Status CudaCodec::decode_own(const std::uint8_t* d_msg, std::size_t n, float* d_
   return decode_payload(nullptr, d_msg, n, d_out, 1.0f, false, stream);
 }
 
+Status CudaCodec::decode_add_own(const std::uint8_t* d_msg, std::size_t n, float* d_acc, float scale,
+                                 cudaStream_t stream) const {
+  if ((d_acc == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
+  return decode_payload(nullptr, d_msg, n, d_acc, scale, true, stream);
+}
+
 // ---- memory + codec ----------------------------------------------------------------
 
 namespace {
@@ -207,6 +213,7 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
       &cuda_sign_entry(),
       &cuda_scaled_sign_entry(),
       &cuda_onebit_entry(),
+      &cuda_natural_entry(),
   };
   return entries;
 }

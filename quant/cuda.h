@@ -130,6 +130,12 @@ class CudaCodec {
   /// parameters are this instance's and the payload length of sparse codecs is read on
   /// the device. Used by memories that need C(x) (dgc, ef21) and by tests.
   Status decode_own(const std::uint8_t* d_msg, std::size_t n, float* d_out, cudaStream_t stream) const;
+  /// d_acc[i] += scale * decoded[i] for a message already validated (by decode_add on an
+  /// earlier call, or written by this instance): the kernel alone, nothing checked on the
+  /// host. For a PS that adds one validated message into several accumulators, and for
+  /// benchmarks that time the kernel without the host-side checksum pass.
+  Status decode_add_own(const std::uint8_t* d_msg, std::size_t n, float* d_acc, float scale,
+                        cudaStream_t stream) const;
 
  protected:
   /// Launches the decode kernel that reads the message at d_msg (device) and writes

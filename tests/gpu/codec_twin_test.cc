@@ -7,7 +7,8 @@
 //   * encode with the fused "ef" memory: message == CPU "ef"+codec message, and the new
 //     residual == the CPU ef memory's residual, bit for bit;
 //   * EF invariant on the GPU: C(p) + e' == p = g + e (to one rounding of p - C(p));
-//   * decode / decode_add / decode_own on the GPU == CPU decode / decode_add, bit for bit;
+//   * decode / decode_add / decode_own / decode_add_own on the GPU == CPU decode /
+//     decode_add, bit for bit;
 //   * every output buffer is poisoned (0xA5 / NaN bytes) before each run, so an element
 //     or byte the kernels forget to write is caught.
 #include <gtest/gtest.h>
@@ -50,6 +51,7 @@ const char* const kSpecs[] = {
     "scaled-sign:bucket=1",
     "onebit",
     "onebit:bucket=33",
+    "natural",
 };
 const std::size_t kSizes[] = {1, 31, 33, 1000, 65537, 1000003, 25600000};
 
@@ -175,6 +177,13 @@ TEST_P(CodecTwinTest, MatchesCpuByteForByte) {
   GZ_CUDA_OK(cudaStreamSynchronize(stream));
   GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
   ASSERT_EQ(first_difference(got.data(), acc.data(), 4 * n), -1) << "decode_add differs";
+
+  // The trusted variant adds the same values (second accumulation on top of the first).
+  ASSERT_TRUE(gpu->decode_add_own(d_cpu_msg.get<std::uint8_t>(), n, d_dec.get<float>(), -1.5f, stream).ok());
+  ASSERT_TRUE(cpu->decode_add(want.msg_ef.data(), want.msg_ef.size(), acc.data(), n, -1.5f).ok());
+  GZ_CUDA_OK(cudaStreamSynchronize(stream));
+  GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
+  ASSERT_EQ(first_difference(got.data(), acc.data(), 4 * n), -1) << "decode_add_own differs";
   GZ_CUDA_OK(cudaStreamDestroy(stream));
 }
 

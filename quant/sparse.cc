@@ -195,6 +195,9 @@ Status parse_value_block(const std::uint8_t* src, std::uint64_t bytes, std::uint
       const float scale = load_le<float>(src);
       if (!std::isfinite(scale)) return Status(Errc::kNonFiniteScale, "int8 value scale is NaN or Inf");
       if (scale < 0.0f) return Status(Errc::kBadParams, "int8 value scale is negative");
+      // The encoder writes scale = max|v| / 127, so 127 * scale is finite; a larger scale
+      // would decode to Inf.
+      if (!std::isfinite(127.0f * scale)) return Status(Errc::kNonFiniteScale, "int8 value scale overflows");
       std::uint32_t bad = 0;
       for (std::uint64_t j = 0; j < count; ++j) bad |= src[4 + j] == 0x80u;
       if (bad) return Status(Errc::kBadParams, "int8 value -128 is outside the code range [-127, 127]");

@@ -108,8 +108,9 @@ struct ValueBlockView {
 };
 
 /// Validates a value block of exactly `count` values occupying exactly `bytes` bytes at
-/// `src`: length (kBadLength / kTruncated), int8 scale finite and >= 0 (kNonFiniteScale,
-/// kBadParams), q != -128 (kBadParams), fp32/fp16 values finite (kNonFiniteScale).
+/// `src`: length (kBadLength / kTruncated), int8 scale finite, >= 0 and with 127 * scale
+/// finite (kNonFiniteScale, kBadParams), q != -128 (kBadParams), fp32/fp16 values finite
+/// (kNonFiniteScale). Every accepted block decodes to finite values.
 Status parse_value_block(const std::uint8_t* src, std::uint64_t bytes, std::uint64_t count, SparseValues fmt,
                          ValueBlockView* view);
 

@@ -26,6 +26,7 @@
 #include "quant/philox.h"
 #include "quant/registry.h"
 #include "quant/wire.h"
+#include "tests/quant/sparse_test_util.h"
 
 namespace gradzip::quant::codec_testing {
 
@@ -63,6 +64,42 @@ inline const std::map<std::string, SizeFormula>& size_formulas() {
          return kHeaderBytes + 4 + ceil_div(n, 8) + 8 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
        }},
       {"natural", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + n + ceil_div(n, 8); }},
+      // Sparse codecs (quant/sparse.h): header + params + [prefix] + sparse block of the
+      // kept indices (u32 or delta-varint, whichever is smaller), computed from the input
+      // by the sort-based references of tests/quant/sparse_test_util.h.
+      {"topk",
+       [](const Params& p, std::size_t n, const float* x) {
+         const auto k = p.get_int("k") > 0 ? std::min<std::uint64_t>(p.get_int("k"), n)
+                                           : count_for_ratio(n, p.get_float("ratio"));
+         const auto idx = testing::reference_topk(std::vector<float>(x, x + n), k);
+         return kHeaderBytes + 24 + sparse_block_bytes(n, idx.data(), idx.size(),
+                                                       sparse_values_from_name(p.get_enum("values")), nullptr);
+       }},
+      {"threshold",
+       [](const Params& p, std::size_t n, const float* x) {
+         std::vector<std::uint64_t> idx;
+         for (std::size_t i = 0; i < n; ++i) {
+           if (std::fabs(x[i]) >= static_cast<float>(p.get_float("tau"))) idx.push_back(i);
+         }
+         return kHeaderBytes + 8 + sparse_block_bytes(n, idx.data(), idx.size(),
+                                                      sparse_values_from_name(p.get_enum("values")), nullptr);
+       }},
+      {"randk",  // header + params + seed context + k values
+       [](const Params& p, std::size_t n, const float*) {
+         const auto k = p.get_int("k") > 0 ? std::min<std::uint64_t>(p.get_int("k"), n)
+                                           : count_for_ratio(n, p.get_float("ratio"));
+         return kHeaderBytes + 24 + 24 + value_block_bytes(k, sparse_values_from_name(p.get_enum("values")));
+       }},
+      {"dgc",  // header + params + step + sparse block; the kept set depends on the seed:
+               // replayed with CodecProperty's context {0xC0FFEE, 3, 1, 4}
+       [](const Params& p, std::size_t n, const float* x) {
+         const auto idx = testing::dgc_reference(std::vector<float>(x, x + n), p.get_float("ratio"),
+                                                 p.get_float("sample"),
+                                                 static_cast<std::uint32_t>(p.get_int("warmup_steps")),
+                                                 SeedContext{0xC0FFEEull, 3, 1, 4});
+         return kHeaderBytes + 24 + 8 + sparse_block_bytes(n, idx.data(), idx.size(),
+                                                           sparse_values_from_name(p.get_enum("values")), nullptr);
+       }},
   };
   return table;
 }
@@ -74,6 +111,8 @@ inline const std::vector<std::string>& extra_specs() {
       "int8:bucket=33",          "qsgd:bits=2,bucket=100,norm=max", "qsgd:bits=3,bucket=1000",
       "qsgd:bits=5,bucket=7",    "qsgd:bits=8,bucket=64,norm=max",  "terngrad:bucket=300,clip=2.5",
       "scaled-sign:bucket=1",    "onebit:bucket=77",
+      "topk:k=5,values=fp16",    "topk:ratio=0.3,values=int8",     "randk:ratio=0.05,scale=true",
+      "threshold:tau=0.5,values=int8", "dgc:ratio=0.01,warmup_steps=10,values=fp16",
   };
   return specs;
 }

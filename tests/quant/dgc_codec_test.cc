@@ -70,6 +70,31 @@ INSTANTIATE_TEST_SUITE_P(Inputs, DgcDensity,
                                   (param_info.param.heavy ? "_cauchy" : "_gaussian");
                          });
 
+TEST(Dgc, MatchesReferenceImplementation) {
+  // The documented rule, re-implemented naively, selects the same indices for several
+  // seeds, sizes, densities, warm-up stages and inputs (Gaussian and Cauchy).
+  for (const std::size_t n : {std::size_t{16385}, std::size_t{65537}, std::size_t{150001}}) {
+    for (const bool heavy : {false, true}) {
+      const auto x = heavy ? testing::cauchy(n, 77) : testing::gaussian(n, 78);
+      for (const std::uint64_t seed : {1ull, 2ull, 3ull}) {
+        for (const std::uint64_t step : {0ull, 5ull}) {
+          const SeedContext ctx{seed, step, 2, 9};
+          const auto codec = make_codec("dgc:ratio=0.002,sample=0.001,warmup_steps=8");
+          const auto msg = codec->encode(x.data(), n, ctx);
+          std::vector<float> y(n);
+          ASSERT_TRUE(codec->decode(msg.data(), msg.size(), y.data(), n).ok());
+          const auto want = testing::dgc_reference(x, 0.002, 0.001, 8, ctx);
+          std::vector<std::uint64_t> got;
+          for (std::size_t i = 0; i < n; ++i) {
+            if (y[i] != 0.0f) got.push_back(i);
+          }
+          EXPECT_EQ(got, want) << "n=" << n << " heavy=" << heavy << " seed=" << seed << " step=" << step;
+        }
+      }
+    }
+  }
+}
+
 TEST(Dgc, WarmupScheduleSetsTheTarget) {
   const std::size_t n = 100003;
   const auto x = testing::gaussian(n, 12);

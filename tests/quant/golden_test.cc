@@ -39,6 +39,12 @@ const std::vector<std::string>& golden_specs() {
       "scaled-sign:bucket=16",
       "onebit:bucket=16",
       "natural",
+      "topk:ratio=0.2",
+      "topk:k=9,values=fp16",
+      "topk:k=5,values=int8",
+      "randk:k=6,scale=true",
+      "threshold:tau=0.1,values=fp16",
+      "dgc:ratio=0.1",
   };
   return specs;
 }

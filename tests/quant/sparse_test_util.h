@@ -54,4 +54,45 @@ inline std::vector<std::uint64_t> reference_topk(const std::vector<float>& x, st
   return order;
 }
 
+/// Straightforward second implementation of the dgc selection rule documented in
+/// quant/codecs/dgc.cc (sorts instead of selecting, float |x| instead of integer keys,
+/// 128-bit position arithmetic): the kept indices, ascending.
+inline std::vector<std::uint64_t> dgc_reference(const std::vector<float>& x, double ratio, double sample,
+                                                std::uint32_t warmup_steps, const SeedContext& ctx) {
+  const std::uint64_t n = x.size();
+  double density = ratio;
+  if (warmup_steps != 0 && ctx.step < warmup_steps) {
+    const double stages[] = {0.25, 0.0625, 0.015625, 0.00390625};
+    density = std::max(ratio, stages[(4 * ctx.step) / warmup_steps]);
+  }
+  const std::uint64_t k = count_for_ratio(n, density);
+  const auto exact = reference_topk(x, k);
+  if (n <= 16384 || k >= n) return exact;
+  const std::uint64_t m =
+      std::min<std::uint64_t>(n, std::max<std::uint64_t>(16384, static_cast<std::uint64_t>(std::ceil(sample * n))));
+  std::vector<float> s(m);
+  for (std::uint64_t j = 0; j < m; ++j) {
+    __extension__ using u128 = unsigned __int128;
+    const u128 r = random_bits(ctx, RandomStream::kSampling, j);
+    s[j] = std::fabs(x[static_cast<std::uint64_t>((r * n) >> 32)]);
+  }
+  std::sort(s.begin(), s.end(), std::greater<>());
+  const double rank_real = std::ceil(static_cast<double>(m) * static_cast<double>(k) * 1.25 / static_cast<double>(n));
+  std::uint64_t rank = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(std::max(rank_real, 1.0)), 1, m);
+  for (int lowering = 0; lowering <= 4; ++lowering) {
+    const float tau = s[rank - 1];
+    std::vector<std::uint64_t> c;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      if (std::fabs(x[i]) >= tau) c.push_back(i);
+    }
+    const double ratio_c = static_cast<double>(c.size()) / static_cast<double>(k);
+    if (ratio_c > 4.0) return exact;
+    if (ratio_c >= 0.8 && ratio_c <= 1.25) return c;
+    if (ratio_c > 1.25) return exact;  // the top-k of C is the top-k of x
+    if (rank == m) break;
+    rank = std::min(m, 2 * rank);
+  }
+  return exact;
+}
+
 }  // namespace gradzip::quant::testing

@@ -216,6 +216,8 @@ TEST(SparseMalformed, NonFiniteValuesAndScale) {
   EXPECT_EQ(decode_code(h), Errc::kNonFiniteScale);
   store_le<float>(h.payload.data() + 8, INFINITY);
   EXPECT_EQ(decode_code(h), Errc::kNonFiniteScale);
+  store_le<float>(h.payload.data() + 8, 3e37f);  // 127 * scale overflows
+  EXPECT_EQ(decode_code(h), Errc::kNonFiniteScale);
   store_le<float>(h.payload.data() + 8, -1.0f);
   EXPECT_EQ(decode_code(h), Errc::kBadParams);
   store_le<float>(h.payload.data() + 8, 0.5f);

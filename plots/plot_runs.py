@@ -9,7 +9,7 @@
   bytes_per_step         bytes per worker per step by codec, up and down
   step_breakdown         stacked step-time breakdown per run (summary.json "stages")
 
-Usage: plot_runs.py --out DIR [--timelines timelines.csv] RUN_DIR...
+Usage: plot_runs.py --out DIR [--timelines timelines.csv] [--formats png,svg] RUN_DIR...
 Exit status 2 with one line on stderr for bad input.
 """
 
@@ -30,9 +30,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 STAGE_ORDER = ["data_wait", "h2d", "compute", "d2h", "encode", "send", "pull_wait", "apply"]
 
 
+FORMATS = ["png", "svg"]
+
+
 def save(fig, out, name):
     paths = []
-    for ext in ("png", "svg"):
+    for ext in FORMATS:
         p = os.path.join(out, f"{name}.{ext}")
         fig.savefig(p, dpi=130, bbox_inches="tight")
         paths.append(p)
@@ -143,8 +146,13 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--timelines", help="timelines.csv from `gradzip report` (modeled time per link)")
+    p.add_argument("--formats", default="png,svg", help="comma-separated figure formats (png, svg)")
     p.add_argument("runs", nargs="+", help="run directories")
     a = p.parse_args(argv)
+    FORMATS[:] = [f for f in a.formats.split(",") if f]
+    if not FORMATS or any(f not in ("png", "svg") for f in FORMATS):
+        print(f"plot_runs: --formats {a.formats}: allowed png, svg", file=sys.stderr)
+        return 2
     try:
         runs = load_runs(a.runs)
         os.makedirs(a.out, exist_ok=True)

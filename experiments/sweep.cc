@@ -244,17 +244,21 @@ SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) 
   };
   std::vector<Running> running;
   std::size_t next = 0;
+  const fs::path log_dir = fs::path(spec.out_dir) / "logs";
   auto start = [&](const Pending& p) {
-    fs::create_directories(p.run.dir, ec);
+    // An unfinished directory is what a failed or interrupted attempt left: start clean
+    // (the run writes its own directory; `gradzip train` refuses a non-empty one).
+    fs::remove_all(p.run.dir, ec);
+    fs::create_directories(log_dir, ec);
     if (ec) {
-      result.failed.push_back(p.run.name + ": cannot create run directory: " + ec.message());
+      result.failed.push_back(p.run.name + ": cannot prepare " + log_dir.string() + ": " + ec.message());
       return;
     }
     {
-      std::ofstream cmd(fs::path(p.run.dir) / "sweep_command.txt");
+      std::ofstream cmd(log_dir / (p.run.name + ".cmd"));
       for (const auto& a : p.argv) cmd << a << "\n";
     }
-    const std::string log = (fs::path(p.run.dir) / "train.log").string();
+    const std::string log = (log_dir / (p.run.name + ".log")).string();
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
       result.failed.push_back(p.run.name + ": cannot open " + log);
@@ -291,7 +295,7 @@ SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) 
           result.completed.push_back(it->name);
         } else if (WIFEXITED(status)) {
           result.failed.push_back(it->name + ": exit status " + std::to_string(WEXITSTATUS(status)) +
-                                  (WEXITSTATUS(status) == 127 ? " (command not found)" : "") + "; see train.log");
+                                  (WEXITSTATUS(status) == 127 ? " (command not found)" : "") + "; see logs/" + it->name + ".log");
         } else {
           result.failed.push_back(it->name + ": killed by signal " + std::to_string(WTERMSIG(status)));
         }

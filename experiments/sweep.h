@@ -82,8 +82,9 @@ struct SweepResult {
 };
 
 /// Runs every unfinished run of `spec`, at most spec.parallel at once, each in its own
-/// process group (a timeout kills the group). Each child's
-/// stdout/stderr go to <run dir>/train.log; its argv to <run dir>/sweep_command.txt.
+/// process group (a timeout kills the group). An unfinished run directory (left by a
+/// failed or interrupted attempt) is removed before its run starts again. Each child's
+/// stdout/stderr go to <out>/logs/<name>.log and its argv to <out>/logs/<name>.cmd.
 /// Throws SweepError when the output folder cannot be created.
 SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options);
 

@@ -113,6 +113,7 @@ sleep 0.3
 rm -f "$scratch/active.$$"
 echo "$dir" >> "$scratch/ran.$$"
 [ "$seed" = 13 ] && exit 1
+mkdir -p "$dir"
 printf '{"status": "complete"}' > "$dir/summary.json"
 )";
 
@@ -152,14 +153,19 @@ TEST(SweepRunner, ParallelLimitResumeAndFailures) {
   EXPECT_LE(max_active, 2);
   // The runner records each command and captures output per run.
   const auto runs = expand_sweep(s);
-  EXPECT_TRUE(fs::exists(fs::path(runs[0].dir) / "sweep_command.txt"));
-  EXPECT_TRUE(fs::exists(fs::path(runs[0].dir) / "train.log"));
+  EXPECT_TRUE(fs::exists(root / "runs" / "logs" / (runs[0].name + ".cmd")));
+  EXPECT_TRUE(fs::exists(root / "runs" / "logs" / (runs[0].name + ".log")));
+  // A failed run leaves no directory behind to be mistaken for a result... and a stale
+  // partial directory is cleared before the run is retried.
+  fs::create_directories(runs[1].dir);
+  std::ofstream(fs::path(runs[1].dir) / "metrics.csv") << "partial";
 
   // Resume: finished runs are skipped, failed ones run again.
   const SweepResult second = run_sweep(s, opt);
   EXPECT_EQ(second.skipped.size(), 3u);
   EXPECT_EQ(second.failed.size(), 3u);
   EXPECT_TRUE(second.completed.empty());
+  EXPECT_FALSE(fs::exists(fs::path(runs[1].dir) / "metrics.csv")) << "partial run directory not cleared";
 
   // A summary.json that is not a finished run does not count as finished.
   std::ofstream(fs::path(runs[0].dir) / "summary.json") << R"({"status": "running"})";

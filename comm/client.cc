@@ -84,6 +84,7 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
   replica_version_.assign(m, kLatestStep);
   uninitialized_.assign(m, false);
 
+  resume_step_ = 0;
   const std::string json = signature_to_json(sig_);
   Handle h = new_handle();
   for (auto s : active_shards()) {
@@ -111,8 +112,6 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
     if (any) wait(hi);
   }
   wait(pull(kLatestStep, params));
-  resume_step_ = 0;
-  for (auto s : active_shards()) resume_step_ = std::max(resume_step_, replica_version_[s]);
 }
 
 Handle RequestClient::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
@@ -226,7 +225,10 @@ void RequestClient::dispatch(Received& rx) {
                  static_cast<int>(r.env.type));
     return;
   }
-  if (r.env.type == MsgType::kHello) uninitialized_[r.shard] = (e.flags & kFlagUninitialized) != 0;
+  if (r.env.type == MsgType::kHello) {
+    uninitialized_[r.shard] = (e.flags & kFlagUninitialized) != 0;
+    resume_step_ = std::max(resume_step_, e.aux);
+  }
   if (r.env.type == MsgType::kPull) on_pull_reply(r, e, rx);
   const double secs = std::chrono::duration<double>(Clock::now() - r.started).count();
   (r.env.type == MsgType::kPull ? counters_.down : counters_.up).seconds += secs;

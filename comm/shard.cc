@@ -240,7 +240,9 @@ void Shard::on_hello(const std::string& peer, const Envelope& e, const FrameView
   Envelope r = e;
   r.type = static_cast<MsgType>(static_cast<std::uint8_t>(MsgType::kHello) | kReplyBit);
   r.flags = initialized_ ? 0 : kFlagUninitialized;
-  r.aux = version_;
+  // Where this worker resumes: sync workers move in lockstep; an async/ssp worker
+  // continues its own clock.
+  r.aux = opt_.mode == SyncMode::kSync ? version_ : clock_[e.worker];
   reply(peer, e.worker, r, {}, out);
 }
 
@@ -596,6 +598,18 @@ void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutM
   if (pull_ready(e)) {
     answer_pull(peer, e, out);
     return;
+  }
+  if (opt_.mode == SyncMode::kSync && initialized_ && e.step != kLatestStep) {
+    // Workers pull step t only after their pushes of t were acknowledged. If this shard
+    // holds none of them, it was restarted from a checkpoint and lost them: answer with
+    // the restored parameters instead of waiting for pushes that will not come again.
+    auto it = pending_.find(e.step);
+    if (it == pending_.end() || it->second.done[e.worker] < nlocal()) {
+      spdlog::info("shard {}: worker {} pulls step {} whose pushes this shard never received (restored at step {})",
+                   opt_.shard_id, e.worker, e.step, version_);
+      answer_pull(peer, e, out);
+      return;
+    }
   }
   // A retried pull replaces the pending one of the same request id.
   for (auto& p : pending_pulls_) {

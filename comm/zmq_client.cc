@@ -1,0 +1,86 @@
+#include "comm/zmq_client.h"
+
+#include <stdexcept>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "comm/zmq_server.h"
+
+namespace gradzip::comm {
+
+struct ZmqWorkerTransport::Impl {
+  ZmqClientOptions opt;
+  zmq::context_t ctx{1};
+  std::vector<zmq::socket_t> sockets;
+  std::vector<zmq::pollitem_t> items;
+};
+
+ZmqWorkerTransport::ZmqWorkerTransport(ZmqClientOptions options)
+    : RequestClient(options.client), impl_(std::make_unique<Impl>()) {
+  if (options.shard_endpoints.size() != options.client.placement.num_shards) {
+    throw std::invalid_argument("zmq client: " + std::to_string(options.shard_endpoints.size()) +
+                                " shard endpoints for " + std::to_string(options.client.placement.num_shards) +
+                                " shards");
+  }
+  impl_->opt = std::move(options);
+}
+
+ZmqWorkerTransport::~ZmqWorkerTransport() = default;
+
+void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_rank) {
+  Impl& s = *impl_;
+  std::string pub, sec;
+  if (!s.opt.curve_server_public_key.empty()) read_curve_keypair(s.opt.curve_key_file, &pub, &sec);
+  for (std::uint32_t i = 0; i < num_shards; ++i) {
+    zmq::socket_t sock(s.ctx, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::routing_id, "w" + std::to_string(worker_rank));
+    sock.set(zmq::sockopt::linger, 0);
+    sock.set(zmq::sockopt::sndhwm, 0);
+    sock.set(zmq::sockopt::rcvhwm, 0);
+    sock.set(zmq::sockopt::heartbeat_ivl, s.opt.heartbeat_ivl_ms);
+    sock.set(zmq::sockopt::heartbeat_timeout, s.opt.heartbeat_timeout_ms);
+    sock.set(zmq::sockopt::reconnect_ivl, 100);
+    sock.set(zmq::sockopt::reconnect_ivl_max, 1000);
+    if (!s.opt.curve_server_public_key.empty()) {
+      sock.set(zmq::sockopt::curve_serverkey, s.opt.curve_server_public_key);
+      sock.set(zmq::sockopt::curve_publickey, pub);
+      sock.set(zmq::sockopt::curve_secretkey, sec);
+    }
+    sock.connect(s.opt.shard_endpoints[i]);
+    s.sockets.push_back(std::move(sock));
+  }
+  for (auto& sock : s.sockets) s.items.push_back({sock.handle(), 0, ZMQ_POLLIN, 0});
+}
+
+void ZmqWorkerTransport::send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) {
+  auto& sock = impl_->sockets.at(shard);
+  try {
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      zmq::message_t m(frames[i].data, frames[i].size);
+      const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      sock.send(m, flags);
+    }
+  } catch (const zmq::error_t& e) {
+    throw CommError(CommError::Kind::kIo, std::string("zmq send to shard ") + std::to_string(shard) + ": " + e.what());
+  }
+}
+
+bool ZmqWorkerTransport::receive(double timeout_s, Received* out) {
+  Impl& s = *impl_;
+  for (auto& it : s.items) it.revents = 0;
+  zmq::poll(s.items.data(), s.items.size(), std::chrono::milliseconds(static_cast<long>(timeout_s * 1000)));
+  for (std::uint32_t i = 0; i < s.items.size(); ++i) {
+    if (!(s.items[i].revents & ZMQ_POLLIN)) continue;
+    auto msgs = std::make_shared<std::vector<zmq::message_t>>();
+    if (!zmq::recv_multipart(s.sockets[i], std::back_inserter(*msgs), zmq::recv_flags::dontwait)) continue;
+    out->shard = i;
+    out->frames.clear();
+    for (auto& m : *msgs) out->frames.push_back({static_cast<const std::uint8_t*>(m.data()), m.size()});
+    out->owner = msgs;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace gradzip::comm

@@ -1,0 +1,233 @@
+// Shard logic without a transport: validation of hostile input, dedup, majority vote,
+// checkpoints (atomic, checksummed, corrupt ones skipped).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "comm/checkpoint.h"
+#include "comm/shard.h"
+#include "quant/registry.h"
+#include "tests/comm/lsq.h"
+
+namespace gradzip::comm {
+namespace {
+
+using testing::lsq_signature;
+
+// Drives a Shard with hand-built requests and decodes its replies.
+struct Harness {
+  ModelSignature sig;
+  Layout layout;
+  std::unique_ptr<Shard> shard;
+  std::vector<OutMessage> out;
+
+  Harness(ShardOptions o, std::uint32_t shards = 2, const std::string& spec = "identity") {
+    sig = lsq_signature();
+    sig.compressor_spec = spec;
+    PlacementOptions p;
+    p.num_shards = shards;
+    p.bucket_bytes = 4 * 40;
+    sig.placement = p.canonical();
+    layout = make_layout(sig, p);
+    shard = std::make_unique<Shard>(o, sig, layout);
+  }
+  void init(float value = 1.0f) {
+    std::vector<float> v(layout.shard_numel[0], value);
+    shard->initialize(v.data(), &out);
+  }
+  // Sends frames; returns the envelopes of the replies produced.
+  std::vector<Envelope> send(const std::vector<std::vector<std::uint8_t>>& frames) {
+    std::vector<FrameView> views;
+    for (const auto& f : frames) views.push_back({f.data(), f.size()});
+    out.clear();
+    shard->handle("peer", views.data(), views.size(), Shard::Clock::now(), &out);
+    std::vector<Envelope> envs;
+    for (const auto& m : out) {
+      Envelope e;
+      std::string why;
+      EXPECT_TRUE(read_envelope(m.frames[0]->data(), m.frames[0]->size(), &e, &why)) << why;
+      envs.push_back(e);
+    }
+    return envs;
+  }
+  static std::vector<std::uint8_t> env(MsgType t, std::uint32_t worker, std::uint32_t bucket, std::uint64_t step,
+                                       std::uint64_t seq) {
+    Envelope e;
+    e.type = t;
+    e.worker = worker;
+    e.bucket = bucket;
+    e.step = step;
+    e.seq = seq;
+    std::vector<std::uint8_t> b(kEnvelopeBytes);
+    write_envelope(e, b.data());
+    return b;
+  }
+  std::vector<std::uint8_t> grad_msg(std::uint32_t bucket, float value, const std::string& codec = "identity") {
+    std::vector<float> g(layout.buckets[bucket].numel, value);
+    return quant::make_codec(codec)->encode(g.data(), g.size(), quant::SeedContext{});
+  }
+  std::uint32_t owned(std::size_t i = 0) const { return layout.shard_buckets[0].at(i); }
+  std::uint32_t foreign() const { return layout.shard_buckets[1].at(0); }
+};
+
+ProtoErr err_of(const Envelope& e) { return static_cast<ProtoErr>(e.bucket); }
+
+TEST(Shard, MalformedBarrageIsRefusedAndTheShardKeepsServing) {
+  ShardOptions o;
+  o.num_workers = 2;
+  o.step_window = 100;
+  Harness h(o);
+  h.init();
+  std::mt19937_64 rng(3);
+  std::uniform_int_distribution<int> byte(0, 255);
+  // Random bytes of many lengths, alone and as multipart.
+  for (int i = 0; i < 300; ++i) {
+    std::vector<std::uint8_t> junk(static_cast<std::size_t>(i % 97));
+    for (auto& b : junk) b = static_cast<std::uint8_t>(byte(rng));
+    auto r = h.send({junk, junk});
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].type, MsgType::kError);
+  }
+  const std::uint32_t b0 = h.owned();
+  auto good = h.grad_msg(b0, 0.5f);
+  // Truncated gradzip message, flipped payload byte (checksum), oversized numel claim.
+  auto truncated = good;
+  truncated.resize(good.size() - 3);
+  const float three_floats[3] = {1, 2, 3};
+  const auto three = quant::make_codec("identity")->encode(three_floats, 3, quant::SeedContext{});
+  auto flipped = good;
+  flipped.back() ^= 0x40;
+  struct Bad {
+    std::vector<std::vector<std::uint8_t>> frames;
+    ProtoErr want;
+  };
+  std::vector<Bad> bad = {
+      {{Harness::env(MsgType::kPush, 0, b0, 0, 1)}, ProtoErr::kMalformed},                       // no body
+      {{Harness::env(MsgType::kPush, 0, b0, 0, 1), good, good}, ProtoErr::kMalformed},           // two bodies
+      {{Harness::env(MsgType::kPush, 9, b0, 0, 1), good}, ProtoErr::kUnknownWorker},
+      {{Harness::env(MsgType::kPush, 0, h.foreign(), 0, 1), h.grad_msg(h.foreign(), 1)}, ProtoErr::kNotOwned},
+      {{Harness::env(MsgType::kPush, 0, 60000, 0, 1), good}, ProtoErr::kNotOwned},
+      {{Harness::env(MsgType::kPush, 0, b0, 1000, 1), good}, ProtoErr::kWrongStep},
+      {{Harness::env(MsgType::kPush, 0, b0, 0, 1), truncated}, ProtoErr::kBadMessage},
+      {{Harness::env(MsgType::kPush, 0, b0, 0, 1), flipped}, ProtoErr::kBadMessage},
+      {{Harness::env(MsgType::kPush, 0, b0, 0, 1), three}, ProtoErr::kSizeMismatch},
+      {{Harness::env(MsgType::kPush, 0, b0, 0, 1), h.grad_msg(b0, 1, "fp16")}, ProtoErr::kCodecMismatch},
+      {{Harness::env(MsgType::kHello, 0, 0, 0, 1), {'{', 'x'}}, ProtoErr::kMalformed},
+      {{Harness::env(static_cast<MsgType>(0x83), 0, 0, 0, 1)}, ProtoErr::kMalformed},           // reply as request
+  };
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    auto r = h.send(bad[i].frames);
+    ASSERT_EQ(r.size(), 1u) << i;
+    EXPECT_EQ(r[0].type, MsgType::kError) << i;
+    EXPECT_EQ(err_of(r[0]), bad[i].want) << i << ": " << proto_err_name(err_of(r[0]));
+  }
+  const auto st = h.shard->stats();
+  EXPECT_EQ(st.refused, 300u + bad.size());
+  EXPECT_EQ(st.pushes_applied, 0u);
+  // A well-behaved worker is still served.
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
+      const auto id = h.owned(i);
+      auto r = h.send({Harness::env(MsgType::kPush, w, id, 0, 10 + i), h.grad_msg(id, 1.0f)});
+      ASSERT_EQ(r.size(), 1u);
+      EXPECT_EQ(r[0].type, static_cast<MsgType>(0x83));
+    }
+  }
+  EXPECT_EQ(h.shard->version(), 1u);
+  // p = 1 - 0.1 * mean(1, 1)
+  for (float v : h.shard->params()) EXPECT_FLOAT_EQ(v, 0.9f);
+}
+
+TEST(Shard, DuplicatePushIsAppliedOnce) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init(0.0f);
+  const auto id = h.owned();
+  for (int rep = 0; rep < 3; ++rep) {
+    auto r = h.send({Harness::env(MsgType::kPush, 0, id, 0, 7), h.grad_msg(id, 2.0f)});
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].flags & kFlagDuplicate, rep == 0 ? 0 : kFlagDuplicate);
+  }
+  // A different seq for the same bucket and step is a duplicate too.
+  auto r = h.send({Harness::env(MsgType::kPush, 0, id, 0, 8), h.grad_msg(id, 2.0f)});
+  EXPECT_EQ(r[0].flags & kFlagDuplicate, kFlagDuplicate);
+  EXPECT_EQ(h.shard->stats().duplicates, 3u);
+  EXPECT_EQ(h.shard->stats().pushes_applied, 1u);
+}
+
+TEST(Shard, MajorityVoteTakesTheSignOfTheSignSum) {
+  ShardOptions o;
+  o.num_workers = 3;
+  o.aggregation = Aggregation::kMajorityVote;
+  o.optimizer.lr = 1.0;
+  Harness h(o, 1);
+  h.init(0.0f);
+  const float grads[3] = {5.0f, -0.1f, -0.2f};  // mean > 0, majority < 0
+  for (std::uint32_t w = 0; w < 3; ++w) {
+    for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
+      const auto id = h.owned(i);
+      h.send({Harness::env(MsgType::kPush, w, id, 0, 1 + i), h.grad_msg(id, grads[w])});
+    }
+  }
+  EXPECT_EQ(h.shard->version(), 1u);
+  for (float v : h.shard->params()) EXPECT_FLOAT_EQ(v, 1.0f);  // p = 0 - 1 * sign(-1)
+}
+
+TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gz_ckpt_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ShardOptions o;
+  o.num_workers = 1;
+  o.checkpoint_dir = dir.string();
+  o.checkpoint_every = 1;
+  o.optimizer.momentum = 0.5;
+  std::vector<float> after_step2;
+  {
+    Harness h(o, 1);
+    h.init(0.0f);
+    for (std::uint64_t step = 0; step < 3; ++step) {
+      for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
+        const auto id = h.owned(i);
+        h.send({Harness::env(MsgType::kPush, 0, id, step, 100 * step + i), h.grad_msg(id, 1.0f)});
+      }
+      if (step == 1) after_step2 = h.shard->params();
+    }
+    EXPECT_EQ(h.shard->stats().checkpoints_written, 3u);
+  }
+  // Corrupt the newest (step 3): one flipped byte in the parameters.
+  const auto newest = dir / "shard-0-step-000000000003.ckpt";
+  ASSERT_TRUE(std::filesystem::exists(newest));
+  {
+    std::fstream f(newest, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(50);
+    char c = 0x7f;
+    f.write(&c, 1);
+  }
+  o.restore = true;
+  Harness r(o, 1);
+  EXPECT_TRUE(r.shard->initialized());
+  EXPECT_EQ(r.shard->version(), 2u);
+  EXPECT_EQ(r.shard->params(), after_step2);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Shard, StaleAndAheadStepsAfterRestoreJumpForward) {
+  ShardOptions o;
+  o.num_workers = 1;
+  Harness h(o, 1);
+  h.init(0.0f);
+  // Workers continue at step 5 (the shard was restored to step 0): the shard jumps.
+  for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
+    const auto id = h.owned(i);
+    h.send({Harness::env(MsgType::kPush, 0, id, 5, 1 + i), h.grad_msg(id, 1.0f)});
+  }
+  EXPECT_EQ(h.shard->version(), 6u);
+  auto r = h.send({Harness::env(MsgType::kPush, 0, h.owned(), 3, 99), h.grad_msg(h.owned(), 1.0f)});
+  EXPECT_EQ(r[0].flags & kFlagStale, kFlagStale);
+}
+
+}  // namespace
+}  // namespace gradzip::comm

@@ -33,6 +33,7 @@ const std::vector<const MemoryEntry*>& memory_entries() {
       &none_memory_entry(),
       &ef_memory_entry(),
       &dgc_memory_entry(),
+      &ef21_memory_entry(),
   };
   return entries;
 }

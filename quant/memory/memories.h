@@ -8,5 +8,6 @@ namespace gradzip::quant {
 const MemoryEntry& none_memory_entry();
 const MemoryEntry& ef_memory_entry();
 const MemoryEntry& dgc_memory_entry();
+const MemoryEntry& ef21_memory_entry();
 
 }  // namespace gradzip::quant

@@ -29,6 +29,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 
 #include "quant/bitpack.h"
@@ -101,6 +103,41 @@ inline void rounding_words(const SeedContext& ctx, std::uint64_t first_block, st
 /// Converts through int32 (bits >> 8 < 2^24), which vectorizes on plain SSE2.
 inline float uniform24(std::uint32_t bits) {
   return static_cast<float>(static_cast<std::int32_t>(bits >> 8)) * 0x1p-24f;
+}
+
+// Branch-free helpers. Float comparisons block GCC's vectorizer under the default
+// -ftrapping-math, so the hot loops compare IEEE bit patterns as integers instead; each
+// helper states the float expression it equals exactly.
+
+/// Bits of a float (no aliasing issues: memcpy).
+inline std::uint32_t fbits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float bitsf(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+/// (x < 0.0f) for finite x (false for -0.0f), as 0/1.
+inline std::uint32_t is_negative(float x) { return fbits(x) > 0x80000000u ? 1u : 0u; }
+/// (a < b) for a, b >= 0 (not NaN): non-negative floats order like their bit patterns.
+inline std::uint32_t less_nonneg(float a, float b) { return fbits(a) < fbits(b) ? 1u : 0u; }
+/// min(a, b) for a, b >= 0 (not NaN).
+inline float min_nonneg(float a, float b) {
+  const std::uint32_t ua = fbits(a), ub = fbits(b);
+  return bitsf(ua < ub ? ua : ub);
+}
+/// max_abs(x, m) of quant/reduce.h (NaN if any element is NaN, else max |x|, exact),
+/// computed on the bit patterns (|x| bits order like |x|; NaN bits exceed Inf's).
+inline float max_abs_bits(const float* __restrict x, std::size_t m) {
+  std::int32_t mx = 0;
+  for (std::size_t i = 0; i < m; ++i) {
+    const auto a = static_cast<std::int32_t>(fbits(x[i]) & 0x7FFFFFFFu);
+    mx = a > mx ? a : mx;
+  }
+  return mx > 0x7F800000 ? std::numeric_limits<float>::quiet_NaN() : bitsf(static_cast<std::uint32_t>(mx));
 }
 
 /// Number of buckets of size `bucket` covering n elements.

@@ -22,7 +22,6 @@
 // formula, every m finite (kNonFiniteScale), >= 0 (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
-#include "quant/reduce.h"
 
 namespace gradzip::quant {
 namespace {
@@ -49,17 +48,18 @@ class Int8Codec final : public Codec {
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     auto stat = [](const float* xb, std::size_t m, float* s) -> Status {
-      const float mx = max_abs(xb, m);
+      const float mx = bucketed::max_abs_bits(xb, m);
       if (!std::isfinite(mx)) return bucketed::nonfinite_bucket(xb, m, "max |x|");
       if (mx > bucketed::kMaxScale) return Status(Errc::kNonFiniteInput, "a gradient element exceeds 2^126");
       s[0] = mx < bucketed::kMinScale ? 0.0f : mx;
       return Status::Ok();
     };
-    auto quant = [](const float* xs, std::size_t m, const float* s, const std::uint32_t*, std::uint8_t* codes) {
+    auto quant = [](const float* __restrict xs, std::size_t m, const float* s, const std::uint32_t*,
+                    std::uint8_t* __restrict codes) {
       const float inv = s[0] > 0.0f ? 127.0f / s[0] : 0.0f;
       for (std::size_t j = 0; j < m; ++j) {
-        float q = round_even(xs[j] * inv);
-        q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+        auto q = static_cast<std::int32_t>(round_even(xs[j] * inv));  // exact: |q| <= 128
+        q = q > 127 ? 127 : (q < -127 ? -127 : q);
         codes[j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(q));
       }
     };
@@ -86,9 +86,9 @@ class Int8Codec final : public Codec {
   template <bool kAcc>
   static void run(const MessageView& m, std::size_t bucket, float* out, float scale) {
     bucketed::decode<8, 1>(m.payload, m.numel, bucket,
-                           [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                           [&](const std::uint8_t* __restrict codes, std::size_t cnt, const float* s, std::size_t first) {
                              const float step = s[0] / 127.0f;
-                             float* o = out + first;
+                             float* __restrict o = out + first;
                              for (std::size_t j = 0; j < cnt; ++j) {
                                const float v = static_cast<float>(static_cast<std::int8_t>(codes[j])) * step;
                                emit<kAcc>(o, j, v, scale);

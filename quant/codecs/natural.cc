@@ -23,6 +23,7 @@
 // Validation before output: params size 0, flags == 0, payload length == formula, no
 // code equal to 255 (Inf/NaN; kNonFiniteScale).
 #include <algorithm>
+#include <cstring>
 
 #include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
@@ -48,21 +49,23 @@ class NaturalCodec final : public Codec {
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     std::uint8_t* exps = sink->data;
     std::uint8_t* signs = sink->data + n;
-    std::uint8_t codes[kBlock];
+    std::uint8_t codes[kBlock], ecodes[kBlock];
     std::uint32_t rnd[kBlock];
     std::uint32_t nonfinite = 0;
     for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::size_t cnt = std::min(kBlock, n - i0);
       bucketed::rounding_words(ctx, i0 / 4, (cnt + 3) / 4, rnd);
+      const float* __restrict x = grad + i0;
       for (std::size_t j = 0; j < cnt; ++j) {
-        const std::uint32_t u = float_bits(grad[i0 + j]);
+        const std::uint32_t u = float_bits(x[j]);
         const std::uint32_t e = (u >> 23) & 0xFFu;
         nonfinite |= e == 0xFFu;
         std::uint32_t code = e + ((rnd[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
         code = code < 254u ? code : 254u;
-        exps[i0 + j] = static_cast<std::uint8_t>(code);
+        ecodes[j] = static_cast<std::uint8_t>(code);
         codes[j] = static_cast<std::uint8_t>(u >> 31);
       }
+      std::memcpy(exps + i0, ecodes, cnt);
       pack_fields<1>(codes, cnt, signs + i0 / 8);
     }
     if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
@@ -92,13 +95,15 @@ class NaturalCodec final : public Codec {
   static void run(const MessageView& m, float* out, float scale) {
     const std::uint8_t* exps = m.payload;
     const std::uint8_t* signs = m.payload + m.numel;
-    std::uint8_t codes[kBlock];
+    std::uint8_t codes[kBlock], ecodes[kBlock];
     for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
       const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
       unpack_fields<1>(signs + i0 / 8, cnt, codes);
+      std::memcpy(ecodes, exps + i0, cnt);
+      float* __restrict o = out + i0;
       for (std::size_t j = 0; j < cnt; ++j) {
-        const std::uint32_t bits = static_cast<std::uint32_t>(codes[j]) << 31 | static_cast<std::uint32_t>(exps[i0 + j]) << 23;
-        emit<kAcc>(out + i0, j, bits_float(bits), scale);
+        const std::uint32_t bits = static_cast<std::uint32_t>(codes[j]) << 31 | static_cast<std::uint32_t>(ecodes[j]) << 23;
+        emit<kAcc>(o, j, bits_float(bits), scale);
       }
     }
   }

@@ -58,7 +58,7 @@ Status bucket_norm(Norm norm, const float* xb, std::size_t m, float* s) {
     if (!std::isfinite(sum)) return bucketed::nonfinite_bucket(xb, m, "the sum of squares");
     w = std::sqrt(sum);
   } else {
-    w = max_abs(xb, m);
+    w = bucketed::max_abs_bits(xb, m);
     if (!std::isfinite(w)) return bucketed::nonfinite_bucket(xb, m, "max |x|");
     if (w > bucketed::kMaxScale) return Status(Errc::kNonFiniteInput, "a gradient element exceeds 2^126");
   }
@@ -71,16 +71,17 @@ Status encode_bits(const QsgdParams& p, const float* grad, std::size_t n, const 
                    std::uint8_t* payload) {
   constexpr float kLevels = static_cast<float>((1 << (kBits - 1)) - 1);
   auto stat = [&p](const float* xb, std::size_t m, float* s) { return bucket_norm(p.norm, xb, m, s); };
-  auto quant = [](const float* xs, std::size_t m, const float* s, const std::uint32_t* rnd, std::uint8_t* codes) {
+  auto quant = [](const float* __restrict xs, std::size_t m, const float* s,
+                  const std::uint32_t* __restrict rnd, std::uint8_t* __restrict codes) {
     const float inv = s[0] > 0.0f ? kLevels / s[0] : 0.0f;
     for (std::size_t j = 0; j < m; ++j) {
       const std::uint32_t bits = float_bits(xs[j]);
       float r = bits_float(bits & 0x7FFFFFFFu) * inv;
-      r = r < kLevels ? r : kLevels;
+      r = bucketed::min_nonneg(r, kLevels);
       // floor(r) by truncation (r >= 0); r - l is exact.
       const auto li = static_cast<std::int32_t>(r);
       const float frac = r - static_cast<float>(li);
-      const std::uint32_t level = static_cast<std::uint32_t>(li) + (bucketed::uniform24(rnd[j]) < frac ? 1u : 0u);
+      const std::uint32_t level = static_cast<std::uint32_t>(li) + bucketed::less_nonneg(bucketed::uniform24(rnd[j]), frac);
       codes[j] = static_cast<std::uint8_t>(level | ((bits >> 31) << (kBits - 1)));
     }
   };
@@ -92,9 +93,9 @@ void decode_bits(const MessageView& m, std::uint32_t bucket, float* out, float s
   constexpr float kLevels = static_cast<float>((1 << (kBits - 1)) - 1);
   constexpr std::uint8_t kLevelMask = (1u << (kBits - 1)) - 1;
   bucketed::decode<kBits, 1>(m.payload, m.numel, bucket,
-                             [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                             [&](const std::uint8_t* __restrict codes, std::size_t cnt, const float* s, std::size_t first) {
                                const float step = s[0] / kLevels;
-                               float* o = out + first;
+                               float* __restrict o = out + first;
                                for (std::size_t j = 0; j < cnt; ++j) {
                                  const float mag = static_cast<float>(codes[j] & kLevelMask) * step;
                                  const std::uint32_t sign = static_cast<std::uint32_t>(codes[j] >> (kBits - 1)) << 31;

@@ -27,9 +27,9 @@ constexpr std::size_t kParamsBytes = 4;
 template <bool kAcc>
 void decode_signs(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
   bucketed::decode<1, 1>(m.payload, m.numel, bucket,
-                         [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                         [&](const std::uint8_t* __restrict codes, std::size_t cnt, const float* s, std::size_t first) {
                            const std::uint32_t mag = float_bits(s[0]);
-                           float* o = out + first;
+                           float* __restrict o = out + first;
                            for (std::size_t j = 0; j < cnt; ++j) {
                              emit<kAcc>(o, j, bits_float(mag | static_cast<std::uint32_t>(codes[j]) << 31), scale);
                            }
@@ -56,8 +56,9 @@ class ScaledSignCodec final : public Codec {
       s[0] = a;
       return Status::Ok();
     };
-    auto quant = [](const float* xs, std::size_t m, const float*, const std::uint32_t*, std::uint8_t* codes) {
-      for (std::size_t j = 0; j < m; ++j) codes[j] = xs[j] < 0.0f ? 1 : 0;
+    auto quant = [](const float* __restrict xs, std::size_t m, const float*, const std::uint32_t*,
+                    std::uint8_t* __restrict codes) {
+      for (std::size_t j = 0; j < m; ++j) codes[j] = static_cast<std::uint8_t>(bucketed::is_negative(xs[j]));
     };
     GZ_RETURN_IF_ERROR((bucketed::encode<1, false, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));
     sink->bytes = bucketed::payload_bytes(n, bucket_, 1, 1);

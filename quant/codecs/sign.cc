@@ -14,6 +14,7 @@
 #include <algorithm>
 
 #include "quant/bitpack.h"
+#include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
 #include "quant/half.h"
 
@@ -41,13 +42,14 @@ class SignCodec final : public Codec {
   std::size_t max_payload_bytes(std::size_t n) const override { return packed_bytes(n, 1); }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
+    const float* __restrict x = grad;
     std::uint8_t codes[kBlock];
     std::uint32_t nonfinite = 0;
     for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::size_t cnt = std::min(kBlock, n - i0);
       for (std::size_t j = 0; j < cnt; ++j) {
-        nonfinite |= (float_bits(grad[i0 + j]) & 0x7F800000u) == 0x7F800000u;
-        codes[j] = grad[i0 + j] < 0.0f ? 1 : 0;
+        nonfinite |= (float_bits(x[i0 + j]) & 0x7F800000u) == 0x7F800000u;
+        codes[j] = static_cast<std::uint8_t>(bucketed::is_negative(x[i0 + j]));
       }
       pack_fields<1>(codes, cnt, sink->data + i0 / 8);
     }
@@ -75,8 +77,9 @@ class SignCodec final : public Codec {
     for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
       const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
       unpack_fields<1>(m.payload + i0 / 8, cnt, codes);
+      float* __restrict o = out + i0;
       for (std::size_t j = 0; j < cnt; ++j) {
-        emit<kAcc>(out + i0, j, bits_float(0x3F800000u | static_cast<std::uint32_t>(codes[j]) << 31), scale);
+        emit<kAcc>(o, j, bits_float(0x3F800000u | static_cast<std::uint32_t>(codes[j]) << 31), scale);
       }
     }
   }

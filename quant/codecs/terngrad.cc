@@ -45,9 +45,9 @@ constexpr std::size_t kParamsBytes = 8;
 template <bool kAcc>
 void decode_ternary(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
   bucketed::decode<2, 1>(m.payload, m.numel, bucket,
-                         [&](const std::uint8_t* codes, std::size_t cnt, const float* s, std::size_t first) {
+                         [&](const std::uint8_t* __restrict codes, std::size_t cnt, const float* s, std::size_t first) {
                            const float step = s[0];
-                           float* o = out + first;
+                           float* __restrict o = out + first;
                            for (std::size_t j = 0; j < cnt; ++j) {
                              const float mag = static_cast<float>(codes[j] & 1u) * step;
                              const std::uint32_t sign = static_cast<std::uint32_t>(codes[j] >> 1) << 31;
@@ -75,7 +75,7 @@ class TernGradCodec final : public Codec {
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     const float clip = clip_;
     auto stat = [clip](const float* xb, std::size_t m, float* s) -> Status {
-      float mx = max_abs(xb, m);
+      float mx = bucketed::max_abs_bits(xb, m);
       if (!std::isfinite(mx)) return bucketed::nonfinite_bucket(xb, m, "max |x|");
       if (mx > bucketed::kMaxScale) return Status(Errc::kNonFiniteInput, "a gradient element exceeds 2^126");
       if (clip > 0.0f) {
@@ -87,12 +87,13 @@ class TernGradCodec final : public Codec {
       s[0] = mx < bucketed::kMinScale ? 0.0f : mx;
       return Status::Ok();
     };
-    auto quant = [](const float* xs, std::size_t m, const float* s, const std::uint32_t* rnd, std::uint8_t* codes) {
+    auto quant = [](const float* __restrict xs, std::size_t m, const float* s,
+                  const std::uint32_t* __restrict rnd, std::uint8_t* __restrict codes) {
       const float inv = s[0] > 0.0f ? 1.0f / s[0] : 0.0f;
       for (std::size_t j = 0; j < m; ++j) {
         const std::uint32_t bits = float_bits(xs[j]);
         const float p = bits_float(bits & 0x7FFFFFFFu) * inv;
-        codes[j] = static_cast<std::uint8_t>((bucketed::uniform24(rnd[j]) < p ? 1u : 0u) | ((bits >> 31) << 1));
+        codes[j] = static_cast<std::uint8_t>(bucketed::less_nonneg(bucketed::uniform24(rnd[j]), p) | ((bits >> 31) << 1));
       }
     };
     GZ_RETURN_IF_ERROR((bucketed::encode<2, true, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));

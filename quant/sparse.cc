@@ -319,6 +319,43 @@ std::uint64_t count_for_ratio(std::uint64_t numel, double ratio) {
   return static_cast<std::uint64_t>(k);
 }
 
+bool collect_abs_at_least(const float* x, std::uint64_t n, std::uint32_t tau_key, std::uint64_t cap,
+                          std::vector<std::uint64_t>* out) {
+  constexpr std::uint64_t kBlock = 4096;  // cap is checked once per block
+  constexpr std::uint64_t kChunk = 64;
+  const auto tau = static_cast<std::int32_t>(tau_key & 0x7FFFFFFFu);
+  std::uint64_t c = 0;
+  for (std::uint64_t base = 0; base < n; base += kBlock) {
+    if (out->size() < c + kBlock) out->resize(std::max<std::uint64_t>(2 * out->size(), c + kBlock));
+    std::uint64_t* dst = out->data();
+    const std::uint64_t end = std::min(n, base + kBlock);
+    std::uint64_t i = base;
+    for (; i + kChunk <= end; i += kChunk) {
+      // Keys and tau are < 2^31, so a signed compare (SSE2 pcmpgtd) is exact; a sum
+      // reduction over a fixed-size chunk vectorizes.
+      std::int32_t w[kChunk];
+      std::memcpy(w, x + i, sizeof w);
+      std::int32_t hits = 0;
+      for (std::uint64_t j = 0; j < kChunk; ++j) hits += (w[j] & 0x7FFFFFFF) >= tau ? 1 : 0;
+      if (hits == 0) continue;
+      for (std::uint64_t j = i; j < i + kChunk; ++j) {  // branch-free compaction
+        dst[c] = j;
+        c += abs_key(x[j]) >= tau_key ? 1 : 0;
+      }
+    }
+    for (; i < end; ++i) {
+      dst[c] = i;
+      c += abs_key(x[i]) >= tau_key ? 1 : 0;
+    }
+    if (c > cap) {
+      out->resize(c);
+      return false;
+    }
+  }
+  out->resize(c);
+  return true;
+}
+
 Status check_seed_context(const SeedContext& ctx) {
   if (ctx.bucket >= (1u << 24)) {
     return Status(Errc::kInvalidArgument, "bucket index " + std::to_string(ctx.bucket) +

@@ -156,6 +156,13 @@ inline bool kept_nonfinite(const float* x, const std::uint64_t* idx, std::uint64
   return bad != 0;
 }
 
+/// Scan used by threshold and dgc: out = { i : abs_key(x_i) >= tau_key } in ascending
+/// order. Returns false (out then holds a partial list) as soon as more than `cap`
+/// indices were found; cap = UINT64_MAX never stops. Chunks of 64 elements without a hit
+/// are skipped after one vectorized compare, so a sparse result costs about one read of x.
+bool collect_abs_at_least(const float* x, std::uint64_t n, std::uint32_t tau_key, std::uint64_t cap,
+                          std::vector<std::uint64_t>* out);
+
 /// Exact top-k by a 32-bit key: the positions p in [0, n) of the k largest key(p),
 /// ties broken in favour of the smaller position; written to *out in ascending order.
 /// k >= n returns every position. Algorithm (O(n), two-level radix select):

@@ -53,7 +53,6 @@
 // Size: 40 + 24 + 8 + 8 + value_block_bytes(c) + min(4c, varint bytes).
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -67,7 +66,6 @@ namespace {
 constexpr std::size_t kDgcParamsBytes = 24;
 constexpr std::uint64_t kMinSamples = 16384;
 constexpr int kMaxLowerings = 4;
-constexpr std::uint64_t kScanBlock = 4096;
 constexpr double kRankBias = 1.25;  // aim at c ~ 1.25k: overshoot is cheap, undershoot rescans
 
 double dgc_density(double ratio, std::uint32_t warmup_steps, std::uint64_t step) {
@@ -79,46 +77,6 @@ double dgc_density(double ratio, std::uint32_t warmup_steps, std::uint64_t step)
 }
 
 bool count_in_band(std::uint64_t c, std::uint64_t k) { return 4 * k <= 5 * c && 4 * c <= 5 * k; }
-
-/// Step 5 scan: C = { i : abs_key(x_i) >= tau }, ascending; false if |C| exceeded cap.
-/// Chunks of kChunk elements whose largest key is below tau (the vast majority at
-/// 0.1-1% density) are skipped after one vectorizable max; the others are compacted
-/// branch-free.
-bool collect_above(const float* x, std::uint64_t n, std::uint32_t tau, std::uint64_t cap,
-                   std::vector<std::uint64_t>* cand) {
-  constexpr std::uint64_t kChunk = 64;
-  cand->resize(cap + kScanBlock + 1);
-  std::uint64_t* out = cand->data();
-  std::uint64_t c = 0;
-  for (std::uint64_t base = 0; base < n; base += kScanBlock) {
-    const std::uint64_t end = std::min(n, base + kScanBlock);
-    std::uint64_t i = base;
-    for (; i + kChunk <= end; i += kChunk) {
-      // Keys and tau are < 2^31, so a signed compare (SSE2 pcmpgtd) is exact; a sum
-      // reduction over a fixed-size chunk vectorizes.
-      std::int32_t w[kChunk];
-      std::memcpy(w, x + i, sizeof w);
-      const auto t = static_cast<std::int32_t>(tau);
-      std::int32_t hits = 0;
-      for (std::uint64_t j = 0; j < kChunk; ++j) hits += (w[j] & 0x7FFFFFFF) >= t ? 1 : 0;
-      if (hits == 0) continue;
-      for (std::uint64_t j = i; j < i + kChunk; ++j) {
-        out[c] = j;
-        c += abs_key(x[j]) >= tau ? 1 : 0;
-      }
-    }
-    for (; i < end; ++i) {
-      out[c] = i;
-      c += abs_key(x[i]) >= tau ? 1 : 0;
-    }
-    if (c > cap) {
-      cand->resize(c);
-      return false;
-    }
-  }
-  cand->resize(c);
-  return true;
-}
 
 /// Steps 3-6: the kept indices (ascending) for target k.
 void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample, const SeedContext& ctx,
@@ -147,7 +105,7 @@ void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample,
   for (int lowering = 0; lowering <= kMaxLowerings; ++lowering) {
     std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(rank - 1), s.end(), std::greater<>());
     const std::uint32_t tau = s[rank - 1];
-    if (!collect_above(x, n, tau, 4 * k, &cand)) return exact();
+    if (!collect_abs_at_least(x, n, tau, 4 * k, &cand)) return exact();
     const std::uint64_t c = cand.size();
     if (count_in_band(c, k)) {
       *kept = std::move(cand);

@@ -45,9 +45,7 @@ class ThresholdCodec final : public Codec {
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
     const std::uint32_t tau_key = abs_key(tau_);
     std::vector<std::uint64_t> idx;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (abs_key(grad[i]) >= tau_key) idx.push_back(i);
-    }
+    (void)collect_abs_at_least(grad, n, tau_key, UINT64_MAX, &idx);
     // NaN/Inf keys exceed every finite tau's key, so they are kept if present.
     if (kept_nonfinite(grad, idx.data(), idx.size())) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
     std::uint64_t bytes = 0;

@@ -29,6 +29,8 @@
 //   off 0  u64 seed;  off 8  u64 step (< 2^32);  off 16 u32 worker;  off 20 u32 bucket (< 2^24)
 //   off 24 value block
 // Size: 40 + 24 + 24 + value_block_bytes(k) (4k | 2k | 4 + k).
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,11 +49,49 @@ std::uint64_t randk_count(std::uint64_t n, double ratio, std::uint64_t k) {
   return count_for_ratio(n, ratio);
 }
 
-/// Indices (ascending) of the k smallest Philox selection keys of ctx.
+/// Indices (ascending) of the k smallest Philox selection keys of ctx, ties by index.
+/// Fast path: keys are uniform, so about n * T / 2^32 of them fall below a cutoff T; T is
+/// set for ~1.25k + 4 sqrt(k) + 64 expected candidates, which are kept as (key, index)
+/// pairs. When at least k keys fall below T, the k smallest overall are all among them
+/// (every key >= T is beaten by k candidates), so an exact selection over the candidates
+/// gives the defined set without storing n keys. Otherwise (rare) the full key array is
+/// built and selected over.
 void randk_indices(const SeedContext& ctx, std::uint64_t n, std::uint64_t k, std::vector<std::uint64_t>* idx) {
   if (k >= n) {
     select_top_keys(n, k, [](std::uint64_t) { return 0u; }, idx);
     return;
+  }
+  const auto key_of = [&ctx](std::uint64_t i) { return random_bits(ctx, RandomStream::kSelection, i); };
+  const double expect = 1.25 * static_cast<double>(k) + 4.0 * std::sqrt(static_cast<double>(k)) + 64.0;
+  const double cutoff_real = expect / static_cast<double>(n) * 4294967296.0;
+  if (cutoff_real < 4294967295.0) {
+    const auto cutoff = static_cast<std::uint32_t>(cutoff_real);
+    struct Candidate {
+      std::uint32_t key;
+      std::uint64_t index;
+    };
+    std::vector<Candidate> cand;
+    cand.reserve(static_cast<std::size_t>(expect * 1.5));
+    const std::uint64_t blocks = n / 4;
+    for (std::uint64_t b = 0; b < blocks; ++b) {
+      const Philox4x32 r = random_block(ctx, RandomStream::kSelection, b);
+      for (std::uint64_t w = 0; w < 4; ++w) {
+        if (r.v[w] < cutoff) cand.push_back({r.v[w], 4 * b + w});
+      }
+    }
+    for (std::uint64_t i = 4 * blocks; i < n; ++i) {
+      if (key_of(i) < cutoff) cand.push_back({key_of(i), i});
+    }
+    if (cand.size() >= k) {
+      const auto before = [](const Candidate& a, const Candidate& b) {
+        return a.key != b.key ? a.key < b.key : a.index < b.index;
+      };
+      std::nth_element(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(k - 1), cand.end(), before);
+      idx->resize(k);
+      for (std::uint64_t j = 0; j < k; ++j) (*idx)[j] = cand[j].index;
+      std::sort(idx->begin(), idx->end());
+      return;
+    }
   }
   std::vector<std::uint32_t> keys(n);
   const std::uint64_t blocks = n / 4;
@@ -59,7 +99,7 @@ void randk_indices(const SeedContext& ctx, std::uint64_t n, std::uint64_t k, std
     const Philox4x32 r = random_block(ctx, RandomStream::kSelection, b);
     for (int w = 0; w < 4; ++w) keys[4 * b + static_cast<std::uint64_t>(w)] = ~r.v[w];
   }
-  for (std::uint64_t i = 4 * blocks; i < n; ++i) keys[i] = ~random_bits(ctx, RandomStream::kSelection, i);
+  for (std::uint64_t i = 4 * blocks; i < n; ++i) keys[i] = ~key_of(i);
   const std::uint32_t* key = keys.data();
   select_top_keys(n, k, [key](std::uint64_t i) { return key[i]; }, idx);
 }

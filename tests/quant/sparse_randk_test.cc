@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "quant/registry.h"
@@ -24,9 +26,10 @@ std::vector<std::uint64_t> nonzero_positions(const std::vector<float>& y) {
 }
 
 TEST(RandK, SelectionRuleIsSmallestPhiloxKeys) {
-  for (const std::size_t n : {std::size_t{7}, std::size_t{37}, std::size_t{5003}}) {
+  // Small n (full key array path) and large n with small and large k (cutoff path).
+  const std::pair<std::size_t, std::uint64_t> cases[] = {{7, 1}, {37, 4}, {5003, 501}, {200003, 3}, {200003, 20001}};
+  for (const auto& [n, k] : cases) {
     const SeedContext ctx{0x1234567890ull, 17, 3, 5};
-    const std::uint64_t k = count_for_ratio(n, 0.1);
     std::vector<std::uint64_t> order(n);
     std::iota(order.begin(), order.end(), std::uint64_t{0});
     std::stable_sort(order.begin(), order.end(), [&](std::uint64_t a, std::uint64_t b) {
@@ -35,7 +38,7 @@ TEST(RandK, SelectionRuleIsSmallestPhiloxKeys) {
     order.resize(k);
     std::sort(order.begin(), order.end());
     std::vector<float> x(n, 1.0f);  // all nonzero: decoded nonzeros are the kept set
-    const auto codec = make_codec("randk:ratio=0.1");
+    const auto codec = make_codec("randk:k=" + std::to_string(k));
     const auto msg = codec->encode(x.data(), n, ctx);
     EXPECT_EQ(msg.size(), kHeaderBytes + 24 + 24 + 4 * k);
     std::vector<float> y(n);

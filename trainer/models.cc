@@ -67,18 +67,19 @@ class CifarResNet : public Net {
     int in = w;
     for (int stage = 0; stage < 3; ++stage) {
       const int out = w << stage;
+      nn::Sequential layer;
       for (int b = 0; b < n; ++b) {
-        auto blk = std::make_shared<BlockA>(in, out, (b == 0 && stage > 0) ? 2 : 1);
-        blocks.push_back(register_module("layer" + std::to_string(stage + 1) + "." + std::to_string(b), blk));
+        layer->push_back(std::make_shared<BlockA>(in, out, (b == 0 && stage > 0) ? 2 : 1));
         in = out;
       }
+      stages.push_back(register_module("layer" + std::to_string(stage + 1), layer));
     }
     fc = register_module("fc", nn::Linear(in, s.classes));
     init_weights(*this);
   }
   torch::Tensor forward(torch::Tensor x) override {
     x = torch::relu(bn(stem(x)));
-    for (auto& b : blocks) x = b->forward(x);
+    for (auto& layer : stages) x = layer->forward(x);
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
     return fc(x);
   }
@@ -86,7 +87,7 @@ class CifarResNet : public Net {
  private:
   nn::Conv2d stem{nullptr};
   nn::BatchNorm2d bn{nullptr};
-  std::vector<std::shared_ptr<BlockA>> blocks;
+  std::vector<nn::Sequential> stages;
   nn::Linear fc{nullptr};
 };
 
@@ -111,8 +112,7 @@ class BlockB : public nn::Module {
       bns.push_back(register_module("bn2", nn::BatchNorm2d(planes)));
     }
     if (stride != 1 || in != out) {
-      proj = register_module("downsample.0", conv(in, out, 1, stride, 0));
-      proj_bn = register_module("downsample.1", nn::BatchNorm2d(out));
+      downsample = register_module("downsample", nn::Sequential(conv(in, out, 1, stride, 0), nn::BatchNorm2d(out)));
     }
   }
   torch::Tensor forward(torch::Tensor x) {
@@ -121,13 +121,12 @@ class BlockB : public nn::Module {
       y = bns[i](convs[i](y));
       if (i + 1 < convs.size()) y = torch::relu(y);
     }
-    torch::Tensor s = proj ? proj_bn(proj(x)) : x;
+    torch::Tensor s = downsample ? downsample->forward(x) : x;
     return torch::relu(y + s);
   }
   std::vector<nn::Conv2d> convs;
   std::vector<nn::BatchNorm2d> bns;
-  nn::Conv2d proj{nullptr};
-  nn::BatchNorm2d proj_bn{nullptr};
+  nn::Sequential downsample{nullptr};
 };
 
 class ImageNetResNet : public Net {
@@ -139,25 +138,26 @@ class ImageNetResNet : public Net {
     int in = w;
     for (std::size_t stage = 0; stage < blocks_per_stage.size(); ++stage) {
       const int planes = w << stage;
+      nn::Sequential layer;
       for (int b = 0; b < blocks_per_stage[stage]; ++b) {
-        auto blk = std::make_shared<BlockB>(in, planes, (b == 0 && stage > 0) ? 2 : 1, bottleneck);
-        blocks.push_back(register_module("layer" + std::to_string(stage + 1) + "." + std::to_string(b), blk));
+        layer->push_back(std::make_shared<BlockB>(in, planes, (b == 0 && stage > 0) ? 2 : 1, bottleneck));
         in = bottleneck ? planes * 4 : planes;
       }
+      stages.push_back(register_module("layer" + std::to_string(stage + 1), layer));
     }
     fc = register_module("fc", nn::Linear(in, s.classes));
     init_weights(*this);
   }
   torch::Tensor forward(torch::Tensor x) override {
     x = torch::relu(bn(stem(x)));
-    for (auto& b : blocks) x = b->forward(x);
+    for (auto& layer : stages) x = layer->forward(x);
     return fc(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
   }
 
  private:
   nn::Conv2d stem{nullptr};
   nn::BatchNorm2d bn{nullptr};
-  std::vector<std::shared_ptr<BlockB>> blocks;
+  std::vector<nn::Sequential> stages;
   nn::Linear fc{nullptr};
 };
 

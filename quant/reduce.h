@@ -44,6 +44,28 @@ inline float canonical_sum(const float* x, std::size_t n, F f) {
   return detail::butterfly_sum(partial);
 }
 
+/// Two canonical sums in one pass: *sum_f = canonical_sum(x, n, f) and
+/// *sum_g = canonical_sum(x, n, g), bit for bit (each keeps its own 32 lane partials and
+/// butterfly); reads x once.
+template <typename F, typename G>
+inline void canonical_sum2(const float* x, std::size_t n, F f, G g, float* sum_f, float* sum_g) {
+  float pf[kReduceLanes] = {};
+  float pg[kReduceLanes] = {};
+  std::size_t i = 0;
+  for (; i + kReduceLanes <= n; i += kReduceLanes) {
+    for (int lane = 0; lane < kReduceLanes; ++lane) {
+      pf[lane] += f(x[i + lane]);
+      pg[lane] += g(x[i + lane]);
+    }
+  }
+  for (int lane = 0; i + lane < n; ++lane) {
+    pf[lane] += f(x[i + lane]);
+    pg[lane] += g(x[i + lane]);
+  }
+  *sum_f = detail::butterfly_sum(pf);
+  *sum_g = detail::butterfly_sum(pg);
+}
+
 /// Canonical sum of squares (use sqrtf of it for the L2 norm).
 inline float canonical_sum_sq(const float* x, std::size_t n) {
   return canonical_sum(x, n, [](float v) { return v * v; });

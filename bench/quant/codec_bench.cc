@@ -19,6 +19,7 @@
 // register their benchmarks with BENCHMARK() or RegisterBenchmark at static init.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -143,17 +144,24 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& run : runs) {
-      if (run.error_occurred || run.run_type != Run::RT_Iteration) continue;
+      // One rate per benchmark: the median when repetitions are requested, else the run.
+      const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      if (run.error_occurred || !(median || run.run_type == Run::RT_Iteration)) continue;
       const auto it = run.counters.find("bytes_per_second");
       if (it == run.counters.end()) continue;
-      const std::string name = run.benchmark_name();
+      const std::string name = run.run_name.str();
       const auto slash = name.rfind("/n=");
       if (slash == std::string::npos) continue;
       const std::string n = name.substr(slash + 3);
       if (name.find("/memcpy/") != std::string::npos) {
         memcpy_rate_[n] = it->second.value;
-      } else {
+        continue;
+      }
+      auto found = std::find_if(rates_.begin(), rates_.end(), [&](const Rate& r) { return r.name == name; });
+      if (found == rates_.end()) {
         rates_.push_back({name, n, it->second.value});
+      } else if (median) {
+        found->rate = it->second.value;
       }
     }
   }

@@ -50,54 +50,13 @@ constexpr std::uint32_t kMaxBucket = 1u << 24;
 
 /// Random words of blocks [first_block, first_block + nblocks) of the rounding stream:
 /// out[4 j + w] = random_block(ctx, RandomStream::kRounding, first_block + j).v[w].
-/// Same numbers as the scalar random_block; computed 8 counters at a time in
-/// structure-of-arrays form so the compiler can vectorize the Philox rounds.
-inline void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks,
-                           std::uint32_t* out) {
-  constexpr int kLanes = 8;
-  const std::uint32_t c1v = (static_cast<std::uint32_t>(RandomStream::kRounding) << 24) | (ctx.bucket & 0x00FFFFFFu);
-  const auto c2v = static_cast<std::uint32_t>(ctx.step);
-  const std::uint32_t c3v = ctx.worker;
-  std::size_t b = 0;
-  for (; b + kLanes <= nblocks; b += kLanes) {
-    std::uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      c0[l] = static_cast<std::uint32_t>(first_block + b + static_cast<std::size_t>(l));
-      c1[l] = c1v;
-      c2[l] = c2v;
-      c3[l] = c3v;
-    }
-    auto k0 = static_cast<std::uint32_t>(ctx.seed);
-    auto k1 = static_cast<std::uint32_t>(ctx.seed >> 32);
-    for (int round = 0; round < 10; ++round) {
-      if (round > 0) {
-        k0 += detail::kPhiloxW0;
-        k1 += detail::kPhiloxW1;
-      }
-      for (int l = 0; l < kLanes; ++l) {
-        const std::uint64_t p0 = static_cast<std::uint64_t>(detail::kPhiloxM0) * c0[l];
-        const std::uint64_t p1 = static_cast<std::uint64_t>(detail::kPhiloxM1) * c2[l];
-        const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
-        const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
-        c1[l] = static_cast<std::uint32_t>(p1);
-        c3[l] = static_cast<std::uint32_t>(p0);
-        c0[l] = n0;
-        c2[l] = n2;
-      }
-    }
-    for (int l = 0; l < kLanes; ++l) {
-      std::uint32_t* o = out + 4 * (b + static_cast<std::size_t>(l));
-      o[0] = c0[l];
-      o[1] = c1[l];
-      o[2] = c2[l];
-      o[3] = c3[l];
-    }
-  }
-  for (; b < nblocks; ++b) {
-    const Philox4x32 r = random_block(ctx, RandomStream::kRounding, first_block + b);
-    for (int w = 0; w < 4; ++w) out[4 * b + static_cast<std::size_t>(w)] = r.v[w];
-  }
-}
+/// Exactly the numbers of the scalar random_block (tests compare them); computed with
+/// AVX2 when the CPU has it, else 8 counters at a time in portable code
+/// (quant/codecs/bucketed.cc).
+void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out);
+/// The portable path of rounding_words whatever the CPU (tests compare both paths).
+void rounding_words_portable_for_test(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks,
+                                      std::uint32_t* out);
 
 /// Equal to uniform01(bits) (quant/philox.h) for every input: float(bits >> 8) * 2^-24.
 /// Converts through int32 (bits >> 8 < 2^24), which vectorizes on plain SSE2.

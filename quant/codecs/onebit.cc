@@ -57,14 +57,18 @@ class OneBitCodec final : public Codec {
     auto stat = [](const float* xb, std::size_t m, float* s) -> Status {
       // Sign-bit masks instead of v < 0 (vectorizes); they differ only for -0.0, which
       // adds nothing to either sum (partials start at +0), so the bits are the same.
-      const float sp = canonical_sum(xb, m, [](float v) {
-        const std::uint32_t u = bucketed::fbits(v);
-        return bucketed::bitsf(u & ((u >> 31) - 1u));
-      });
-      const float sn = canonical_sum(xb, m, [](float v) {
-        const std::uint32_t u = bucketed::fbits(v);
-        return bucketed::bitsf(u & (0u - (u >> 31)));
-      });
+      float sp, sn;
+      canonical_sum2(
+          xb, m,
+          [](float v) {
+            const std::uint32_t u = bucketed::fbits(v);
+            return bucketed::bitsf(u & ((u >> 31) - 1u));
+          },
+          [](float v) {
+            const std::uint32_t u = bucketed::fbits(v);
+            return bucketed::bitsf(u & (0u - (u >> 31)));
+          },
+          &sp, &sn);
       if (!std::isfinite(sp) || !std::isfinite(sn)) return bucketed::nonfinite_bucket(xb, m, "the sum");
       std::size_t k = 0;
       for (std::size_t j = 0; j < m; ++j) k += bucketed::is_negative(xb[j]);

@@ -70,9 +70,9 @@ class OneBitCodec final : public Codec {
           },
           &sp, &sn);
       if (!std::isfinite(sp) || !std::isfinite(sn)) return bucketed::nonfinite_bucket(xb, m, "the sum");
-      std::size_t k = 0;
+      std::uint32_t k = 0;  // m <= 2^24
       for (std::size_t j = 0; j < m; ++j) k += bucketed::is_negative(xb[j]);
-      const float pos = m - k > 0 ? sp / static_cast<float>(m - k) : 0.0f;
+      const float pos = m > k ? sp / static_cast<float>(m - k) : 0.0f;
       const float neg = k > 0 ? sn / static_cast<float>(k) : 0.0f;
       if (pos > bucketed::kMaxScale || neg < -bucketed::kMaxScale) {
         return Status(Errc::kNonFiniteInput, "a bucket mean exceeds 2^126");

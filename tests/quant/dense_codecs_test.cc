@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/sign.h"
 #include "quant/half.h"
@@ -242,6 +243,41 @@ TEST(DenseCodecs, SpecsRoundTripAndRangesAreEnforced) {
   EXPECT_TRUE(make_codec("terngrad")->unbiased());
   EXPECT_FALSE(make_codec("terngrad:clip=2.5")->unbiased());
   EXPECT_FALSE(make_codec("scaled-sign")->unbiased());
+}
+
+/// Bit-at-a-time reference of the layout documented in quant/bitpack.h.
+template <int kBits>
+void check_bitpack() {
+  const std::size_t count = 1003;
+  std::vector<std::uint8_t> codes(count), back(count, 0xEE);
+  for (std::size_t i = 0; i < count; ++i) {
+    codes[i] = static_cast<std::uint8_t>(random_bits(SeedContext{kBits, 0, 0, 0}, RandomStream::kSampling, i) &
+                                         ((1u << kBits) - 1u));
+  }
+  std::vector<std::uint8_t> packed(packed_bytes(count, kBits) + 1, 0xAB), ref(packed_bytes(count, kBits), 0);
+  for (std::size_t i = 0; i < count; ++i) {
+    for (int b = 0; b < kBits; ++b) {
+      const std::size_t p = i * kBits + static_cast<std::size_t>(b);
+      ref[p / 8] = static_cast<std::uint8_t>(ref[p / 8] | (((codes[i] >> b) & 1u) << (p % 8)));
+    }
+  }
+  pack_fields<kBits>(codes.data(), count, packed.data());
+  EXPECT_EQ(packed.back(), 0xAB) << "wrote past ceil(count*bits/8)";
+  packed.pop_back();
+  EXPECT_EQ(packed, ref) << kBits;
+  unpack_fields<kBits>(packed.data(), count, back.data());
+  EXPECT_EQ(back, codes) << kBits;
+}
+
+TEST(DenseCodecs, BitPackingMatchesTheDocumentedLayout) {
+  check_bitpack<1>();
+  check_bitpack<2>();
+  check_bitpack<3>();
+  check_bitpack<4>();
+  check_bitpack<5>();
+  check_bitpack<6>();
+  check_bitpack<7>();
+  check_bitpack<8>();
 }
 
 TEST(DenseCodecs, BatchedPhiloxEqualsRandomBlock) {

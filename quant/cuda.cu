@@ -214,6 +214,7 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
       &cuda_scaled_sign_entry(),
       &cuda_onebit_entry(),
       &cuda_natural_entry(),
+      &cuda_topk_entry(),
   };
   return entries;
 }

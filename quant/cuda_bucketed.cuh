@@ -143,7 +143,7 @@ struct BucketedEncodeArgs {
 };
 
 template <bool kEf>
-__device__ __forceinline__ float load_x(const float* __restrict__ g, const float* __restrict__ r, std::size_t i) {
+__device__ __forceinline__ float load_x(const float* g, const float* r, std::size_t i) {  // r is written later in the same kernel: no __restrict__ (no non-coherent loads)
   if constexpr (kEf) return g[i] + r[i];  // Memory "ef" compensate: p = g + e
   return g[i];
 }

@@ -230,7 +230,8 @@ void BM_PipelineD2H(benchmark::State& state, const std::string& spec) {
 }
 
 const char* const kEncodeSpecs[] = {"identity", "fp16", "bf16", "int8", "qsgd:bits=4,bucket=512", "qsgd:bits=2,bucket=512",
-                                    "terngrad", "sign", "scaled-sign", "onebit", "natural"};
+                                    "terngrad", "sign", "scaled-sign", "onebit", "natural",
+                                    "topk:ratio=0.01"};
 
 int register_all() {
   benchmark::RegisterBenchmark("copy_d2d", BM_CopyD2D)->UseManualTime()->Unit(benchmark::kMillisecond);

@@ -52,6 +52,9 @@ const char* const kSpecs[] = {
     "onebit",
     "onebit:bucket=33",
     "natural",
+    "topk",
+    "topk:ratio=0.3,values=fp16",
+    "topk:k=5,values=int8",
 };
 const std::size_t kSizes[] = {1, 31, 33, 1000, 65537, 1000003, 25600000};
 

@@ -16,7 +16,8 @@ namespace {
 
 TEST(CudaFactory, SpecsMatchTheCpuTwin) {
   for (const char* spec : {"identity", "fp16", "bf16", "int8:bucket=100", "qsgd:bits=3,norm=max",
-                                   "terngrad:clip=2.5", "sign", "scaled-sign:bucket=64", "onebit", "natural"}) {
+                                   "terngrad:clip=2.5", "sign", "scaled-sign:bucket=64", "onebit", "natural",
+                           "topk:ratio=0.05,values=int8"}) {
     const auto gpu = make_cuda_codec(spec);
     const auto cpu = make_codec(spec);
     EXPECT_EQ(gpu->spec(), cpu->spec()) << spec;

@@ -76,7 +76,7 @@ TEST(Dgc, MatchesReferenceImplementation) {
   for (const std::size_t n : {std::size_t{16385}, std::size_t{65537}, std::size_t{150001}}) {
     for (const bool heavy : {false, true}) {
       const auto x = heavy ? testing::cauchy(n, 77) : testing::gaussian(n, 78);
-      for (const std::uint64_t seed : {1ull, 2ull, 3ull}) {
+      for (const std::uint64_t seed : {1ull, 2ull}) {
         for (const std::uint64_t step : {0ull, 5ull}) {
           const SeedContext ctx{seed, step, 2, 9};
           const auto codec = make_codec("dgc:ratio=0.002,sample=0.001,warmup_steps=8");

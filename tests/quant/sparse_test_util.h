@@ -43,15 +43,25 @@ inline std::vector<float> tied(std::size_t n, std::uint32_t seed) {
   return x;
 }
 
-/// Reference top-k: sort positions by (|x| descending, index ascending), keep k, sort.
-inline std::vector<std::uint64_t> reference_topk(const std::vector<float>& x, std::uint64_t k) {
+/// Positions sorted by (|x| descending, index ascending).
+inline std::vector<std::uint64_t> magnitude_order(const std::vector<float>& x) {
   std::vector<std::uint64_t> order(x.size());
   std::iota(order.begin(), order.end(), std::uint64_t{0});
   std::stable_sort(order.begin(), order.end(),
                    [&](std::uint64_t a, std::uint64_t b) { return std::fabs(x[a]) > std::fabs(x[b]); });
-  order.resize(std::min<std::uint64_t>(k, x.size()));
-  std::sort(order.begin(), order.end());
   return order;
+}
+
+/// Reference top-k from a magnitude_order: its first k positions, ascending.
+inline std::vector<std::uint64_t> reference_topk(const std::vector<std::uint64_t>& order, std::uint64_t k) {
+  std::vector<std::uint64_t> top(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min<std::uint64_t>(k, order.size())));
+  std::sort(top.begin(), top.end());
+  return top;
+}
+
+/// Reference top-k: sort positions by (|x| descending, index ascending), keep k, sort.
+inline std::vector<std::uint64_t> reference_topk(const std::vector<float>& x, std::uint64_t k) {
+  return reference_topk(magnitude_order(x), k);
 }
 
 /// Straightforward second implementation of the dgc selection rule documented in
@@ -66,8 +76,8 @@ inline std::vector<std::uint64_t> dgc_reference(const std::vector<float>& x, dou
     density = std::max(ratio, stages[(4 * ctx.step) / warmup_steps]);
   }
   const std::uint64_t k = count_for_ratio(n, density);
-  const auto exact = reference_topk(x, k);
-  if (n <= 16384 || k >= n) return exact;
+  const auto exact = [&] { return reference_topk(x, k); };
+  if (n <= 16384 || k >= n) return exact();
   const std::uint64_t m =
       std::min<std::uint64_t>(n, std::max<std::uint64_t>(16384, static_cast<std::uint64_t>(std::ceil(sample * n))));
   std::vector<float> s(m);
@@ -86,13 +96,13 @@ inline std::vector<std::uint64_t> dgc_reference(const std::vector<float>& x, dou
       if (std::fabs(x[i]) >= tau) c.push_back(i);
     }
     const double ratio_c = static_cast<double>(c.size()) / static_cast<double>(k);
-    if (ratio_c > 4.0) return exact;
+    if (ratio_c > 4.0) return exact();
     if (ratio_c >= 0.8 && ratio_c <= 1.25) return c;
-    if (ratio_c > 1.25) return exact;  // the top-k of C is the top-k of x
+    if (ratio_c > 1.25) return exact();  // the top-k of C is the top-k of x
     if (rank == m) break;
     rank = std::min(m, 2 * rank);
   }
-  return exact;
+  return exact();
 }
 
 }  // namespace gradzip::quant::testing

@@ -23,6 +23,14 @@ struct TrainOptions {
   /// sim (one process, modeled links) | local (processes on this host) | netem (network
   /// namespaces with tc shaping; root) | slurm | mpi | path to a cluster file.
   std::string cluster = "sim";
+  // -- data subset and model size (quick runs), execution
+  int width = 0;                   ///< model base width (channels); 0 = the published width
+  std::int64_t train_subset = 0;   ///< train on the first N training images; 0 = all
+  std::int64_t test_subset = 0;    ///< evaluate on the first N test images; 0 = all
+  int torch_threads = 0;           ///< intra-op threads per process; 0 = torch's default
+  /// netem: apply the link's latency with sch_netem: on | off | if-available.
+  std::string netem_delay = "if-available";
+  std::string report_links = "eth1g,eth10g,eth25g,eth100g,pcie3";  ///< profiles modeled in summary.json
 };
 
 /// Registers every train option on `table`, bound to `opt`.

@@ -476,6 +476,7 @@ void Shard::apply_sync(std::uint64_t step, Pending& p) {
   for (std::size_t i = 0; i < nlocal(); ++i) {
     const Bucket& b = layout_.buckets[local_ids_[i]];
     float* g = p.acc.data() + b.shard_offset;
+    if (p.contributors[i] == 0) continue;  // nobody's gradient arrived: no update
     if (opt_.aggregation == Aggregation::kMajorityVote) {
       for (std::size_t k = 0; k < b.numel; ++k) g[k] = static_cast<float>((g[k] > 0.0f) - (g[k] < 0.0f));
     } else if (p.contributors[i] > 1) {
@@ -599,16 +600,31 @@ void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutM
     answer_pull(peer, e, out);
     return;
   }
-  if (opt_.mode == SyncMode::kSync && initialized_ && e.step != kLatestStep) {
+  if (opt_.mode == SyncMode::kSync && initialized_ && e.step != kLatestStep && e.step >= version_) {
     // Workers pull step t only after their pushes of t were acknowledged. If this shard
-    // holds none of them, it was restarted from a checkpoint and lost them: answer with
-    // the restored parameters instead of waiting for pushes that will not come again.
+    // lacks them, it was restarted from a checkpoint and lost them: excuse the worker
+    // from step t (the step completes with the pushes that did arrive) instead of
+    // waiting for pushes that will not come again.
     auto it = pending_.find(e.step);
-    if (it == pending_.end() || it->second.done[e.worker] < nlocal()) {
-      spdlog::info("shard {}: worker {} pulls step {} whose pushes this shard never received (restored at step {})",
+    if (it == pending_.end() && pending_.size() < opt_.max_pending_steps) {
+      Pending p;
+      p.acc.assign(params_.size(), 0.0f);
+      p.contributors.assign(nlocal(), 0);
+      p.received.assign(opt_.num_workers, std::vector<bool>(nlocal(), false));
+      p.done.assign(opt_.num_workers, 0);
+      p.first_push = Clock::now();
+      it = pending_.emplace(e.step, std::move(p)).first;
+    }
+    if (it != pending_.end() && it->second.done[e.worker] < nlocal()) {
+      spdlog::info("shard {}: worker {} pulls step {} without its pushes (lost by a restart at step {}); excused",
                    opt_.shard_id, e.worker, e.step, version_);
-      answer_pull(peer, e, out);
-      return;
+      it->second.done[e.worker] = static_cast<std::uint32_t>(nlocal());
+      std::fill(it->second.received[e.worker].begin(), it->second.received[e.worker].end(), true);
+      try_complete(out);
+      if (pull_ready(e)) {
+        answer_pull(peer, e, out);
+        return;
+      }
     }
   }
   // A retried pull replaces the pending one of the same request id.

@@ -1,0 +1,427 @@
+// ZeroMQ parameter server end to end: shard processes (gradzip-ps) and least-squares
+// worker processes (lsq_worker) on loopback TCP, ports chosen by the OS; plus in-process
+// ShardServer tests for hostile input and CURVE. Every wait is bounded in time.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "comm/cluster.h"
+#include "comm/launch.h"
+#include "comm/optimizer.h"
+#include "comm/zmq_client.h"
+#include "comm/zmq_server.h"
+#include "tests/comm/lsq.h"
+
+namespace gradzip::comm {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::lsq_signature;
+using testing::LsqProblem;
+
+const std::string kBin = std::string(GRADZIP_BINARY_DIR) + "/tests/comm/";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("gz_zmq_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    if (::testing::Test::HasFailure()) {  // show what the processes said
+      for (const auto& e : fs::directory_iterator(path)) {
+        if (e.path().extension() != ".log") continue;
+        std::ifstream f(e.path());
+        std::stringstream ss;
+        ss << f.rdbuf();
+        std::string text = ss.str();
+        if (text.size() > 4000) text = text.substr(text.size() - 4000);
+        std::printf("---- %s\n%s\n", e.path().filename().c_str(), text.c_str());
+      }
+    }
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string wait_endpoint(const std::string& file, ChildProcess& proc, std::chrono::milliseconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream f(file);
+    std::string ep;
+    if (f >> ep) return ep;
+    if (!proc.running()) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  return "";
+}
+
+std::vector<float> read_floats(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string bytes = ss.str();
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), 4 * v.size());
+  return v;
+}
+
+nlohmann::json last_stats(const std::string& path) {
+  std::ifstream f(path);
+  std::string line, last;
+  while (std::getline(f, line)) {
+    if (!line.empty()) last = line;
+  }
+  return last.empty() ? nlohmann::json() : nlohmann::json::parse(last);
+}
+
+// A set of shard processes with common flags.
+struct Shards {
+  std::vector<ChildProcess> procs;
+  std::vector<std::string> endpoints;
+  std::vector<std::vector<std::string>> argvs;
+  Shards(const TempDir& dir, std::uint32_t m, const std::vector<std::string>& flags) {
+    for (std::uint32_t s = 0; s < m; ++s) {
+      std::vector<std::string> argv = {kBin + "gradzip-ps",
+                                       "--shard=" + std::to_string(s),
+                                       "--shards=" + std::to_string(m),
+                                       "--endpoint-file=" + dir / ("shard" + std::to_string(s) + ".ep"),
+                                       "--stats-file=" + dir / ("shard" + std::to_string(s) + ".stats"),
+                                       "--stats-interval=0.2",
+                                       "--idle-exit=60"};
+      argv.insert(argv.end(), flags.begin(), flags.end());
+      argvs.push_back(argv);
+      procs.emplace_back("shard" + std::to_string(s), argv, dir / ("shard" + std::to_string(s) + ".log"));
+      endpoints.push_back(wait_endpoint(dir / ("shard" + std::to_string(s) + ".ep"), procs.back()));
+      EXPECT_FALSE(endpoints.back().empty()) << "shard " << s << " did not start";
+    }
+  }
+  std::string joined() const {
+    std::string s;
+    for (const auto& e : endpoints) s += (s.empty() ? "" : ",") + e;
+    return s;
+  }
+};
+
+ChildProcess start_worker(const TempDir& dir, std::uint32_t rank, const std::string& endpoints,
+                          const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {kBin + "lsq_worker", "--rank=" + std::to_string(rank), "--endpoints=" + endpoints,
+                                   "--out=" + dir / ("w" + std::to_string(rank) + ".bin")};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return ChildProcess("worker" + std::to_string(rank), argv, dir / ("worker" + std::to_string(rank) + ".log"));
+}
+
+std::string log_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return 1e30;
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+TEST(ZmqProcesses, SyncIdentityFourWorkersTwoShardsEqualsReference) {
+  TempDir dir;
+  const std::uint64_t steps = 6;
+  Shards shards(dir, 2,
+                {"--workers=4", "--bucket-bytes=160", "--lr=0.3", "--momentum=0.9", "--nesterov", "--wd=0.001"});
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 4; ++w) {
+    workers.push_back(start_worker(dir, w, shards.joined(), {"--steps=6", "--bucket-bytes=160"}));
+  }
+  for (auto& w : workers) {
+    ASSERT_TRUE(w.wait_for(60s)) << w.name() << " hung";
+    EXPECT_EQ(w.exit_code(), 0) << log_text(dir / (w.name() + ".log"));
+  }
+  for (auto& s : shards.procs) {
+    ASSERT_TRUE(s.wait_for(20s)) << s.name() << " did not exit after every worker shut down";
+    EXPECT_EQ(s.exit_code(), 0);
+  }
+  // Reference.
+  const auto sig = lsq_signature();
+  const std::size_t d = sig.total_numel();
+  OptimizerOptions o;
+  o.lr = 0.3;
+  o.momentum = 0.9;
+  o.nesterov = true;
+  o.weight_decay = 0.001;
+  std::vector<float> x(d), mom(d, 0.0f), sum(d), g(d);
+  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
+  std::vector<LsqProblem> probs;
+  for (std::uint32_t w = 0; w < 4; ++w) probs.emplace_back(d, 24, w);
+  for (std::uint64_t step = 0; step < steps; ++step) {
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (auto& p : probs) {
+      p.gradient(x.data(), g.data());
+      for (std::size_t i = 0; i < d; ++i) sum[i] += g[i];
+    }
+    for (auto& v : sum) v *= 0.25f;
+    sgd_step(o, step, x.data(), sum.data(), mom.data(), d);
+  }
+  for (std::uint32_t w = 0; w < 4; ++w) {
+    EXPECT_LE(rel_diff(read_floats(dir / ("w" + std::to_string(w) + ".bin")), x), 1e-6) << "worker " << w;
+  }
+  // Byte accounting: shards saw 4 workers x 6 steps of identity pushes.
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    const auto st = last_stats(dir / ("shard" + std::to_string(s) + ".stats"));
+    ASSERT_FALSE(st.is_null());
+    EXPECT_EQ(st["version"], steps);
+    EXPECT_EQ(st["refused"], 0);
+    EXPECT_GT(st["total"]["up"]["payload_bytes"].get<std::uint64_t>(), 4 * steps * 4 * 50);
+    EXPECT_GT(st["total"]["up"]["tcpip_bytes"].get<std::uint64_t>(), 0u);
+  }
+}
+
+TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {
+  TempDir dir;
+  Shards shards(dir, 2, {"--workers=3", "--bucket-bytes=160", "--worker-timeout=1.0", "--lr=2"});
+  const std::vector<std::string> flags = {"--steps=25", "--bucket-bytes=160", "--step-sleep-ms=20",
+                                          "--request-timeout=0.5"};
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 3; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(workers[2].running());
+  workers[2].signal(SIGKILL);
+  ASSERT_TRUE(workers[2].wait_for(5s));
+  EXPECT_EQ(workers[2].exit_code(), 128 + SIGKILL);
+  std::this_thread::sleep_for(1500ms);  // the shards declare it dead and go on
+  ChildProcess again = start_worker(dir, 2, shards.joined(), flags);
+  for (auto* w : {&workers[0], &workers[1], &again}) {
+    ASSERT_TRUE(w->wait_for(60s)) << w->name() << " hung";
+    EXPECT_EQ(w->exit_code(), 0) << log_text(dir / (w->name() + ".log"));
+  }
+  for (auto& s : shards.procs) ASSERT_TRUE(s.wait_for(20s));
+  const auto st = last_stats(dir / "shard0.stats");
+  EXPECT_EQ(st["version"], 25);
+  EXPECT_GE(st["workers_declared_dead"].get<int>(), 1);
+  EXPECT_GE(st["timeout_completions"].get<int>(), 1);
+  EXPECT_NE(log_text(dir / "shard0.log").find("rejoined"), std::string::npos);
+}
+
+TEST(ZmqProcesses, KillAndRestoreOfAShardFinishesTheRun) {
+  TempDir dir;
+  const std::vector<std::string> shard_flags = {"--workers=2", "--bucket-bytes=160", "--checkpoint-dir=" + dir / "ckpt",
+                                                "--checkpoint-every=1", "--lr=2"};
+  Shards shards(dir, 2, shard_flags);
+  const std::vector<std::string> flags = {"--steps=30", "--bucket-bytes=160", "--step-sleep-ms=20",
+                                          "--request-timeout=0.3"};
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 2; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
+  std::this_thread::sleep_for(400ms);
+  shards.procs[1].signal(SIGKILL);
+  ASSERT_TRUE(shards.procs[1].wait_for(5s));
+  std::this_thread::sleep_for(300ms);
+  auto argv = shards.argvs[1];
+  argv.push_back("--restore");
+  argv.push_back("--bind=" + shards.endpoints[1]);
+  fs::remove(dir / "shard1.ep");
+  ChildProcess restored("shard1-restored", argv, dir / "shard1-restored.log");
+  EXPECT_EQ(wait_endpoint(dir / "shard1.ep", restored), shards.endpoints[1]);
+  for (auto& w : workers) {
+    ASSERT_TRUE(w.wait_for(60s)) << w.name() << " hung";
+    EXPECT_EQ(w.exit_code(), 0) << log_text(dir / (w.name() + ".log"));
+  }
+  ASSERT_TRUE(restored.wait_for(20s));
+  EXPECT_EQ(restored.exit_code(), 0);
+  EXPECT_NE(log_text(dir / "shard1-restored.log").find("restored step"), std::string::npos);
+  EXPECT_EQ(last_stats(dir / "shard1.stats")["version"], 30);
+}
+
+ShardServerOptions server_options(std::uint32_t workers) {
+  ShardServerOptions o;
+  o.signature = lsq_signature();
+  o.placement.bucket_bytes = 160;
+  o.shard.num_workers = workers;
+  o.shard.step_window = 100;
+  o.stats_interval_s = 0.1;
+  return o;
+}
+
+ZmqClientOptions client_options(const std::string& endpoint) {
+  ZmqClientOptions c;
+  c.shard_endpoints = {endpoint};
+  c.client.placement.bucket_bytes = 160;
+  c.client.op_timeout_s = 10.0;
+  return c;
+}
+
+void train_steps(ZmqWorkerTransport& t, std::uint32_t rank, std::uint64_t steps) {
+  const auto sig = lsq_signature();
+  const std::size_t d = sig.total_numel();
+  LsqProblem prob(d, 24, rank);
+  testing::BucketEncoder enc("identity");
+  std::vector<float> x(d, 0.0f), g(d);
+  t.connect(sig, rank, x.data());
+  for (std::uint64_t step = t.resume_step(); step < steps; ++step) {
+    prob.gradient(x.data(), g.data());
+    auto msgs = enc.encode(t.layout(), g.data(), step, rank);
+    std::vector<Handle> hs;
+    for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t.push(step, b, msgs[b].data(), msgs[b].size()));
+    for (auto h : hs) t.wait(h);
+    t.wait(t.pull(step, x.data()));
+  }
+}
+
+TEST(ZmqServer, MalformedBarrageThenAWellBehavedWorkerIsServed) {
+  ShardServer server(server_options(1));
+  std::thread loop([&] { server.run(); });
+  const std::string ep = server.endpoint();
+  {
+    // Raw ZeroMQ peer: random frames, truncated envelopes, wrong steps, oversized frame.
+    zmq::context_t ctx;
+    zmq::socket_t junk(ctx, zmq::socket_type::dealer);
+    junk.set(zmq::sockopt::linger, 0);
+    junk.connect(ep);
+    std::mt19937 rng(5);
+    for (int i = 0; i < 200; ++i) {
+      std::vector<std::uint8_t> bytes(static_cast<std::size_t>(rng() % 120));
+      for (auto& b : bytes) b = static_cast<std::uint8_t>(rng());
+      junk.send(zmq::buffer(bytes), i % 3 == 0 ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+    junk.send(zmq::str_buffer("end"));
+    int replies = 0;
+    zmq::pollitem_t item{junk.handle(), 0, ZMQ_POLLIN, 0};
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (replies < 100 && std::chrono::steady_clock::now() < deadline) {
+      zmq::poll(&item, 1, 100ms);
+      zmq::message_t m;
+      while (junk.recv(m, zmq::recv_flags::dontwait)) replies += m.more() ? 0 : 1;
+    }
+    EXPECT_GE(replies, 100) << "every malformed message gets an error reply";
+    // Oversized: a frame larger than ZMQ_MAXMSGSIZE makes libzmq drop this connection.
+    std::vector<std::uint8_t> huge(8 << 20, 0x55);
+    junk.send(zmq::buffer(huge));
+    // Not ZMTP at all: raw TCP garbage.
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1))));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const char garbage[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00\x01";
+    EXPECT_GT(::send(fd, garbage, sizeof(garbage), 0), 0);
+    ::close(fd);
+    std::this_thread::sleep_for(100ms);
+  }
+  {
+    // A signature mismatch over TCP is refused with the difference.
+    auto c = client_options(ep);
+    ZmqWorkerTransport bad(c);
+    auto sig = lsq_signature({37, 5, 100, 1, 64, 14});
+    std::vector<float> x(sig.total_numel());
+    try {
+      bad.connect(sig, 0, x.data());
+      ADD_FAILURE() << "mismatched signature accepted";
+    } catch (const CommError& e) {
+      EXPECT_EQ(e.kind(), CommError::Kind::kRefused);
+      EXPECT_NE(std::string(e.what()).find("shape [14] vs [13]"), std::string::npos) << e.what();
+    }
+  }
+  ZmqWorkerTransport good(client_options(ep));
+  train_steps(good, 0, 3);
+  good.shutdown();
+  loop.join();
+  const auto st = server.stats();
+  EXPECT_EQ(st.version, 3u);
+  EXPECT_GE(st.refused, 100u);
+  EXPECT_GE(st.refused_by_reason.at("malformed"), 100u);
+  EXPECT_EQ(st.refused_by_reason.at("signature_mismatch"), 1u);
+  const auto c = good.counters();
+  EXPECT_GT(c.up.payload_bytes, 3u * 4 * 220);
+  EXPECT_GT(c.down.payload_bytes, 3u * 4 * 220);
+  EXPECT_GT(c.up.framing_bytes, 0u);
+}
+
+TEST(ZmqServer, CurveAdmitsKnownKeysAndRefusesUnknownOnes) {
+  TempDir dir;
+  const std::string server_pub = generate_curve_keypair(dir / "server.key");
+  const std::string client_pub = generate_curve_keypair(dir / "client.key");
+  generate_curve_keypair(dir / "stranger.key");
+  {
+    std::ofstream f(dir / "authorized");
+    f << client_pub << "\n";
+  }
+  auto o = server_options(1);
+  o.curve_key_file = dir / "server.key";
+  o.curve_authorized_keys_file = dir / "authorized";
+  ShardServer server(o);
+  std::thread loop([&] { server.run(); });
+  {
+    auto c = client_options(server.endpoint());
+    c.curve_server_public_key = server_pub;
+    c.curve_key_file = dir / "stranger.key";
+    c.client.op_timeout_s = 1.5;
+    ZmqWorkerTransport stranger(c);
+    std::vector<float> x(lsq_signature().total_numel());
+    EXPECT_THROW(stranger.connect(lsq_signature(), 0, x.data()), CommError);
+  }
+  EXPECT_GE(server.auth_refusals(), 1u);
+  auto c = client_options(server.endpoint());
+  c.curve_server_public_key = server_pub;
+  c.curve_key_file = dir / "client.key";
+  ZmqWorkerTransport friendly(c);
+  train_steps(friendly, 0, 2);
+  friendly.shutdown();
+  loop.join();
+  EXPECT_EQ(server.stats().version, 2u);
+}
+
+TEST(Cluster, FileAndLauncherEnvironment) {
+  const auto c = parse_cluster_json(R"({"ps": ["127.0.0.1:5000", "h2:6000"], "worker": ["w1:0"]})");
+  EXPECT_EQ(c.shard_endpoints()[1], "tcp://h2:6000");
+  EXPECT_THROW(parse_cluster_json(R"({"ps": ["nohost"], "worker": []})"), std::runtime_error);
+  EXPECT_THROW(parse_cluster_json(R"({"ps": ["h:99999"], "worker": []})"), std::runtime_error);
+  EXPECT_THROW(parse_cluster_json(R"({"worker": []})"), std::runtime_error);
+  ::setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+  ::setenv("OMPI_COMM_WORLD_SIZE", "6", 1);
+  ::setenv("SLURM_PROCID", "x", 1);
+  ::setenv("SLURM_NTASKS", "6", 1);
+  const auto r = rank_from_environment();
+  EXPECT_TRUE(r.found);
+  EXPECT_EQ(r.source, "openmpi");
+  EXPECT_EQ(r.rank, 3u);
+  const Role role = role_of_rank(r.rank, 2);
+  EXPECT_FALSE(role.is_shard);
+  EXPECT_EQ(role.index, 1u);
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"}) ::unsetenv(v);
+}
+
+TEST(Launch, AFailingWorkerTearsEverythingDownAndIsNamed) {
+  LaunchOptions o;
+  o.shard_commands = {{"sleep", "30"}};
+  o.worker_commands = {{"true"}, {"sh", "-c", "exit 3"}};
+  o.timeout_s = 20;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_launch(o), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "the sleeping shard must have been killed";
+  LaunchOptions ok;
+  ok.worker_commands = {{"true"}, {"true"}};
+  EXPECT_EQ(run_launch(ok), 0);
+}
+
+}  // namespace
+}  // namespace gradzip::comm

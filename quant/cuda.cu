@@ -215,6 +215,7 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
       &cuda_onebit_entry(),
       &cuda_natural_entry(),
       &cuda_topk_entry(),
+      &cuda_threshold_entry(),
   };
   return entries;
 }

@@ -43,6 +43,7 @@ const CudaCodecEntry& cuda_scaled_sign_entry();
 const CudaCodecEntry& cuda_onebit_entry();
 const CudaCodecEntry& cuda_natural_entry();
 const CudaCodecEntry& cuda_topk_entry();
+const CudaCodecEntry& cuda_threshold_entry();
 const CudaMemoryEntry& cuda_none_memory_entry();
 const CudaMemoryEntry& cuda_ef_memory_entry();
 

@@ -18,11 +18,9 @@
 // n and k (SparseWorkspace), sized on the host by the two-phase call.
 #pragma once
 
-#include <cub/block/block_reduce.cuh>
-#include <cub/block/block_scan.cuh>
+#include <cuda_runtime_api.h>
 
 #include "quant/cuda_kernels.cuh"
-#include "quant/half.h"
 
 namespace gradzip::quant::cuda::sparse {
 
@@ -37,7 +35,7 @@ constexpr std::uint64_t kU32IndexLimit = std::uint64_t{1} << 32;
 enum class Values : std::uint8_t { kFp32 = 0, kFp16 = 1, kInt8 = 2 };
 
 /// Bytes of a value block of `count` values (quant/sparse.h value_block_bytes).
-inline std::uint64_t value_bytes(std::uint64_t count, Values fmt) {
+__host__ __device__ inline std::uint64_t value_bytes(std::uint64_t count, Values fmt) {
   return fmt == Values::kFp32 ? 4 * count : (fmt == Values::kFp16 ? 2 * count : 4 + count);
 }
 
@@ -91,435 +89,6 @@ struct SparseWorkspace {
   }
 };
 
-__device__ __forceinline__ std::uint32_t abs_key_d(float x) { return __float_as_uint(x) & 0x7FFFFFFFu; }
-
-template <bool kEf>
-__device__ __forceinline__ float load_p(const float* g, const float* r, std::size_t i) {
-  if constexpr (kEf) return g[i] + r[i];  // Memory "ef" compensate: p = g + e
-  return g[i];
-}
-
-// Radix pass `pass` (0, 1, 2): digit bits [shift, shift + width) of keys whose higher
-// bits equal the prefix found by the earlier passes.
-__device__ __forceinline__ int pass_shift(int pass) { return pass == 0 ? 20 : (pass == 1 ? 9 : 0); }
-__device__ __forceinline__ std::uint32_t pass_mask(int pass) { return pass == 2 ? 0x1FFu : 0x7FFu; }
-
-/// Zeroes the selection state and the histogram and sets k (one thread block: both are
-/// tiny, and a kernel argument avoids a host-to-device copy).
-__global__ void select_init_kernel(SelectState* state, std::uint64_t* hist, std::uint64_t k) {
-  for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) hist[b] = 0;
-  if (threadIdx.x == 0) {
-    *state = SelectState{};
-    state->k = k;
-  }
-}
-
-template <bool kEf>
-__global__ void __launch_bounds__(kThreads)
-    radix_hist_kernel(const float* g, const float* r, std::size_t n, int pass, const SelectState* state,
-                      std::uint64_t* hist) {
-  __shared__ unsigned int sh[kRadixBins];
-  for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) sh[b] = 0;
-  __syncthreads();
-  const int shift = pass_shift(pass);
-  const std::uint32_t mask = pass_mask(pass);
-  const int hi = shift + (pass == 2 ? 9 : 11);  // bits >= hi must match the prefix
-  const std::uint32_t want = pass == 0 ? 0u : state->prefix >> hi;
-  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const std::uint32_t key = abs_key_d(load_p<kEf>(g, r, i));
-    if (pass == 0 || (key >> hi) == want) atomicAdd(&sh[(key >> shift) & mask], 1u);
-  }
-  __syncthreads();
-  for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) {
-    if (sh[b] != 0) atomicAdd(reinterpret_cast<unsigned long long*>(&hist[b]), static_cast<unsigned long long>(sh[b]));
-  }
-}
-
-/// One block: walks the histogram from the top bin down to the bin that holds the k-th
-/// largest key of the current range, extends the prefix, zeroes the histogram for the
-/// next pass. After pass 2 the prefix is T.
-__global__ void __launch_bounds__(kThreads) radix_find_kernel(int pass, SelectState* state, std::uint64_t* hist) {
-  using Scan = cub::BlockScan<std::uint64_t, kThreads>;
-  __shared__ typename Scan::TempStorage temp;
-  constexpr int kPer = kRadixBins / kThreads;  // 8 bins per thread, descending
-  const int bins = pass == 2 ? 512 : kRadixBins;
-  const int top = bins - 1 - kPer * static_cast<int>(threadIdx.x);
-  std::uint64_t h[kPer];
-  std::uint64_t sum = 0;
-  for (int j = 0; j < kPer; ++j) {
-    const int b = top - j;
-    h[j] = b >= 0 ? hist[b] : 0;
-    sum += h[j];
-  }
-  std::uint64_t before = 0;
-  Scan(temp).ExclusiveSum(sum, before);
-  const std::uint64_t k = state->k;
-  const std::uint64_t above0 = state->above;
-  std::uint64_t running = above0 + before;
-  __syncthreads();
-  for (int j = 0; j < kPer; ++j) {
-    const int b = top - j;
-    if (b >= 0 && running < k && running + h[j] >= k) {
-      // Exactly one (thread, bin) sees the crossing.
-      const int shift = pass_shift(pass);
-      state->prefix |= static_cast<std::uint32_t>(b) << shift;
-      state->above = running;
-      if (pass == 2) {
-        state->threshold = state->prefix;
-        state->take = k - running;
-        state->all_ties = (k - running == h[j]) ? 1u : 0u;
-      }
-    }
-    running += h[j];
-  }
-  __syncthreads();
-  for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) hist[b] = 0;
-}
-
-/// Per chunk of kChunk elements: keys > T and keys == T.
-template <bool kEf>
-__global__ void __launch_bounds__(kThreads)
-    select_count_kernel(const float* g, const float* r, std::size_t n, const SelectState* state,
-                        std::uint64_t* chunk_gt, std::uint64_t* chunk_eq) {
-  using Reduce = cub::BlockReduce<std::uint64_t, kThreads>;
-  __shared__ typename Reduce::TempStorage temp;
-  const std::uint32_t T = state->threshold;
-  const std::size_t base = static_cast<std::size_t>(blockIdx.x) * kChunk + static_cast<std::size_t>(threadIdx.x) * kItems;
-  std::uint64_t gt = 0, eq = 0;
-  for (int j = 0; j < kItems; ++j) {
-    const std::size_t i = base + j;
-    if (i < n) {
-      const std::uint32_t key = abs_key_d(load_p<kEf>(g, r, i));
-      gt += key > T ? 1u : 0u;
-      eq += key == T ? 1u : 0u;
-    }
-  }
-  // Pack both counts: each is <= kChunk < 2^32.
-  const std::uint64_t packed = Reduce(temp).Sum(gt << 32 | eq);
-  if (threadIdx.x == 0) {
-    chunk_gt[blockIdx.x] = packed >> 32;
-    chunk_eq[blockIdx.x] = packed & 0xFFFFFFFFu;
-  }
-}
-
-/// One block: for every chunk, how many ties come before it and where its kept elements
-/// start in the output (ties kept = the first `take` in index order).
-__global__ void __launch_bounds__(kThreads)
-    select_scan_kernel(std::size_t chunks, const SelectState* state, const std::uint64_t* chunk_gt,
-                       const std::uint64_t* chunk_eq, std::uint64_t* chunk_eq_before, std::uint64_t* chunk_out) {
-  using Scan = cub::BlockScan<std::uint64_t, kThreads>;
-  __shared__ typename Scan::TempStorage temp;
-  const std::uint64_t take = state->take;
-  std::uint64_t eq_carry = 0, out_carry = 0;
-  for (std::size_t c0 = 0; c0 < chunks; c0 += kThreads) {
-    const std::size_t c = c0 + threadIdx.x;
-    const std::uint64_t eq = c < chunks ? chunk_eq[c] : 0;
-    std::uint64_t eq_before = 0, eq_total = 0;
-    Scan(temp).ExclusiveSum(eq, eq_before, eq_total);
-    __syncthreads();
-    eq_before += eq_carry;
-    const std::uint64_t ties = eq_before >= take ? 0 : (take - eq_before < eq ? take - eq_before : eq);
-    const std::uint64_t sel = (c < chunks ? chunk_gt[c] : 0) + ties;
-    std::uint64_t out_before = 0, out_total = 0;
-    Scan(temp).ExclusiveSum(sel, out_before, out_total);
-    __syncthreads();
-    if (c < chunks) {
-      chunk_eq_before[c] = eq_before;
-      chunk_out[c] = out_carry + out_before;
-    }
-    eq_carry += eq_total;
-    out_carry += out_total;
-  }
-}
-
-/// Per chunk: writes the kept positions (ascending) to idx, and with EF stores p = g + e
-/// into the residual of every element (the value pass fixes the kept ones).
-template <bool kEf>
-__global__ void __launch_bounds__(kThreads)
-    select_write_kernel(const float* g, float* r, std::size_t n, const SelectState* state,
-                        const std::uint64_t* chunk_eq_before, const std::uint64_t* chunk_out, std::uint64_t* idx) {
-  using Scan = cub::BlockScan<std::uint32_t, kThreads>;
-  __shared__ typename Scan::TempStorage temp;
-  const std::uint32_t T = state->threshold;
-  const std::uint64_t take = state->take;
-  const std::size_t base = static_cast<std::size_t>(blockIdx.x) * kChunk + static_cast<std::size_t>(threadIdx.x) * kItems;
-  std::uint32_t keys[kItems];
-  std::uint32_t eq = 0;
-  for (int j = 0; j < kItems; ++j) {
-    const std::size_t i = base + j;
-    keys[j] = 0;
-    if (i < n) {
-      const float p = load_p<kEf>(g, r, i);
-      if constexpr (kEf) r[i] = p;
-      keys[j] = abs_key_d(p);
-      eq += keys[j] == T ? 1u : 0u;
-    }
-  }
-  std::uint32_t eq_rank = 0;
-  Scan(temp).ExclusiveSum(eq, eq_rank);
-  __syncthreads();
-  std::uint64_t tie = chunk_eq_before[blockIdx.x] + eq_rank;  // ties before this thread's first
-  bool keep[kItems];
-  std::uint32_t kept = 0;
-  for (int j = 0; j < kItems; ++j) {
-    const std::size_t i = base + j;
-    keep[j] = false;
-    if (i < n) {
-      if (keys[j] > T) {
-        keep[j] = true;
-      } else if (keys[j] == T) {
-        keep[j] = tie < take;
-        ++tie;
-      }
-    }
-    kept += keep[j] ? 1u : 0u;
-  }
-  std::uint32_t pos = 0;
-  Scan(temp).ExclusiveSum(kept, pos);
-  std::uint64_t out = chunk_out[blockIdx.x] + pos;
-  for (int j = 0; j < kItems; ++j) {
-    if (keep[j]) idx[out++] = base + j;
-  }
-}
-
-/// Host: the whole selection of the k (>= 1) largest |p| (p = g [+ e]) into ws.idx,
-/// with the residual set to p when d_residual is given.
-inline Status launch_topk_select(const float* d_grad, float* d_residual, std::size_t n, std::uint64_t k,
-                                 const SparseWorkspace& ws, cudaStream_t stream) {
-  // ws.state / ws.hist were initialised by select_init_kernel (the caller's first launch).
-  const unsigned hist_blocks = [&] {
-    std::size_t b = (n + kChunk - 1) / kChunk;
-    if (b == 0) b = 1;
-    return static_cast<unsigned>(b < kHistBlocksMax ? b : kHistBlocksMax);
-  }();
-  const bool ef = d_residual != nullptr;
-  for (int pass = 0; pass < 3; ++pass) {
-    if (ef) {
-      radix_hist_kernel<true><<<hist_blocks, kThreads, 0, stream>>>(d_grad, d_residual, n, pass, ws.state, ws.hist);
-    } else {
-      radix_hist_kernel<false><<<hist_blocks, kThreads, 0, stream>>>(d_grad, nullptr, n, pass, ws.state, ws.hist);
-    }
-    GZ_CUDA_CHECK_LAUNCH();
-    radix_find_kernel<<<1, kThreads, 0, stream>>>(pass, ws.state, ws.hist);
-    GZ_CUDA_CHECK_LAUNCH();
-  }
-  const std::size_t chunks = (n + kChunk - 1) / kChunk;
-  const unsigned grid = static_cast<unsigned>(chunks == 0 ? 1 : chunks);
-  if (ef) {
-    select_count_kernel<true><<<grid, kThreads, 0, stream>>>(d_grad, d_residual, n, ws.state, ws.chunk_gt, ws.chunk_eq);
-  } else {
-    select_count_kernel<false><<<grid, kThreads, 0, stream>>>(d_grad, nullptr, n, ws.state, ws.chunk_gt, ws.chunk_eq);
-  }
-  GZ_CUDA_CHECK_LAUNCH();
-  select_scan_kernel<<<1, kThreads, 0, stream>>>(chunks, ws.state, ws.chunk_gt, ws.chunk_eq, ws.chunk_eq_before,
-                                                 ws.chunk_out);
-  GZ_CUDA_CHECK_LAUNCH();
-  if (ef) {
-    select_write_kernel<true><<<grid, kThreads, 0, stream>>>(d_grad, d_residual, n, ws.state, ws.chunk_eq_before,
-                                                             ws.chunk_out, ws.idx);
-  } else {
-    select_write_kernel<false><<<grid, kThreads, 0, stream>>>(d_grad, nullptr, n, ws.state, ws.chunk_eq_before,
-                                                              ws.chunk_out, ws.idx);
-  }
-  GZ_CUDA_CHECK_LAUNCH();
-  return Status::Ok();
-}
-
-// ---- sparse block writer ----------------------------------------------------------
-
-__device__ __forceinline__ unsigned varint_len_d(std::uint64_t v) {
-  unsigned len = 1;
-  while (v >= 0x80u) {
-    v >>= 7;
-    ++len;
-  }
-  return len;
-}
-
-__device__ __forceinline__ std::uint64_t gap_at(const std::uint64_t* idx, std::uint64_t j) {
-  return j == 0 ? idx[0] : idx[j] - idx[j - 1] - 1;
-}
-
-/// int8 values: max |v| over the kept values (non-negative float bits order like floats).
-__global__ void __launch_bounds__(kThreads)
-    kept_absmax_kernel(const float* x, std::uint64_t k, const std::uint64_t* idx, SelectState* state) {
-  std::uint32_t m = 0;
-  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t j = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < k; j += stride) {
-    const std::uint32_t a = abs_key_d(x[idx[j]]);
-    m = a > m ? a : m;
-  }
-  m = __reduce_max_sync(0xFFFFFFFFu, m);
-  if ((threadIdx.x & 31) == 0 && m != 0) atomicMax(&state->max_abs_bits, m);
-}
-
-/// Per chunk of kept pairs: bytes of their delta-varint indices.
-__global__ void __launch_bounds__(kThreads)
-    varint_count_kernel(std::uint64_t k, const std::uint64_t* idx, std::uint64_t* vchunk) {
-  using Reduce = cub::BlockReduce<std::uint64_t, kThreads>;
-  __shared__ typename Reduce::TempStorage temp;
-  const std::uint64_t base = static_cast<std::uint64_t>(blockIdx.x) * kChunk + static_cast<std::uint64_t>(threadIdx.x) * kItems;
-  std::uint64_t bytes = 0;
-  for (int j = 0; j < kItems; ++j) {
-    if (base + j < k) bytes += varint_len_d(gap_at(idx, base + j));
-  }
-  const std::uint64_t total = Reduce(temp).Sum(bytes);
-  if (threadIdx.x == 0) vchunk[blockIdx.x] = total;
-}
-
-/// One block: varint chunk offsets (in place), the u32-or-varint decision of
-/// write_sparse_block (varint iff numel > 2^32 or strictly smaller than 4 bytes/index),
-/// and the data-dependent header fields: flags, payload length, count, message length.
-__global__ void __launch_bounds__(kThreads)
-    sparse_header_kernel(std::uint64_t n, std::uint64_t k, Values fmt, std::uint64_t* vchunk, std::size_t kchunks,
-                         SelectState* state, std::uint8_t* d_out, MessagePrefix prefix,
-                         std::uint64_t* d_message_bytes) {
-  using Scan = cub::BlockScan<std::uint64_t, kThreads>;
-  __shared__ typename Scan::TempStorage temp;
-  const std::uint32_t prefix_bytes = prefix.bytes;
-  write_prefix(d_out, prefix);
-  __syncthreads();
-  std::uint64_t carry = 0;
-  for (std::size_t c0 = 0; c0 < kchunks; c0 += kThreads) {
-    const std::size_t c = c0 + threadIdx.x;
-    const std::uint64_t v = c < kchunks ? vchunk[c] : 0;
-    std::uint64_t before = 0, total = 0;
-    Scan(temp).ExclusiveSum(v, before, total);
-    __syncthreads();
-    if (c < kchunks) vchunk[c] = carry + before;
-    carry += total;
-  }
-  if (threadIdx.x == 0) {
-    const bool varint = n > kU32IndexLimit || carry < 4 * k;
-    state->varint_bytes = carry;
-    state->use_varint = varint ? 1u : 0u;
-    const std::uint64_t vbytes = fmt == Values::kFp32 ? 4 * k : (fmt == Values::kFp16 ? 2 * k : 4 + k);
-    const std::uint64_t payload = 8 + vbytes + (varint ? carry : 4 * k);
-    d_out[7] = varint ? kFlagDeltaVarintIndices : 0;
-    *reinterpret_cast<std::uint64_t*>(d_out + 16) = payload;           // 8-aligned
-    std::uint8_t* count_dst = d_out + prefix_bytes;                     // payload start
-    for (int b = 0; b < 8; ++b) count_dst[b] = static_cast<std::uint8_t>(k >> (8 * b));
-    if (fmt == Values::kInt8) {
-      // scale = M / 127 (IEEE division), as write_value_block; M = 0 when nothing is kept.
-      const std::uint32_t su = __float_as_uint(__uint_as_float(state->max_abs_bits) / 127.0f);
-      for (int b = 0; b < 4; ++b) count_dst[8 + b] = static_cast<std::uint8_t>(su >> (8 * b));
-    }
-    if (d_message_bytes != nullptr) *d_message_bytes = prefix_bytes + payload;
-  }
-}
-
-__device__ __forceinline__ void store_u32_le(std::uint8_t* dst, std::uint32_t v) {
-  if (reinterpret_cast<std::uintptr_t>(dst) % 4 == 0) {
-    *reinterpret_cast<std::uint32_t*>(dst) = v;
-  } else {
-    for (int b = 0; b < 4; ++b) dst[b] = static_cast<std::uint8_t>(v >> (8 * b));
-  }
-}
-
-/// Per chunk of kept pairs: value block entries, indices (u32 or varint at the offsets of
-/// sparse_header_kernel), and with EF the kept residuals e = p - C(p) (x holds p there).
-template <bool kEf>
-__global__ void __launch_bounds__(kThreads)
-    sparse_emit_kernel(const float* x, float* r, std::uint64_t k, const std::uint64_t* idx, Values fmt,
-                       const SelectState* state, const std::uint64_t* voff, std::uint8_t* d_out,
-                       std::uint32_t prefix_bytes) {
-  using Scan = cub::BlockScan<std::uint32_t, kThreads>;
-  __shared__ typename Scan::TempStorage temp;
-  std::uint8_t* values = d_out + prefix_bytes + 8;
-  const std::uint64_t vbytes = fmt == Values::kFp32 ? 4 * k : (fmt == Values::kFp16 ? 2 * k : 4 + k);
-  std::uint8_t* indices = values + vbytes;
-  // int8: scale = M / 127 (IEEE division), as write_value_block.
-  const float scale = __uint_as_float(state->max_abs_bits) / 127.0f;
-  const std::uint64_t base = static_cast<std::uint64_t>(blockIdx.x) * kChunk + static_cast<std::uint64_t>(threadIdx.x) * kItems;
-  bool bad = false;
-  std::uint32_t my_bytes = 0;
-  for (int jj = 0; jj < kItems; ++jj) {
-    const std::uint64_t j = base + jj;
-    if (j >= k) break;
-    const std::uint64_t i = idx[j];
-    const float v = x[i];
-    float dec;
-    if (fmt == Values::kFp32) {
-      reinterpret_cast<float*>(values)[j] = v;
-      dec = v;
-    } else if (fmt == Values::kFp16) {
-      std::uint16_t h = float_to_fp16(v);
-      if ((h & 0x7FFFu) == 0x7C00u) h = static_cast<std::uint16_t>((h & 0x8000u) | 0x7BFFu);  // saturate
-      reinterpret_cast<std::uint16_t*>(values)[j] = h;
-      dec = fp16_to_float(h);
-    } else {
-      float q = scale > 0.0f ? rintf(v / scale) : 0.0f;
-      q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-      const auto q8 = static_cast<std::int8_t>(q);
-      values[4 + j] = static_cast<std::uint8_t>(q8);
-      dec = static_cast<float>(q8) * scale;
-    }
-    if (abs_key_d(v) >= 0x7F800000u) {
-      bad = true;  // NaN/Inf is always kept (largest keys): the residual keeps p
-    } else if constexpr (kEf) {
-      r[i] = v - dec;  // Memory "ef" update for the kept element; the others hold p already
-    }
-    my_bytes += varint_len_d(gap_at(idx, j));
-  }
-  if (__syncthreads_or(bad) && threadIdx.x == 0) report_device_error(d_out, Errc::kNonFiniteInput);
-  if (state->use_varint) {
-    std::uint32_t pos = 0;
-    Scan(temp).ExclusiveSum(my_bytes, pos);
-    std::uint8_t* dst = indices + voff[blockIdx.x] + pos;
-    for (int jj = 0; jj < kItems; ++jj) {
-      const std::uint64_t j = base + jj;
-      if (j >= k) break;
-      std::uint64_t v = gap_at(idx, j);
-      while (v >= 0x80u) {
-        *dst++ = static_cast<std::uint8_t>(v | 0x80u);
-        v >>= 7;
-      }
-      *dst++ = static_cast<std::uint8_t>(v);
-    }
-  } else {
-    for (int jj = 0; jj < kItems; ++jj) {
-      const std::uint64_t j = base + jj;
-      if (j >= k) break;
-      store_u32_le(indices + 4 * j, static_cast<std::uint32_t>(idx[j]));
-    }
-  }
-}
-
-/// Host: writes the sparse block of the k selected positions in ws.idx (values read from
-/// x = the residual holding p when EF is fused, else the gradient).
-inline Status launch_sparse_emit(const float* d_grad, float* d_residual, std::uint64_t n, std::uint64_t k, Values fmt,
-                                 const SparseWorkspace& ws, std::uint8_t* d_out, const MessagePrefix& prefix,
-                                 std::uint64_t* d_message_bytes, cudaStream_t stream) {
-  const std::uint32_t prefix_bytes = prefix.bytes;
-  const float* x = d_residual != nullptr ? d_residual : d_grad;
-  const std::size_t kchunks = (k + kChunk - 1) / kChunk;
-  const unsigned kgrid = static_cast<unsigned>(kchunks == 0 ? 1 : kchunks);
-  if (fmt == Values::kInt8 && k > 0) {
-    kept_absmax_kernel<<<grid_for(k, 4), kThreads, 0, stream>>>(x, k, ws.idx, ws.state);
-    GZ_CUDA_CHECK_LAUNCH();
-  }
-  if (k > 0) {
-    varint_count_kernel<<<kgrid, kThreads, 0, stream>>>(k, ws.idx, ws.vchunk);
-    GZ_CUDA_CHECK_LAUNCH();
-  }
-  sparse_header_kernel<<<1, kThreads, 0, stream>>>(n, k, fmt, ws.vchunk, kchunks, ws.state, d_out, prefix,
-                                                   d_message_bytes);
-  GZ_CUDA_CHECK_LAUNCH();
-  if (k == 0) return Status::Ok();
-  if (d_residual != nullptr) {
-    sparse_emit_kernel<true><<<kgrid, kThreads, 0, stream>>>(x, d_residual, k, ws.idx, fmt, ws.state, ws.vchunk, d_out,
-                                                             prefix_bytes);
-  } else {
-    sparse_emit_kernel<false><<<kgrid, kThreads, 0, stream>>>(x, nullptr, k, ws.idx, fmt, ws.state, ws.vchunk, d_out,
-                                                              prefix_bytes);
-  }
-  GZ_CUDA_CHECK_LAUNCH();
-  return Status::Ok();
-}
-
-// ---- sparse block reader ----------------------------------------------------------
-
 /// Where each warp of the varint decoder starts (computed on the host while it walks the
 /// validated index block; passed by value, so no host-to-device copy is needed).
 constexpr int kVarintEntries = 64;
@@ -530,102 +99,65 @@ struct VarintEntries {
   std::uint64_t next[kVarintEntries + 1] = {};  // smallest index the pair may take
 };
 
-struct ValueReader {
-  const std::uint8_t* data;  // first value (int8: the scale)
-  Values fmt;
-  __device__ float operator()(std::uint64_t j) const {
-    if (fmt == Values::kFp32) {
-      std::uint32_t u = 0;
-      for (int b = 0; b < 4; ++b) u |= static_cast<std::uint32_t>(data[4 * j + b]) << (8 * b);
-      return __uint_as_float(u);
+/// Host: splits a validated varint block into up to kVarintEntries segments of equal
+/// pair counts and records where each starts (byte, ordinal, running index): one host
+/// pass over the index bytes, which validation has just read.
+inline void plan_varint(const std::uint8_t* idx, std::uint64_t bytes, std::uint64_t count, VarintEntries* e) {
+  const std::uint64_t per = (count + kVarintEntries - 1) / kVarintEntries;
+  std::uint64_t pos = 0, next = 0;
+  e->count = 0;
+  for (std::uint64_t j = 0; j < count; ++j) {
+    if (j % per == 0) {
+      e->pos[e->count] = pos;
+      e->ord[e->count] = j;
+      e->next[e->count] = next;
+      ++e->count;
     }
-    if (fmt == Values::kFp16) return fp16_to_float(static_cast<std::uint16_t>(data[2 * j] | data[2 * j + 1] << 8));
-    std::uint32_t su = 0;
-    for (int b = 0; b < 4; ++b) su |= static_cast<std::uint32_t>(data[b]) << (8 * b);
-    return static_cast<float>(static_cast<std::int8_t>(data[4 + j])) * __uint_as_float(su);
+    std::uint64_t gap = 0;
+    for (int shift = 0; pos < bytes; shift += 7) {
+      const std::uint8_t b = idx[pos++];
+      gap |= static_cast<std::uint64_t>(b & 0x7Fu) << shift;
+      if (b < 0x80u) break;
+    }
+    next += gap + 1;
   }
+  e->ord[e->count] = count;
+}
+
+/// What the host knows about a sparse block before decoding it.
+struct SparseDecodePlan {
+  Values fmt = Values::kFp32;
+  std::uint64_t count = 0;        ///< pairs (host-validated), or the bound when !validated
+  bool validated = false;         ///< false: decode_own, count and index format read on the device
+  bool varint = false;            ///< index format (validated only)
+  std::uint64_t index_bytes = 0;  ///< validated only
+  VarintEntries entries;          ///< validated varint blocks only
 };
 
-template <bool kAccumulate>
-__device__ __forceinline__ void emit_at(float* out, std::uint64_t i, float v, float scale) {
-  if constexpr (kAccumulate) {
-    out[i] += scale * v;
-  } else {
-    out[i] = v;
-  }
-}
 
-template <bool kAccumulate>
-__global__ void __launch_bounds__(kThreads)
-    sparse_apply_u32_kernel(ValueReader values, const std::uint8_t* indices, std::uint64_t count, float* out,
-                            float scale, const std::uint8_t* d_header) {
-  // decode_own: the index format is only known on the device; both kernels are launched
-  // and the one that does not match the header's flag returns at once.
-  if (d_header != nullptr && (d_header[7] & kFlagDeltaVarintIndices) != 0) return;
-  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t j = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < count; j += stride) {
-    std::uint32_t i = 0;
-    for (int b = 0; b < 4; ++b) i |= static_cast<std::uint32_t>(indices[4 * j + b]) << (8 * b);
-    emit_at<kAccumulate>(out, i, values(j), scale);
-  }
-}
+/// Selection state for top-k of k elements (zeroed histogram; kernels fill the rest).
+Status launch_select_init(const SparseWorkspace& ws, std::uint64_t k, cudaStream_t stream);
+/// Selection state for "keep abs_key >= tau_key" (no radix passes needed).
+Status launch_threshold_init(const SparseWorkspace& ws, std::uint32_t tau_key, cudaStream_t stream);
+/// The k (>= 1) largest |p| (p = g [+ e], radix select) into ws.idx, ascending, and with
+/// EF the residual set to p everywhere. After launch_select_init.
+Status launch_topk_select(const float* d_grad, float* d_residual, std::size_t n, std::uint64_t k,
+                          const SparseWorkspace& ws, cudaStream_t stream);
+/// Compaction of the positions chosen by ws.state (threshold T, take) into ws.idx,
+/// ascending, the count into ws.state->k; with EF the residual becomes p everywhere.
+Status launch_select_compact(const float* d_grad, float* d_residual, std::size_t n, const SparseWorkspace& ws,
+                             cudaStream_t stream);
+/// Writes prefix + sparse block of the positions in ws.idx (count ws.state->k <= k_bound
+/// on the device): values of x = residual (holding p) with EF, else of the gradient;
+/// the kept residuals become p - C(p). Header flags, payload length and
+/// *d_message_bytes come from the device.
+Status launch_sparse_emit(const float* d_grad, float* d_residual, std::uint64_t n, std::uint64_t k_bound, Values fmt,
+                          const SparseWorkspace& ws, std::uint8_t* d_out, const MessagePrefix& prefix,
+                          std::uint64_t* d_message_bytes, cudaStream_t stream);
 
-/// One warp per entry segment: 32 index bytes per step; lanes holding a final varint
-/// byte (bit 7 clear) assemble their gap from the up to 5 lanes before them, and a warp
-/// prefix sum turns gaps into indices.
-template <bool kAccumulate>
-__global__ void __launch_bounds__(kThreads)
-    sparse_apply_varint_kernel(ValueReader values, const std::uint8_t* indices, std::uint64_t index_bytes,
-                               std::uint64_t count, VarintEntries entries, float* out, float scale,
-                               const std::uint8_t* d_header) {
-  if (d_header != nullptr && (d_header[7] & kFlagDeltaVarintIndices) == 0) return;
-  if (d_header != nullptr) {
-    // payload_bytes (offset 16) counts from the payload start, 40 + params_bytes (offset 24).
-    const std::uint64_t payload_bytes = *reinterpret_cast<const std::uint64_t*>(d_header + 16);
-    const std::uint64_t payload_start = kHeaderBytes + *reinterpret_cast<const std::uint32_t*>(d_header + 24);
-    index_bytes = payload_bytes - static_cast<std::uint64_t>(indices - d_header - payload_start);
-  }
-  const unsigned warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
-  const unsigned lane = threadIdx.x & 31;
-  if (warp >= entries.count) return;  // whole warps exit together
-  std::uint64_t pos = entries.pos[warp];
-  std::uint64_t j = entries.ord[warp];
-  std::uint64_t next = entries.next[warp];
-  const std::uint64_t j_end = entries.ord[warp + 1];
-  while (j < j_end) {
-    const std::uint64_t p = pos + lane;
-    const std::uint32_t byte = p < index_bytes ? indices[p] : 0x80u;
-    const unsigned term = __ballot_sync(0xFFFFFFFFu, byte < 0x80u);
-    // Start of this lane's varint: after the previous terminator (the window starts at a varint).
-    const unsigned below = term & ((1u << lane) - 1u);
-    const unsigned start = below == 0 ? 0u : 32u - __clz(below);
-    const unsigned offset = lane - start;  // <= 4 inside a valid varint
-    const std::uint64_t part = offset < 5 ? static_cast<std::uint64_t>(byte & 0x7Fu) << (7 * offset) : 0;
-    std::uint64_t gap = part;
-    for (int d = 1; d < 5; ++d) {
-      const std::uint64_t other = __shfl_up_sync(0xFFFFFFFFu, part, d);
-      if (static_cast<unsigned>(d) <= lane && lane - d >= start) gap |= other;
-    }
-    const bool is_term = (term >> lane) & 1u;
-    // Only varints that end in this window and belong to this segment count.
-    const unsigned ord_in_window = __popc(below);
-    const bool mine = is_term && j + ord_in_window < j_end;
-    std::uint64_t step = mine ? gap + 1 : 0;
-    std::uint64_t incl = step;
-    for (int d = 1; d < 32; d *= 2) {
-      const std::uint64_t o = __shfl_up_sync(0xFFFFFFFFu, incl, d);
-      if (static_cast<int>(lane) >= d) incl += o;
-    }
-    if (mine) emit_at<kAccumulate>(out, next + (incl - step) + gap, values(j + ord_in_window), scale);
-    const std::uint64_t advanced = __shfl_sync(0xFFFFFFFFu, incl, 31);
-    const unsigned used_mask = __ballot_sync(0xFFFFFFFFu, mine);
-    const unsigned used = __popc(used_mask);
-    const unsigned last = used_mask == 0 ? 0u : 31u - __clz(used_mask);
-    next += advanced;
-    j += used;
-    pos += last + 1;
-    if (used == 0) break;  // cannot happen on a validated block (varints are <= 5 bytes)
-  }
-}
+
+/// Zero-fills (decode) and scatters the sparse block at d_payload into d_out[0, n).
+Status launch_sparse_decode(const SparseDecodePlan& plan, const std::uint8_t* d_msg, const std::uint8_t* d_payload,
+                            std::size_t n, float* d_out, float scale, bool accumulate, cudaStream_t stream);
 
 }  // namespace gradzip::quant::cuda::sparse

@@ -43,8 +43,7 @@ class TopKCudaCodec final : public CudaCodec {
     MessagePrefix prefix;
     GZ_RETURN_IF_ERROR(make_prefix(CodecId::kTopK, 0, n, params_.data(), params_.size(), 0, &prefix));
     GZ_RETURN_IF_ERROR(clear_device_status(d_out, stream));
-    sparse::select_init_kernel<<<1, sparse::kThreads, 0, stream>>>(ws.state, ws.hist, k);
-    GZ_CUDA_CHECK_LAUNCH();
+    GZ_RETURN_IF_ERROR(sparse::launch_select_init(ws, k, stream));
     if (k > 0) GZ_RETURN_IF_ERROR(sparse::launch_topk_select(d_grad, d_residual, n, k, ws, stream));
     return sparse::launch_sparse_emit(d_grad, d_residual, n, k, fmt_, ws, d_out, prefix, d_message_bytes, stream);
   }
@@ -52,13 +51,10 @@ class TopKCudaCodec final : public CudaCodec {
  protected:
   Status decode_payload(const MessageView* m, const std::uint8_t* d_msg, std::size_t n, float* d_out, float scale,
                         bool accumulate, cudaStream_t stream) const override {
-    Values fmt = fmt_;
-    std::uint64_t k = count(n);
+    sparse::SparseDecodePlan plan;
+    plan.fmt = fmt_;
+    plan.count = count(n);
     std::size_t params_bytes = params_.size();
-    bool varint = false;
-    bool varint_known = false;
-    sparse::VarintEntries entries;
-    std::uint64_t index_bytes = 0;
     if (m != nullptr) {
       // The CPU twin's validation, in its order (quant/codecs/topk.cc).
       if (m->params_bytes != 24) return Status(Errc::kBadParams, "topk params must be 24 bytes");
@@ -79,79 +75,22 @@ class TopKCudaCodec final : public CudaCodec {
         return Status(Errc::kBadLength, "topk message holds " + std::to_string(view.count) +
                                             " values, its params say " + std::to_string(expect));
       }
-      fmt = static_cast<Values>(wire_fmt);
-      k = view.count;
+      plan.fmt = static_cast<Values>(wire_fmt);
+      plan.count = view.count;
+      plan.validated = true;
+      plan.varint = view.varint;
+      plan.index_bytes = view.index_bytes;
+      if (view.varint) sparse::plan_varint(view.indices, view.index_bytes, view.count, &plan.entries);
       params_bytes = m->params_bytes;
-      varint = view.varint;
-      varint_known = true;
-      index_bytes = view.index_bytes;
-      if (varint) plan_varint(view.indices, view.index_bytes, k, &entries);
     }
-    const std::uint8_t* payload = d_msg + kHeaderBytes + params_bytes;
-    const sparse::ValueReader values{payload + 8, fmt};
-    const std::uint8_t* indices = payload + 8 + sparse::value_bytes(k, fmt);
-    if (!accumulate && n > 0) GZ_CUDA_CHECK(cudaMemsetAsync(d_out, 0, 4 * n, stream));
-    if (k == 0) return Status::Ok();
-    const std::uint8_t* d_header = varint_known ? nullptr : d_msg;  // decode_own: flag read on the device
-    if (!varint_known) {
-      // One warp walks the whole block when the plan cannot be made on the host.
-      entries.count = 1;
-      entries.ord[1] = k;
-    }
-    if (!varint_known || !varint) {
-      if (accumulate) {
-        sparse::sparse_apply_u32_kernel<true><<<grid_for(k, 4), sparse::kThreads, 0, stream>>>(values, indices, k, d_out,
-                                                                                              scale, d_header);
-      } else {
-        sparse::sparse_apply_u32_kernel<false><<<grid_for(k, 4), sparse::kThreads, 0, stream>>>(values, indices, k,
-                                                                                               d_out, scale, d_header);
-      }
-      GZ_CUDA_CHECK_LAUNCH();
-    }
-    if (!varint_known || varint) {
-      const unsigned blocks = (entries.count * 32 + sparse::kThreads - 1) / sparse::kThreads;
-      if (accumulate) {
-        sparse::sparse_apply_varint_kernel<true><<<blocks, sparse::kThreads, 0, stream>>>(
-            values, indices, index_bytes, k, entries, d_out, scale, d_header);
-      } else {
-        sparse::sparse_apply_varint_kernel<false><<<blocks, sparse::kThreads, 0, stream>>>(
-            values, indices, index_bytes, k, entries, d_out, scale, d_header);
-      }
-      GZ_CUDA_CHECK_LAUNCH();
-    }
-    return Status::Ok();
+    return sparse::launch_sparse_decode(plan, d_msg, d_msg + kHeaderBytes + params_bytes, n, d_out, scale, accumulate,
+                                        stream);
   }
 
  private:
   std::uint64_t count(std::uint64_t n) const {
     if (k_ > 0) return k_ < n ? k_ : n;
     return count_for_ratio(n, ratio_);
-  }
-
-  /// Splits a validated varint block into up to kVarintEntries segments of equal pair
-  /// counts, recording where each starts (byte, ordinal, running index): one host pass
-  /// over the index bytes, which validation has just read.
-  static void plan_varint(const std::uint8_t* idx, std::uint64_t bytes, std::uint64_t count,
-                          sparse::VarintEntries* e) {
-    const std::uint64_t per = (count + sparse::kVarintEntries - 1) / sparse::kVarintEntries;
-    std::uint64_t pos = 0, next = 0;
-    e->count = 0;
-    for (std::uint64_t j = 0; j < count; ++j) {
-      if (j % per == 0) {
-        e->pos[e->count] = pos;
-        e->ord[e->count] = j;
-        e->next[e->count] = next;
-        ++e->count;
-      }
-      std::uint64_t gap = 0;
-      for (int shift = 0; pos < bytes; shift += 7) {
-        const std::uint8_t b = idx[pos++];
-        gap |= static_cast<std::uint64_t>(b & 0x7Fu) << shift;
-        if (b < 0x80u) break;
-      }
-      next += gap + 1;
-    }
-    e->ord[e->count] = count;
   }
 
   double ratio_;

@@ -55,6 +55,9 @@ const char* const kSpecs[] = {
     "topk",
     "topk:ratio=0.3,values=fp16",
     "topk:k=5,values=int8",
+    "threshold",
+    "threshold:tau=0.5,values=int8",
+    "threshold:tau=0,values=fp16",
 };
 const std::size_t kSizes[] = {1, 31, 33, 1000, 65537, 1000003, 25600000};
 

@@ -17,7 +17,7 @@ namespace {
 TEST(CudaFactory, SpecsMatchTheCpuTwin) {
   for (const char* spec : {"identity", "fp16", "bf16", "int8:bucket=100", "qsgd:bits=3,norm=max",
                                    "terngrad:clip=2.5", "sign", "scaled-sign:bucket=64", "onebit", "natural",
-                           "topk:ratio=0.05,values=int8"}) {
+                           "topk:ratio=0.05,values=int8", "threshold:tau=0.25"}) {
     const auto gpu = make_cuda_codec(spec);
     const auto cpu = make_codec(spec);
     EXPECT_EQ(gpu->spec(), cpu->spec()) << spec;

@@ -30,10 +30,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-
-namespace spdlog {
-class logger;
-}
+#include <spdlog/spdlog.h>
 
 namespace gradzip::comm {
 

@@ -1,0 +1,254 @@
+// Parameter-server transport benchmarks, each against a baseline measured in the same
+// run (DESIGN.md, "Performance method"):
+//   - push + pull of a 100 MB fp32 model through 1 and 4 ZeroMQ shards over loopback TCP
+//     vs a raw POSIX TCP socket moving the same bytes there and back
+//     (counter ratio_vs_raw = ZeroMQ bytes/s / raw bytes/s);
+//   - small-message round trip (heartbeat) vs a raw TCP 64-byte ping-pong;
+//   - throughput vs number of workers through one shard.
+// Run: build-*/bench/gradzip_bench_comm --benchmark_min_time=... (see the report).
+#include <benchmark/benchmark.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "comm/zmq_client.h"
+#include "comm/zmq_server.h"
+#include "quant/registry.h"
+
+namespace gradzip::comm {
+namespace {
+
+constexpr std::uint64_t kModelBytes = 100ull << 20;
+
+// ---- raw TCP baseline --------------------------------------------------------
+// A loopback connection; the peer thread reads `bytes` and writes them back.
+struct RawPair {
+  int client = -1, server = -1, listener = -1;
+  RawPair() {
+    listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    ::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::listen(listener, 1);
+    socklen_t len = sizeof(a);
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+    client = ::socket(AF_INET, SOCK_STREAM, 0);
+    ::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    server = ::accept(listener, nullptr, nullptr);
+    const int one = 1;
+    ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  ~RawPair() {
+    for (int fd : {client, server, listener}) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  static bool send_all(int fd, const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t w = ::send(fd, p, n, 0);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+    return true;
+  }
+  static bool recv_all(int fd, std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t r = ::recv(fd, p, n, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      p += r;
+      n -= static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+};
+
+void BM_RawTcp_PushPull(benchmark::State& state) {
+  const std::size_t n = kModelBytes;
+  std::vector<std::uint8_t> out(n, 1), in(n), echo(n);
+  RawPair pair;
+  std::thread peer([&] {
+    while (RawPair::recv_all(pair.server, echo.data(), n)) {
+      if (!RawPair::send_all(pair.server, echo.data(), n)) break;
+    }
+  });
+  // Concurrent send/recv on the client so the peer's echo never blocks on a full buffer.
+  for (auto _ : state) {
+    std::thread sender([&] { RawPair::send_all(pair.client, out.data(), n); });
+    RawPair::recv_all(pair.client, in.data(), n);
+    sender.join();
+  }
+  ::shutdown(pair.client, SHUT_RDWR);
+  peer.join();
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 2 * n));
+  state.counters["bytes_per_s"] = benchmark::Counter(static_cast<double>(state.iterations() * 2 * n),
+                                                     benchmark::Counter::kIsRate);
+}
+
+// ---- ZeroMQ parameter server --------------------------------------------------------
+ModelSignature big_model(std::uint64_t bytes) {
+  ModelSignature s;
+  // Tensors of uneven sizes (a ResNet-like mix), summing to `bytes` of fp32.
+  std::uint64_t left = bytes / 4;
+  const std::uint64_t sizes[] = {2359296, 589824, 1048576, 147456, 4096, 512, 3000000};
+  for (int i = 0; left > 0; ++i) {
+    const std::uint64_t n = std::min(left, sizes[i % 7]);
+    s.tensors.push_back({"t" + std::to_string(i), {static_cast<std::int64_t>(n)}, n});
+    left -= n;
+  }
+  s.compressor_spec = "identity";
+  return s;
+}
+
+struct PsCluster {
+  std::vector<std::unique_ptr<ShardServer>> servers;
+  std::vector<std::thread> loops;
+  std::vector<std::string> endpoints;
+  PsCluster(const ModelSignature& sig, const PlacementOptions& place, std::uint32_t workers) {
+    for (std::uint32_t s = 0; s < place.num_shards; ++s) {
+      ShardServerOptions o;
+      o.signature = sig;
+      o.placement = place;
+      o.shard.shard_id = s;
+      o.shard.num_workers = workers;
+      o.shard.optimizer.lr = 0.0;
+      o.stats_interval_s = 1e9;
+      servers.push_back(std::make_unique<ShardServer>(o));
+      endpoints.push_back(servers.back()->endpoint());
+    }
+    for (auto& s : servers) loops.emplace_back([p = s.get()] { p->run(); });
+  }
+  ~PsCluster() {
+    for (auto& s : servers) s->stop();
+    for (auto& t : loops) t.join();
+  }
+};
+
+// One worker's step: push every bucket (identity fp32), pull all parameters.
+struct BenchWorker {
+  std::unique_ptr<ZmqWorkerTransport> t;
+  std::vector<float> params;
+  std::vector<std::vector<std::uint8_t>> msgs;
+  BenchWorker(const ModelSignature& sig, const PlacementOptions& place, const std::vector<std::string>& eps,
+              std::uint32_t rank) {
+    ZmqClientOptions o;
+    o.client.placement = place;
+    o.client.request_timeout_s = 30;
+    o.client.op_timeout_s = 120;
+    o.shard_endpoints = eps;
+    t = std::make_unique<ZmqWorkerTransport>(o);
+    params.assign(sig.total_numel(), 0.5f);
+    t->connect(sig, rank, params.data());
+    auto identity = quant::make_codec("identity");
+    for (const auto& b : t->layout().buckets) {
+      msgs.push_back(identity->encode(params.data() + b.offset, b.numel, quant::SeedContext{}));
+    }
+  }
+  void step(std::uint64_t step) {
+    std::vector<Handle> hs;
+    for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
+    for (auto h : hs) t->wait(h);
+    t->wait(t->pull(step, params.data()));
+  }
+};
+
+void BM_Zmq_PushPull(benchmark::State& state) {
+  const auto shards = static_cast<std::uint32_t>(state.range(0));
+  const ModelSignature sig = big_model(kModelBytes);
+  PlacementOptions place;
+  place.num_shards = shards;
+  place.strategy = PlacementStrategy::kPartitioned;
+  place.bucket_bytes = 4 << 20;
+  PsCluster cluster(sig, place, 1);
+  BenchWorker w(sig, place, cluster.endpoints, 0);
+  std::uint64_t step = 0;
+  for (auto _ : state) w.step(step++);
+  const auto c = w.t->counters();
+  const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
+  state.counters["wire_overhead_pct"] =
+      100.0 * static_cast<double>(c.up.framing_bytes + c.down.framing_bytes) /
+      static_cast<double>(c.up.payload_bytes + c.down.payload_bytes);
+}
+
+void BM_RawTcp_RoundTrip64B(benchmark::State& state) {
+  RawPair pair;
+  std::thread peer([&] {
+    std::uint8_t buf[64];
+    while (RawPair::recv_all(pair.server, buf, 64) && RawPair::send_all(pair.server, buf, 64)) {
+    }
+  });
+  std::uint8_t msg[64] = {};
+  for (auto _ : state) {
+    RawPair::send_all(pair.client, msg, 64);
+    RawPair::recv_all(pair.client, msg, 64);
+  }
+  ::shutdown(pair.client, SHUT_RDWR);
+  peer.join();
+}
+
+void BM_Zmq_HeartbeatRoundTrip(benchmark::State& state) {
+  ModelSignature sig;
+  sig.tensors.push_back({"w", {16}, 16});
+  sig.compressor_spec = "identity";
+  PlacementOptions place;
+  PsCluster cluster(sig, place, 1);
+  ZmqClientOptions o;
+  o.client.placement = place;
+  o.shard_endpoints = cluster.endpoints;
+  ZmqWorkerTransport t(o);
+  std::vector<float> p(16, 0.0f);
+  t.connect(sig, 0, p.data());
+  for (auto _ : state) t.heartbeat();
+}
+
+void BM_Zmq_WorkersThroughOneShard(benchmark::State& state) {
+  const auto workers = static_cast<std::uint32_t>(state.range(0));
+  const std::uint64_t model_bytes = 16ull << 20;
+  const ModelSignature sig = big_model(model_bytes);
+  PlacementOptions place;
+  place.bucket_bytes = 4 << 20;
+  PsCluster cluster(sig, place, workers);
+  std::vector<std::unique_ptr<BenchWorker>> ws(workers);
+  {
+    std::vector<std::thread> th;
+    for (std::uint32_t r = 0; r < workers; ++r) {
+      th.emplace_back([&, r] { ws[r] = std::make_unique<BenchWorker>(sig, place, cluster.endpoints, r); });
+    }
+    for (auto& x : th) x.join();
+  }
+  std::uint64_t step = 0;
+  for (auto _ : state) {
+    std::vector<std::thread> th;
+    for (std::uint32_t r = 0; r < workers; ++r) th.emplace_back([&, r] { ws[r]->step(step); });
+    for (auto& x : th) x.join();
+    ++step;
+  }
+  const double bytes = static_cast<double>(state.iterations()) * 2.0 * workers * static_cast<double>(model_bytes);
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(BM_RawTcp_PushPull)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Zmq_PushPull)->Arg(1)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RawTcp_RoundTrip64B)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Zmq_HeartbeatRoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Zmq_WorkersThroughOneShard)->Arg(1)->Arg(2)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace gradzip::comm
+
+BENCHMARK_MAIN();

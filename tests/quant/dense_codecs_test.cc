@@ -225,6 +225,26 @@ TEST(DenseCodecs, NaturalRoundsToNeighbouringPowersOfTwo) {
   EXPECT_EQ(y[4003], 0x1p127f);
 }
 
+TEST(DenseCodecs, ZeroAndTinyBucketsNeverDivideByZero) {
+  // An all-zero gradient decodes to zeros; buckets below the 2^-120 scale floor decode to
+  // finite values (zeros for the codecs that use a reciprocal of the scale).
+  for (const auto& spec : all_specs()) {
+    const std::string name = spec_name(spec);
+    if (!is_dense(name) || name == "sign") continue;  // sign sends +-1 by definition
+    SCOPED_TRACE(spec);
+    const auto codec = make_codec(spec);
+    const std::vector<float> zeros(100, 0.0f);
+    for (float v : roundtrip(*codec, zeros)) ASSERT_EQ(v, 0.0f);
+    std::vector<float> tiny(100);
+    for (std::size_t i = 0; i < tiny.size(); ++i) tiny[i] = (i % 2 ? -1.0f : 1.0f) * 0x1p-125f * static_cast<float>(i % 7);
+    for (float v : roundtrip(*codec, tiny, SeedContext{1, 1, 1, 1})) ASSERT_TRUE(std::isfinite(v));
+  }
+  for (const char* spec : {"int8", "qsgd", "qsgd:norm=max", "terngrad"}) {
+    std::vector<float> tiny(50, 0x1p-126f);
+    for (float v : roundtrip(*make_codec(spec), tiny)) ASSERT_EQ(v, 0.0f) << spec;
+  }
+}
+
 TEST(DenseCodecs, SpecsRoundTripAndRangesAreEnforced) {
   for (const auto& spec : all_specs()) {
     const auto codec = make_codec(spec);

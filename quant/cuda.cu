@@ -156,6 +156,9 @@ Status encode_with_memory(const CudaMemory& memory, const CudaCodec& codec, cons
   if (memory.needs_momentum() && state->d_momentum == nullptr && d_workspace != nullptr) {
     return Status(Errc::kInvalidArgument, "memory '" + memory.spec() + "' needs state->d_momentum");
   }
+  if (memory.needs_scratch() && state->d_scratch == nullptr && d_workspace != nullptr) {
+    return Status(Errc::kInvalidArgument, "memory '" + memory.spec() + "' needs state->d_scratch");
+  }
   if (memory.passthrough() || memory.fusable_residual()) {
     // The common case, one fused kernel: x = g + e; message; e = x - decode(x).
     float* d_residual = memory.fusable_residual() ? state->d_residual : nullptr;
@@ -224,6 +227,7 @@ const std::vector<const CudaMemoryEntry*>& cuda_memory_entries() {
   static const std::vector<const CudaMemoryEntry*> entries = {
       &cuda_none_memory_entry(),
       &cuda_ef_memory_entry(),
+      &cuda_dgc_memory_entry(),
   };
   return entries;
 }

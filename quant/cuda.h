@@ -165,8 +165,11 @@ class CudaCodec {
 struct CudaMemoryState {
   float* d_residual = nullptr;  ///< e_t, n floats (ef, dgc)
   float* d_momentum = nullptr;  ///< u_t, n floats (dgc)
+  float* d_scratch = nullptr;   ///< kMemoryScratchBytes of device scratch (dgc clipping factor)
   std::uint64_t steps = 0;      ///< number of update() calls so far (host counter)
 };
+/// Size of CudaMemoryState::d_scratch for memories whose needs_scratch() is true.
+constexpr std::size_t kMemoryScratchBytes = 16;
 
 /// The device twin of quant::Memory.
 class CudaMemory {
@@ -176,6 +179,7 @@ class CudaMemory {
   virtual std::string spec() const = 0;
   virtual bool needs_residual() const { return false; }
   virtual bool needs_momentum() const { return false; }
+  virtual bool needs_scratch() const { return false; }
   /// False when update() ignores the decoded vector.
   virtual bool needs_decoded() const { return true; }
   /// True when compensate is a copy and update does nothing ("none"): encode the gradient.

@@ -46,5 +46,6 @@ const CudaCodecEntry& cuda_topk_entry();
 const CudaCodecEntry& cuda_threshold_entry();
 const CudaMemoryEntry& cuda_none_memory_entry();
 const CudaMemoryEntry& cuda_ef_memory_entry();
+const CudaMemoryEntry& cuda_dgc_memory_entry();
 
 }  // namespace gradzip::quant::cuda

@@ -24,7 +24,7 @@ TEST(CudaFactory, SpecsMatchTheCpuTwin) {
     EXPECT_EQ(gpu->id(), cpu->id()) << spec;
     for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{33}, std::size_t{65537}}) EXPECT_EQ(gpu->max_encoded_bytes(n), cpu->max_encoded_bytes(n)) << spec;
   }
-  for (const char* spec : {"none", "ef"}) EXPECT_EQ(make_cuda_memory(spec)->spec(), make_memory(spec)->spec());
+  for (const char* spec : {"none", "ef", "dgc:momentum=0.8,clip=1"}) EXPECT_EQ(make_cuda_memory(spec)->spec(), make_memory(spec)->spec());
 }
 
 TEST(CudaFactory, BadSpecsRaiseSpecErrorNamingTheProblem) {

@@ -3,6 +3,7 @@
 // (GTEST_SKIP with the reason otherwise).
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -36,17 +37,22 @@ TEST_P(MemoryTwinTest, CompensateAndUpdateMatchCpu) {
 
   MemoryState cpu_state;
   cpu_state.residual = e;
-  std::vector<float> comp(n);
-  cpu->compensate(g.data(), comp.data(), n, &cpu_state);
 
-  DeviceBuffer d_g(4 * n), d_e(4 * n), d_comp(4 * n), d_dec(4 * n);
-  ASSERT_TRUE(d_g.ok() && d_e.ok() && d_comp.ok() && d_dec.ok());
+  const std::vector<float> u0 = random_gradient(n, 400 + n);
+  cpu_state.momentum = u0;
+  DeviceBuffer d_g(4 * n), d_e(4 * n), d_comp(4 * n), d_dec(4 * n), d_u(4 * n), d_scratch(kMemoryScratchBytes);
+  ASSERT_TRUE(d_g.ok() && d_e.ok() && d_comp.ok() && d_dec.ok() && d_u.ok() && d_scratch.ok());
+  GZ_CUDA_OK(cudaMemcpy(d_u.get(), u0.data(), 4 * n, cudaMemcpyHostToDevice));
   GZ_CUDA_OK(cudaMemcpy(d_g.get(), g.data(), 4 * n, cudaMemcpyHostToDevice));
   GZ_CUDA_OK(cudaMemcpy(d_e.get(), e.data(), 4 * n, cudaMemcpyHostToDevice));
   GZ_CUDA_OK(cudaMemcpy(d_dec.get(), dec.data(), 4 * n, cudaMemcpyHostToDevice));
   GZ_CUDA_OK(cudaMemset(d_comp.get(), 0xFF, 4 * n));  // poison: NaN
+  std::vector<float> comp(n);
+  cpu->compensate(g.data(), comp.data(), n, &cpu_state);
   CudaMemoryState state;
   state.d_residual = d_e.get<float>();
+  state.d_momentum = d_u.get<float>();
+  state.d_scratch = d_scratch.get<float>();
   ASSERT_TRUE(gpu->compensate(d_g.get<float>(), d_comp.get<float>(), n, &state, nullptr).ok());
   std::vector<float> got(n);
   GZ_CUDA_OK(cudaMemcpy(got.data(), d_comp.get(), 4 * n, cudaMemcpyDeviceToHost));
@@ -59,29 +65,41 @@ TEST_P(MemoryTwinTest, CompensateAndUpdateMatchCpu) {
     GZ_CUDA_OK(cudaMemcpy(got.data(), d_e.get(), 4 * n, cudaMemcpyDeviceToHost));
     ASSERT_EQ(first_difference(got.data(), cpu_state.residual.data(), 4 * n), -1) << "update differs";
   }
+  if (gpu->needs_momentum()) {
+    GZ_CUDA_OK(cudaMemcpy(got.data(), d_u.get(), 4 * n, cudaMemcpyDeviceToHost));
+    ASSERT_EQ(first_difference(got.data(), cpu_state.momentum.data(), 4 * n), -1) << "momentum differs";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMemories, MemoryTwinTest,
-                         ::testing::Combine(::testing::Values("none", "ef"), ::testing::ValuesIn(kSizes)),
+                         ::testing::Combine(::testing::Values("none", "ef", "dgc:momentum=0.9,clip=0",
+                                                            "dgc:momentum=0.5,clip=2"),
+                                           ::testing::ValuesIn(kSizes)),
                          [](const ::testing::TestParamInfo<MemoryTwinTest::ParamType>& p) {
-                           return std::string(std::get<0>(p.param)) + "_n" + std::to_string(std::get<1>(p.param));
+                           std::string name = std::get<0>(p.param);
+                           for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name + "_n" + std::to_string(std::get<1>(p.param));
                          });
 
-// Two steps of encode_with_memory("ef", qsgd) == two steps of the CPU ef + qsgd pipeline
-// (messages and residual), i.e. the fused path carries the residual across steps.
+// Two steps of encode_with_memory(memory, qsgd) == two steps of the CPU memory + qsgd
+// pipeline (messages and residual): the fused path (ef) and the general path (dgc:
+// compensate -> encode -> decode_own -> update) carry their state across steps.
 TEST(MemoryTwin, EncodeWithMemoryTwoStepsMatchesCpu) {
   GZ_REQUIRE_GPU();
   const std::size_t n = 100003;
-  for (const char* mem_spec : {"none", "ef"}) {
+  for (const char* mem_spec : {"none", "ef", "dgc:momentum=0.9,clip=0", "dgc:momentum=0.5,clip=3"}) {
     const auto cpu_codec = make_codec("qsgd:bits=4,bucket=512");
     const auto cpu_mem = make_memory(mem_spec);
     const auto gpu_codec = make_cuda_codec("qsgd:bits=4,bucket=512");
     const auto gpu_mem = make_cuda_memory(mem_spec);
     const std::size_t cap = gpu_codec->max_encoded_bytes(n);
-    DeviceBuffer d_g(4 * n), d_e(4 * n), d_out(cap);
+    DeviceBuffer d_g(4 * n), d_e(4 * n), d_u(4 * n), d_scratch(kMemoryScratchBytes), d_out(cap);
     GZ_CUDA_OK(cudaMemset(d_e.get(), 0, 4 * n));
+    GZ_CUDA_OK(cudaMemset(d_u.get(), 0, 4 * n));
     CudaMemoryState state;
     state.d_residual = d_e.get<float>();
+    state.d_momentum = d_u.get<float>();
+    state.d_scratch = d_scratch.get<float>();
     MemoryState cpu_state;
     std::size_t ws_bytes = 0;
     ASSERT_TRUE(encode_with_memory(*gpu_mem, *gpu_codec, d_g.get<float>(), n, SeedContext{}, &state,

@@ -434,10 +434,13 @@ void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView&
   } else {
     after_version_change(out);
   }
-  // Forget dedup keys far behind (bounded memory under a long run).
-  while (!seen_pushes_.empty() && std::get<1>(*seen_pushes_.begin()) + 2 * opt_.max_pending_steps + 2 < version_ &&
-         seen_pushes_.size() > 4096) {
-    seen_pushes_.erase(seen_pushes_.begin());
+  // Forget dedup keys far behind (bounded memory under a long run). A retry older than
+  // kDedupSteps steps is dropped as stale in sync mode; async accepts that horizon.
+  constexpr std::uint64_t kDedupSteps = 64;
+  if (seen_pushes_.size() > 65536 && version_ > kDedupSteps) {
+    for (auto it = seen_pushes_.begin(); it != seen_pushes_.end();) {
+      it = std::get<1>(*it) + kDedupSteps < version_ ? seen_pushes_.erase(it) : std::next(it);
+    }
   }
 }
 

@@ -11,6 +11,9 @@
 //   wait(h)
 // push() may return before the bytes are sent; the message bytes must stay valid and
 // unchanged until wait() on its handle returns. Errors surface from wait() as CommError.
+// pull(step) must follow the wait() of every push of that step: a shard restored from a
+// checkpoint recognises lost pushes by a pull that arrives without them (comm/shard.h).
+// After connect(), start at resume_step(), not at 0 (a restarted or rejoining worker).
 #pragma once
 
 #include <cstddef>

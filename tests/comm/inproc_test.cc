@@ -263,3 +263,57 @@ TEST(Inproc, CompressedDownlinkKeepsWorkersOnTheShardReplica) {
 
 }  // namespace
 }  // namespace gradzip::comm
+
+namespace gradzip::comm {
+namespace {
+
+// SSP (Ho et al. 2013): a worker may run at most `slack` steps ahead of the slowest
+// live worker. Workers of different speeds; each checks the bound after every pull.
+TEST(Inproc, SspBoundsTheLeadOfTheFastestWorker) {
+  const auto sig = lsq_signature();
+  PlacementOptions place;
+  place.num_shards = 2;
+  ShardOptions so;
+  so.mode = SyncMode::kSsp;
+  so.ssp_slack = 2;
+  so.optimizer.lr = 1.0;
+  constexpr std::uint32_t kWorkers = 3;
+  constexpr std::uint64_t kSteps = 20;
+  InprocCluster cluster(sig, place, so, kWorkers);
+  std::atomic<std::uint64_t> done[kWorkers] = {};
+  std::atomic<std::uint64_t> worst_lead{0};
+  std::vector<std::thread> threads;
+  for (std::uint32_t w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      auto t = cluster.make_worker();
+      LsqProblem prob(sig.total_numel(), kRows, w);
+      BucketEncoder enc("identity");
+      std::vector<float> x = initial_params(sig.total_numel()), g(x.size());
+      t->connect(cluster.signature(), w, x.data());
+      for (std::uint64_t step = t->resume_step(); step < kSteps; ++step) {
+        prob.gradient(x.data(), g.data());
+        auto msgs = enc.encode(t->layout(), g.data(), step, w);
+        std::vector<Handle> hs;
+        for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
+        for (auto h : hs) t->wait(h);
+        t->wait(t->pull(step, x.data()));
+        std::uint64_t slowest = kSteps;
+        for (std::uint32_t o = 0; o < kWorkers; ++o) {
+          if (o != w) slowest = std::min<std::uint64_t>(slowest, done[o].load());
+        }
+        const std::uint64_t lead = step + 1 > slowest ? step + 1 - slowest : 0;
+        std::uint64_t prev = worst_lead.load();
+        while (lead > prev && !worst_lead.compare_exchange_weak(prev, lead)) {
+        }
+        done[w].store(step + 1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(w * 3));  // worker 2 is slowest
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_LE(worst_lead.load(), so.ssp_slack + 1u);
+  EXPECT_GE(worst_lead.load(), 2u) << "the fast worker should have used its slack";
+}
+
+}  // namespace
+}  // namespace gradzip::comm

@@ -31,6 +31,13 @@ struct TrainOptions {
   /// netem: apply the link's latency with sch_netem: on | off | if-available.
   std::string netem_delay = "if-available";
   std::string report_links = "eth1g,eth10g,eth25g,eth100g,pcie3";  ///< profiles modeled in summary.json
+  double process_timeout_s = 7200;  ///< local/netem: kill every process after this long (seconds)
+  // -- one process of a multi-process run (set by --cluster local/netem for their
+  //    children, or by hand / a launcher script for a real cluster)
+  std::string role = "";           ///< "" (orchestrate) | shard | worker
+  int rank = 0;                    ///< shard id or worker rank of this process
+  std::string endpoints = "";      ///< comma-separated shard endpoints (tcp://host:port), shard 0 first
+  std::string bind = "";           ///< shard: endpoint to bind (default tcp://127.0.0.1:0)
 };
 
 /// Registers every train option on `table`, bound to `opt`.

@@ -333,10 +333,8 @@ bool collect_abs_at_least(const float* x, std::uint64_t n, std::uint32_t tau_key
     for (; i + kChunk <= end; i += kChunk) {
       // Keys and tau are < 2^31, so a signed compare (SSE2 pcmpgtd) is exact; a sum
       // reduction over a fixed-size chunk vectorizes.
-      std::int32_t w[kChunk];
-      std::memcpy(w, x + i, sizeof w);
       std::int32_t hits = 0;
-      for (std::uint64_t j = 0; j < kChunk; ++j) hits += (w[j] & 0x7FFFFFFF) >= tau ? 1 : 0;
+      for (std::uint64_t j = 0; j < kChunk; ++j) hits += static_cast<std::int32_t>(abs_key(x[i + j])) >= tau ? 1 : 0;
       if (hits == 0) continue;
       for (std::uint64_t j = i; j < i + kChunk; ++j) {  // branch-free compaction
         dst[c] = j;

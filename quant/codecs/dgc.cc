@@ -23,9 +23,10 @@
 //      p_j = r_j * n_hi + ((r_j * n_lo) >> 32)   (= floor(r_j * n / 2^32), in u64 pieces)
 //    with r_j = random_bits(ctx, RandomStream::kSampling, j), n = n_hi * 2^32 + n_lo
 //    (with replacement). s_j = abs_key(x[p_j]).
-// 4. Rank in the sample: r = clamp(ceil(double(m) * double(k) * 1.25 / double(n)), 1, m)
-//    (IEEE double, left to right). The 1.25 aims the first threshold at c ~ 1.25k:
-//    too many candidates cost a top-k over C (small), too few a full rescan.
+// 4. Rank in the sample: e = double(m) * double(k) / double(n) (expected number of
+//    samples among the top k), r = clamp(ceil(e + 2 * sqrt(e)), 1, m) (IEEE double,
+//    correctly rounded sqrt). Aiming two binomial standard deviations above e makes an
+//    undershoot (a full rescan) rare; an overshoot costs a selection over C only.
 //    tau = the r-th largest of the s_j (r = 1: the maximum).
 // 5. Scan i = 0..n-1 in order and collect C = { i : abs_key(x_i) >= tau } (ascending);
 //    stop early once |C| > cap = 4k. Then, with c = |C|:
@@ -66,7 +67,6 @@ namespace {
 constexpr std::size_t kDgcParamsBytes = 24;
 constexpr std::uint64_t kMinSamples = 16384;
 constexpr int kMaxLowerings = 4;
-constexpr double kRankBias = 1.25;  // aim at c ~ 1.25k: overshoot is cheap, undershoot rescans
 
 double dgc_density(double ratio, std::uint32_t warmup_steps, std::uint64_t step) {
   if (warmup_steps == 0 || step >= warmup_steps) return ratio;
@@ -98,8 +98,8 @@ void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample,
   }
   for (std::uint64_t j = m / 4 * 4; j < m; ++j) pos[j] = position(random_bits(ctx, RandomStream::kSampling, j));
   for (std::uint64_t j = 0; j < m; ++j) s[j] = abs_key(x[pos[j]]);
-  const double rank_real =
-      std::ceil(static_cast<double>(m) * static_cast<double>(k) * kRankBias / static_cast<double>(n));
+  const double expected = static_cast<double>(m) * static_cast<double>(k) / static_cast<double>(n);
+  const double rank_real = std::ceil(expected + 2.0 * std::sqrt(expected));
   std::uint64_t rank = rank_real < 1.0 ? 1 : (rank_real >= static_cast<double>(m) ? m : static_cast<std::uint64_t>(rank_real));
   std::vector<std::uint64_t> cand;
   for (int lowering = 0; lowering <= kMaxLowerings; ++lowering) {

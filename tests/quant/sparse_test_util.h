@@ -87,7 +87,8 @@ inline std::vector<std::uint64_t> dgc_reference(const std::vector<float>& x, dou
     s[j] = std::fabs(x[static_cast<std::uint64_t>((r * n) >> 32)]);
   }
   std::sort(s.begin(), s.end(), std::greater<>());
-  const double rank_real = std::ceil(static_cast<double>(m) * static_cast<double>(k) * 1.25 / static_cast<double>(n));
+  const double e = static_cast<double>(m) * static_cast<double>(k) / static_cast<double>(n);
+  const double rank_real = std::ceil(e + 2.0 * std::sqrt(e));
   std::uint64_t rank = std::clamp<std::uint64_t>(static_cast<std::uint64_t>(std::max(rank_real, 1.0)), 1, m);
   for (int lowering = 0; lowering <= 4; ++lowering) {
     const float tau = s[rank - 1];

@@ -17,7 +17,7 @@ const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 gz::TrainConfig fashion_config(const std::string& compressor) {
   gz::TrainConfig c;
   c.model = "cnn";
-  c.base_width = 16;
+  c.base_width = 8;  // conv 8/16 channels: ~3x cheaper than the default, still > 80%
   c.dataset = "fashion-mnist";
   c.data_dir = kFashionDir;
   c.train_subset = 10000;
@@ -107,7 +107,7 @@ TEST_P(FashionMnist, SmallCnnReaches80PercentOn10kImages) {
   EXPECT_FALSE(r.bottleneck.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Codecs, FashionMnist, ::testing::Values("identity", "ef+qsgd:bits=4"),
+INSTANTIATE_TEST_SUITE_P(Codecs, FashionMnist, ::testing::Values("identity", "ef+qsgd:bits=4,norm=max"),
                          [](const auto& param_info) {
                            return param_info.index == 0 ? std::string("identity") : std::string("ef_qsgd4");
                          });

@@ -3,6 +3,12 @@
 
 #include "experiments/commands.h"
 
+#include <cstdio>
+#include <sstream>
+
+#include "comm/zmq_client.h"
+#include "trainer/train.h"
+
 namespace gradzip::cli {
 
 void bind_worker_options(OptionTable* t, WorkerOptions* o) {
@@ -28,7 +34,56 @@ int cmd_worker(int argc, char** argv) {
   WorkerOptions opt;
   OptionTable table("worker", "Run one training worker that talks to the parameter-server shards.");
   bind_worker_options(&table, &opt);
-  return run_command(table, argc, argv, [] { return not_implemented("worker"); });
+  return run_command(table, argc, argv, [&opt] {
+    if (!opt.cluster_file.empty()) throw UsageError("--cluster-file is not supported by the worker yet; use --connect");
+    trainer::TrainConfig cfg;
+    cfg.model = opt.data.model;
+    cfg.dataset = opt.data.dataset;
+    cfg.data_dir = opt.data.data_dir;
+    cfg.batch_size = static_cast<std::size_t>(opt.data.batch_size);
+    cfg.loader_threads = opt.data.loader_threads;
+    cfg.device = opt.data.device == "auto" ? "cpu" : opt.data.device;
+    cfg.compressor = opt.compression.compressor;
+    cfg.memory = opt.compression.memory;
+    cfg.workers = static_cast<std::uint32_t>(opt.topology.workers);
+    cfg.placement.num_shards = static_cast<std::uint32_t>(opt.topology.shards);
+    cfg.placement.bucket_bytes = static_cast<std::uint64_t>(opt.compression.bucket_mb * (1 << 20));
+    cfg.placement.min_compress_numel = opt.compression.min_compress_numel;
+    // The CLI's placement names, mapped onto comm/layout.h's strategies.
+    const std::string& pl = opt.topology.placement;
+    try {
+      cfg.placement.strategy = comm::parse_placement_strategy(pl == "balanced" ? "greedy" : pl == "round-robin" ? "round_robin" : pl);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--placement: ") + e.what());
+    }
+    cfg.epochs = opt.epochs;
+    cfg.max_steps = static_cast<std::uint64_t>(opt.max_steps);
+    cfg.seed = opt.run.seed;
+    cfg.augment = trainer::default_augment(cfg.dataset, cfg.dataset == "cifar10" || cfg.dataset == "cifar100" ? 3 : 1);
+
+    comm::ZmqClientOptions zo;
+    zo.client.placement = cfg.placement;
+    std::stringstream endpoints(opt.connect);
+    for (std::string ep; std::getline(endpoints, ep, ',');) {
+      if (!ep.empty()) zo.shard_endpoints.push_back(ep);
+    }
+    if (zo.shard_endpoints.size() != cfg.placement.num_shards) {
+      throw UsageError("--connect lists " + std::to_string(zo.shard_endpoints.size()) + " endpoints but --shards is " +
+                       std::to_string(cfg.placement.num_shards));
+    }
+    comm::ZmqWorkerTransport transport(zo);
+    const auto rank = static_cast<std::uint32_t>(opt.worker_rank);
+    const trainer::TrainResult r = trainer::run_worker(cfg, transport, rank, [rank](const trainer::EpochMetrics& m) {
+      std::printf("worker %u epoch %d steps %llu train_loss %.4f train_acc %.4f test_acc %.4f up %llu B down %llu B %.1f s\n",
+                  rank, m.epoch, static_cast<unsigned long long>(m.steps), m.train_loss, m.train_accuracy,
+                  m.test_accuracy, static_cast<unsigned long long>(m.bytes_up),
+                  static_cast<unsigned long long>(m.bytes_down), m.seconds);
+      std::fflush(stdout);
+    });
+    transport.shutdown();
+    std::printf("%s", r.bottleneck_report().c_str());
+    return 0;
+  });
 }
 
 }  // namespace gradzip::cli

@@ -100,6 +100,11 @@ struct TrainResult {
   std::string bottleneck_report() const;
 };
 
+/// The usual training augmentation of a data set: CIFAR-10/100 (and 3-channel records or
+/// synthetic data): pad-4 random crop + horizontal flip (He et al. 2016, sec. 4.2);
+/// MNIST-style 1-channel data: none.
+AugmentOptions default_augment(const std::string& dataset, int channels);
+
 /// Called after each epoch's evaluation (e.g. to append to metrics.csv).
 using EpochCallback = std::function<void(const EpochMetrics&)>;
 

@@ -42,6 +42,15 @@ DataSplit load_config_data(const TrainConfig& config) {
   return s;
 }
 
+AugmentOptions default_augment(const std::string& dataset, int channels) {
+  AugmentOptions a;
+  if (channels == 3 || dataset == "cifar10" || dataset == "cifar100") {
+    a.crop_padding = 4;
+    a.horizontal_flip = true;
+  }
+  return a;
+}
+
 std::string dominant_stage(const StageSeconds& s) {
   const std::pair<const char*, double> stages[] = {
       {"data_wait", s.data_wait}, {"h2d", s.h2d},   {"compute", s.compute},     {"d2h", s.d2h},

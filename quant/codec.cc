@@ -1,6 +1,7 @@
 #include "quant/codec.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "quant/registry.h"
@@ -8,10 +9,16 @@
 namespace gradzip::quant {
 
 bool all_finite(const float* x, std::size_t n) {
-  // Sum of x*0 is NaN iff some x is NaN or Inf; vectorizes, unlike std::isfinite per element.
-  float acc = 0.0f;
-  for (std::size_t i = 0; i < n; ++i) acc += x[i] * 0.0f;
-  return acc == 0.0f;
+  // An IEEE binary32 is NaN or Inf iff its exponent bits are all ones. OR-ing the
+  // "exponent all ones" test over integer lanes has no loop-carried float dependency,
+  // so it vectorizes (a float accumulation chain would run serially).
+  std::uint32_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, x + i, 4);
+    bad |= static_cast<std::uint32_t>((u & 0x7F800000u) == 0x7F800000u);
+  }
+  return bad == 0;
 }
 
 Status Codec::encode(const float* grad, std::size_t n, const SeedContext& ctx, std::uint8_t* out,

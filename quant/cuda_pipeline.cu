@@ -4,7 +4,30 @@
 
 #include <string>
 
+#include "quant/cuda_kernels.cuh"
+
 namespace gradzip::quant::cuda {
+
+namespace {
+
+/// Copies the message at d_msg, whose length the encode wrote to *d_len (sparse codecs:
+/// known only on the device), into mapped pinned host memory: only the real bytes cross
+/// PCIe, without a host round trip to learn the length first. 16-byte stores when both
+/// sides allow (cudaMalloc and cudaHostAlloc are 256-byte aligned).
+__global__ void __launch_bounds__(kBlockThreads)
+    copy_to_mapped_kernel(const std::uint8_t* d_msg, const std::uint64_t* d_len, std::uint8_t* h_mapped,
+                          std::size_t capacity) {
+  const std::uint64_t len = *d_len < capacity ? *d_len : capacity;
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  const std::size_t first = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::size_t vec = len / 16;
+  for (std::size_t i = first; i < vec; i += stride) {
+    reinterpret_cast<uint4*>(h_mapped)[i] = reinterpret_cast<const uint4*>(d_msg)[i];
+  }
+  for (std::size_t i = 16 * vec + first; i < len; i += stride) h_mapped[i] = d_msg[i];
+}
+
+}  // namespace
 
 Status CudaEncodePipeline::create(const CudaCodec& codec, std::size_t max_bucket_numel, int depth,
                                   std::unique_ptr<CudaEncodePipeline>* out) {
@@ -22,8 +45,13 @@ Status CudaEncodePipeline::create(const CudaCodec& codec, std::size_t max_bucket
   GZ_CUDA_CHECK(cudaEventCreate(&p->run_end_));
   p->slots_.resize(static_cast<std::size_t>(depth));
   for (Slot& s : p->slots_) {
-    GZ_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s.d_msg), p->capacity_));
-    GZ_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.h_msg), p->capacity_, cudaHostAllocDefault));
+    // The device slot holds the message, then (256-byte aligned) its device-written length.
+    const std::size_t len_offset = (p->capacity_ + 255) / 256 * 256;
+    GZ_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s.d_msg), len_offset + 8));
+    s.d_len = reinterpret_cast<std::uint64_t*>(s.d_msg + len_offset);
+    // Mapped so that a kernel can write only the real bytes of a variable-size message.
+    GZ_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&s.h_msg), p->capacity_, cudaHostAllocMapped));
+    GZ_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&s.h_msg_device), s.h_msg, 0));
     GZ_CUDA_CHECK(cudaEventCreate(&s.encode_start));
     GZ_CUDA_CHECK(cudaEventCreate(&s.encode_done));
     GZ_CUDA_CHECK(cudaEventCreate(&s.copy_start));
@@ -62,7 +90,8 @@ Status CudaEncodePipeline::consume_slot(std::size_t bucket, Slot& slot, const Me
   if (stats != nullptr) {
     stats->encode_ms += encode_ms;
     stats->d2h_ms += copy_ms;
-    stats->d2h_bytes += slot.copy_bytes;
+    // Exact-size codecs copy exactly the message; the others copy only its real length.
+    stats->d2h_bytes += codec_.exact_size() ? slot.copy_bytes : bytes;
     stats->message_bytes += bytes;
   }
   return consume(bucket, slot.h_msg, bytes);
@@ -92,15 +121,22 @@ Status CudaEncodePipeline::run(const std::vector<PipelineBucket>& buckets, cudaS
     if (i >= depth) GZ_CUDA_CHECK(cudaStreamWaitEvent(compute_, slot.copy_done, 0));
     GZ_CUDA_CHECK(cudaEventRecord(slot.encode_start, compute_));
     std::size_t ws = workspace_bytes_;
-    GZ_RETURN_IF_ERROR(codec_.encode(b.d_grad, b.d_residual, b.numel, b.ctx, slot.d_msg, capacity_, nullptr,
+    GZ_RETURN_IF_ERROR(codec_.encode(b.d_grad, b.d_residual, b.numel, b.ctx, slot.d_msg, capacity_, slot.d_len,
                                      d_workspace_, &ws, compute_));
     GZ_CUDA_CHECK(cudaEventRecord(slot.encode_done, compute_));
-    // Dense codecs: the exact size is known on the host. Codecs with a data-dependent
-    // size copy their bound (the header inside tells finalize_message the real length).
+    // Dense codecs: the exact size is known on the host, the DMA engine copies it.
+    // Codecs with a data-dependent size: a copy kernel reads the length the encode wrote
+    // to slot.d_len and writes just those bytes to the mapped pinned slot.
     slot.copy_bytes = codec_.max_encoded_bytes(b.numel);
     GZ_CUDA_CHECK(cudaStreamWaitEvent(copy_, slot.encode_done, 0));
     GZ_CUDA_CHECK(cudaEventRecord(slot.copy_start, copy_));
-    GZ_CUDA_CHECK(cudaMemcpyAsync(slot.h_msg, slot.d_msg, slot.copy_bytes, cudaMemcpyDeviceToHost, copy_));
+    if (codec_.exact_size()) {
+      GZ_CUDA_CHECK(cudaMemcpyAsync(slot.h_msg, slot.d_msg, slot.copy_bytes, cudaMemcpyDeviceToHost, copy_));
+    } else {
+      copy_to_mapped_kernel<<<grid_for(slot.copy_bytes / 16 + 1, 4), kBlockThreads, 0, copy_>>>(
+          slot.d_msg, slot.d_len, slot.h_msg_device, slot.copy_bytes);
+      GZ_CUDA_CHECK_LAUNCH();
+    }
     GZ_CUDA_CHECK(cudaEventRecord(slot.copy_done, copy_));
     local.gradient_bytes += 4 * static_cast<std::uint64_t>(b.numel);
   }

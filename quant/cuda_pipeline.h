@@ -13,6 +13,11 @@
 // checksum of bucket i-1. The PCIe traffic (bytes and CUDA-event time of the copies) is
 // reported, which is what comm/'s link model turns into modeled time.
 //
+// Copies: dense codecs (exact_size) use cudaMemcpyAsync of the known size (DMA engine).
+// Sparse codecs know their length only on the device, so a small kernel on the copy
+// stream reads it and writes exactly that many bytes into the mapped pinned slot: no
+// host round trip, no copy of the (up to 8n-byte) bound.
+//
 // Thread-safety: one pipeline per host thread. Includable from plain C++.
 #pragma once
 
@@ -42,7 +47,7 @@ struct PipelineStats {
   std::uint64_t buckets = 0;
   std::uint64_t gradient_bytes = 0;  ///< 4 * sum of numel (what an uncompressed copy would move)
   std::uint64_t message_bytes = 0;   ///< sum of final message sizes
-  std::uint64_t d2h_bytes = 0;       ///< bytes actually copied device-to-host (PCIe)
+  std::uint64_t d2h_bytes = 0;       ///< bytes actually copied device-to-host (PCIe): the messages
   double encode_ms = 0.0;            ///< sum of per-bucket encode times (compute stream)
   double d2h_ms = 0.0;               ///< sum of per-bucket copy times (copy stream)
   double wall_ms = 0.0;              ///< first encode start to last copy end
@@ -78,7 +83,9 @@ class CudaEncodePipeline {
   explicit CudaEncodePipeline(const CudaCodec& codec) : codec_(codec) {}
   struct Slot {
     std::uint8_t* d_msg = nullptr;
-    std::uint8_t* h_msg = nullptr;
+    std::uint64_t* d_len = nullptr;        ///< message length written by the encode (inside d_msg's allocation)
+    std::uint8_t* h_msg = nullptr;         ///< pinned, mapped
+    std::uint8_t* h_msg_device = nullptr;  ///< the device's address of h_msg
     cudaEvent_t encode_start = nullptr, encode_done = nullptr, copy_start = nullptr, copy_done = nullptr;
     std::size_t copy_bytes = 0;
   };

@@ -324,7 +324,7 @@ bool collect_abs_at_least(const float* x, std::uint64_t n, std::uint32_t tau_key
   constexpr std::uint64_t kBlock = 4096;  // cap is checked once per block
   constexpr std::uint64_t kChunk = 64;
   const auto tau = static_cast<std::int32_t>(tau_key & 0x7FFFFFFFu);
-  std::uint64_t c = 0;
+  std::uint64_t c = 0;  // out's current size is used as scratch capacity (no shrink)
   for (std::uint64_t base = 0; base < n; base += kBlock) {
     if (out->size() < c + kBlock) out->resize(std::max<std::uint64_t>(2 * out->size(), c + kBlock));
     std::uint64_t* dst = out->data();

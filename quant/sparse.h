@@ -165,13 +165,15 @@ bool collect_abs_at_least(const float* x, std::uint64_t n, std::uint32_t tau_key
 
 /// Exact top-k by a 32-bit key: the positions p in [0, n) of the k largest key(p),
 /// ties broken in favour of the smaller position; written to *out in ascending order.
-/// k >= n returns every position. Algorithm (O(n), two-level radix select):
-///   1. histogram of key >> 16 over all p (65536 bins); walking the bins down from the
-///      top finds the bin B holding the k-th largest key and `above` = #keys in bins > B;
-///   2. L = positions with key >> 16 >= B (ascending); a histogram of key & 0xFFFF over
-///      L's members of bin B finds the exact k-th largest key T and how many keys equal
-///      to T are needed (take = k - #keys > T);
-///   3. out = members of L with key > T, plus the first `take` (smallest positions) with
+/// k >= n returns every position. Algorithm (O(n), radix select with 11/11/10-bit digits
+/// and 2048-bin histograms on the stack):
+///   1. histogram of key >> 21 over all p; walking the bins down from the top finds the
+///      bin B holding the k-th largest key and `above` = #keys in higher bins;
+///   2. L = positions with key >> 21 >= B (ascending; usually a few k);
+///   3. two more digit histograms over L's members that share the prefix found so far
+///      ((key >> 10) & 0x7FF, then key & 0x3FF) pin the exact k-th largest key T and
+///      take = k - #keys > T;
+///   4. out = members of L with key > T, plus the first `take` (smallest positions) with
 ///      key == T.
 /// The result is defined by the selection rule alone, so any exact algorithm (a GPU
 /// radix select) yields the same set. Below kSmallSelect positions a sort is used.
@@ -202,30 +204,51 @@ void select_top_keys(std::uint64_t n, std::uint64_t k, KeyFn key, std::vector<st
     }
     return;
   }
-  std::vector<std::uint64_t> hist(65536, 0);
-  for (std::uint64_t p = 0; p < n; ++p) ++hist[key(p) >> 16];
+  std::uint64_t hist[2048];
   std::uint64_t above = 0;
-  std::uint32_t bin = 65535;
-  for (;; --bin) {
-    if (above + hist[bin] >= k) break;
-    above += hist[bin];
+  // Walks a histogram down from its top bin; returns the bin holding the k-th largest.
+  const auto find_bin = [&hist, &above, k](std::uint32_t top) {
+    std::uint32_t bin = top;
+    for (;; --bin) {
+      if (above + hist[bin] >= k) return bin;
+      above += hist[bin];
+    }
+  };
+  {
+    // Four interleaved sub-histograms: neighbouring elements usually share a bin, and
+    // one counter would serialise the increments through store-to-load forwarding.
+    std::vector<std::uint64_t> sub(4 * 2048, 0);
+    std::uint64_t p = 0;
+    for (; p + 4 <= n; p += 4) {
+      ++sub[key(p) >> 21];
+      ++sub[2048 + (key(p + 1) >> 21)];
+      ++sub[4096 + (key(p + 2) >> 21)];
+      ++sub[6144 + (key(p + 3) >> 21)];
+    }
+    for (; p < n; ++p) ++sub[key(p) >> 21];
+    for (std::uint32_t b = 0; b < 2048; ++b) hist[b] = sub[b] + sub[2048 + b] + sub[4096 + b] + sub[6144 + b];
   }
+  std::uint32_t prefix = find_bin(2047);  // key >> 21 of the k-th largest
   std::vector<std::uint64_t> list;
-  list.reserve(above + hist[bin]);
+  list.reserve(above + hist[prefix]);
   for (std::uint64_t p = 0; p < n; ++p) {
-    if ((key(p) >> 16) >= bin) list.push_back(p);
+    if ((key(p) >> 21) >= prefix) list.push_back(p);
   }
-  std::fill(hist.begin(), hist.end(), 0);
-  for (const std::uint64_t p : list) {
-    const std::uint32_t kk = key(p);
-    if ((kk >> 16) == bin) ++hist[kk & 0xFFFFu];
+  // Two more digits, over the members of L that share the prefix.
+  const struct {
+    int shift;            // the prefix so far is key >> (shift + bits)
+    int bits;             // digit width
+  } digits[] = {{10, 11}, {0, 10}};
+  for (const auto& d : digits) {
+    const std::uint32_t mask = (1u << d.bits) - 1u;
+    std::fill(hist, hist + 2048, std::uint64_t{0});
+    for (const std::uint64_t p : list) {
+      const std::uint32_t kk = key(p);
+      if ((kk >> (d.shift + d.bits)) == prefix) ++hist[(kk >> d.shift) & mask];
+    }
+    prefix = (prefix << d.bits) | find_bin(mask);
   }
-  std::uint32_t low = 65535;
-  for (;; --low) {
-    if (above + hist[low] >= k) break;
-    above += hist[low];
-  }
-  const std::uint32_t threshold = (bin << 16) | low;
+  const std::uint32_t threshold = prefix;  // the exact k-th largest key
   std::uint64_t take = k - above;
   out->reserve(k);
   for (const std::uint64_t p : list) {

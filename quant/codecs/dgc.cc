@@ -101,7 +101,7 @@ void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample,
   const double expected = static_cast<double>(m) * static_cast<double>(k) / static_cast<double>(n);
   const double rank_real = std::ceil(expected + 2.0 * std::sqrt(expected));
   std::uint64_t rank = rank_real < 1.0 ? 1 : (rank_real >= static_cast<double>(m) ? m : static_cast<std::uint64_t>(rank_real));
-  std::vector<std::uint64_t> cand;
+  std::vector<std::uint64_t> cand(4 * k + 4096);  // room for the cap: the scan never regrows it
   for (int lowering = 0; lowering <= kMaxLowerings; ++lowering) {
     std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(rank - 1), s.end(), std::greater<>());
     const std::uint32_t tau = s[rank - 1];

@@ -28,7 +28,7 @@ out = $out/runs
 parallel = $parallel
 timeout = 36000
 [axes]
-codecs = identity fp16 qsgd:bits=4 ef+qsgd:bits=4 scaled-sign ef+scaled-sign topk:ratio=0.01 ef+topk:ratio=0.01 dgc+dgc:ratio=0.001
+codecs = identity fp16 qsgd:bits=4 ef+qsgd:bits=4 scaled-sign ef+scaled-sign topk:ratio=0.01 ef+topk:ratio=0.01 ef+dgc:ratio=0.001
 seeds = 1 2 3
 [fixed]
 device = $device

@@ -20,7 +20,7 @@ parallel = 1
 timeout = 1200
 [axes]
 links = eth1g eth10g eth25g
-codecs = identity fp16 ef+qsgd:bits=4 ef+topk:ratio=0.01 dgc+dgc:ratio=0.001
+codecs = identity fp16 ef+qsgd:bits=4 ef+topk:ratio=0.01 ef+dgc:ratio=0.001
 SWEEP
 "$gz" sweep --file "$out/link_study.sweep"
 "$gz" report --runs "$(run_list "$out/runs")" --out "$out/report" --links eth1g,eth10g,eth25g

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Figures from gradzip run directories (PNG and SVG each).
 
-  accuracy_vs_bytes      test accuracy vs cumulative bytes sent, log x (all workers, both
-                         directions, payload + framing + TCP/IP estimate)
+  accuracy_vs_bytes      test accuracy vs cumulative bytes the workers sent, log x (all
+                         workers, uplink payload + framing + TCP/IP estimate; the dense
+                         downlink is the same for every codec and is in bytes_per_step)
   accuracy_vs_time_<L>   test accuracy vs modeled wall time on link L (needs the
                          timelines CSV that `gradzip report` writes; the model itself is
                          comm/link_model.h, not re-implemented here)
@@ -54,11 +55,11 @@ def accuracy_vs_bytes(runs, out):
         x, y = finite_pairs(r.bytes_sent(), r.col("test_accuracy"))
         ax.plot(x, [v * 100 for v in y], marker="o", ms=3, label=label(r))
     ax.set_xscale("log")
-    ax.set_xlabel("cumulative bytes sent (all workers, up + down, log scale)")
+    ax.set_xlabel("cumulative bytes sent by the workers (gradients, all workers, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy vs bytes sent")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return save(fig, out, "accuracy_vs_bytes")
 
 
@@ -90,13 +91,14 @@ def accuracy_vs_time(timelines, out):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for (_run, compressor), (t, a) in series.items():
             x, y = finite_pairs(t, a)
-            ax.plot(x, [v * 100 for v in y], marker="o", ms=3, label=compressor)
+            short = compressor.split(",")[0]
+            ax.plot(x, [v * 100 for v in y], marker="o", ms=3, label=short[5:] if short.startswith("none+") else short)
         ax.set_xscale("log")
         ax.set_xlabel(f"modeled wall time on {link} (s, log scale)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"Accuracy vs modeled time: {link}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in link)
         paths += save(fig, out, f"accuracy_vs_time_{safe}")
     return paths

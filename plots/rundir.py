@@ -73,10 +73,11 @@ class Run:
             return list(self.columns[key])
         return [default if isinstance(v, float) and math.isnan(v) else v for v in self.columns[key]]
 
-    def bytes_sent(self):
-        """Cumulative bytes on the wire, all workers, both directions (payload+framing+TCP/IP)."""
+    def bytes_sent(self, directions=("up",)):
+        """Cumulative bytes on the wire, all workers (payload + framing + TCP/IP), summed
+        over `directions` ("up": what the workers sent; add "down" for both ways)."""
         total = [0.0] * len(self.columns["step"])
-        for d in ("up", "down"):
+        for d in directions:
             for part in ("payload", "framing", "tcpip"):
                 for i, v in enumerate(self.col(f"{d}_{part}_bytes")):
                     total[i] += v
@@ -101,5 +102,7 @@ def load_runs(paths):
 
 
 def label(run):
-    """Legend label: the compressor spec, plus the run name when several runs share it."""
-    return run.compressor
+    """Legend label: the compressor spec up to its first parameter, without "none+"
+    ("ef+qsgd:bits=4,bucket=512,norm=l2" -> "ef+qsgd:bits=4")."""
+    spec = run.compressor.split(",")[0]
+    return spec[len("none+"):] if spec.startswith("none+") else spec

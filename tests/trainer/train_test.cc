@@ -27,6 +27,11 @@ gz::TrainConfig fashion_config(const std::string& compressor) {
   c.workers = 2;
   c.optimizer.lr = 0.05;
   c.optimizer.momentum = 0.9;
+  // Cosine decay to zero over the run (Loshchilov & Hutter 2017) after a short warm-up
+  // (Goyal et al. 2017): the last steps average out the SGD noise.
+  c.optimizer.schedule = gradzip::comm::LrSchedule::kCosine;
+  c.optimizer.total_steps = 2 * (10000 / 2 / 50);
+  c.optimizer.warmup_steps = 10;
   c.placement.num_shards = 2;
   c.placement.bucket_bytes = 256 << 10;
   c.placement.min_compress_numel = 1024;
@@ -65,6 +70,13 @@ TEST(Train, SameSeedGivesIdenticalMetrics) {
   }
   EXPECT_EQ(a.steps, 2u * (512 / 2 / 32));
   EXPECT_GT(a.bytes_up, 0u);
+  // Test-time augmentation changes only the evaluation, never the training trajectory.
+  c.tta = true;
+  const gz::TrainResult t = gz::run_training(c);
+  EXPECT_EQ(t.epochs.back().train_loss, a.epochs.back().train_loss);
+  EXPECT_NE(t.epochs.back().test_loss, a.epochs.back().test_loss);
+  EXPECT_GT(t.epochs.back().test_accuracy, 0.0);
+  c.tta = false;
   // A different seed changes the run.
   c.seed = 2;
   EXPECT_NE(gz::run_training(c).epochs.back().train_loss, a.epochs.back().train_loss);

@@ -357,27 +357,29 @@ void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView&
         refuse(peer, e, ProtoErr::kBusy, fmt::format("{} steps already pending", pending_.size()), out);
         return;
       }
-      Pending p;
-      p.acc.assign(params_.size(), 0.0f);
-      p.contributors.assign(nlocal(), 0);
-      p.received.assign(opt_.num_workers, std::vector<bool>(nlocal(), false));
-      p.done.assign(opt_.num_workers, 0);
-      p.first_push = now;
-      it = pending_.emplace(e.step, std::move(p)).first;
+      it = pending_.emplace(e.step, new_pending(now)).first;
     }
     Pending& p = it->second;
     if (p.received[e.worker][local]) {
       ++stats_.duplicates;
       r.flags = kFlagDuplicate;
     } else {
+      // The accumulator is not zeroed: the first contribution of a bucket overwrites it
+      // (saves a pass over the partition per step).
       quant::Status st;
       float* acc = p.acc.data() + b.shard_offset;
+      const bool first = p.contributors[local] == 0;
       if (opt_.aggregation == Aggregation::kMajorityVote) {
         scratch_.resize(b.numel);
         st = codec.decode(msg.data, msg.size, scratch_.data(), b.numel);
         if (st.ok()) {
-          for (std::size_t i = 0; i < b.numel; ++i) acc[i] += (scratch_[i] > 0.0f) - (scratch_[i] < 0.0f);
+          for (std::size_t i = 0; i < b.numel; ++i) {
+            const float vote = static_cast<float>((scratch_[i] > 0.0f) - (scratch_[i] < 0.0f));
+            acc[i] = first ? vote : acc[i] + vote;
+          }
         }
+      } else if (first) {
+        st = codec.decode(msg.data, msg.size, acc, b.numel);
       } else {
         st = codec.decode_add(msg.data, msg.size, acc, b.numel, 1.0f);
       }
@@ -444,6 +446,21 @@ void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView&
   }
 }
 
+Shard::Pending Shard::new_pending(Clock::time_point now) {
+  Pending p;
+  if (!acc_pool_.empty()) {
+    p.acc = std::move(acc_pool_.back());  // reused: no allocation, no page faults per step
+    acc_pool_.pop_back();
+  } else {
+    p.acc.assign(params_.size(), 0.0f);
+  }
+  p.contributors.assign(nlocal(), 0);
+  p.received.assign(opt_.num_workers, std::vector<bool>(nlocal(), false));
+  p.done.assign(opt_.num_workers, 0);
+  p.first_push = now;
+  return p;
+}
+
 void Shard::try_complete(std::vector<OutMessage>* out) {
   bool changed = false;
   while (!pending_.empty()) {
@@ -468,6 +485,7 @@ void Shard::try_complete(std::vector<OutMessage>* out) {
                    version_, it->first);
     }
     if (it->first >= version_) apply_sync(it->first, p);
+    if (acc_pool_.size() < 2) acc_pool_.push_back(std::move(p.acc));
     pending_.erase(it);
     changed = true;
   }
@@ -610,13 +628,7 @@ void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutM
     // waiting for pushes that will not come again.
     auto it = pending_.find(e.step);
     if (it == pending_.end() && pending_.size() < opt_.max_pending_steps) {
-      Pending p;
-      p.acc.assign(params_.size(), 0.0f);
-      p.contributors.assign(nlocal(), 0);
-      p.received.assign(opt_.num_workers, std::vector<bool>(nlocal(), false));
-      p.done.assign(opt_.num_workers, 0);
-      p.first_push = Clock::now();
-      it = pending_.emplace(e.step, std::move(p)).first;
+      it = pending_.emplace(e.step, new_pending(Clock::now())).first;
     }
     if (it != pending_.end() && it->second.done[e.worker] < nlocal()) {
       spdlog::info("shard {}: worker {} pulls step {} without its pushes (lost by a restart at step {}); excused",

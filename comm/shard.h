@@ -169,6 +169,7 @@ class Shard {
   void on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   /// Validates a gradzip message for local bucket `local`; empty string when valid.
   std::string check_message(const FrameView& msg, std::size_t local, bool must_be_identity, ProtoErr* err) const;
+  Pending new_pending(Clock::time_point now);
   void try_complete(std::vector<OutMessage>* out);
   void apply_sync(std::uint64_t step, Pending& p);
   void after_version_change(std::vector<OutMessage>* out);
@@ -198,6 +199,7 @@ class Shard {
   std::vector<std::uint64_t> bucket_updates_;               // async: updates per local bucket
   std::vector<std::vector<std::uint64_t>> seen_updates_;    // [worker][local] at last pull
   std::map<std::uint64_t, Pending> pending_;
+  std::vector<std::vector<float>> acc_pool_;  // accumulators of applied steps, reused
   std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> seen_pushes_;
   std::vector<PendingPull> pending_pulls_;
   std::vector<PendingPull> barrier_waiting_;

@@ -9,6 +9,7 @@
 #include <benchmark/benchmark.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,15 @@ namespace gradzip::comm {
 namespace {
 
 constexpr std::uint64_t kModelBytes = 100ull << 20;
+
+// CPU seconds of the whole process (all threads: client, shard loops, libzmq I/O
+// threads, the raw peer). Less sensitive than wall time to other jobs on a shared host.
+double process_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 // ---- raw TCP baseline --------------------------------------------------------
 // A loopback connection; the peer thread reads `bytes` and writes them back.
@@ -85,13 +95,16 @@ void BM_RawTcp_PushPull(benchmark::State& state) {
     }
   });
   // Concurrent send/recv on the client so the peer's echo never blocks on a full buffer.
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     std::thread sender([&] { RawPair::send_all(pair.client, out.data(), n); });
     RawPair::recv_all(pair.client, in.data(), n);
     sender.join();
   }
+  const double cpu = process_cpu_seconds() - cpu0;
   ::shutdown(pair.client, SHUT_RDWR);
   peer.join();
+  state.counters["cpu_s_per_GB"] = cpu / (static_cast<double>(state.iterations() * 2 * n) / 1e9);
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 2 * n));
   state.counters["bytes_per_s"] = benchmark::Counter(static_cast<double>(state.iterations() * 2 * n),
                                                      benchmark::Counter::kIsRate);
@@ -174,11 +187,14 @@ void BM_Zmq_PushPull(benchmark::State& state) {
   PsCluster cluster(sig, place, 1);
   BenchWorker w(sig, place, cluster.endpoints, 0);
   std::uint64_t step = 0;
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) w.step(step++);
+  const double cpu = process_cpu_seconds() - cpu0;
   const auto c = w.t->counters();
   const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
+  state.counters["cpu_s_per_GB"] = cpu / (bytes / 1e9);
   state.counters["wire_overhead_pct"] =
       100.0 * static_cast<double>(c.up.framing_bytes + c.down.framing_bytes) /
       static_cast<double>(c.up.payload_bytes + c.down.payload_bytes);

@@ -144,7 +144,7 @@ int run_launch(const LaunchOptions& o) {
       if (w.running()) {
         all_done = false;
       } else if (w.exit_code() != 0) {
-        return fail(w.name() + " (pid exited) failed with status " + std::to_string(w.exit_code()));
+        return fail(w.name() + " failed with exit status " + std::to_string(w.exit_code()));
       }
     }
     for (auto& s : shards) {

@@ -97,8 +97,28 @@ Status CudaCodec::check_encode_args(const float* d_grad, const float* d_residual
   return Status::Ok();
 }
 
+namespace {
+/// Two-phase decode workspace shared by the four decode calls. workspace_bytes ==
+/// nullptr: the overload without workspace (0 bytes available). A size query
+/// (d_workspace == nullptr, workspace_bytes given) writes `need` and sets *query.
+/// Whether the available bytes suffice is checked by the codec (decode_payload_ws) after
+/// it has validated the message, whose own params fix the need: a corrupt message is
+/// answered as such, not as a workspace error.
+void decode_workspace(std::size_t need, const void* d_workspace, std::size_t* workspace_bytes,
+                      std::size_t* available, bool* query) {
+  *query = workspace_bytes != nullptr && d_workspace == nullptr;
+  if (*query) *workspace_bytes = need;
+  *available = (workspace_bytes != nullptr && d_workspace != nullptr) ? *workspace_bytes : 0;
+}
+}  // namespace
+
 Status CudaCodec::decode_impl(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
-                              std::size_t n, float scale, bool accumulate, cudaStream_t stream) const {
+                              std::size_t n, float scale, bool accumulate, void* d_workspace,
+                              std::size_t* workspace_bytes, cudaStream_t stream) const {
+  bool query = false;
+  std::size_t available = 0;
+  decode_workspace(decode_workspace_bytes(n), d_workspace, workspace_bytes, &available, &query);
+  if (query) return Status::Ok();
   if ((d_out == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
   if (reinterpret_cast<std::uintptr_t>(d_msg) % kMessageAlignment != 0) {
     return Status(Errc::kInvalidArgument, "d_msg must be " + std::to_string(kMessageAlignment) + "-byte aligned");
@@ -114,28 +134,62 @@ Status CudaCodec::decode_impl(const std::uint8_t* h_msg, const std::uint8_t* d_m
                                            std::to_string(n));
   }
   if (accumulate && !(scale - scale == 0.0f)) return Status(Errc::kInvalidArgument, "non-finite decode_add scale");
-  return decode_payload(&m, d_msg, n, d_out, scale, accumulate, stream);
+  return decode_payload_ws(&m, d_msg, n, d_out, scale, accumulate, d_workspace, available, stream);
+}
+
+Status CudaCodec::decode_own_impl(const std::uint8_t* d_msg, std::size_t n, float* d_out, float scale,
+                                  bool accumulate, void* d_workspace, std::size_t* workspace_bytes,
+                                  cudaStream_t stream) const {
+  bool query = false;
+  std::size_t available = 0;
+  decode_workspace(decode_workspace_bytes(n), d_workspace, workspace_bytes, &available, &query);
+  if (query) return Status::Ok();
+  if ((d_out == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
+  return decode_payload_ws(nullptr, d_msg, n, d_out, scale, accumulate, d_workspace, available, stream);
 }
 
 Status CudaCodec::decode(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
                          std::size_t n, cudaStream_t stream) const {
-  return decode_impl(h_msg, d_msg, bytes, d_out, n, 1.0f, false, stream);
+  return decode_impl(h_msg, d_msg, bytes, d_out, n, 1.0f, false, nullptr, nullptr, stream);
+}
+
+Status CudaCodec::decode(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
+                         std::size_t n, void* d_workspace, std::size_t* workspace_bytes, cudaStream_t stream) const {
+  if (workspace_bytes == nullptr) return Status(Errc::kInvalidArgument, "workspace_bytes is null");
+  return decode_impl(h_msg, d_msg, bytes, d_out, n, 1.0f, false, d_workspace, workspace_bytes, stream);
 }
 
 Status CudaCodec::decode_add(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_acc,
                              std::size_t n, float scale, cudaStream_t stream) const {
-  return decode_impl(h_msg, d_msg, bytes, d_acc, n, scale, true, stream);
+  return decode_impl(h_msg, d_msg, bytes, d_acc, n, scale, true, nullptr, nullptr, stream);
+}
+
+Status CudaCodec::decode_add(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_acc,
+                             std::size_t n, float scale, void* d_workspace, std::size_t* workspace_bytes,
+                             cudaStream_t stream) const {
+  if (workspace_bytes == nullptr) return Status(Errc::kInvalidArgument, "workspace_bytes is null");
+  return decode_impl(h_msg, d_msg, bytes, d_acc, n, scale, true, d_workspace, workspace_bytes, stream);
 }
 
 Status CudaCodec::decode_own(const std::uint8_t* d_msg, std::size_t n, float* d_out, cudaStream_t stream) const {
-  if ((d_out == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
-  return decode_payload(nullptr, d_msg, n, d_out, 1.0f, false, stream);
+  return decode_own_impl(d_msg, n, d_out, 1.0f, false, nullptr, nullptr, stream);
+}
+
+Status CudaCodec::decode_own(const std::uint8_t* d_msg, std::size_t n, float* d_out, void* d_workspace,
+                             std::size_t* workspace_bytes, cudaStream_t stream) const {
+  if (workspace_bytes == nullptr) return Status(Errc::kInvalidArgument, "workspace_bytes is null");
+  return decode_own_impl(d_msg, n, d_out, 1.0f, false, d_workspace, workspace_bytes, stream);
 }
 
 Status CudaCodec::decode_add_own(const std::uint8_t* d_msg, std::size_t n, float* d_acc, float scale,
                                  cudaStream_t stream) const {
-  if ((d_acc == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
-  return decode_payload(nullptr, d_msg, n, d_acc, scale, true, stream);
+  return decode_own_impl(d_msg, n, d_acc, scale, true, nullptr, nullptr, stream);
+}
+
+Status CudaCodec::decode_add_own(const std::uint8_t* d_msg, std::size_t n, float* d_acc, float scale,
+                                 void* d_workspace, std::size_t* workspace_bytes, cudaStream_t stream) const {
+  if (workspace_bytes == nullptr) return Status(Errc::kInvalidArgument, "workspace_bytes is null");
+  return decode_own_impl(d_msg, n, d_acc, scale, true, d_workspace, workspace_bytes, stream);
 }
 
 // ---- memory + codec ----------------------------------------------------------------
@@ -172,6 +226,9 @@ Status encode_with_memory(const CudaMemory& memory, const CudaCodec& codec, cons
   std::size_t codec_bytes = 0;
   GZ_RETURN_IF_ERROR(codec.encode(d_grad, nullptr, n, ctx, d_out, out_capacity, d_message_bytes, nullptr,
                                   &codec_bytes, stream));
+  // The same region serves the encode and then decode_own (stream-ordered).
+  const std::size_t decode_bytes = memory.needs_decoded() ? codec.decode_workspace_bytes(n) : 0;
+  if (decode_bytes > codec_bytes) codec_bytes = decode_bytes;
   const std::size_t temp_bytes = align_up(4 * n);
   const std::size_t total = align_up(codec_bytes) + 2 * temp_bytes;
   if (d_workspace == nullptr) {
@@ -186,9 +243,13 @@ Status encode_with_memory(const CudaMemory& memory, const CudaCodec& codec, cons
   auto* d_compensated = reinterpret_cast<float*>(base + align_up(codec_bytes));
   auto* d_decoded = reinterpret_cast<float*>(base + align_up(codec_bytes) + temp_bytes);
   GZ_RETURN_IF_ERROR(memory.compensate(d_grad, d_compensated, n, state, stream));
+  std::size_t region_bytes = codec_bytes;
   GZ_RETURN_IF_ERROR(codec.encode(d_compensated, nullptr, n, ctx, d_out, out_capacity, d_message_bytes, base,
-                                  &codec_bytes, stream));
-  if (memory.needs_decoded()) GZ_RETURN_IF_ERROR(codec.decode_own(d_out, n, d_decoded, stream));
+                                  &region_bytes, stream));
+  region_bytes = codec_bytes;
+  if (memory.needs_decoded()) {
+    GZ_RETURN_IF_ERROR(codec.decode_own(d_out, n, d_decoded, base, &region_bytes, stream));
+  }
   return memory.update(d_compensated, d_decoded, n, state, stream);
 }
 
@@ -218,7 +279,9 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
       &cuda_onebit_entry(),
       &cuda_natural_entry(),
       &cuda_topk_entry(),
+      &cuda_randk_entry(),
       &cuda_threshold_entry(),
+      &cuda_dgc_entry(),
   };
   return entries;
 }

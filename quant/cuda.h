@@ -116,26 +116,50 @@ class CudaCodec {
                         std::uint8_t* d_out, std::size_t out_capacity, std::uint64_t* d_message_bytes,
                         void* d_workspace, std::size_t* workspace_bytes, cudaStream_t stream) const = 0;
 
+  /// Device scratch (bytes) that decoding an n-element message with this instance's
+  /// parameters needs. 0 for every codec except randk, whose decoder regenerates the
+  /// Philox selection (a radix select over n keys needs histograms and chunk counts).
+  /// Decode workspace (all four decode calls): the overloads without workspace
+  /// arguments pass none, which is fine whenever this is 0 (else kInvalidArgument naming
+  /// the size); the overloads with (d_workspace, workspace_bytes) are two-phase like
+  /// encode: d_workspace == nullptr writes the size to *workspace_bytes and launches
+  /// nothing. A message whose own params need more than *workspace_bytes (a randk
+  /// message with a larger k than this instance's) is refused with kBufferTooSmall.
+  /// The workspace may be the encode workspace of an earlier call on the same stream.
+  virtual std::size_t decode_workspace_bytes(std::size_t n) const {
+    (void)n;
+    return 0;
+  }
+
   /// Decodes a message into d_out[0, n) (every element written). The message is given
   /// twice: h_msg (host bytes, validated here before anything is launched: header,
   /// checksum, codec id, n == numel, params, payload structure, finite scales) and d_msg
   /// (the same bytes on the device, which the kernels read). On error nothing is launched.
   Status decode(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
                 std::size_t n, cudaStream_t stream) const;
+  Status decode(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
+                std::size_t n, void* d_workspace, std::size_t* workspace_bytes, cudaStream_t stream) const;
   /// d_acc[i] += scale * decoded[i] in one fused pass. Same validation as decode.
   Status decode_add(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_acc,
                     std::size_t n, float scale, cudaStream_t stream) const;
+  Status decode_add(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_acc,
+                    std::size_t n, float scale, void* d_workspace, std::size_t* workspace_bytes,
+                    cudaStream_t stream) const;
   /// Decodes a message that this instance's encode just wrote at d_msg on this device
   /// (same n), without a host copy: nothing is validated (the bytes are trusted), the
   /// parameters are this instance's and the payload length of sparse codecs is read on
   /// the device. Used by memories that need C(x) (dgc, ef21) and by tests.
   Status decode_own(const std::uint8_t* d_msg, std::size_t n, float* d_out, cudaStream_t stream) const;
+  Status decode_own(const std::uint8_t* d_msg, std::size_t n, float* d_out, void* d_workspace,
+                    std::size_t* workspace_bytes, cudaStream_t stream) const;
   /// d_acc[i] += scale * decoded[i] for a message already validated (by decode_add on an
   /// earlier call, or written by this instance): the kernel alone, nothing checked on the
   /// host. For a PS that adds one validated message into several accumulators, and for
   /// benchmarks that time the kernel without the host-side checksum pass.
   Status decode_add_own(const std::uint8_t* d_msg, std::size_t n, float* d_acc, float scale,
                         cudaStream_t stream) const;
+  Status decode_add_own(const std::uint8_t* d_msg, std::size_t n, float* d_acc, float scale, void* d_workspace,
+                        std::size_t* workspace_bytes, cudaStream_t stream) const;
 
  protected:
   /// Launches the decode kernel that reads the message at d_msg (device) and writes
@@ -147,6 +171,16 @@ class CudaCodec {
   /// null (decode_own) the parameters are this instance's.
   virtual Status decode_payload(const MessageView* h_view, const std::uint8_t* d_msg, std::size_t n, float* d_out,
                                 float scale, bool accumulate, cudaStream_t stream) const = 0;
+  /// The decode entry every public decode call goes through. Codecs whose
+  /// decode_workspace_bytes can be > 0 override it; d_workspace (may be null when none
+  /// was passed) holds `workspace_bytes` bytes. The default ignores the workspace.
+  virtual Status decode_payload_ws(const MessageView* h_view, const std::uint8_t* d_msg, std::size_t n, float* d_out,
+                                   float scale, bool accumulate, void* d_workspace, std::size_t workspace_bytes,
+                                   cudaStream_t stream) const {
+    (void)d_workspace;
+    (void)workspace_bytes;
+    return decode_payload(h_view, d_msg, n, d_out, scale, accumulate, stream);
+  }
 
   /// Shared argument checks of encode (pointers, alignment, capacity, limits). Sets
   /// *query = true for a size query (d_workspace == nullptr), after writing *workspace_bytes.
@@ -156,7 +190,10 @@ class CudaCodec {
 
  private:
   Status decode_impl(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
-                     std::size_t n, float scale, bool accumulate, cudaStream_t stream) const;
+                     std::size_t n, float scale, bool accumulate, void* d_workspace, std::size_t* workspace_bytes,
+                     cudaStream_t stream) const;
+  Status decode_own_impl(const std::uint8_t* d_msg, std::size_t n, float* d_out, float scale, bool accumulate,
+                         void* d_workspace, std::size_t* workspace_bytes, cudaStream_t stream) const;
 };
 
 /// Device state of one error-feedback memory for one bucket. The caller owns the device
@@ -198,7 +235,8 @@ class CudaMemory {
 /// One step of "memory + codec" on the device: compensate, encode, (decode, update).
 /// When memory.fusable_residual() the whole step is the codec's single fused encode;
 /// otherwise it runs compensate -> encode -> decode -> update with two n-float
-/// temporaries taken from the workspace. Two-phase workspace like CudaCodec::encode.
+/// temporaries taken from the workspace (after a region that serves the codec's encode
+/// and then its decode_own: max of both sizes). Two-phase workspace like CudaCodec::encode.
 Status encode_with_memory(const CudaMemory& memory, const CudaCodec& codec, const float* d_grad, std::size_t n,
                           const SeedContext& ctx, CudaMemoryState* state, std::uint8_t* d_out,
                           std::size_t out_capacity, std::uint64_t* d_message_bytes, void* d_workspace,

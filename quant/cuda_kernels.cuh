@@ -24,18 +24,26 @@ constexpr int kBlockThreads = 256;
 constexpr int kWarpsPerBlock = kBlockThreads / 32;
 /// Largest params block a CUDA codec may declare (kernel-argument budget).
 constexpr std::size_t kMaxParamsBytes = 24;
+/// Largest host-known payload lead (bytes at the start of the payload that the host
+/// knows before launching: dgc's step field, randk's seed context).
+constexpr std::size_t kMaxLeadBytes = 24;
 
-/// Header (checksum slot zeroed) + params, as they go to d_out[0, bytes).
+/// Header (checksum slot zeroed) + params [+ payload lead], as they go to d_out[0, bytes).
 struct MessagePrefix {
-  std::uint32_t words[(kHeaderBytes + kMaxParamsBytes + 3) / 4];
-  std::uint32_t bytes;  ///< kHeaderBytes + params_bytes
+  std::uint32_t words[(kHeaderBytes + kMaxParamsBytes + kMaxLeadBytes + 3) / 4];
+  std::uint32_t bytes;  ///< kHeaderBytes + params_bytes + lead bytes
+  std::uint32_t lead;   ///< payload bytes included in `bytes` (a sparse block starts after them)
 };
 
 /// Host: the prefix of a message; `payload_bytes` may be a placeholder the kernels
-/// overwrite later (sparse codecs). Returns kInvalidArgument if params are too long.
+/// overwrite later (sparse codecs). `lead` (lead_bytes, may be null when 0) are the first
+/// payload bytes when the host knows them (they count in payload_bytes and in the
+/// kernels' payload length). Returns kInvalidArgument if params or lead are too long.
 inline Status make_prefix(CodecId codec, std::uint8_t flags, std::uint64_t numel, const std::uint8_t* params,
-                          std::size_t params_bytes, std::uint64_t payload_bytes, MessagePrefix* prefix) {
+                          std::size_t params_bytes, std::uint64_t payload_bytes, MessagePrefix* prefix,
+                          const std::uint8_t* lead = nullptr, std::size_t lead_bytes = 0) {
   if (params_bytes > kMaxParamsBytes) return Status(Errc::kInvalidArgument, "params block too long for the CUDA prefix");
+  if (lead_bytes > kMaxLeadBytes) return Status(Errc::kInvalidArgument, "payload lead too long for the CUDA prefix");
   std::uint8_t buf[sizeof(prefix->words)] = {};
   store_le<std::uint32_t>(buf + 0, kWireMagic);
   store_le<std::uint16_t>(buf + 4, kWireVersion);
@@ -47,8 +55,10 @@ inline Status make_prefix(CodecId codec, std::uint8_t flags, std::uint64_t numel
   store_le<std::uint32_t>(buf + 28, 0);
   store_le<std::uint64_t>(buf + kDeviceStatusOffset, 0);  // device status: ok (see quant/cuda.h)
   for (std::size_t i = 0; i < params_bytes; ++i) buf[kHeaderBytes + i] = params[i];
+  for (std::size_t i = 0; i < lead_bytes; ++i) buf[kHeaderBytes + params_bytes + i] = lead[i];
   std::memcpy(prefix->words, buf, sizeof(buf));
-  prefix->bytes = static_cast<std::uint32_t>(kHeaderBytes + params_bytes);
+  prefix->bytes = static_cast<std::uint32_t>(kHeaderBytes + params_bytes + lead_bytes);
+  prefix->lead = static_cast<std::uint32_t>(lead_bytes);
   return Status::Ok();
 }
 

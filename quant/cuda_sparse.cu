@@ -16,10 +16,49 @@ __device__ __forceinline__ float load_p(const float* g, const float* r, std::siz
   return g[i];
 }
 
-// Radix pass `pass` (0, 1, 2): digit bits [shift, shift + width) of keys whose higher
-// bits equal the prefix found by the earlier passes.
-__device__ __forceinline__ int pass_shift(int pass) { return pass == 0 ? 20 : (pass == 1 ? 9 : 0); }
-__device__ __forceinline__ std::uint32_t pass_mask(int pass) { return pass == 2 ? 0x1FFu : 0x7FFu; }
+// Key sources of the selection kernels (the k LARGEST keys are kept, ties to the smaller
+// index). Each kernel copies its source by value and calls load() once.
+//   key(i):       the key of element i (radix and count passes: read only);
+//   key_store(i): the same key, and with EF stores p = g + e into the residual (write pass).
+
+/// topk / threshold / dgc: abs_key(p), p = g [+ e]; 31-bit keys.
+template <bool kEf>
+struct AbsKeys {
+  static constexpr int kBits = 31;
+  const float* g;
+  float* r;
+  __device__ void load() {}
+  __device__ std::uint32_t key(std::size_t i) const { return abs_key_d(load_p<kEf>(g, r, i)); }
+  __device__ std::uint32_t key_store(std::size_t i) const {
+    const float p = load_p<kEf>(g, r, i);
+    if constexpr (kEf) r[i] = p;
+    return abs_key_d(p);
+  }
+};
+
+/// randk: ~random_bits(ctx, kSelection, i), so the k largest are the k smallest Philox
+/// keys with ties to the smaller index (quant/codecs/randk.cc); 32-bit keys. The context
+/// is read from device memory (decode_own knows it only there).
+template <bool kEf>
+struct PhiloxKeys {
+  static constexpr int kBits = 32;
+  const float* g;
+  float* r;
+  const SeedContext* d_ctx;
+  SeedContext ctx;
+  __device__ void load() { ctx = *d_ctx; }
+  __device__ std::uint32_t key(std::size_t i) const { return ~random_bits(ctx, RandomStream::kSelection, i); }
+  __device__ std::uint32_t key_store(std::size_t i) const {
+    if constexpr (kEf) r[i] = g[i] + r[i];  // Memory "ef" compensate: p = g + e
+    return key(i);
+  }
+};
+
+// Radix pass `pass` (0, 1, 2) over kBits-bit keys (digits of 11, 11, kBits - 22 bits):
+// digit bits [shift, shift + width) of keys whose higher bits equal the prefix found by
+// the earlier passes.
+__device__ __forceinline__ int pass_shift(int pass, int bits) { return pass == 0 ? bits - 11 : (pass == 1 ? bits - 22 : 0); }
+__device__ __forceinline__ int pass_width(int pass, int bits) { return pass == 2 ? bits - 22 : 11; }
 
 /// Zeroes the selection state and the histogram and sets k (one thread block: both are
 /// tiny, and a kernel argument avoids a host-to-device copy).
@@ -40,20 +79,25 @@ __global__ void select_threshold_init_kernel(SelectState* state, std::uint32_t t
   state->all_ties = 1;
 }
 
-template <bool kEf>
+/// d_skip (may be null): when *d_skip != 0 the kernel returns at once (dgc launches the
+/// exact selection unconditionally and lets the device decide whether it runs).
+template <typename Source>
 __global__ void __launch_bounds__(kThreads)
-    radix_hist_kernel(const float* g, const float* r, std::size_t n, int pass, const SelectState* state,
-                      std::uint64_t* hist) {
+    radix_hist_kernel(Source src, std::size_t n, int pass, const SelectState* state, std::uint64_t* hist,
+                      const std::uint32_t* d_skip) {
+  if (d_skip != nullptr && *d_skip != 0) return;
+  src.load();
   __shared__ unsigned int sh[kRadixBins];
   for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) sh[b] = 0;
   __syncthreads();
-  const int shift = pass_shift(pass);
-  const std::uint32_t mask = pass_mask(pass);
-  const int hi = shift + (pass == 2 ? 9 : 11);  // bits >= hi must match the prefix
+  const int shift = pass_shift(pass, Source::kBits);
+  const int width = pass_width(pass, Source::kBits);
+  const std::uint32_t mask = (1u << width) - 1u;
+  const int hi = shift + width;  // bits >= hi must match the prefix (hi < 32 unless pass 0)
   const std::uint32_t want = pass == 0 ? 0u : state->prefix >> hi;
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const std::uint32_t key = abs_key_d(load_p<kEf>(g, r, i));
+    const std::uint32_t key = src.key(i);
     if (pass == 0 || (key >> hi) == want) atomicAdd(&sh[(key >> shift) & mask], 1u);
   }
   __syncthreads();
@@ -65,11 +109,13 @@ __global__ void __launch_bounds__(kThreads)
 /// One block: walks the histogram from the top bin down to the bin that holds the k-th
 /// largest key of the current range, extends the prefix, zeroes the histogram for the
 /// next pass. After pass 2 the prefix is T.
-__global__ void __launch_bounds__(kThreads) radix_find_kernel(int pass, SelectState* state, std::uint64_t* hist) {
+__global__ void __launch_bounds__(kThreads)
+    radix_find_kernel(int pass, int key_bits, SelectState* state, std::uint64_t* hist, const std::uint32_t* d_skip) {
+  if (d_skip != nullptr && *d_skip != 0) return;
   using Scan = cub::BlockScan<std::uint64_t, kThreads>;
   __shared__ typename Scan::TempStorage temp;
   constexpr int kPer = kRadixBins / kThreads;  // 8 bins per thread, descending
-  const int bins = pass == 2 ? 512 : kRadixBins;
+  const int bins = 1 << pass_width(pass, key_bits);
   const int top = bins - 1 - kPer * static_cast<int>(threadIdx.x);
   std::uint64_t h[kPer];
   std::uint64_t sum = 0;
@@ -88,7 +134,7 @@ __global__ void __launch_bounds__(kThreads) radix_find_kernel(int pass, SelectSt
     const int b = top - j;
     if (b >= 0 && running < k && running + h[j] >= k) {
       // Exactly one (thread, bin) sees the crossing.
-      const int shift = pass_shift(pass);
+      const int shift = pass_shift(pass, key_bits);
       state->prefix |= static_cast<std::uint32_t>(b) << shift;
       state->above = running;
       if (pass == 2) {
@@ -104,10 +150,11 @@ __global__ void __launch_bounds__(kThreads) radix_find_kernel(int pass, SelectSt
 }
 
 /// Per chunk of kChunk elements: keys > T and keys == T.
-template <bool kEf>
+template <typename Source>
 __global__ void __launch_bounds__(kThreads)
-    select_count_kernel(const float* g, const float* r, std::size_t n, const SelectState* state,
-                        std::uint64_t* chunk_gt, std::uint64_t* chunk_eq) {
+    select_count_kernel(Source src, std::size_t n, const SelectState* state, std::uint64_t* chunk_gt,
+                        std::uint64_t* chunk_eq) {
+  src.load();
   using Reduce = cub::BlockReduce<std::uint64_t, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   const std::uint32_t T = state->threshold;
@@ -116,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = 0; j < kItems; ++j) {
     const std::size_t i = base + j;
     if (i < n) {
-      const std::uint32_t key = abs_key_d(load_p<kEf>(g, r, i));
+      const std::uint32_t key = src.key(i);
       gt += key > T ? 1u : 0u;
       eq += key == T ? 1u : 0u;
     }
@@ -163,10 +210,11 @@ __global__ void __launch_bounds__(kThreads)
 
 /// Per chunk: writes the kept positions (ascending) to idx, and with EF stores p = g + e
 /// into the residual of every element (the value pass fixes the kept ones).
-template <bool kEf>
+template <typename Source>
 __global__ void __launch_bounds__(kThreads)
-    select_write_kernel(const float* g, float* r, std::size_t n, const SelectState* state,
-                        const std::uint64_t* chunk_eq_before, const std::uint64_t* chunk_out, std::uint64_t* idx) {
+    select_write_kernel(Source src, std::size_t n, const SelectState* state, const std::uint64_t* chunk_eq_before,
+                        const std::uint64_t* chunk_out, std::uint64_t* idx) {
+  src.load();
   using Scan = cub::BlockScan<std::uint32_t, kThreads>;
   __shared__ typename Scan::TempStorage temp;
   const std::uint32_t T = state->threshold;
@@ -178,9 +226,7 @@ __global__ void __launch_bounds__(kThreads)
     const std::size_t i = base + j;
     keys[j] = 0;
     if (i < n) {
-      const float p = load_p<kEf>(g, r, i);
-      if constexpr (kEf) r[i] = p;
-      keys[j] = abs_key_d(p);
+      keys[j] = src.key_store(i);
       eq += keys[j] == T ? 1u : 0u;
     }
   }
@@ -211,55 +257,80 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+namespace {
+
+unsigned hist_grid(std::size_t n) {
+  std::size_t b = (n + kChunk - 1) / kChunk;
+  if (b == 0) b = 1;
+  return static_cast<unsigned>(b < kHistBlocksMax ? b : kHistBlocksMax);
+}
+
+/// The three radix passes: T, take and all_ties of the k = ws.state->k largest keys.
+template <typename Source>
+Status radix_passes(const Source& src, std::size_t n, const SparseWorkspace& ws, const std::uint32_t* d_skip,
+                    cudaStream_t stream) {
+  for (int pass = 0; pass < 3; ++pass) {
+    radix_hist_kernel<Source><<<hist_grid(n), kThreads, 0, stream>>>(src, n, pass, ws.state, ws.hist, d_skip);
+    GZ_CUDA_CHECK_LAUNCH();
+    radix_find_kernel<<<1, kThreads, 0, stream>>>(pass, Source::kBits, ws.state, ws.hist, d_skip);
+    GZ_CUDA_CHECK_LAUNCH();
+  }
+  return Status::Ok();
+}
+
+/// Count, scan and write passes of the compaction (see launch_select_compact).
+template <typename Source>
+Status compact(const Source& src, std::size_t n, const SparseWorkspace& ws, cudaStream_t stream) {
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  const unsigned grid = static_cast<unsigned>(chunks == 0 ? 1 : chunks);
+  select_count_kernel<Source><<<grid, kThreads, 0, stream>>>(src, n, ws.state, ws.chunk_gt, ws.chunk_eq);
+  GZ_CUDA_CHECK_LAUNCH();
+  select_scan_kernel<<<1, kThreads, 0, stream>>>(chunks, ws.state, ws.chunk_gt, ws.chunk_eq, ws.chunk_eq_before,
+                                                 ws.chunk_out);
+  GZ_CUDA_CHECK_LAUNCH();
+  select_write_kernel<Source><<<grid, kThreads, 0, stream>>>(src, n, ws.state, ws.chunk_eq_before, ws.chunk_out,
+                                                             ws.idx);
+  GZ_CUDA_CHECK_LAUNCH();
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status launch_radix_select(const float* d_x, const float* d_residual, std::size_t n, const SparseWorkspace& ws,
+                           const std::uint32_t* d_skip, cudaStream_t stream) {
+  float* r = const_cast<float*>(d_residual);  // the radix passes only read it
+  if (d_residual != nullptr) return radix_passes(AbsKeys<true>{d_x, r}, n, ws, d_skip, stream);
+  return radix_passes(AbsKeys<false>{d_x, nullptr}, n, ws, d_skip, stream);
+}
+
 /// Host: the whole selection of the k (>= 1) largest |p| (p = g [+ e]) into ws.idx,
 /// with the residual set to p when d_residual is given.
 Status launch_topk_select(const float* d_grad, float* d_residual, std::size_t n, std::uint64_t k,
-                                 const SparseWorkspace& ws, cudaStream_t stream) {
+                          const SparseWorkspace& ws, cudaStream_t stream) {
   // ws.state / ws.hist were initialised by select_init_kernel (the caller's first launch).
-  const unsigned hist_blocks = [&] {
-    std::size_t b = (n + kChunk - 1) / kChunk;
-    if (b == 0) b = 1;
-    return static_cast<unsigned>(b < kHistBlocksMax ? b : kHistBlocksMax);
-  }();
-  const bool ef = d_residual != nullptr;
-  for (int pass = 0; pass < 3; ++pass) {
-    if (ef) {
-      radix_hist_kernel<true><<<hist_blocks, kThreads, 0, stream>>>(d_grad, d_residual, n, pass, ws.state, ws.hist);
-    } else {
-      radix_hist_kernel<false><<<hist_blocks, kThreads, 0, stream>>>(d_grad, nullptr, n, pass, ws.state, ws.hist);
-    }
-    GZ_CUDA_CHECK_LAUNCH();
-    radix_find_kernel<<<1, kThreads, 0, stream>>>(pass, ws.state, ws.hist);
-    GZ_CUDA_CHECK_LAUNCH();
-  }
+  (void)k;  // ws.state->k holds it on the device
+  GZ_RETURN_IF_ERROR(launch_radix_select(d_grad, d_residual, n, ws, nullptr, stream));
   return launch_select_compact(d_grad, d_residual, n, ws, stream);
 }
 
 /// Host: compaction of the positions chosen by ws.state (threshold T, take) into ws.idx,
 /// ascending, count into ws.state->k; with EF the residual becomes p everywhere.
 Status launch_select_compact(const float* d_grad, float* d_residual, std::size_t n, const SparseWorkspace& ws,
-                                    cudaStream_t stream) {
-  const bool ef = d_residual != nullptr;
-  const std::size_t chunks = (n + kChunk - 1) / kChunk;
-  const unsigned grid = static_cast<unsigned>(chunks == 0 ? 1 : chunks);
-  if (ef) {
-    select_count_kernel<true><<<grid, kThreads, 0, stream>>>(d_grad, d_residual, n, ws.state, ws.chunk_gt, ws.chunk_eq);
-  } else {
-    select_count_kernel<false><<<grid, kThreads, 0, stream>>>(d_grad, nullptr, n, ws.state, ws.chunk_gt, ws.chunk_eq);
+                             cudaStream_t stream) {
+  if (d_residual != nullptr) return compact(AbsKeys<true>{d_grad, d_residual}, n, ws, stream);
+  return compact(AbsKeys<false>{d_grad, nullptr}, n, ws, stream);
+}
+
+Status launch_philox_select(const SeedContext* d_ctx, const float* d_grad, float* d_residual, std::size_t n,
+                            const SparseWorkspace& ws, cudaStream_t stream) {
+  if (d_residual != nullptr) {
+    const PhiloxKeys<true> src{d_grad, d_residual, d_ctx, SeedContext{}};
+    GZ_RETURN_IF_ERROR(radix_passes(src, n, ws, nullptr, stream));
+    return compact(src, n, ws, stream);
   }
-  GZ_CUDA_CHECK_LAUNCH();
-  select_scan_kernel<<<1, kThreads, 0, stream>>>(chunks, ws.state, ws.chunk_gt, ws.chunk_eq, ws.chunk_eq_before,
-                                                 ws.chunk_out);
-  GZ_CUDA_CHECK_LAUNCH();
-  if (ef) {
-    select_write_kernel<true><<<grid, kThreads, 0, stream>>>(d_grad, d_residual, n, ws.state, ws.chunk_eq_before,
-                                                             ws.chunk_out, ws.idx);
-  } else {
-    select_write_kernel<false><<<grid, kThreads, 0, stream>>>(d_grad, nullptr, n, ws.state, ws.chunk_eq_before,
-                                                              ws.chunk_out, ws.idx);
-  }
-  GZ_CUDA_CHECK_LAUNCH();
-  return Status::Ok();
+  const PhiloxKeys<false> src{d_grad, nullptr, d_ctx, SeedContext{}};
+  GZ_RETURN_IF_ERROR(radix_passes(src, n, ws, nullptr, stream));
+  return compact(src, n, ws, stream);
 }
 
 // ---- sparse block writer ----------------------------------------------------------
@@ -334,17 +405,17 @@ __global__ void __launch_bounds__(kThreads)
     state->varint_bytes = carry;
     state->use_varint = varint ? 1u : 0u;
     const std::uint64_t vbytes = fmt == Values::kFp32 ? 4 * k : (fmt == Values::kFp16 ? 2 * k : 4 + k);
-    const std::uint64_t payload = 8 + vbytes + (varint ? carry : 4 * k);
+    const std::uint64_t block = 8 + vbytes + (varint ? carry : 4 * k);  // the sparse block
     d_out[7] = varint ? kFlagDeltaVarintIndices : 0;
-    *reinterpret_cast<std::uint64_t*>(d_out + 16) = payload;           // 8-aligned
-    std::uint8_t* count_dst = d_out + prefix_bytes;                     // payload start
+    *reinterpret_cast<std::uint64_t*>(d_out + 16) = prefix.lead + block;  // payload length (8-aligned slot)
+    std::uint8_t* count_dst = d_out + prefix_bytes;                       // sparse block start (after the lead)
     for (int b = 0; b < 8; ++b) count_dst[b] = static_cast<std::uint8_t>(k >> (8 * b));
     if (fmt == Values::kInt8) {
       // scale = M / 127 (IEEE division), as write_value_block; M = 0 when nothing is kept.
       const std::uint32_t su = __float_as_uint(__uint_as_float(state->max_abs_bits) / 127.0f);
       for (int b = 0; b < 4; ++b) count_dst[8 + b] = static_cast<std::uint8_t>(su >> (8 * b));
     }
-    if (d_message_bytes != nullptr) *d_message_bytes = prefix_bytes + payload;
+    if (d_message_bytes != nullptr) *d_message_bytes = prefix_bytes + block;
   }
 }
 
@@ -607,6 +678,13 @@ Status launch_sparse_decode(const SparseDecodePlan& plan, const std::uint8_t* d_
     }
     GZ_CUDA_CHECK_LAUNCH();
   }
+  return Status::Ok();
+}
+
+Status launch_kept_absmax(const float* d_x, const SparseWorkspace& ws, std::uint64_t k_bound, cudaStream_t stream) {
+  if (k_bound == 0) return Status::Ok();
+  kept_absmax_kernel<<<grid_for(k_bound, 4), kThreads, 0, stream>>>(d_x, ws.idx, ws.state);
+  GZ_CUDA_CHECK_LAUNCH();
   return Status::Ok();
 }
 

@@ -3,8 +3,9 @@
 // CUDA sparsifiers produce the CPU's bytes. nvcc only.
 //
 // Selection (the rule of select_top_keys: k largest keys, ties to the smaller index):
-//   three radix passes over the 31-bit key (digits of 11, 11 and 9 bits, shared-memory
-//   histograms, one block then finds the digit holding the k-th largest key) give the
+//   three radix passes over the 31-bit key (digits of 11, 11 and 9 bits; randk's 32-bit
+//   Philox keys use 11, 11 and 10 through the same kernels, templated on a key source;
+//   shared-memory histograms, one block then finds the digit holding the k-th largest key) give the
 //   exact k-th key T, `take` = how many keys equal to T are kept, and whether every key
 //   equal to T is kept. Compaction is chunked (4096 elements per block, 16 contiguous per
 //   thread): a count kernel, a one-block scan over chunks, and a write kernel whose
@@ -143,12 +144,28 @@ Status launch_threshold_init(const SparseWorkspace& ws, std::uint32_t tau_key, c
 /// EF the residual set to p everywhere. After launch_select_init.
 Status launch_topk_select(const float* d_grad, float* d_residual, std::size_t n, std::uint64_t k,
                           const SparseWorkspace& ws, cudaStream_t stream);
+/// The three radix passes alone (no compaction): ws.state->threshold / take / all_ties of
+/// the ws.state->k largest abs_key(x [+ residual]) of x[0, n) (read only). When d_skip is
+/// not null and *d_skip != 0 when the kernels run, they return at once (dgc decides on the
+/// device whether its exact top-k fallback is needed). After launch_select_init.
+Status launch_radix_select(const float* d_x, const float* d_residual, std::size_t n, const SparseWorkspace& ws,
+                           const std::uint32_t* d_skip, cudaStream_t stream);
+/// randk: the ws.state->k (< n) SMALLEST Philox selection keys
+/// random_bits(*d_ctx, kSelection, i), ties to the smaller index (radix select over
+/// ~key, 32-bit digits 11/11/10), compacted into ws.idx ascending; with d_residual the
+/// residual becomes p = g + e everywhere (d_grad is read only then). After launch_select_init.
+Status launch_philox_select(const SeedContext* d_ctx, const float* d_grad, float* d_residual, std::size_t n,
+                            const SparseWorkspace& ws, cudaStream_t stream);
+/// int8 values: ws.state->max_abs_bits = max abs_key(d_x[ws.idx[j]]) over j < ws.state->k
+/// (<= k_bound). launch_sparse_emit calls it itself.
+Status launch_kept_absmax(const float* d_x, const SparseWorkspace& ws, std::uint64_t k_bound, cudaStream_t stream);
 /// Compaction of the positions chosen by ws.state (threshold T, take) into ws.idx,
 /// ascending, the count into ws.state->k; with EF the residual becomes p everywhere.
 Status launch_select_compact(const float* d_grad, float* d_residual, std::size_t n, const SparseWorkspace& ws,
                              cudaStream_t stream);
 /// Writes prefix + sparse block of the positions in ws.idx (count ws.state->k <= k_bound
-/// on the device): values of x = residual (holding p) with EF, else of the gradient;
+/// on the device); the sparse block starts at prefix.bytes, after prefix.lead host-known
+/// payload bytes (dgc's step), which count in the payload length: values of x = residual (holding p) with EF, else of the gradient;
 /// the kept residuals become p - C(p). Header flags, payload length and
 /// *d_message_bytes come from the device.
 Status launch_sparse_emit(const float* d_grad, float* d_residual, std::uint64_t n, std::uint64_t k_bound, Values fmt,

@@ -186,7 +186,13 @@ void BM_DecodeAdd(benchmark::State& state, const std::string& spec) {
   if (cudaMemcpy(b.d_msg, msg.data(), msg.size(), cudaMemcpyHostToDevice) != cudaSuccess) {
     return state.SkipWithError("H2D failed");
   }
-  const Status valid = codec->decode_add(msg.data(), b.d_msg, msg.size(), b.d_acc, kNumel, 0.5f, b.stream);
+  // The decode workspace (randk regenerates its selection; 0 bytes for the others) is
+  // the shared workspace, sized well above any codec's need at this size.
+  std::size_t decode_ws = 0;
+  (void)codec->decode_add_own(b.d_msg, kNumel, b.d_acc, 0.5f, nullptr, &decode_ws, b.stream);
+  if (decode_ws > b.ws_bytes) return state.SkipWithError("decode workspace larger than the shared workspace");
+  const Status valid = codec->decode_add(msg.data(), b.d_msg, msg.size(), b.d_acc, kNumel, 0.5f, b.d_ws, &decode_ws,
+                                         b.stream);
   if (!valid.ok()) return state.SkipWithError(valid.to_string().c_str());
   double total = 0.0;
   std::int64_t iters = 0;
@@ -194,7 +200,8 @@ void BM_DecodeAdd(benchmark::State& state, const std::string& spec) {
     // The host-side validation of decode_add (header + XXH3 over the message) would sit
     // between the events and is not kernel work: validate once, then time the kernel.
     const double ms = time_ms(state, b, [&] {
-      return codec->decode_add_own(b.d_msg, kNumel, b.d_acc, 0.5f, b.stream);
+      std::size_t ws = b.ws_bytes;
+      return codec->decode_add_own(b.d_msg, kNumel, b.d_acc, 0.5f, b.d_ws, &ws, b.stream);
     });
     if (ms < 0) return;
     state.SetIterationTime(ms * 1e-3);
@@ -236,7 +243,7 @@ void BM_PipelineD2H(benchmark::State& state, const std::string& spec) {
 
 const char* const kEncodeSpecs[] = {"identity", "fp16", "bf16", "int8", "qsgd:bits=4,bucket=512", "qsgd:bits=2,bucket=512",
                                     "terngrad", "sign", "scaled-sign", "onebit", "natural",
-                                    "topk:ratio=0.01"};
+                                    "topk:ratio=0.01", "randk:ratio=0.01", "dgc:ratio=0.01", "dgc:ratio=0.001"};
 
 int register_all() {
   benchmark::RegisterBenchmark("copy_d2d", BM_CopyD2D)->UseManualTime()->Unit(benchmark::kMillisecond);

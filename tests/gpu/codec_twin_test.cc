@@ -2,6 +2,8 @@
 // error-feedback memory, over sizes that are not round numbers (1, 31, 33, 1000, 65537,
 // 1000003, 25.6M). Needs a CUDA device: each test GTEST_SKIPs with the reason otherwise.
 //
+// Decode calls go through the two-phase workspace overloads (randk regenerates its
+// selection on decode; every other codec asks for 0 bytes).
 // For each (spec, n), with random g and e (never all zeros):
 //   * encode without memory: GPU message (after finalize_message) == CPU message;
 //   * encode with the fused "ef" memory: message == CPU "ef"+codec message, and the new
@@ -58,6 +60,18 @@ const char* const kSpecs[] = {
     "threshold",
     "threshold:tau=0.5,values=int8",
     "threshold:tau=0,values=fp16",
+    // randk: ratio path, fixed k, n/k scaling, k == n (no selection), every value format.
+    "randk",
+    "randk:ratio=0.3,scale=true,values=fp16",
+    "randk:k=5,values=int8",
+    "randk:k=100000000,scale=true",
+    // dgc: the test's ctx.step is 41, so warmup_steps=100 is in stage 1 (density 6.25%);
+    // small ratio/sample (several lowerings, exact fallback), large (too many -> top-k).
+    "dgc",
+    "dgc:ratio=0.01,sample=0.01,values=fp16",
+    "dgc:ratio=0.02,warmup_steps=100,values=int8",
+    "dgc:ratio=0.4,sample=0.5",
+    "dgc:ratio=0.001,sample=1e-6",
 };
 const std::size_t kSizes[] = {1, 31, 33, 1000, 65537, 1000003, 25600000};
 
@@ -119,6 +133,13 @@ TEST_P(CodecTwinTest, MatchesCpuByteForByte) {
                           &ws_bytes, stream).ok());
   DeviceBuffer d_ws(ws_bytes);
   ASSERT_TRUE(d_ws.ok());
+  std::size_t dec_ws_bytes = 0;
+  ASSERT_TRUE(gpu->decode_own(nullptr, n, nullptr, nullptr, &dec_ws_bytes, stream).ok());
+  ASSERT_EQ(dec_ws_bytes, gpu->decode_workspace_bytes(n));
+  DeviceBuffer d_dec_ws(dec_ws_bytes);
+  ASSERT_TRUE(d_dec_ws.ok());
+  GZ_CUDA_OK(cudaMemset(d_dec_ws.get(), 0xA5, dec_ws_bytes));  // nothing may rely on zeroed scratch
+  std::size_t dws = dec_ws_bytes;
 
   std::vector<std::uint8_t> h_msg(cap);
   auto run_encode = [&](float* d_residual, const std::vector<std::uint8_t>& expected, const char* what) {
@@ -162,14 +183,14 @@ TEST_P(CodecTwinTest, MatchesCpuByteForByte) {
   std::vector<float> got(n);
   GZ_CUDA_OK(cudaMemset(d_dec.get(), 0xFF, 4 * n));  // NaN everywhere
   Status st = gpu->decode(want.msg_ef.data(), d_cpu_msg.get<std::uint8_t>(), want.msg_ef.size(), d_dec.get<float>(), n,
-                          stream);
+                          d_dec_ws.get(), &dws, stream);
   ASSERT_TRUE(st.ok()) << st.to_string();
   GZ_CUDA_OK(cudaStreamSynchronize(stream));
   GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
   ASSERT_EQ(first_difference(got.data(), want.decoded_ef.data(), 4 * n), -1) << "decode differs";
 
   GZ_CUDA_OK(cudaMemset(d_dec.get(), 0xFF, 4 * n));
-  ASSERT_TRUE(gpu->decode_own(d_cpu_msg.get<std::uint8_t>(), n, d_dec.get<float>(), stream).ok());
+  ASSERT_TRUE(gpu->decode_own(d_cpu_msg.get<std::uint8_t>(), n, d_dec.get<float>(), d_dec_ws.get(), &dws, stream).ok());
   GZ_CUDA_OK(cudaStreamSynchronize(stream));
   GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
   ASSERT_EQ(first_difference(got.data(), want.decoded_ef.data(), 4 * n), -1) << "decode_own differs";
@@ -177,7 +198,7 @@ TEST_P(CodecTwinTest, MatchesCpuByteForByte) {
   std::vector<float> acc = random_gradient(n, seed + 2);
   GZ_CUDA_OK(cudaMemcpy(d_dec.get(), acc.data(), 4 * n, cudaMemcpyHostToDevice));
   st = gpu->decode_add(want.msg_ef.data(), d_cpu_msg.get<std::uint8_t>(), want.msg_ef.size(), d_dec.get<float>(), n,
-                       0.375f, stream);
+                       0.375f, d_dec_ws.get(), &dws, stream);
   ASSERT_TRUE(st.ok()) << st.to_string();
   ASSERT_TRUE(cpu->decode_add(want.msg_ef.data(), want.msg_ef.size(), acc.data(), n, 0.375f).ok());
   GZ_CUDA_OK(cudaStreamSynchronize(stream));
@@ -185,7 +206,9 @@ TEST_P(CodecTwinTest, MatchesCpuByteForByte) {
   ASSERT_EQ(first_difference(got.data(), acc.data(), 4 * n), -1) << "decode_add differs";
 
   // The trusted variant adds the same values (second accumulation on top of the first).
-  ASSERT_TRUE(gpu->decode_add_own(d_cpu_msg.get<std::uint8_t>(), n, d_dec.get<float>(), -1.5f, stream).ok());
+  ASSERT_TRUE(
+      gpu->decode_add_own(d_cpu_msg.get<std::uint8_t>(), n, d_dec.get<float>(), -1.5f, d_dec_ws.get(), &dws, stream)
+          .ok());
   ASSERT_TRUE(cpu->decode_add(want.msg_ef.data(), want.msg_ef.size(), acc.data(), n, -1.5f).ok());
   GZ_CUDA_OK(cudaStreamSynchronize(stream));
   GZ_CUDA_OK(cudaMemcpy(got.data(), d_dec.get(), 4 * n, cudaMemcpyDeviceToHost));
@@ -223,9 +246,10 @@ TEST(CodecTwinErrors, NonFiniteInputReportedByFinalize) {
     std::vector<float> g = random_gradient(n, 5);
     g[517] = std::nanf("");
     const std::size_t cap = gpu->max_encoded_bytes(n);
-    DeviceBuffer d_g(4 * n), d_out(cap), d_ws(16);
+    std::size_t ws = 0;
+    ASSERT_TRUE(gpu->encode(nullptr, nullptr, n, SeedContext{}, nullptr, cap, nullptr, nullptr, &ws, nullptr).ok());
+    DeviceBuffer d_g(4 * n), d_out(cap), d_ws(ws);
     GZ_CUDA_OK(cudaMemcpy(d_g.get(), g.data(), 4 * n, cudaMemcpyHostToDevice));
-    std::size_t ws = 16;
     ASSERT_TRUE(gpu->encode(d_g.get<float>(), nullptr, n, SeedContext{}, d_out.get<std::uint8_t>(), cap, nullptr,
                             d_ws.get(), &ws, nullptr).ok());
     std::vector<std::uint8_t> h(cap);

@@ -17,7 +17,8 @@ namespace {
 TEST(CudaFactory, SpecsMatchTheCpuTwin) {
   for (const char* spec : {"identity", "fp16", "bf16", "int8:bucket=100", "qsgd:bits=3,norm=max",
                                    "terngrad:clip=2.5", "sign", "scaled-sign:bucket=64", "onebit", "natural",
-                           "topk:ratio=0.05,values=int8", "threshold:tau=0.25"}) {
+                           "topk:ratio=0.05,values=int8", "threshold:tau=0.25", "randk:ratio=0.1,scale=true,values=int8",
+                           "dgc:ratio=0.01,warmup_steps=8,values=fp16"}) {
     const auto gpu = make_cuda_codec(spec);
     const auto cpu = make_codec(spec);
     EXPECT_EQ(gpu->spec(), cpu->spec()) << spec;
@@ -69,6 +70,41 @@ TEST(CudaCodecArgs, SizeQueryAndArgumentErrorsNeedNoDevice) {
             Errc::kInvalidArgument);
   EXPECT_EQ(gpu->encode(fake_grad, nullptr, 1, SeedContext{}, fake, 1 << 20, nullptr, fake, nullptr, nullptr).code(),
             Errc::kInvalidArgument);
+}
+
+// The decode workspace: 0 bytes for every codec but randk (0 < k < n), a two-phase size
+// query that launches nothing, and a typed refusal when randk gets none.
+TEST(CudaCodecArgs, DecodeWorkspaceQueryNeedsNoDevice) {
+  for (const std::string& name : cuda_codec_names()) {
+    const auto gpu = make_cuda_codec(name);
+    std::size_t ws = 123;
+    ASSERT_TRUE(gpu->decode_own(nullptr, 1000, nullptr, nullptr, &ws, nullptr).ok()) << name;
+    EXPECT_EQ(ws, gpu->decode_workspace_bytes(1000)) << name;
+    if (name != "randk") {
+      EXPECT_EQ(ws, 0u) << name;
+    }
+  }
+  const auto randk = make_cuda_codec("randk:k=10");
+  EXPECT_GT(randk->decode_workspace_bytes(1000), 0u);
+  EXPECT_EQ(randk->decode_workspace_bytes(10), 0u);  // k == n keeps everything: no selection
+  EXPECT_EQ(randk->decode_workspace_bytes(0), 0u);
+  alignas(16) static std::uint8_t fake_msg[256];
+  alignas(16) static float fake_out[1000];
+  // No workspace given: refused before any launch.
+  EXPECT_EQ(randk->decode_own(fake_msg, 1000, fake_out, nullptr).code(), Errc::kInvalidArgument);
+  EXPECT_EQ(randk->decode_add_own(fake_msg, 1000, fake_out, 1.0f, nullptr).code(), Errc::kInvalidArgument);
+  std::size_t small = 8;
+  EXPECT_EQ(randk->decode_own(fake_msg, 1000, fake_out, fake_msg, &small, nullptr).code(), Errc::kBufferTooSmall);
+  // The encode size queries of the sparse twins (dgc: sized for the warm-up's largest k).
+  for (const char* spec : {"randk:ratio=0.01", "dgc:ratio=0.001,warmup_steps=100", "dgc"}) {
+    const auto gpu = make_cuda_codec(spec);
+    std::size_t ws = 0;
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{16385}, std::size_t{1000003}}) {
+      ASSERT_TRUE(gpu->encode(nullptr, nullptr, n, SeedContext{}, nullptr, 0, nullptr, nullptr, &ws, nullptr).ok())
+          << spec;
+      EXPECT_GT(ws, 0u) << spec;
+    }
+  }
 }
 
 TEST(FinalizeMessage, RestoresTheCpuChecksum) {

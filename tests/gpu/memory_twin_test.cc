@@ -81,16 +81,20 @@ INSTANTIATE_TEST_SUITE_P(AllMemories, MemoryTwinTest,
                            return name + "_n" + std::to_string(std::get<1>(p.param));
                          });
 
-// Two steps of encode_with_memory(memory, qsgd) == two steps of the CPU memory + qsgd
+// Two steps of encode_with_memory(memory, codec) == two steps of the CPU memory + codec
 // pipeline (messages and residual): the fused path (ef) and the general path (dgc:
-// compensate -> encode -> decode_own -> update) carry their state across steps.
+// compensate -> encode -> decode_own -> update) carry their state across steps. randk
+// exercises the decode workspace inside encode_with_memory, dgc:warmup_steps=4 a k that
+// changes between the steps with one workspace sized at step 0.
 TEST(MemoryTwin, EncodeWithMemoryTwoStepsMatchesCpu) {
   GZ_REQUIRE_GPU();
   const std::size_t n = 100003;
+  for (const char* codec_spec : {"qsgd:bits=4,bucket=512", "randk:ratio=0.05,scale=true", "dgc:ratio=0.01,warmup_steps=4"})
   for (const char* mem_spec : {"none", "ef", "dgc:momentum=0.9,clip=0", "dgc:momentum=0.5,clip=3"}) {
-    const auto cpu_codec = make_codec("qsgd:bits=4,bucket=512");
+    SCOPED_TRACE(std::string(codec_spec) + " + " + mem_spec);
+    const auto cpu_codec = make_codec(codec_spec);
     const auto cpu_mem = make_memory(mem_spec);
-    const auto gpu_codec = make_cuda_codec("qsgd:bits=4,bucket=512");
+    const auto gpu_codec = make_cuda_codec(codec_spec);
     const auto gpu_mem = make_cuda_memory(mem_spec);
     const std::size_t cap = gpu_codec->max_encoded_bytes(n);
     DeviceBuffer d_g(4 * n), d_e(4 * n), d_u(4 * n), d_scratch(kMemoryScratchBytes), d_out(cap);

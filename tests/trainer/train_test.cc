@@ -6,6 +6,7 @@
 
 #include "quant/registry.h"
 #include "trainer/errors.h"
+#include "trainer/records.h"
 #include "trainer/train.h"
 
 namespace gz = gradzip::trainer;
@@ -80,6 +81,30 @@ TEST(Train, SameSeedGivesIdenticalMetrics) {
   // A different seed changes the run.
   c.seed = 2;
   EXPECT_NE(gz::run_training(c).epochs.back().train_loss, a.epochs.back().train_loss);
+}
+
+TEST(Train, PackedRecordsTrainLikeTheOriginalData) {
+  gz::TrainConfig c;
+  c.model = "logreg";
+  c.dataset = "synthetic";
+  c.synthetic.channels = 1;
+  c.synthetic.height = c.synthetic.width = 6;
+  c.synthetic.train_size = 256;
+  c.synthetic.test_size = 64;
+  c.epochs = 1;
+  c.batch_size = 16;
+  const gz::DataSplit data = gz::make_synthetic(c.synthetic);
+  const std::string dir = (std::filesystem::temp_directory_path() / "gradzip_train_records_test").string();
+  std::filesystem::remove_all(dir);
+  gz::pack_records(data.train, dir, "train", 4096);
+  gz::pack_records(data.test, dir, "test", 4096);
+  const gz::TrainResult direct = gz::run_training(c);
+  c.dataset = "records";
+  c.data_dir = dir;
+  const gz::TrainResult packed = gz::run_training(c);
+  EXPECT_EQ(direct.epochs.back().train_loss, packed.epochs.back().train_loss);
+  EXPECT_EQ(direct.epochs.back().test_accuracy, packed.epochs.back().test_accuracy);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Train, BadSettingsAreTypedErrors) {

@@ -1,5 +1,6 @@
 #include "quant/spec.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -159,14 +160,22 @@ std::pair<std::string, RawParams> split_spec(const std::string& spec) {
 }
 
 CompressorSpec parse_compressor_spec(const std::string& spec) {
+  // The memory/codec separator is the first '+' followed by a letter: names start with a
+  // letter, while a '+' inside a parameter value is part of a number ("1e+5").
   CompressorSpec out;
-  const auto plus = spec.find('+');
-  const auto colon = spec.find(':');
-  if (plus != std::string::npos && (colon == std::string::npos || plus < colon)) {
+  std::size_t plus = std::string::npos;
+  for (std::size_t i = 0; i + 1 < spec.size(); ++i) {
+    if (spec[i] == '+' && std::isalpha(static_cast<unsigned char>(spec[i + 1]))) {
+      plus = i;
+      break;
+    }
+  }
+  if (plus != std::string::npos) {
     out.memory = spec.substr(0, plus);
     out.codec = spec.substr(plus + 1);
     if (out.memory.empty()) throw SpecError("spec '" + spec + "': empty memory name before '+'");
   } else {
+    if (!spec.empty() && spec[0] == '+') throw SpecError("spec '" + spec + "': empty memory name before '+'");
     out.codec = spec;
   }
   if (out.codec.empty()) throw SpecError("spec '" + spec + "': missing codec name");

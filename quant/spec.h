@@ -3,7 +3,10 @@
 // Grammar (whitespace not allowed):
 //   compressor := [memory "+"] codec
 //   codec      := name [":" key "=" value ("," key "=" value)*]
-//   memory     := name            (memory parameters: --memory "dgc:momentum=0.9,clip=5")
+//   memory     := name [":" key "=" value ("," key "=" value)*]
+// The memory/codec separator is the first '+' followed by a letter (a '+' inside a number
+// such as 1e+5 is not one). Memory parameters can also come separately: --memory "dgc:momentum=0.9".
+// Compressor::spec() prints this grammar with every parameter, so it parses back.
 // Examples: "qsgd:bits=4,bucket=512,norm=max", "ef+topk:ratio=0.01,values=fp16".
 // Every parameter has a declared kind, default and range; a bad spec raises SpecError
 // naming the key, the value and what is allowed.
@@ -69,7 +72,8 @@ Params resolve_params(const std::string& owner, const std::vector<ParamInfo>& de
 /// Splits "name:k=v,k=v" into name and raw pairs (SpecError on malformed text).
 std::pair<std::string, RawParams> split_spec(const std::string& spec);
 
-/// "ef+qsgd:bits=2" -> {"ef", "qsgd:bits=2"}; "qsgd" -> {"none", "qsgd"}.
+/// "ef+qsgd:bits=2" -> {"ef", "qsgd:bits=2"}; "qsgd" -> {"none", "qsgd"};
+/// "dgc:momentum=0.9+dgc:ratio=0.001" -> {"dgc:momentum=0.9", "dgc:ratio=0.001"}.
 struct CompressorSpec {
   std::string memory = "none";
   std::string codec;

@@ -61,6 +61,30 @@ TEST(Spec, SplitsCompressorAndParams) {
   EXPECT_EQ(raw[1].first, "bucket");
   EXPECT_EQ(raw[1].second, "128");
   EXPECT_EQ(parse_compressor_spec("identity").memory, "none");
+  const auto d = parse_compressor_spec("dgc:momentum=0.9,clip=0+dgc:ratio=0.001");
+  EXPECT_EQ(d.memory, "dgc:momentum=0.9,clip=0");
+  EXPECT_EQ(d.codec, "dgc:ratio=0.001");
+  const auto t = parse_compressor_spec("threshold:tau=1e+5");
+  EXPECT_EQ(t.memory, "none");
+  EXPECT_EQ(t.codec, "threshold:tau=1e+5");
+  EXPECT_EQ(parse_compressor_spec("ef+threshold:tau=1e+5").codec, "threshold:tau=1e+5");
+  EXPECT_THROW(parse_compressor_spec("+qsgd"), SpecError);
+}
+
+// Every registered memory x codec: the canonical spec of a compressor parses back to the
+// same compressor (what the handshake and the run directory rely on).
+TEST(Spec, CompressorSpecRoundTrips) {
+  for (const auto* m : memory_entries()) {
+    for (const auto* c : codec_entries()) {
+      const std::string spec = m->name + "+" + c->name;
+      const Compressor a = make_compressor(spec);
+      const Compressor b = make_compressor(a.spec());
+      EXPECT_EQ(a.spec(), b.spec()) << spec;
+    }
+  }
+  const Compressor dgc = make_compressor("dgc+dgc:ratio=0.001", "dgc:momentum=0.5");
+  EXPECT_EQ(make_compressor(dgc.spec()).spec(), dgc.spec());
+  EXPECT_NE(dgc.spec().find("momentum=0.5"), std::string::npos) << dgc.spec();
 }
 
 TEST(Spec, BadSpecsNameTheProblem) {

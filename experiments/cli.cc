@@ -351,9 +351,9 @@ std::vector<std::pair<std::string, std::string>> OptionTable::values() const {
   return out;
 }
 
-std::string OptionTable::to_ini() const {
+std::string OptionTable::to_ini(const std::string& section) const {
   std::ostringstream os;
-  os << "# gradzip " << command_ << ": resolved configuration\n[" << command_ << "]\n";
+  os << "# gradzip " << command_ << ": resolved configuration\n[" << (section.empty() ? command_ : section) << "]\n";
   for (const auto& g : impl_->groups) {
     os << "\n# " << g << "\n";
     for (const auto& b : impl_->bindings) {

@@ -133,7 +133,9 @@ class OptionTable {
   std::string help() const;
   /// The resolved configuration as INI: a `[<command>]` header and one `key = value` per
   /// option, grouped with comments. Feeding it back with --config reproduces it exactly.
-  std::string to_ini() const;
+  /// `section` names the INI section header (default: this command), e.g. "train" so that
+  /// a run directory's config.ini written by `launch` or `ps` re-runs with `gradzip train`.
+  std::string to_ini(const std::string& section = "") const;
   /// The resolved configuration as (key, value) pairs, in declaration order.
   std::vector<std::pair<std::string, std::string>> values() const;
 

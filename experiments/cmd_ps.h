@@ -1,23 +1,9 @@
 // `gradzip ps`: one parameter-server shard process (ZeroMQ), serving the workers of a run.
+//
+// A shard must build the same model signature and bucket layout as its workers, so it
+// takes the train options (model, data set, compressor, shards, placement, optimizer):
+// `gradzip ps --config run.ini --rank S --bind tcp://*:PORT` is `gradzip train ... --role shard`.
+// Its INI section is [ps] (plus [common]).
 #pragma once
 
-#include <string>
-
-#include "experiments/options.h"
-
-namespace gradzip::cli {
-
-struct PsOptions {
-  std::string bind = "tcp://*:5555";  ///< ZeroMQ endpoint this shard listens on
-  std::string cluster_file = "";      ///< cluster file listing every shard and worker (overrides --bind)
-  int shard_rank = 0;                 ///< this shard's index in [0, shards)
-  TopologyOptions topology;
-  OptimizerOptions optimizer;
-  CompressionOptions compression;
-  RunOptions run;
-  int epochs = 10;                    ///< for the learning-rate schedule
-};
-
-void bind_ps_options(OptionTable* table, PsOptions* opt);
-
-}  // namespace gradzip::cli
+#include "experiments/cmd_train.h"

@@ -276,7 +276,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
   rdo.log_level = o.run.log_level;
   const std::string dir = o.run.run_dir.empty() ? comm::default_run_dir("train") : o.run.run_dir;
   auto run = comm::RunDir::create(dir, rdo);
-  run->write_config(table.to_ini());
+  run->write_config(table.to_ini("train"));  // children and re-runs use `gradzip train --config`
   run->write_host_info(GRADZIP_TORCH_VERSION);
   run->declare_metrics(metric_columns());
   auto log = run->logger();
@@ -553,7 +553,7 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
   rdo.log_level = o.run.log_level;
   const std::string dir = o.run.run_dir.empty() ? comm::default_run_dir("train") : o.run.run_dir;
   auto run = comm::RunDir::create(dir, rdo);
-  run->write_config(table.to_ini());
+  run->write_config(table.to_ini("train"));  // children and re-runs use `gradzip train --config`
   run->write_host_info(GRADZIP_TORCH_VERSION);
   run->declare_metrics(metric_columns());
   auto log = run->logger();
@@ -833,6 +833,8 @@ int run_cluster_rank(TrainOptions o) {
   return run_worker_role(o);
 }
 
+}  // namespace
+
 int run_train(const TrainOptions& o, const OptionTable& table) {
   if (o.role == "shard") return run_shard_role(o);
   if (o.role == "worker") return run_worker_role(o);
@@ -841,8 +843,6 @@ int run_train(const TrainOptions& o, const OptionTable& table) {
   if (o.cluster == "local" || o.cluster == "netem") return run_multi(o, table);
   return run_cluster_rank(o);
 }
-
-}  // namespace
 
 int cmd_train(int argc, char** argv) {
   TrainOptions opt;

@@ -43,6 +43,11 @@ struct TrainOptions {
 /// Registers every train option on `table`, bound to `opt`.
 void bind_train_options(OptionTable* table, TrainOptions* opt);
 
+/// Runs what the resolved options describe: the whole job (role empty: sim, local, netem,
+/// or this process's part of a FILE/slurm/mpi cluster) or one shard/worker process.
+/// Also the body of `gradzip ps` (role shard) and `gradzip launch` (cluster local/netem).
+int run_train(const TrainOptions& opt, const OptionTable& table);
+
 /// True when `cluster` is one of the cluster-mode keywords (not a file path).
 bool is_cluster_keyword(const std::string& cluster);
 

@@ -15,16 +15,13 @@
 // encoder) with kNonFiniteScale, before writing output. decode_add: acc_i += scale * y_i.
 //
 // Lossless on values representable in bfloat16 (the low 16 bits of the fp32 are zero).
-#include <algorithm>
-#include <cstring>
-
+// The codec body (blocks, validation, decode_add) is shared with fp16: quant/codecs/half_codec.h.
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/half_codec.h"
 #include "quant/half.h"
 
 namespace gradzip::quant {
 namespace {
-
-constexpr std::size_t kBlock = 2048;
 
 /// bfloat16 bits of x with overflow saturated to the largest finite bfloat16.
 inline std::uint16_t bf16_saturate(float x) {
@@ -32,64 +29,16 @@ inline std::uint16_t bf16_saturate(float x) {
   return (h & 0x7FFFu) == 0x7F80u ? static_cast<std::uint16_t>((h & 0x8000u) | 0x7F7Fu) : h;
 }
 
-class Bf16Codec final : public Codec {
- public:
-  CodecId id() const override { return CodecId::kBf16; }
-  std::string spec() const override { return "bf16"; }
-
- protected:
-  std::size_t params_bytes() const override { return 0; }
-  void write_params(std::uint8_t*) const override {}
-  std::size_t max_payload_bytes(std::size_t n) const override { return 2 * n; }
-
-  Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
-    // Blocks through a local array: the conversion loop then has no aliasing between
-    // the float input and the byte output and vectorizes.
-    const float* __restrict x = grad;
-    std::uint32_t nonfinite = 0;
-    std::uint16_t h[kBlock];
-    for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
-      const std::size_t cnt = std::min(kBlock, n - i0);
-      for (std::size_t j = 0; j < cnt; ++j) {
-        nonfinite |= (float_bits(x[i0 + j]) & 0x7F800000u) == 0x7F800000u;
-        h[j] = bf16_saturate(x[i0 + j]);
-      }
-      std::memcpy(sink->data + 2 * i0, h, 2 * cnt);
-    }
-    if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
-    sink->bytes = 2 * n;
-    return Status::Ok();
-  }
-
-  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "bf16 takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != 2 * m.numel) return Status(Errc::kBadLength, "payload is not 2 bytes per element");
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < m.numel; ++i) bad |= (load_le<std::uint16_t>(m.payload + 2 * i) & 0x7F80u) == 0x7F80u;
-    if (bad) return Status(Errc::kNonFiniteScale, "a value in the message is a bfloat16 Inf or NaN");
-    if (accumulate) {
-      run<true>(m, out, scale);
-    } else {
-      run<false>(m, out, scale);
-    }
-    return Status::Ok();
-  }
-
- private:
-  template <bool kAcc>
-  static void run(const MessageView& m, float* out, float scale) {
-    std::uint16_t h[kBlock];
-    for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
-      const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
-      std::memcpy(h, m.payload + 2 * i0, 2 * cnt);
-      float* __restrict o = out + i0;
-      for (std::size_t j = 0; j < cnt; ++j) emit<kAcc>(o, j, bf16_to_float(h[j]), scale);
-    }
-  }
+struct Bf16Traits {
+  static constexpr CodecId kId = CodecId::kBf16;
+  static constexpr const char* kName = "bf16";
+  static constexpr std::uint16_t kExpMask = 0x7F80u;
+  static constexpr const char* kNonFiniteMessage = "a value in the message is a bfloat16 Inf or NaN";
+  static std::uint16_t encode(float x) { return bf16_saturate(x); }
+  static float decode(std::uint16_t h) { return bf16_to_float(h); }
 };
 
-std::unique_ptr<Codec> make_bf16(const Params&) { return std::make_unique<Bf16Codec>(); }
+std::unique_ptr<Codec> make_bf16(const Params&) { return std::make_unique<HalfCodec<Bf16Traits>>(); }
 
 }  // namespace
 

@@ -18,21 +18,19 @@
 // The conversion loops select between a float-addition result and an integer result;
 // under GCC's default -ftrapping-math the vectorizer refuses to if-convert them. No FP
 // exception is ever observed here and the arithmetic is unchanged (no reassociation, no
-// contraction): this only lets the loops vectorize. Results are bit-identical.
+// contraction): this only lets the loops vectorize. Results are bit-identical. The codec
+// body (blocks, validation, decode_add) is shared with bf16: quant/codecs/half_codec.h,
+// included below the pragma so its loops get the same option.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 
-#include <algorithm>
-#include <cstring>
-
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/half_codec.h"
 #include "quant/half.h"
 
 namespace gradzip::quant {
 namespace {
-
-constexpr std::size_t kBlock = 2048;
 
 /// fp16 bits of a finite x with overflow saturated to the largest finite half:
 /// bit-identical to float_to_fp16(x) (quant/half.h) followed by Inf -> 0x7BFF, for every
@@ -63,64 +61,16 @@ inline float fp16_decode(std::uint16_t h) {
   return bits_float(sign | (em < 0x400u ? sub : (em << 13) + 0x38000000u));
 }
 
-class Fp16Codec final : public Codec {
- public:
-  CodecId id() const override { return CodecId::kFp16; }
-  std::string spec() const override { return "fp16"; }
-
- protected:
-  std::size_t params_bytes() const override { return 0; }
-  void write_params(std::uint8_t*) const override {}
-  std::size_t max_payload_bytes(std::size_t n) const override { return 2 * n; }
-
-  Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
-    // Blocks through a local array: the conversion loop then has no aliasing between
-    // the float input and the byte output and vectorizes.
-    const float* __restrict x = grad;
-    std::uint32_t nonfinite = 0;
-    std::uint16_t h[kBlock];
-    for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
-      const std::size_t cnt = std::min(kBlock, n - i0);
-      for (std::size_t j = 0; j < cnt; ++j) {
-        nonfinite |= (float_bits(x[i0 + j]) & 0x7F800000u) == 0x7F800000u;
-        h[j] = fp16_saturate(x[i0 + j]);
-      }
-      std::memcpy(sink->data + 2 * i0, h, 2 * cnt);
-    }
-    if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
-    sink->bytes = 2 * n;
-    return Status::Ok();
-  }
-
-  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "fp16 takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != 2 * m.numel) return Status(Errc::kBadLength, "payload is not 2 bytes per element");
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < m.numel; ++i) bad |= (load_le<std::uint16_t>(m.payload + 2 * i) & 0x7C00u) == 0x7C00u;
-    if (bad) return Status(Errc::kNonFiniteScale, "a value in the message is an fp16 Inf or NaN");
-    if (accumulate) {
-      run<true>(m, out, scale);
-    } else {
-      run<false>(m, out, scale);
-    }
-    return Status::Ok();
-  }
-
- private:
-  template <bool kAcc>
-  static void run(const MessageView& m, float* out, float scale) {
-    std::uint16_t h[kBlock];
-    for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
-      const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
-      std::memcpy(h, m.payload + 2 * i0, 2 * cnt);
-      float* __restrict o = out + i0;
-      for (std::size_t j = 0; j < cnt; ++j) emit<kAcc>(o, j, fp16_decode(h[j]), scale);
-    }
-  }
+struct Fp16Traits {
+  static constexpr CodecId kId = CodecId::kFp16;
+  static constexpr const char* kName = "fp16";
+  static constexpr std::uint16_t kExpMask = 0x7C00u;
+  static constexpr const char* kNonFiniteMessage = "a value in the message is an fp16 Inf or NaN";
+  static std::uint16_t encode(float x) { return fp16_saturate(x); }
+  static float decode(std::uint16_t h) { return fp16_decode(h); }
 };
 
-std::unique_ptr<Codec> make_fp16(const Params&) { return std::make_unique<Fp16Codec>(); }
+std::unique_ptr<Codec> make_fp16(const Params&) { return std::make_unique<HalfCodec<Fp16Traits>>(); }
 
 }  // namespace
 

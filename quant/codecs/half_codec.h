@@ -1,0 +1,96 @@
+// Shared body of the 16-bit float codecs (fp16, bf16): everything but the conversion.
+//
+// Wire format of both (the codec files document their conversion and overflow policy):
+//   Params: none (params_bytes = 0). Flags: none.
+//   Payload: n little-endian uint16 bit patterns, element i at bytes [2i, 2i+2).
+//   Size: 2n bytes.
+// Encode: a NaN/Inf input element makes encode fail with kNonFiniteInput.
+// Decode: validates params size 0, flags 0, payload length 2n, and refuses (with
+// kNonFiniteScale) any value whose exponent field is all ones (Inf/NaN: never written by
+// the encoder), all before writing output. decode_add: acc_i += scale * y_i.
+//
+// A codec file defines a traits struct (in its own anonymous namespace, so each
+// instantiation stays in that file and keeps that file's compile options, e.g. fp16.cc's
+// no-trapping-math) and instantiates HalfCodec<Traits>:
+//   static constexpr CodecId kId;             codec id on the wire
+//   static constexpr const char* kName;       spec name, also used in error messages
+//   static constexpr std::uint16_t kExpMask;  exponent field of the 16-bit format
+//   static constexpr const char* kNonFiniteMessage;  decode error for an Inf/NaN value
+//   static std::uint16_t encode(float x);     bits of finite x (saturating), inlinable
+//   static float decode(std::uint16_t h);     value of finite h, exact
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "quant/codec.h"
+#include "quant/half.h"
+#include "quant/wire.h"
+
+namespace gradzip::quant {
+
+template <typename Traits>
+class HalfCodec final : public Codec {
+ public:
+  CodecId id() const override { return Traits::kId; }
+  std::string spec() const override { return Traits::kName; }
+
+ protected:
+  std::size_t params_bytes() const override { return 0; }
+  void write_params(std::uint8_t*) const override {}
+  std::size_t max_payload_bytes(std::size_t n) const override { return 2 * n; }
+
+  Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
+    // Blocks through a local array: the conversion loop then has no aliasing between
+    // the float input and the byte output and vectorizes.
+    const float* __restrict x = grad;
+    std::uint32_t nonfinite = 0;
+    std::uint16_t h[kBlock];
+    for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
+      const std::size_t cnt = std::min(kBlock, n - i0);
+      for (std::size_t j = 0; j < cnt; ++j) {
+        nonfinite |= (float_bits(x[i0 + j]) & 0x7F800000u) == 0x7F800000u;
+        h[j] = Traits::encode(x[i0 + j]);
+      }
+      std::memcpy(sink->data + 2 * i0, h, 2 * cnt);
+    }
+    if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    sink->bytes = 2 * n;
+    return Status::Ok();
+  }
+
+  Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
+    if (m.params_bytes != 0) return Status(Errc::kBadParams, std::string(Traits::kName) + " takes no params");
+    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
+    if (m.payload_bytes != 2 * m.numel) return Status(Errc::kBadLength, "payload is not 2 bytes per element");
+    constexpr std::uint16_t kExp = Traits::kExpMask;
+    std::uint32_t bad = 0;
+    for (std::size_t i = 0; i < m.numel; ++i) bad |= (load_le<std::uint16_t>(m.payload + 2 * i) & kExp) == kExp;
+    if (bad) return Status(Errc::kNonFiniteScale, Traits::kNonFiniteMessage);
+    if (accumulate) {
+      run<true>(m, out, scale);
+    } else {
+      run<false>(m, out, scale);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  static constexpr std::size_t kBlock = 2048;
+
+  template <bool kAcc>
+  static void run(const MessageView& m, float* out, float scale) {
+    std::uint16_t h[kBlock];
+    for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
+      const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
+      std::memcpy(h, m.payload + 2 * i0, 2 * cnt);
+      float* __restrict o = out + i0;
+      for (std::size_t j = 0; j < cnt; ++j) emit<kAcc>(o, j, Traits::decode(h[j]), scale);
+    }
+  }
+};
+
+}  // namespace gradzip::quant

@@ -162,6 +162,15 @@ void write_sparse_block(const float* x, std::uint64_t numel, const std::uint64_t
   *bytes = static_cast<std::uint64_t>(p - dst);
 }
 
+Status write_kept_block(const float* x, std::uint64_t numel, const std::vector<std::uint64_t>& kept,
+                        SparseValues fmt, std::size_t offset, PayloadSink* sink) {
+  if (kept_nonfinite(x, kept.data(), kept.size())) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+  std::uint64_t bytes = 0;
+  write_sparse_block(x, numel, kept.data(), kept.size(), fmt, sink->data + offset, &bytes, &sink->flags);
+  sink->bytes = offset + bytes;
+  return Status::Ok();
+}
+
 Status parse_value_block(const std::uint8_t* src, std::uint64_t bytes, std::uint64_t count, SparseValues fmt,
                          ValueBlockView* view) {
   const std::uint64_t need = value_block_bytes(count, fmt);

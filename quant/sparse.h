@@ -90,6 +90,16 @@ std::uint64_t write_value_block(const float* x, const std::uint64_t* idx, std::u
 void write_sparse_block(const float* x, std::uint64_t numel, const std::uint64_t* idx, std::uint64_t count,
                         SparseValues fmt, std::uint8_t* dst, std::uint64_t* bytes, std::uint8_t* flags);
 
+/// Encoder tail of the selection codecs (topk, threshold, dgc): refuses the gradient
+/// with kNonFiniteInput if a kept element x[kept[j]] is NaN or Inf (kept_nonfinite: a
+/// selection by largest |x| detects non-finite input anywhere this way), else writes the
+/// sparse block of the kept pairs at sink->data + offset (write_sparse_block: kept
+/// strictly increasing and < numel, capacity >= offset + sparse_block_max_bytes), sets
+/// sink->bytes = offset + block bytes and ORs the varint flag into sink->flags. The
+/// first `offset` bytes (a codec's own fields before the block) are not touched.
+Status write_kept_block(const float* x, std::uint64_t numel, const std::vector<std::uint64_t>& kept,
+                        SparseValues fmt, std::size_t offset, PayloadSink* sink);
+
 /// A validated value block (points into the message).
 struct ValueBlockView {
   SparseValues fmt = SparseValues::kFp32;

@@ -156,11 +156,8 @@ class DgcCodec final : public Codec {
     dgc_select(grad, n, k, sample_, ctx, &kept);
     // Every path keeps the largest abs_key, and NaN/Inf have the largest keys, so
     // non-finite input shows up among the kept elements (no separate pass).
-    if (kept_nonfinite(grad, kept.data(), kept.size())) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    GZ_RETURN_IF_ERROR(write_kept_block(grad, n, kept, values_, 8, sink));
     store_le<std::uint64_t>(sink->data, ctx.step);
-    std::uint64_t bytes = 0;
-    write_sparse_block(grad, n, kept.data(), kept.size(), values_, sink->data + 8, &bytes, &sink->flags);
-    sink->bytes = 8 + bytes;
     return Status::Ok();
   }
 

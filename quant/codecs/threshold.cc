@@ -47,11 +47,7 @@ class ThresholdCodec final : public Codec {
     std::vector<std::uint64_t> idx;
     (void)collect_abs_at_least(grad, n, tau_key, UINT64_MAX, &idx);
     // NaN/Inf keys exceed every finite tau's key, so they are kept if present.
-    if (kept_nonfinite(grad, idx.data(), idx.size())) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
-    std::uint64_t bytes = 0;
-    write_sparse_block(grad, n, idx.data(), idx.size(), values_, sink->data, &bytes, &sink->flags);
-    sink->bytes = bytes;
-    return Status::Ok();
+    return write_kept_block(grad, n, idx, values_, 0, sink);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

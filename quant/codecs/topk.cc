@@ -61,11 +61,7 @@ class TopKCodec final : public Codec {
     std::vector<std::uint64_t> idx;
     select_top_keys(n, topk_count(n, ratio_, k_), [grad](std::uint64_t i) { return abs_key(grad[i]); }, &idx);
     // NaN/Inf have the largest keys, so they are kept if present (no separate pass).
-    if (kept_nonfinite(grad, idx.data(), idx.size())) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
-    std::uint64_t bytes = 0;
-    write_sparse_block(grad, n, idx.data(), idx.size(), values_, sink->data, &bytes, &sink->flags);
-    sink->bytes = bytes;
-    return Status::Ok();
+    return write_kept_block(grad, n, idx, values_, 0, sink);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

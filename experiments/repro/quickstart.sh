@@ -3,8 +3,10 @@
 #   Fashion-MNIST (Debian's dataset-fashion-mnist), ResNet-20 at base width 8, 4 worker
 #   processes + 2 parameter-server shard processes talking ZeroMQ over loopback TCP;
 #   codecs identity, fp16, QSGD 4-bit + EF, scaled sign + EF, top-k 1% + EF, DGC 0.1%
-#   (DGC's sampled-threshold sparsifier with residual error feedback: the "dgc" momentum-
-#   correction memory's canonical spec does not parse back on the shards yet).
+#   (DGC's sampled-threshold sparsifier with residual error feedback. DGC's own memory,
+#   `dgc+dgc:ratio=0.001`, moves momentum to the workers (Lin et al. 2018, momentum
+#   correction); with the shards' SGD momentum of 0.9 still on it would count momentum
+#   twice, so set --momentum 0 on the shards when comparing it.)
 #   Data: 2048 training images x 6 epochs, 1000 test images (experiments/configs/quickstart.ini).
 # Expected run time: about 10 minutes on a 2-core CPU, once gradzip is built.
 # Usage: experiments/repro/quickstart.sh [OUT_DIR]   (default out/quickstart; resumable:

@@ -22,6 +22,8 @@
 #include <cuda_runtime_api.h>
 
 #include "quant/cuda_kernels.cuh"
+#include "quant/half.h"
+#include "quant/sparse.h"
 
 namespace gradzip::quant::cuda::sparse {
 
@@ -134,6 +136,42 @@ struct SparseDecodePlan {
   std::uint64_t index_bytes = 0;  ///< validated only
   VarintEntries entries;          ///< validated varint blocks only
 };
+
+/// Fills *plan for a block the host has validated (parse_sparse_block, quant/sparse.h,
+/// with value format wire_fmt): format, count and index format from the view, and the
+/// varint entry points when the indices are varints. Other plan fields are not touched.
+inline void plan_validated_block(SparseValues wire_fmt, const SparseBlockView& view, SparseDecodePlan* plan) {
+  plan->fmt = static_cast<Values>(wire_fmt);
+  plan->count = view.count;
+  plan->validated = true;
+  plan->varint = view.varint;
+  plan->index_bytes = view.index_bytes;
+  if (view.varint) plan_varint(view.indices, view.index_bytes, view.count, &plan->entries);
+}
+
+/// Writes value j of a value block in format fmt (at `values`, the block start) for the
+/// kept element v, as write_value_block (quant/sparse.cc) does, and returns the value a
+/// decoder reads back: fp32 v itself; fp16 float_to_fp16(v) saturated to +-65504; int8
+/// q = rint(v / scale) clamped to [-127, 127] (0 when scale == 0) at values[4 + j],
+/// decoded as q * scale. `scale` is only read for int8 (its bytes are written elsewhere).
+__device__ __forceinline__ float write_kept_value(std::uint8_t* values, Values fmt, std::uint64_t j, float v,
+                                                  float scale) {
+  if (fmt == Values::kFp32) {
+    reinterpret_cast<float*>(values)[j] = v;
+    return v;
+  }
+  if (fmt == Values::kFp16) {
+    std::uint16_t h = float_to_fp16(v);
+    if ((h & 0x7FFFu) == 0x7C00u) h = static_cast<std::uint16_t>((h & 0x8000u) | 0x7BFFu);  // saturate
+    reinterpret_cast<std::uint16_t*>(values)[j] = h;
+    return fp16_to_float(h);
+  }
+  float q = scale > 0.0f ? rintf(v / scale) : 0.0f;
+  q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+  const auto q8 = static_cast<std::int8_t>(q);
+  values[4 + j] = static_cast<std::uint8_t>(q8);
+  return static_cast<float>(q8) * scale;
+}
 
 
 /// Selection state for top-k of k elements (zeroed histogram; kernels fill the rest).

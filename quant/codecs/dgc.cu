@@ -276,12 +276,7 @@ class DgcCudaCodec final : public CudaCodec {
         return Status(Errc::kBadLength, "dgc message holds " + std::to_string(view.count) +
                                             " values, outside [0.8, 1.25] x the target " + std::to_string(k));
       }
-      plan.fmt = static_cast<Values>(wire_fmt);
-      plan.count = view.count;
-      plan.validated = true;
-      plan.varint = view.varint;
-      plan.index_bytes = view.index_bytes;
-      if (view.varint) sparse::plan_varint(view.indices, view.index_bytes, view.count, &plan.entries);
+      sparse::plan_validated_block(wire_fmt, view, &plan);
       params_bytes = m->params_bytes;
     }
     // The sparse block follows the 8-byte step field.

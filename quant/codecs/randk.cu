@@ -96,22 +96,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   for (std::size_t j = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < k; j += stride) {
     const std::uint64_t i = idx[j];
     const float v = x[i];
-    float dec;
-    if (fmt == Values::kFp32) {
-      reinterpret_cast<float*>(values)[j] = v;
-      dec = v;
-    } else if (fmt == Values::kFp16) {
-      std::uint16_t h = float_to_fp16(v);
-      if ((h & 0x7FFFu) == 0x7C00u) h = static_cast<std::uint16_t>((h & 0x8000u) | 0x7BFFu);  // saturate
-      reinterpret_cast<std::uint16_t*>(values)[j] = h;
-      dec = fp16_to_float(h);
-    } else {
-      float q = scale > 0.0f ? rintf(v / scale) : 0.0f;
-      q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-      const auto q8 = static_cast<std::int8_t>(q);
-      values[4 + j] = static_cast<std::uint8_t>(q8);
-      dec = static_cast<float>(q8) * scale;
-    }
+    const float dec = sparse::write_kept_value(values, fmt, j, v, scale);
     if constexpr (kEf) r[i] = v - dec * f;  // Memory "ef" update: p - decode(p)
   }
 }

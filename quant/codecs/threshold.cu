@@ -65,12 +65,7 @@ class ThresholdCudaCodec final : public CudaCodec {
       }
       SparseBlockView view;
       GZ_RETURN_IF_ERROR(parse_sparse_block(m->payload, m->payload_bytes, m->numel, m->flags, wire_fmt, &view));
-      plan.fmt = static_cast<Values>(wire_fmt);
-      plan.count = view.count;
-      plan.validated = true;
-      plan.varint = view.varint;
-      plan.index_bytes = view.index_bytes;
-      if (view.varint) sparse::plan_varint(view.indices, view.index_bytes, view.count, &plan.entries);
+      sparse::plan_validated_block(wire_fmt, view, &plan);
       params_bytes = m->params_bytes;
     }
     return sparse::launch_sparse_decode(plan, d_msg, d_msg + kHeaderBytes + params_bytes, n, d_out, scale, accumulate,

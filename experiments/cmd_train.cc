@@ -227,6 +227,20 @@ nlohmann::json stages_json(const trainer::StageSeconds& s) {
           {"encode", s.encode},       {"send", s.send}, {"pull_wait", s.pull_wait}, {"apply", s.apply}};
 }
 
+// Creates the run directory (--run-dir, or a fresh one under runs/) with its resolved
+// config.ini (section [train]: children and re-runs use `gradzip train --config`), host
+// info and the declared metrics columns.
+std::unique_ptr<comm::RunDir> open_run_dir(const TrainOptions& o, const OptionTable& table) {
+  comm::RunDirOptions rdo;
+  rdo.log_level = o.run.log_level;
+  const std::string dir = o.run.run_dir.empty() ? comm::default_run_dir("train") : o.run.run_dir;
+  auto run = comm::RunDir::create(dir, rdo);
+  run->write_config(table.to_ini("train"));
+  run->write_host_info(GRADZIP_TORCH_VERSION);
+  run->declare_metrics(metric_columns());
+  return run;
+}
+
 int run_sim(const TrainOptions& o, const OptionTable& table) {
   const comm::LinkProfile link = comm::parse_link(o.link);
   const std::vector<comm::LinkProfile> report_links = comm::parse_link_list(o.report_links);
@@ -272,13 +286,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
   }
   data = trainer::DataSplit{};  // the trainer loads its own copy
 
-  comm::RunDirOptions rdo;
-  rdo.log_level = o.run.log_level;
-  const std::string dir = o.run.run_dir.empty() ? comm::default_run_dir("train") : o.run.run_dir;
-  auto run = comm::RunDir::create(dir, rdo);
-  run->write_config(table.to_ini("train"));  // children and re-runs use `gradzip train --config`
-  run->write_host_info(GRADZIP_TORCH_VERSION);
-  run->declare_metrics(metric_columns());
+  auto run = open_run_dir(o, table);
   auto log = run->logger();
   const auto layout_shards = static_cast<std::uint32_t>(o.topology.shards);
 
@@ -549,13 +557,7 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
     cluster = std::make_unique<experiments::NetemCluster>(no);
   }
 
-  comm::RunDirOptions rdo;
-  rdo.log_level = o.run.log_level;
-  const std::string dir = o.run.run_dir.empty() ? comm::default_run_dir("train") : o.run.run_dir;
-  auto run = comm::RunDir::create(dir, rdo);
-  run->write_config(table.to_ini("train"));  // children and re-runs use `gradzip train --config`
-  run->write_host_info(GRADZIP_TORCH_VERSION);
-  run->declare_metrics(metric_columns());
+  auto run = open_run_dir(o, table);
   auto log = run->logger();
   const fs::path procs = run->path() / "procs";
   fs::create_directories(procs);

@@ -10,17 +10,39 @@
 #define GZ_HAVE_AVX2_CLONES 1
 #endif
 
+#include <atomic>
+
 namespace gradzip::quant {
 
-/// True when the running CPU supports AVX2 (and the build has AVX2 clones); cached
-/// after the first call. Thread-safe (function-local static).
+namespace detail {
+/// Set by ForcePortableSimdForTest only: makes cpu_has_avx2() answer false.
+inline std::atomic<bool>& force_portable_simd() {
+  static std::atomic<bool> forced{false};
+  return forced;
+}
+}  // namespace detail
+
+/// True when the running CPU supports AVX2 (and the build has AVX2 clones), unless a
+/// test forced the portable paths. The CPU check is cached after the first call.
+/// Thread-safe.
 inline bool cpu_has_avx2() {
 #if defined(GZ_HAVE_AVX2_CLONES)
   static const bool has = __builtin_cpu_supports("avx2");
-  return has;
+  return has && !detail::force_portable_simd().load(std::memory_order_relaxed);
 #else
   return false;
 #endif
 }
+
+/// RAII switch for tests: while alive, every runtime-dispatched loop takes its portable
+/// (SSE2) copy, so a test on an AVX2 host can check both copies give the same bytes.
+/// Not for concurrent use with encodes on other threads.
+class ForcePortableSimdForTest {
+ public:
+  ForcePortableSimdForTest() { detail::force_portable_simd().store(true); }
+  ~ForcePortableSimdForTest() { detail::force_portable_simd().store(false); }
+  ForcePortableSimdForTest(const ForcePortableSimdForTest&) = delete;
+  ForcePortableSimdForTest& operator=(const ForcePortableSimdForTest&) = delete;
+};
 
 }  // namespace gradzip::quant

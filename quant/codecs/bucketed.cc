@@ -5,6 +5,8 @@
 // thread.) Philox: Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3".
 #include "quant/codecs/bucketed.h"
 
+#include "quant/cpu.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define GZ_HAVE_AVX2_PHILOX 1
 #include <immintrin.h>
@@ -125,14 +127,13 @@ __attribute__((target("avx2"))) void rounding_words_avx2(const SeedContext& ctx,
   scalar_tail(ctx, first_block, b, nblocks, out);
 }
 
-const bool kCpuHasAvx2 = __builtin_cpu_supports("avx2");
 #endif
 
 }  // namespace
 
 void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out) {
 #if defined(GZ_HAVE_AVX2_PHILOX)
-  if (kCpuHasAvx2) {
+  if (cpu_has_avx2()) {
     rounding_words_avx2(ctx, first_block, nblocks, out);
     return;
   }

@@ -59,24 +59,16 @@
 #include <vector>
 
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/dgc.h"
 #include "quant/sparse.h"
 
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kDgcParamsBytes = 24;
-constexpr std::uint64_t kMinSamples = 16384;
-constexpr int kMaxLowerings = 4;
-
-double dgc_density(double ratio, std::uint32_t warmup_steps, std::uint64_t step) {
-  if (warmup_steps == 0 || step >= warmup_steps) return ratio;
-  const std::uint64_t stage = (4 * step) / warmup_steps;  // 0..3
-  double d = 0.25;
-  for (std::uint64_t s = 0; s < stage; ++s) d *= 0.25;
-  return std::max(ratio, d);
-}
-
-bool count_in_band(std::uint64_t c, std::uint64_t k) { return 4 * k <= 5 * c && 4 * c <= 5 * k; }
+using dgc::count_in_band;
+using dgc::kMaxLowerings;
+using dgc::kMinSamples;
+constexpr std::size_t kDgcParamsBytes = dgc::kParamsBytes;
 
 /// Steps 3-6: the kept indices (ascending) for target k.
 void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample, const SeedContext& ctx,
@@ -151,7 +143,7 @@ class DgcCodec final : public Codec {
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     GZ_RETURN_IF_ERROR(check_seed_context(ctx));
-    const std::uint64_t k = count_for_ratio(n, dgc_density(ratio_, warmup_steps_, ctx.step));
+    const std::uint64_t k = count_for_ratio(n, dgc::density(ratio_, warmup_steps_, ctx.step));
     std::vector<std::uint64_t> kept;
     dgc_select(grad, n, k, sample_, ctx, &kept);
     // Every path keeps the largest abs_key, and NaN/Inf have the largest keys, so
@@ -179,7 +171,7 @@ class DgcCodec final : public Codec {
     if (step >= (std::uint64_t{1} << 32)) return Status(Errc::kBadParams, "dgc step exceeds 2^32");
     SparseBlockView view;
     GZ_RETURN_IF_ERROR(parse_sparse_block(m.payload + 8, m.payload_bytes - 8, m.numel, m.flags, fmt, &view));
-    const std::uint64_t k = count_for_ratio(m.numel, dgc_density(ratio, warmup, step));
+    const std::uint64_t k = count_for_ratio(m.numel, dgc::density(ratio, warmup, step));
     if (!count_in_band(view.count, k)) {
       return Status(Errc::kBadLength, "dgc message holds " + std::to_string(view.count) +
                                           " values, outside [0.8, 1.25] x the target " + std::to_string(k));

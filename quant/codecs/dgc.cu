@@ -33,6 +33,7 @@
 #include <cmath>
 
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/dgc.h"
 #include "quant/cuda_registry.h"
 #include "quant/cuda_sparse.cuh"
 #include "quant/sparse.h"
@@ -43,20 +44,10 @@ namespace {
 using sparse::SparseWorkspace;
 using sparse::Values;
 
-constexpr std::size_t kDgcParamsBytes = 24;
-constexpr std::uint64_t kMinSamples = 16384;  // dgc.cc
-constexpr int kMaxLowerings = 4;              // dgc.cc
-
-/// dgc.cc dgc_density, same double operations.
-double dgc_density(double ratio, std::uint32_t warmup_steps, std::uint64_t step) {
-  if (warmup_steps == 0 || step >= warmup_steps) return ratio;
-  const std::uint64_t stage = (4 * step) / warmup_steps;  // 0..3
-  double d = 0.25;
-  for (std::uint64_t s = 0; s < stage; ++s) d *= 0.25;
-  return std::max(ratio, d);
-}
-
-bool count_in_band(std::uint64_t c, std::uint64_t k) { return 4 * k <= 5 * c && 4 * c <= 5 * k; }
+using dgc::count_in_band;
+using dgc::kMaxLowerings;
+using dgc::kMinSamples;
+constexpr std::size_t kDgcParamsBytes = dgc::kParamsBytes;
 
 /// Decision state of the sampled selection (device).
 struct DgcState {
@@ -185,7 +176,7 @@ class DgcCudaCodec final : public CudaCodec {
     if (query) return Status::Ok();
     if (ctx.step >= (std::uint64_t{1} << 32)) return Status(Errc::kInvalidArgument, "step must be < 2^32 (Philox layout)");
     const DgcWorkspace ws = DgcWorkspace::layout(d_workspace, n, c_max(n), m);
-    const std::uint64_t k = count_for_ratio(n, dgc_density(ratio_, warmup_steps_, ctx.step));
+    const std::uint64_t k = count_for_ratio(n, dgc::density(ratio_, warmup_steps_, ctx.step));
     std::uint8_t lead[8];
     store_le<std::uint64_t>(lead, ctx.step);
     MessagePrefix prefix;
@@ -271,7 +262,7 @@ class DgcCudaCodec final : public CudaCodec {
       if (step >= (std::uint64_t{1} << 32)) return Status(Errc::kBadParams, "dgc step exceeds 2^32");
       SparseBlockView view;
       GZ_RETURN_IF_ERROR(parse_sparse_block(m->payload + 8, m->payload_bytes - 8, m->numel, m->flags, wire_fmt, &view));
-      const std::uint64_t k = count_for_ratio(m->numel, dgc_density(ratio, warmup, step));
+      const std::uint64_t k = count_for_ratio(m->numel, dgc::density(ratio, warmup, step));
       if (!count_in_band(view.count, k)) {
         return Status(Errc::kBadLength, "dgc message holds " + std::to_string(view.count) +
                                             " values, outside [0.8, 1.25] x the target " + std::to_string(k));

@@ -50,19 +50,25 @@ std::vector<std::uint8_t> Codec::encode(const float* grad, std::size_t n, const 
   return out;
 }
 
+Status parse_message_for(const std::uint8_t* msg, std::size_t bytes, CodecId expected, std::size_t n,
+                         MessageView* view) {
+  GZ_RETURN_IF_ERROR(parse_message(msg, bytes, view));
+  if (view->codec != expected) {
+    return Status(Errc::kCodecMismatch, std::string("message holds codec '") + codec_name(view->codec) +
+                                            "', expected '" + codec_name(expected) + "'");
+  }
+  if (view->numel != n) {
+    return Status(Errc::kSizeMismatch, "message has " + std::to_string(view->numel) + " elements, buffer has " +
+                                           std::to_string(n));
+  }
+  return Status::Ok();
+}
+
 Status Codec::decode_impl(const std::uint8_t* msg, std::size_t bytes, float* out, std::size_t n, float scale,
                           bool accumulate) const {
   if (out == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null output pointer");
   MessageView m;
-  GZ_RETURN_IF_ERROR(parse_message(msg, bytes, &m));
-  if (m.codec != id()) {
-    return Status(Errc::kCodecMismatch, std::string("message holds codec '") + codec_name(m.codec) +
-                                            "', expected '" + codec_name(id()) + "'");
-  }
-  if (m.numel != n) {
-    return Status(Errc::kSizeMismatch, "message has " + std::to_string(m.numel) + " elements, buffer has " +
-                                           std::to_string(n));
-  }
+  GZ_RETURN_IF_ERROR(parse_message_for(msg, bytes, id(), n, &m));
   if (accumulate && !std::isfinite(scale)) return Status(Errc::kInvalidArgument, "non-finite decode_add scale");
   return decode_payload(m, out, scale, accumulate);
 }

@@ -85,6 +85,12 @@ class Codec {
                      bool accumulate) const;
 };
 
+/// parse_message, then checks that the message holds codec `expected` (kCodecMismatch)
+/// and exactly `n` elements (kSizeMismatch). What every decoder — CPU or CUDA — runs
+/// before it touches its output.
+Status parse_message_for(const std::uint8_t* msg, std::size_t bytes, CodecId expected, std::size_t n,
+                         MessageView* view);
+
 /// Decodes any message by looking its codec up in the registry (the receiver need not
 /// know the codec in advance). Same contract as Codec::decode / decode_add.
 Status decode_any(const std::uint8_t* msg, std::size_t bytes, float* out, std::size_t n);

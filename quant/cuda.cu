@@ -124,15 +124,7 @@ Status CudaCodec::decode_impl(const std::uint8_t* h_msg, const std::uint8_t* d_m
     return Status(Errc::kInvalidArgument, "d_msg must be " + std::to_string(kMessageAlignment) + "-byte aligned");
   }
   MessageView m;
-  GZ_RETURN_IF_ERROR(parse_message(h_msg, bytes, &m));
-  if (m.codec != id()) {
-    return Status(Errc::kCodecMismatch, std::string("message holds codec '") + codec_name(m.codec) +
-                                            "', expected '" + codec_name(id()) + "'");
-  }
-  if (m.numel != n) {
-    return Status(Errc::kSizeMismatch, "message has " + std::to_string(m.numel) + " elements, buffer has " +
-                                           std::to_string(n));
-  }
+  GZ_RETURN_IF_ERROR(parse_message_for(h_msg, bytes, id(), n, &m));
   if (accumulate && !(scale - scale == 0.0f)) return Status(Errc::kInvalidArgument, "non-finite decode_add scale");
   return decode_payload_ws(&m, d_msg, n, d_out, scale, accumulate, d_workspace, available, stream);
 }

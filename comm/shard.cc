@@ -297,7 +297,8 @@ bool Shard::admit_push(const std::string& peer, const Envelope& e, const FrameVi
   *local = static_cast<std::size_t>(local_of_[e.bucket]);
   if (beyond_step_window(e)) {
     refuse(peer, e, ProtoErr::kWrongStep,
-           fmt::format("step {} is more than {} steps ahead of the shard's step {}", e.step, opt_.step_window, version_),
+           fmt::format("step {} is more than {} steps ahead of the shard's step {}", e.step, opt_.step_window,
+                       version_),
            out);
     return false;
   }

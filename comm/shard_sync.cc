@@ -49,7 +49,8 @@ quant::Status Shard::accumulate_message(const FrameView& msg, const quant::Codec
   // The accumulator is not zeroed: the first contribution of a bucket overwrites it
   // (saves a pass over the partition per step).
   if (opt_.aggregation == Aggregation::kMean) {
-    return first ? codec.decode(msg.data, msg.size, acc, numel) : codec.decode_add(msg.data, msg.size, acc, numel, 1.0f);
+    if (first) return codec.decode(msg.data, msg.size, acc, numel);
+    return codec.decode_add(msg.data, msg.size, acc, numel, 1.0f);
   }
   // Majority vote: each worker votes sign(g); the votes are summed here and apply_sync
   // takes the sign of the sum.

@@ -1,6 +1,6 @@
-// Child processes and the `gradzip launch` logic: start M shards and N workers on
-// loopback, forward SIGINT/SIGTERM, tear every child down when one fails, exit non-zero
-// naming the failed process.
+// Child processes (ChildProcess) and a supervisor (run_launch): start M shards and N
+// workers on loopback, forward SIGINT/SIGTERM, tear every child down when one fails,
+// exit non-zero naming the failed process.
 #pragma once
 
 #include <sys/types.h>
@@ -41,7 +41,7 @@ class ChildProcess {
   int exit_code_ = -1;
 };
 
-/// Settings of `gradzip launch` (filled by the CLI).
+/// Settings of run_launch (filled by its caller).
 struct LaunchOptions {
   std::vector<std::vector<std::string>> shard_commands;   ///< argv per shard
   std::vector<std::vector<std::string>> worker_commands;  ///< argv per worker

@@ -1,6 +1,7 @@
 // The registry of codecs and memories: a table, not an if/else factory. Each codec file
 // defines one CodecEntry (name, wire id, parameters with defaults and ranges, paper);
-// quant/registry.cc lists them. `gradzip compressors` prints this table.
+// the codec list quant/codecs/codec_list.inc registers the codecs, quant/registry.cc the
+// memories. `gradzip compressors` prints this table.
 #pragma once
 
 #include <memory>

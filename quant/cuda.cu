@@ -264,6 +264,7 @@ const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
 #define GRADZIP_CODEC_TWIN_ENTRY_CUDA(stem) &cuda_##stem##_entry(),
 #define GRADZIP_CODEC_TWIN_ENTRY_CPU_ONLY(stem)
 #include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
 #undef GRADZIP_CODEC_TWIN_ENTRY_CUDA
 #undef GRADZIP_CODEC_TWIN_ENTRY_CPU_ONLY
   };

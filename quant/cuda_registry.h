@@ -38,6 +38,7 @@ struct CudaMemoryEntry {
 #define GRADZIP_CODEC_TWIN_CPU_ONLY(stem)
 #define GRADZIP_CODEC(enumerator, wire_id, stem, twin) GRADZIP_CODEC_TWIN_##twin(stem)
 #include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
 #undef GRADZIP_CODEC_TWIN_CUDA
 #undef GRADZIP_CODEC_TWIN_CPU_ONLY
 // One function per memory twin (quant/memory/<memory>.cu).

@@ -13,6 +13,7 @@ const std::vector<const CodecEntry*>& codec_entries() {
   static const std::vector<const CodecEntry*> entries = {
 #define GRADZIP_CODEC(enumerator, wire_id, stem, twin) &stem##_entry(),
 #include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
   };
   return entries;
 }

@@ -41,6 +41,7 @@ constexpr std::uint64_t kMaxMessageNumel = std::uint64_t{1} << 34;
 enum class CodecId : std::uint8_t {
 #define GRADZIP_CODEC(enumerator, wire_id, stem, twin) enumerator = wire_id,
 #include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
 };
 
 /// Header flag bits. A codec declares which it may set; others are refused on decode.

@@ -8,5 +8,6 @@ namespace gradzip::quant {
 
 #define GRADZIP_CODEC(enumerator, wire_id, stem, twin) const CodecEntry& stem##_entry();
 #include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
 
 }  // namespace gradzip::quant

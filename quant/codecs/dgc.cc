@@ -188,6 +188,11 @@ class DgcCodec final : public Codec {
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 24 + 8 (step) + the sparse block of the kept indices.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>& kept) {
+  return kHeaderBytes + dgc::kParamsBytes + 8 + sparse_block_bytes(n, kept.data(), kept.size(), sparse_values_from_name(p.get_enum("values")), nullptr);
+}
+
 std::unique_ptr<Codec> make_dgc(const Params& p) {
   return std::make_unique<DgcCodec>(p.get_float("ratio"), p.get_float("sample"),
                                     static_cast<std::uint32_t>(p.get_int("warmup_steps")),
@@ -208,7 +213,7 @@ const CodecEntry& dgc_entry() {
        {"warmup_steps", ParamKind::kInt, "0", 0, 4294967295.0, {},
         "warm-up length in steps: density 25%, 6.25%, 1.5625%, 0.39% per quarter, then ratio"},
        sparse_values_param()},
-      &make_dgc};
+      &make_dgc, {&message_bytes, true}};
   return entry;
 }
 

@@ -70,6 +70,11 @@ struct Fp16Traits {
   static float decode(std::uint16_t h) { return fp16_decode(h); }
 };
 
+/// The documented message size: 40 + 2n bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + 2 * n;
+}
+
 std::unique_ptr<Codec> make_fp16(const Params&) { return std::make_unique<HalfCodec<Fp16Traits>>(); }
 
 }  // namespace
@@ -78,7 +83,7 @@ const CodecEntry& fp16_entry() {
   static const CodecEntry entry{"fp16", CodecId::kFp16,
                                 "IEEE binary16, round to nearest even, overflow saturates to +-65504 (16 bits/element)",
                                 "IEEE 754-2008 binary16; Micikevicius et al. 2018, mixed precision training (ICLR)",
-                                {}, &make_fp16};
+                                {}, &make_fp16, {&message_bytes}};
   return entry;
 }
 

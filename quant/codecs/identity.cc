@@ -39,13 +39,18 @@ class IdentityCodec final : public Codec {
   }
 };
 
+/// The documented message size: 40 + 4n bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + 4 * n;
+}
+
 std::unique_ptr<Codec> make_identity(const Params&) { return std::make_unique<IdentityCodec>(); }
 
 }  // namespace
 
 const CodecEntry& identity_entry() {
   static const CodecEntry entry{"identity", CodecId::kIdentity, "fp32 values, uncompressed (32 bits/element)",
-                                "baseline", {}, &make_identity};
+                                "baseline", {}, &make_identity, {&message_bytes}};
   return entry;
 }
 

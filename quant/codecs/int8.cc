@@ -99,6 +99,12 @@ class Int8Codec final : public Codec {
   std::uint32_t bucket_;
 };
 
+/// The documented message size: 40 + 4 + 4*ceil(n/bucket) + n bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 4 + 4 * ((n + bucket - 1) / bucket) + n;
+}
+
 std::unique_ptr<Codec> make_int8(const Params& p) {
   return std::make_unique<Int8Codec>(static_cast<std::uint32_t>(p.get_int("bucket")));
 }
@@ -109,7 +115,7 @@ const CodecEntry& int8_entry() {
   static const CodecEntry entry{"int8", CodecId::kInt8,
                                 "uniform int8, per-bucket max-abs scale, round to nearest (8 bits + 32/bucket)",
                                 "Dettmers 2016, 8-bit approximations for parallelism in deep learning (ICLR)",
-                                {bucketed::bucket_param("512")}, &make_int8};
+                                {bucketed::bucket_param("512")}, &make_int8, {&message_bytes}};
   return entry;
 }
 

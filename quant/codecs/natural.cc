@@ -145,6 +145,11 @@ class NaturalCodec final : public Codec {
   }
 };
 
+/// The documented message size: 40 + n + ceil(n/8) bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + n + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_natural(const Params&) { return std::make_unique<NaturalCodec>(); }
 
 }  // namespace
@@ -154,7 +159,7 @@ const CodecEntry& natural_entry() {
                                 "unbiased stochastic rounding to a power of two: sign + 8-bit exponent (9 bits/element)",
                                 "Horvath et al. 2019, Natural compression for distributed deep learning "
                                 "(arXiv:1905.10988), eq. (2)",
-                                {}, &make_natural};
+                                {}, &make_natural, {&message_bytes}};
   return entry;
 }
 

@@ -108,6 +108,12 @@ class OneBitCodec final : public Codec {
   std::uint32_t bucket_;
 };
 
+/// The documented message size: 40 + 4 + 8*ceil(n/bucket) + ceil(n/8) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 4 + 8 * ((n + bucket - 1) / bucket) + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_onebit(const Params& p) {
   return std::make_unique<OneBitCodec>(static_cast<std::uint32_t>(p.get_int("bucket")));
 }
@@ -119,7 +125,7 @@ const CodecEntry& onebit_entry() {
                                 "1 bit per element, decoded as the bucket's mean of the positive or negative part "
                                 "(1 bit + 64/bucket); use with ef",
                                 "Seide et al. 2014, 1-bit SGD (Interspeech)",
-                                {bucketed::bucket_param("512")}, &make_onebit};
+                                {bucketed::bucket_param("512")}, &make_onebit, {&message_bytes}};
   return entry;
 }
 

@@ -177,6 +177,13 @@ class QsgdCodec final : public Codec {
   QsgdParams p_;
 };
 
+/// The documented message size: 40 + 8 + 4*ceil(n/bucket) + ceil(n*bits/8) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  const auto bits = static_cast<std::uint64_t>(p.get_int("bits"));
+  return kHeaderBytes + 8 + 4 * ((n + bucket - 1) / bucket) + (n * bits + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_qsgd(const Params& params) {
   QsgdParams p;
   p.bits = static_cast<unsigned>(params.get_int("bits"));
@@ -195,7 +202,7 @@ const CodecEntry& qsgd_entry() {
       {{"bits", ParamKind::kInt, "4", 2, 8, {}, "bits per element (sign + level)"},
        bucketed::bucket_param("512"),
        {"norm", ParamKind::kEnum, "l2", 0, 0, {"l2", "max"}, "bucket norm the levels are scaled to"}},
-      &make_qsgd};
+      &make_qsgd, {&message_bytes}};
   return entry;
 }
 

@@ -188,6 +188,13 @@ class RandKCodec final : public Codec {
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 24 + 24 (seed context) + a value block of k values.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto k = static_cast<std::uint64_t>(p.get_int("k"));
+  const std::uint64_t count = k > 0 ? std::min(k, n) : count_for_ratio(n, p.get_float("ratio"));
+  return kHeaderBytes + kRandKParamsBytes + kContextBytes + value_block_bytes(count, sparse_values_from_name(p.get_enum("values")));
+}
+
 std::unique_ptr<Codec> make_randk(const Params& p) {
   return std::make_unique<RandKCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
                                       p.get_bool("scale"), sparse_values_from_name(p.get_enum("values")),
@@ -206,7 +213,7 @@ const CodecEntry& randk_entry() {
        {"k", ParamKind::kInt, "0", 0, 17179869184.0, {}, "elements kept per bucket (0: use ratio)"},
        {"scale", ParamKind::kBool, "false", 0, 0, {}, "multiply kept values by n/k (unbiased estimator)"},
        sparse_values_param()},
-      &make_randk};
+      &make_randk, {&message_bytes}};
   return entry;
 }
 

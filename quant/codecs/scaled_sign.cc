@@ -83,6 +83,12 @@ class ScaledSignCodec final : public Codec {
   std::uint32_t bucket_;
 };
 
+/// The documented message size: 40 + 4 + 4*ceil(n/bucket) + ceil(n/8) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 4 + 4 * ((n + bucket - 1) / bucket) + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_scaled_sign(const Params& p) {
   return std::make_unique<ScaledSignCodec>(static_cast<std::uint32_t>(p.get_int("bucket")));
 }
@@ -93,7 +99,7 @@ const CodecEntry& scaled_sign_entry() {
   static const CodecEntry entry{"scaled-sign", CodecId::kScaledSign,
                                 "sign times the bucket's mean |x| (1 bit + 32/bucket); use with ef",
                                 "Karimireddy et al. 2019, EF-SignSGD (ICML), Algorithm 1",
-                                {bucketed::bucket_param("512")}, &make_scaled_sign};
+                                {bucketed::bucket_param("512")}, &make_scaled_sign, {&message_bytes}};
   return entry;
 }
 

@@ -85,6 +85,11 @@ class SignCodec final : public Codec {
   }
 };
 
+/// The documented message size: 40 + ceil(n/8) bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_sign(const Params&) { return std::make_unique<SignCodec>(); }
 
 }  // namespace
@@ -93,7 +98,7 @@ const CodecEntry& sign_entry() {
   static const CodecEntry entry{"sign", CodecId::kSign,
                                 "sign of each element, decoded as +-1; server: majority vote (1 bit/element)",
                                 "Bernstein et al. 2018, signSGD (ICML); majority vote: Bernstein et al. 2019 (ICLR)",
-                                {}, &make_sign};
+                                {}, &make_sign, {&message_bytes}};
   return entry;
 }
 

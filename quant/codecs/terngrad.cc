@@ -123,6 +123,12 @@ class TernGradCodec final : public Codec {
   std::string spec_;
 };
 
+/// The documented message size: 40 + 8 + 4*ceil(n/bucket) + ceil(n/4) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 8 + 4 * ((n + bucket - 1) / bucket) + (n + 3) / 4;
+}
+
 std::unique_ptr<Codec> make_terngrad(const Params& p) {
   return std::make_unique<TernGradCodec>(static_cast<std::uint32_t>(p.get_int("bucket")),
                                          static_cast<float>(p.get_float("clip")), "terngrad:" + p.canonical());
@@ -137,7 +143,7 @@ const CodecEntry& terngrad_entry() {
       "Wen et al. 2017, TernGrad (NeurIPS), eq. (3)-(4), clipping Sec. 3.3",
       {bucketed::bucket_param("512"),
        {"clip", ParamKind::kFloat, "0", 0, 100, {}, "clip |g| to clip*sigma before scaling (0 = off; paper: 2.5)"}},
-      &make_terngrad};
+      &make_terngrad, {&message_bytes}};
   return entry;
 }
 

@@ -73,6 +73,11 @@ class ThresholdCodec final : public Codec {
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 8 + the sparse block of the kept indices.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>& kept) {
+  return kHeaderBytes + kThresholdParamsBytes + sparse_block_bytes(n, kept.data(), kept.size(), sparse_values_from_name(p.get_enum("values")), nullptr);
+}
+
 std::unique_ptr<Codec> make_threshold(const Params& p) {
   return std::make_unique<ThresholdCodec>(static_cast<float>(p.get_float("tau")),
                                           sparse_values_from_name(p.get_enum("values")), p.canonical());
@@ -88,7 +93,7 @@ const CodecEntry& threshold_entry() {
       "Strom 2015, Scalable distributed DNN training using commodity GPU cloud computing (Interspeech)",
       {{"tau", ParamKind::kFloat, "0.001", 0.0, 1e30, {}, "magnitude threshold (same units as the gradient)"},
        sparse_values_param()},
-      &make_threshold};
+      &make_threshold, {&message_bytes, true}};
   return entry;
 }
 

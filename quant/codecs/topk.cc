@@ -94,6 +94,11 @@ class TopKCodec final : public Codec {
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 24 + the sparse block of the kept indices.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>& kept) {
+  return kHeaderBytes + kTopKParamsBytes + sparse_block_bytes(n, kept.data(), kept.size(), sparse_values_from_name(p.get_enum("values")), nullptr);
+}
+
 std::unique_ptr<Codec> make_topk(const Params& p) {
   return std::make_unique<TopKCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
                                      sparse_values_from_name(p.get_enum("values")), p.canonical());
@@ -110,7 +115,7 @@ const CodecEntry& topk_entry() {
       {{"ratio", ParamKind::kFloat, "0.01", 1e-9, 1.0, {}, "fraction of elements kept, k = ceil(ratio*n)"},
        {"k", ParamKind::kInt, "0", 0, 17179869184.0, {}, "elements kept per bucket (0: use ratio)"},
        sparse_values_param()},
-      &make_topk};
+      &make_topk, {&message_bytes, true}};
   return entry;
 }
 

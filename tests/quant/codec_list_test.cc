@@ -24,6 +24,7 @@ std::vector<Row> rows() {
   return {
 #define GRADZIP_CODEC(enumerator, wire_id, stem, twin) {&stem##_entry(), CodecId::enumerator, wire_id, #stem},
 #include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
   };
 }
 

@@ -31,9 +31,7 @@ inline std::uint16_t bf16_saturate(float x) {
 
 struct Bf16Traits {
   static constexpr CodecId kId = CodecId::kBf16;
-  static constexpr const char* kName = "bf16";
-  static constexpr std::uint16_t kExpMask = 0x7F80u;
-  static constexpr const char* kNonFiniteMessage = "a value in the message is a bfloat16 Inf or NaN";
+  static constexpr elementwise::HalfFormat kFormat = elementwise::kBf16;
   static std::uint16_t encode(float x) { return bf16_saturate(x); }
   static float decode(std::uint16_t h) { return bf16_to_float(h); }
 };

@@ -63,9 +63,7 @@ inline float fp16_decode(std::uint16_t h) {
 
 struct Fp16Traits {
   static constexpr CodecId kId = CodecId::kFp16;
-  static constexpr const char* kName = "fp16";
-  static constexpr std::uint16_t kExpMask = 0x7C00u;
-  static constexpr const char* kNonFiniteMessage = "a value in the message is an fp16 Inf or NaN";
+  static constexpr elementwise::HalfFormat kFormat = elementwise::kFp16;
   static std::uint16_t encode(float x) { return fp16_saturate(x); }
   static float decode(std::uint16_t h) { return fp16_decode(h); }
 };

@@ -28,6 +28,7 @@
 #include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/natural.h"
 #include "quant/cpu.h"
 #include "quant/half.h"
 
@@ -74,14 +75,7 @@ class NaturalCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "natural takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != m.numel + packed_bytes(m.numel, 1)) {
-      return Status(Errc::kBadLength, "payload is not n + ceil(n/8) bytes");
-    }
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < m.numel; ++i) bad |= m.payload[i] == 0xFFu;
-    if (bad) return Status(Errc::kNonFiniteScale, "an exponent code in the message is 255 (Inf/NaN)");
+    GZ_RETURN_IF_ERROR(natural::check_message(m));
     if (accumulate) {
       run<true>(m, out, scale);
     } else {

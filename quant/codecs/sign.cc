@@ -59,9 +59,7 @@ class SignCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "sign takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != packed_bytes(m.numel, 1)) return Status(Errc::kBadLength, "payload is not ceil(n/8) bytes");
+    GZ_RETURN_IF_ERROR(sign::check_message(m));
     if (accumulate) {
       run<true>(m, out, scale);
     } else {

@@ -7,12 +7,23 @@
 # then builds gradzip_quant (-DGRADZIP_CUDA=OFF) and tests/add_codec/mycodec_check.cc
 # there through harness/CMakeLists.txt, and runs the check.
 
-function(run what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "${what} failed (exit ${rc}):\n${out}")
+include(${CMAKE_CURRENT_LIST_DIR}/../cmake/run_step.cmake)
+
+# Sets ${out} to the text of ${text} after the first `begin`, up to the next `end` (or to
+# its end when no `end` follows); stops the script naming `what` when `begin` is missing.
+function(text_after out text begin end what)
+  string(FIND "${text}" "${begin}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "README.md has no ${what}")
   endif()
-  message(STATUS "${what}: ok")
+  string(LENGTH "${begin}" skip)
+  math(EXPR at "${at} + ${skip}")
+  string(SUBSTRING "${text}" ${at} -1 rest)
+  string(FIND "${rest}" "${end}" stop)
+  if(NOT stop EQUAL -1)
+    string(SUBSTRING "${rest}" 0 ${stop} rest)
+  endif()
+  set(${out} "${rest}" PARENT_SCOPE)
 endfunction()
 
 # ---- the copy: the top-level CMakeLists.txt, scripts/ and every folder it adds ------------
@@ -29,26 +40,10 @@ endforeach()
 
 # ---- the README's steps ------------------------------------------------------------------
 file(READ ${SOURCE_DIR}/README.md readme)
-string(FIND "${readme}" "\n## Adding a codec\n" at)
-if(at EQUAL -1)
-  message(FATAL_ERROR "README.md has no '## Adding a codec' section")
-endif()
-math(EXPR at "${at} + 1")
-string(SUBSTRING "${readme}" ${at} -1 section)
-string(FIND "${section}" "\n## " next)
-if(NOT next EQUAL -1)
-  string(SUBSTRING "${section}" 0 ${next} section)
-endif()
+text_after(section "${readme}" "\n## Adding a codec\n" "\n## " "'## Adding a codec' section")
 
 # Step 1: the code block is the codec file; its first line names the path.
-string(FIND "${section}" "```cpp\n" begin)
-if(begin EQUAL -1)
-  message(FATAL_ERROR "no ```cpp block in README.md's 'Adding a codec'")
-endif()
-math(EXPR begin "${begin} + 7")
-string(SUBSTRING "${section}" ${begin} -1 code)
-string(FIND "${code}" "```\n" end)
-string(SUBSTRING "${code}" 0 ${end} code)
+text_after(code "${section}" "```cpp\n" "```\n" "```cpp block in 'Adding a codec'")
 if(NOT code MATCHES "^// (quant/codecs/[a-z0-9_]+\\.cc):")
   message(FATAL_ERROR "the README's code block does not start with '// quant/codecs/<name>.cc:'")
 endif()
@@ -73,8 +68,8 @@ set(configure ${CMAKE_COMMAND} -S ${copy}/tests/add_codec/harness -B ${build} -G
 if(CXX_LAUNCHER)
   list(APPEND configure -DCMAKE_CXX_COMPILER_LAUNCHER=${CXX_LAUNCHER})
 endif()
-run("configure the copy" ${configure})
-run("build gradzip_quant and mycodec_check" ${CMAKE_COMMAND} --build ${build} --target mycodec_check --parallel 2)
+run_step("configure the copy" ${configure})
+run_step("build gradzip_quant and mycodec_check" ${CMAKE_COMMAND} --build ${build} --target mycodec_check --parallel 2)
 execute_process(COMMAND ${build}/mycodec_check RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "mycodec_check failed (exit ${rc})")

@@ -1,6 +1,9 @@
 // Shared machinery of the dense bucketed codecs (int8, qsgd, terngrad, scaled-sign,
 // onebit): how elements are grouped into buckets, where the per-bucket scales and the
-// packed codes sit in the payload, and the block loop that fills them.
+// packed codes sit in the payload, the block loop that fills them, and the message checks
+// of the codecs whose params block is only the bucket size (int8, scaled-sign, onebit:
+// BucketOnlyCodec, read by the CPU codecs and their CUDA twins; qsgd.h and terngrad.h hold
+// those of the other two).
 //
 // Payload layout of every bucketed codec (n elements, bucket size B, S scales per bucket,
 // nb = ceil(n / B) buckets, kBits bits per element):

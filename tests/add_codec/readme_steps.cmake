@@ -4,8 +4,9 @@
 # Follows README.md's "Adding a codec" in a copy of the tree under WORK_DIR/src:
 #   1. its ```cpp block becomes the file its first line names (quant/codecs/mycodec.cc);
 #   2. its GRADZIP_CODEC(...) row is appended to quant/codecs/codec_list.inc;
-# then builds gradzip_quant (-DGRADZIP_CUDA=OFF) and tests/add_codec/mycodec_check.cc
-# there through harness/CMakeLists.txt, and runs the check.
+# then builds gradzip_quant (-DGRADZIP_CUDA=OFF), tests/add_codec/mycodec_check.cc and
+# the registry-wide property and malformed-message suites of tests/quant/ there through
+# harness/CMakeLists.txt, and runs them.
 
 include(${CMAKE_CURRENT_LIST_DIR}/../cmake/run_step.cmake)
 
@@ -69,8 +70,15 @@ if(CXX_LAUNCHER)
   list(APPEND configure -DCMAKE_CXX_COMPILER_LAUNCHER=${CXX_LAUNCHER})
 endif()
 run_step("configure the copy" ${configure})
-run_step("build gradzip_quant and mycodec_check" ${CMAKE_COMMAND} --build ${build} --target mycodec_check --parallel 2)
+run_step("build gradzip_quant, mycodec_check and registry_suite"
+  ${CMAKE_COMMAND} --build ${build} --target mycodec_check registry_suite --parallel 2)
 execute_process(COMMAND ${build}/mycodec_check RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "mycodec_check failed (exit ${rc})")
+endif()
+# The registry-wide suites with the added codec: its property cases, and the malformed-
+# message tests (which loop over every registered codec).
+run_step("registry-wide suites" ${build}/registry_suite "--gtest_filter=*mycodec*:CodecMalformed.*")
+if(NOT STEP_OUTPUT MATCHES "CodecProperty[^\n]*mycodec")
+  message(FATAL_ERROR "the registry-wide property suite ran no mycodec case:\n${STEP_OUTPUT}")
 endif()

@@ -9,6 +9,7 @@
 
 #include "quant/codecs/codecs.h"
 #include "quant/registry.h"
+#include "tests/quant/codec_test_util.h"
 
 namespace gradzip::quant {
 namespace {
@@ -57,6 +58,17 @@ TEST(CodecList, RegistryHoldsTheRowsInOrder) {
     EXPECT_EQ(find_codec(list[i].listed_id), list[i].entry) << list[i].stem;
     EXPECT_EQ(find_codec(list[i].entry->name), list[i].entry) << list[i].stem;
   }
+}
+
+// A receiver looks codecs up by the wire id in the message: an id no row lists is refused.
+TEST(CodecList, UnlistedWireIdIsRefused) {
+  int unlisted = 1;
+  while (find_codec(static_cast<CodecId>(unlisted)) != nullptr) ++unlisted;
+  const std::vector<std::uint8_t> msg =
+      codec_testing::rebuild(static_cast<CodecId>(unlisted), 0, 2, {}, std::vector<std::uint8_t>(8, 0));
+  std::vector<float> out(2, 7.0f);
+  EXPECT_EQ(decode_any(msg.data(), msg.size(), out.data(), out.size()).code(), Errc::kUnknownCodec) << unlisted;
+  EXPECT_EQ(out, std::vector<float>(2, 7.0f));
 }
 
 }  // namespace

@@ -241,13 +241,28 @@ void BM_PipelineD2H(benchmark::State& state, const std::string& spec) {
   state.counters["overlap"] = total.wall_ms > 0 ? (total.encode_ms + total.d2h_ms) / total.wall_ms : 0.0;
 }
 
-const char* const kEncodeSpecs[] = {"identity", "fp16", "bf16", "int8", "qsgd:bits=4,bucket=512", "qsgd:bits=2,bucket=512",
-                                    "terngrad", "sign", "scaled-sign", "onebit", "natural",
-                                    "topk:ratio=0.01", "randk:ratio=0.01", "dgc:ratio=0.01", "dgc:ratio=0.001"};
+/// Specs benchmarked besides every twin's defaults (names read by torch_compare.py).
+const char* const kExtraSpecs[] = {"qsgd:bits=4,bucket=512", "qsgd:bits=2,bucket=512", "topk:ratio=0.01",
+                                   "randk:ratio=0.01",       "dgc:ratio=0.01",         "dgc:ratio=0.001"};
+
+/// Every codec with a CUDA twin at its defaults (its bare name; skipped when an extra spec
+/// has the same canonical spec), then kExtraSpecs: a new twin is benchmarked as soon as
+/// its row in quant/codecs/codec_list.inc says CUDA.
+std::vector<std::string> encode_specs() {
+  std::vector<std::string> specs;
+  for (const std::string& name : cuda_codec_names()) {
+    const std::string canonical = make_codec(name)->spec();
+    bool covered = false;
+    for (const char* extra : kExtraSpecs) covered |= make_codec(extra)->spec() == canonical;
+    if (!covered) specs.push_back(name);
+  }
+  specs.insert(specs.end(), std::begin(kExtraSpecs), std::end(kExtraSpecs));
+  return specs;
+}
 
 int register_all() {
   benchmark::RegisterBenchmark("copy_d2d", BM_CopyD2D)->UseManualTime()->Unit(benchmark::kMillisecond);
-  for (const char* spec : kEncodeSpecs) {
+  for (const std::string& spec : encode_specs()) {
     for (bool ef : {false, true}) {
       const std::string name = std::string("encode/") + spec + (ef ? "/ef" : "");
       benchmark::RegisterBenchmark(name.c_str(), [spec, ef](benchmark::State& s) { BM_Encode(s, spec, ef); })

@@ -26,9 +26,11 @@
 #include "comm/rundir.h"
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
+#include "experiments/cmd_train_auto.h"
 #include "experiments/commands.h"
 #include "experiments/netem.h"
 #include "quant/registry.h"
+#include "quant/rules.h"
 #include "trainer/errors.h"
 #include "trainer/train.h"
 
@@ -107,6 +109,35 @@ comm::PlacementStrategy placement_strategy(const std::string& name) {
   throw UsageError("--placement " + name + " is not supported by the trainer; use balanced or round-robin");
 }
 
+/// The rule text of --compressor-rules (inline, or the file's contents); "" when unset.
+std::string rules_text(const std::string& arg) {
+  if (arg.empty()) return "";
+  try {
+    return quant::read_rules_argument(arg);
+  } catch (const quant::SpecError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+/// The resolved compressor of every bucket and the tensors it covers, for summary.json
+/// (`buckets`).
+nlohmann::json bucket_specs_json(const comm::Layout& layout, const comm::ModelSignature& sig) {
+  nlohmann::json out = nlohmann::json::array();
+  std::size_t t = 0;
+  std::uint64_t tensor_begin = 0;
+  for (const auto& b : layout.buckets) {
+    nlohmann::json names = nlohmann::json::array();
+    while (t < sig.tensors.size() && tensor_begin + sig.tensors[t].numel <= b.offset) tensor_begin += sig.tensors[t++].numel;
+    for (std::size_t u = t, begin = tensor_begin; u < sig.tensors.size() && begin < b.offset + b.numel;
+         begin += sig.tensors[u++].numel) {
+      if (sig.tensors[u].numel > 0) names.push_back(sig.tensors[u].name);
+    }
+    out.push_back({{"id", b.id}, {"shard", b.shard}, {"offset", b.offset}, {"numel", b.numel}, {"tensors", names},
+                   {"spec", b.compressed ? layout.specs[b.spec] : "identity (below --min-compress-numel)"}});
+  }
+  return out;
+}
+
 /// The trainer's config from the command's options. `train_images` is the size of the
 /// (subset of the) training set, for turning epochs into steps in the LR schedule.
 trainer::TrainConfig make_config(const TrainOptions& o, std::size_t train_images) {
@@ -135,6 +166,7 @@ trainer::TrainConfig make_config(const TrainOptions& o, std::size_t train_images
   c.placement.min_compress_numel = o.compression.min_compress_numel;
   c.compressor = o.compression.compressor;
   c.memory = o.compression.memory;
+  c.compressor_rules = rules_text(o.compression.compressor_rules);
   c.device = o.data.device;
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;
@@ -261,10 +293,12 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
     throw UsageError(e.what());
   }
   const std::size_t train_images = data.train.size();
-  const trainer::TrainConfig cfg = make_config(o, train_images);
+  trainer::TrainConfig cfg = make_config(o, train_images);
+  const nlohmann::json auto_plan = resolve_auto_compressor(&cfg, data.train.channels, data.train.height,
+                                                           data.train.width, data.train.classes);
   std::string canonical_spec;
   try {
-    canonical_spec = quant::make_compressor(cfg.compressor, cfg.memory).spec();
+    canonical_spec = quant::run_compressor_string(cfg.compressor, cfg.memory, cfg.compressor_rules);
   } catch (const quant::SpecError& e) {
     throw UsageError(std::string("--compressor: ") + e.what());
   }
@@ -272,6 +306,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
   // Messages per worker and step for the framing estimate: one push per bucket, one
   // acknowledgement per push, one pull request and one reply per shard.
   std::uint64_t buckets = 0;
+  nlohmann::json bucket_specs;
   std::vector<double> shard_fraction;
   std::uint64_t parameters = 0;
   try {
@@ -279,9 +314,12 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
                                              data.train.classes);
     const comm::Layout layout = comm::make_layout(sig, cfg.placement);
     buckets = layout.buckets.size();
+    bucket_specs = bucket_specs_json(layout, sig);
     parameters = sig.total_numel();
     for (auto n : layout.shard_numel) shard_fraction.push_back(static_cast<double>(n) / static_cast<double>(parameters));
   } catch (const trainer::ConfigError& e) {
+    throw UsageError(e.what());
+  } catch (const std::invalid_argument& e) {  // a rule list that leaves a tensor unmatched
     throw UsageError(e.what());
   }
   data = trainer::DataSplit{};  // the trainer loads its own copy
@@ -294,7 +332,9 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
                             {"workers", cfg.workers},   {"shards", layout_shards},
                             {"cluster", o.cluster},     {"model", cfg.model},
                             {"dataset", cfg.dataset},   {"link", link.name},
-                            {"train_images", train_images}, {"parameters", parameters}};
+                            {"train_images", train_images}, {"parameters", parameters},
+                            {"buckets", bucket_specs}};
+  if (!auto_plan.is_null()) summary["auto"] = auto_plan;
   run->write_summary(summary);
   run->event("start", {{"cluster", o.cluster}, {"compressor", canonical_spec}, {"workers", cfg.workers}});
   log->info("train: {} workers x {} shards, {} on {} ({} training images), compressor {}, run dir {}", cfg.workers,
@@ -392,6 +432,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
 
 struct Loaded {
   trainer::TrainConfig cfg;
+  nlohmann::json auto_plan;  ///< --compressor auto: the choice (null otherwise)
   comm::ModelSignature signature;
   comm::Layout layout;
   std::size_t train_images = 0;
@@ -408,6 +449,8 @@ Loaded load_for_role(const TrainOptions& o) {
     const trainer::DataSplit data = trainer::load_config_data(probe);
     l.train_images = data.train.size();
     l.cfg = make_config(o, l.train_images);
+    l.auto_plan = resolve_auto_compressor(&l.cfg, data.train.channels, data.train.height, data.train.width,
+                                          data.train.classes);
     l.signature = trainer::make_signature(l.cfg, data.train.channels, data.train.height, data.train.width,
                                           data.train.classes);
   } catch (const trainer::DataError& e) {
@@ -415,7 +458,11 @@ Loaded load_for_role(const TrainOptions& o) {
   } catch (const trainer::ConfigError& e) {
     throw UsageError(e.what());
   }
-  l.layout = comm::make_layout(l.signature, l.cfg.placement);
+  try {
+    l.layout = comm::make_layout(l.signature, l.cfg.placement);
+  } catch (const std::invalid_argument& e) {  // e.g. a rule list that leaves a tensor unmatched
+    throw UsageError(e.what());
+  }
   return l;
 }
 
@@ -526,7 +573,7 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
   const Loaded l = load_for_role(o);
   std::string canonical_spec;
   try {
-    canonical_spec = quant::make_compressor(l.cfg.compressor, l.cfg.memory).spec();
+    canonical_spec = quant::run_compressor_string(l.cfg.compressor, l.cfg.memory, l.cfg.compressor_rules);
   } catch (const quant::SpecError& e) {
     throw UsageError(std::string("--compressor: ") + e.what());
   }
@@ -564,7 +611,8 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
   nlohmann::json summary = {{"status", "running"},   {"compressor", canonical_spec}, {"workers", n_workers},
                             {"shards", n_shards},     {"cluster", o.cluster},         {"model", l.cfg.model},
                             {"dataset", l.cfg.dataset}, {"link", link.name},          {"parameters", parameters},
-                            {"train_images", l.train_images}};
+                            {"train_images", l.train_images}, {"buckets", bucket_specs_json(l.layout, l.signature)}};
+  if (!l.auto_plan.is_null()) summary["auto"] = l.auto_plan;
   if (netem) {
     summary["netem"] = {{"rate_bit_per_s", link.bandwidth_bytes_per_s * 8},
                         {"delay_s", delay_applied ? link.latency_s : 0.0},
@@ -583,10 +631,20 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
 
   const std::string self = self_executable();
   const std::string config = (run->path() / "config.ini").string();
+  // --compressor auto: the children use this process's choice (written as a rule file),
+  // not a measurement of their own.
+  std::vector<std::string> auto_args;
+  if (!l.auto_plan.is_null()) {
+    const fs::path rules = run->path() / "auto_rules.txt";
+    std::ofstream(rules) << l.cfg.compressor_rules;
+    auto_args = {"--compressor", "identity", "--compressor-rules", rules.string()};
+  }
   auto base_args = [&](const std::string& role, std::uint32_t rank) {
-    return std::vector<std::string>{self,     "train",   "--config", config, "--role", role, "--rank",
-                                    std::to_string(rank), "--run-dir", run->path().string(), "--log-level",
-                                    o.run.log_level};
+    std::vector<std::string> argv{self,     "train",   "--config", config, "--role", role, "--rank",
+                                  std::to_string(rank), "--run-dir", run->path().string(), "--log-level",
+                                  o.run.log_level};
+    argv.insert(argv.end(), auto_args.begin(), auto_args.end());
+    return argv;
   };
   std::vector<experiments::InterfaceCounters> veth_before;
   if (netem) {

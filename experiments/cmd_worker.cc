@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "comm/zmq_client.h"
+#include "quant/rules.h"
 #include "trainer/train.h"
 
 namespace gradzip::cli {
@@ -45,6 +46,13 @@ int cmd_worker(int argc, char** argv) {
     cfg.device = opt.data.device == "auto" ? "cpu" : opt.data.device;
     cfg.compressor = opt.compression.compressor;
     cfg.memory = opt.compression.memory;
+    if (!opt.compression.compressor_rules.empty()) {
+      try {
+        cfg.compressor_rules = quant::read_rules_argument(opt.compression.compressor_rules);
+      } catch (const quant::SpecError& e) {
+        throw UsageError(e.what());
+      }
+    }
     cfg.workers = static_cast<std::uint32_t>(opt.topology.workers);
     cfg.placement.num_shards = static_cast<std::uint32_t>(opt.topology.shards);
     cfg.placement.bucket_bytes = static_cast<std::uint64_t>(opt.compression.bucket_mb * (1 << 20));

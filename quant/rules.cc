@@ -1,5 +1,6 @@
 #include "quant/rules.h"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -106,7 +107,10 @@ CompressorRules CompressorRules::parse(const std::string& text, const std::strin
       if (!item.empty()) items.push_back(item);
     }
   }
-  if (!fallback.empty()) items.push_back("*=" + fallback);
+  // The run's --compressor catches what no rule names, unless a rule already catches all.
+  const bool has_catch_all =
+      std::any_of(items.begin(), items.end(), [](const std::string& i) { return trim(i.substr(0, separator(i))) == "*"; });
+  if (!fallback.empty() && !has_catch_all) items.push_back("*=" + fallback);
   if (items.empty()) throw SpecError("compressor rules: no rule given");
   CompressorRules out;
   for (const auto& item : items) {
@@ -162,7 +166,9 @@ std::string run_compressor_string(const std::string& compressor, const std::stri
                                   const std::string& rules_text) {
   const std::string fallback = make_compressor(compressor, memory).spec();
   if (rules_text.empty()) return fallback;
-  return CompressorRules::parse(rules_text, fallback).canonical();
+  const CompressorRules rules = CompressorRules::parse(rules_text, fallback);
+  // Every tensor gets one spec: the run is that plain spec (same handshake, same bytes).
+  return rules.specs().size() == 1 ? rules.specs()[0] : rules.canonical();
 }
 
 }  // namespace gradzip::quant

@@ -41,9 +41,9 @@ class CompressorRules {
   static constexpr const char* kPrefix = "rules:";
   static bool is_rules(const std::string& compressor) { return compressor.rfind(kPrefix, 0) == 0; }
 
-  /// Parses rule text (with or without the "rules:" prefix). When `fallback` is not empty,
-  /// a catch-all "*=fallback" is appended (tensors no rule names get the run's
-  /// --compressor). Throws SpecError naming the bad rule (no '=', bad range, bad spec).
+  /// Parses rule text (with or without the "rules:" prefix). When `fallback` is not empty
+  /// and no rule is the catch-all "*", "*=fallback" is appended (tensors no rule names get
+  /// the run's --compressor). Throws SpecError naming the bad rule (no '=', bad range, bad spec).
   static CompressorRules parse(const std::string& text, const std::string& fallback = "");
 
   const std::vector<CompressorRule>& rules() const { return rules_; }
@@ -71,7 +71,8 @@ std::string read_rules_argument(const std::string& arg);
 
 /// A run's compressor as one string: the canonical spec of `compressor` (with `memory`
 /// overriding its memory part when not empty), or, when `rules_text` is not empty,
-/// "rules:..." with that spec as the catch-all. Throws SpecError.
+/// "rules:..." with that spec as the catch-all; a rule list whose rules all name one spec
+/// is that plain spec (the run is then byte-identical to one without rules). Throws SpecError.
 std::string run_compressor_string(const std::string& compressor, const std::string& memory,
                                   const std::string& rules_text);
 

@@ -109,7 +109,7 @@ TEST_F(CompressorRulesCli, SizeRulesFromAFile) {
 
 TEST_F(CompressorRulesCli, SingleSpecRulesKeepBucketsAndWireBytes) {
   const Result plain = train("plain", "--compressor fp16");
-  const Result rules = train("single", "--compressor identity --compressor-rules '*=fp16'");
+  const Result rules = train("single", "--compressor identity --compressor-rules '*bn*=fp16;*=fp16'");
   ASSERT_EQ(plain.status, 0) << plain.output;
   ASSERT_EQ(rules.status, 0) << rules.output;
   const auto a = summary("plain"), b = summary("single");
@@ -119,6 +119,7 @@ TEST_F(CompressorRulesCli, SingleSpecRulesKeepBucketsAndWireBytes) {
     EXPECT_EQ(a["buckets"][i]["numel"], b["buckets"][i]["numel"]);
     EXPECT_EQ(a["buckets"][i]["spec"], b["buckets"][i]["spec"]);
   }
+  EXPECT_EQ(a["compressor"], b["compressor"]);  // the rule list reduces to the plain spec
   EXPECT_GT(a["bytes_up"].get<double>(), 0.0);
   EXPECT_EQ(a["bytes_up"], b["bytes_up"]);
 }

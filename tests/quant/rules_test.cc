@@ -78,8 +78,10 @@ TEST(CompressorRules, CanonicalRoundTripsWithFallbackAndResolvedEfScale) {
   const auto again = CompressorRules::parse(r.canonical());
   EXPECT_EQ(again.canonical(), r.canonical());
   EXPECT_EQ(run_compressor_string("ef+topk:ratio=0.05", "", "*bn*=identity;fc.*=ef+qsgd:bits=4"), r.canonical());
-  // No rules: the plain canonical spec, as before rules existed.
+  // No rules, or rules that all name one spec: the plain canonical spec.
   EXPECT_EQ(run_compressor_string("ef+topk:ratio=0.05", "", ""), make_compressor("ef+topk:ratio=0.05").spec());
+  EXPECT_EQ(run_compressor_string("fp16", "", "*bn*=fp16;numel<10=fp16"), "none+fp16");
+  EXPECT_EQ(run_compressor_string("identity", "", "*bn*=fp16;*=fp16"), "none+fp16");  // no unreachable fallback
   EXPECT_TRUE(CompressorRules::is_rules(r.canonical()));
   EXPECT_FALSE(CompressorRules::is_rules("ef+topk"));
 }

@@ -19,8 +19,9 @@
 //   [4 L nb, 4 L nb + ceil(n*bits/8)) code of element i = index of its level, LSB-first
 //                                 (quant/bitpack.h)
 // Size: 4*2^bits*ceil(n/B) + ceil(n*bits/8) bytes. Byte cost of the levels: 32*2^bits/B
-// bits per element: 4 bits and B = 8192 (the defaults) add 0.0625 bit/element, the same as
-// qsgd's one fp32 norm per 512 elements; scope=tensor sends 64 bytes per message.
+// bits per element; the default B = 512*2^bits (8192 at 4 bits) makes it 0.0625
+// bit/element, the same as qsgd's one fp32 norm per 512 elements (byte parity at the same
+// bits); scope=tensor sends 4*2^bits bytes per message.
 //
 // Encode, bucket b (m elements x, the compensated gradient):
 //   every x finite and |x| <= 2^126, else kNonFiniteInput.
@@ -138,7 +139,8 @@ class ZipmlCodec final : public Codec {
   explicit ZipmlCodec(Settings s) : s_(s) {}
   CodecId id() const override { return CodecId::kZipml; }
   std::string spec() const override {
-    return "zipml:bits=" + std::to_string(s_.bits) + ",bucket=" + std::to_string(s_.bucket == 0 ? 8192 : s_.bucket) +
+    const std::uint32_t bucket = s_.bucket == 0 ? zipml::default_bucket(s_.bits) : s_.bucket;
+    return "zipml:bits=" + std::to_string(s_.bits) + ",bucket=" + std::to_string(bucket) +
            ",refine=" + std::to_string(s_.refine) + ",scope=" + (s_.bucket == 0 ? "tensor" : "bucket");
   }
   bool unbiased() const override { return true; }
@@ -219,7 +221,8 @@ const CodecEntry& zipml_entry() {
       "(bits/element + 32*2^bits/bucket)",
       "Zhang et al. 2017, ZipML (ICML), Sec. 3 optimal quantization points",
       {{"bits", ParamKind::kInt, "4", 1, zipml::kMaxBits, {}, "bits per element (2^bits levels)"},
-       bucketed::bucket_param("8192"),
+       {"bucket", ParamKind::kInt, "0", 0, static_cast<double>(bucketed::kMaxBucket), {},
+        "elements per set of levels; 0: 512*2^bits (levels cost 0.0625 bit/element, as qsgd's norms)"},
        {"refine", ParamKind::kInt, "4", 1, zipml::max_refine(1), {},
         "candidate points per uniform level gap (grid refine*(2^bits-1)+1 <= 256; DP cost ~ grid^2 * 2^bits)"},
        {"scope", ParamKind::kEnum, "bucket", 0, 0, {"bucket", "tensor"},

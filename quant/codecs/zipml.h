@@ -32,6 +32,10 @@ struct Settings {
   std::uint32_t bucket = 8192;   ///< elements per set of levels; 0: per message
 };
 
+/// Default bucket for `bits`: 512 * 2^bits, where the levels cost 0.0625 bit per element,
+/// as much as qsgd's one fp32 norm per 512 elements (byte parity at the same bits).
+constexpr std::uint32_t default_bucket(unsigned bits) { return 512u << bits; }
+
 GZ_HD unsigned levels_of(unsigned bits) { return 1u << bits; }
 /// Candidate points M = refine * (L - 1) + 1: contains the L uniform levels.
 GZ_HD unsigned grid_of(unsigned bits, unsigned refine) { return refine * (levels_of(bits) - 1u) + 1u; }
@@ -51,7 +55,8 @@ inline Settings from_params(const Params& p) {
   Settings s;
   s.bits = static_cast<unsigned>(p.get_int("bits"));
   s.refine = static_cast<unsigned>(p.get_int("refine"));
-  s.bucket = p.get_enum("scope") == "tensor" ? 0u : bucketed::bucket_from(p);
+  const auto bucket = static_cast<std::uint32_t>(p.get_int("bucket"));
+  s.bucket = p.get_enum("scope") == "tensor" ? 0u : (bucket == 0 ? default_bucket(s.bits) : bucket);
   return s;
 }
 

@@ -144,7 +144,7 @@ TEST(Zipml, DpLevelsMinimiseTheHistogramVarianceExhaustively) {
 
 TEST(Zipml, VarianceAtMostUniformQsgdAtTheSameBitsGaussianAndHeavyTailed) {
   // E||C(x) - x||^2 over 24 seeds of a 65536-element vector, zipml (defaults: levels per
-  // 8192 elements, the same 0.0625 bit/element overhead at 4 bits as qsgd's norm per 512)
+  // 512*2^bits elements, the same 0.0625 bit/element overhead as qsgd's norm per 512)
   // against qsgd with both norms at its default bucket. Ratios are printed for the record.
   constexpr int kSeeds = 24;
   const std::size_t n = 65536;

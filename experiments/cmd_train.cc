@@ -1,5 +1,5 @@
 // `gradzip train`: options, and the run itself (trainer/train.h for the training, the
-// run directory of comm/rundir.h, link models of comm/link_model.h).
+// run directory of experiments/runlog/rundir.h, link models of experiments/link_model.h).
 #include "experiments/cmd_train.h"
 
 #include <algorithm>
@@ -21,9 +21,9 @@
 #include "comm/cluster.h"
 #include "comm/launch.h"
 #include "comm/layout.h"
-#include "comm/link_model.h"
+#include "experiments/link_model.h"
 #include "comm/protocol.h"
-#include "comm/rundir.h"
+#include "experiments/runlog/rundir.h"
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
 #include "experiments/commands.h"
@@ -73,9 +73,9 @@ void bind_train_options(OptionTable* t, TrainOptions* o) {
   bind_run_options(t, &o->run);
   t->add_check([o] {
     try {
-      comm::parse_link(o->link);
-      comm::parse_link_list(o->report_links);
-    } catch (const comm::LinkModelError& e) {
+      experiments::parse_link(o->link);
+      experiments::parse_link_list(o->report_links);
+    } catch (const experiments::LinkModelError& e) {
       throw UsageError(e.what());
     }
   });
@@ -92,8 +92,8 @@ void bind_train_options(OptionTable* t, TrainOptions* o) {
 namespace {
 namespace fs = std::filesystem;
 
-using comm::MetricColumn;
-using comm::MetricValue;
+using runlog::MetricColumn;
+using runlog::MetricValue;
 
 /// Steps per epoch as the trainer computes them: each worker trains on an equal shard
 /// of the training set, `batch` images per step (trainer/worker.cc).
@@ -189,8 +189,8 @@ trainer::TrainConfig make_config(const TrainOptions& o, std::size_t train_images
 /// `bare` envelope-only messages (requests, acknowledgements), with the formulas of
 /// comm/accounting.h (the in-process transport counts them the same way, but the
 /// trainer's epoch metrics carry payload bytes only).
-comm::WireBytes estimate_wire(double payload, double messages, double bare) {
-  comm::WireBytes w;
+experiments::WireBytes estimate_wire(double payload, double messages, double bare) {
+  experiments::WireBytes w;
   w.payload_bytes = payload;
   if (messages <= 0) return w;
   const auto mean = static_cast<std::uint64_t>(payload / messages);
@@ -218,7 +218,7 @@ std::vector<MetricColumn> metric_columns() {
       {"down_payload_bytes", "bytes", "parameters pulled, all workers, cumulative"},
       {"down_framing_bytes", "bytes", "ZeroMQ framing downlink, all workers, cumulative (sim: estimated)"},
       {"down_tcpip_bytes", "bytes", "TCP/IP/Ethernet header estimate downlink, all workers, cumulative (sim: estimated)"},
-      {"modeled_comm_s", "s", "modeled communication time on --link, cumulative (comm/link_model.h)"},
+      {"modeled_comm_s", "s", "modeled communication time on --link, cumulative (experiments/link_model.h)"},
   };
 }
 
@@ -230,11 +230,11 @@ nlohmann::json stages_json(const trainer::StageSeconds& s) {
 // Creates the run directory (--run-dir, or a fresh one under runs/) with its resolved
 // config.ini (section [train]: children and re-runs use `gradzip train --config`), host
 // info and the declared metrics columns.
-std::unique_ptr<comm::RunDir> open_run_dir(const TrainOptions& o, const OptionTable& table) {
-  comm::RunDirOptions rdo;
+std::unique_ptr<runlog::RunDir> open_run_dir(const TrainOptions& o, const OptionTable& table) {
+  runlog::RunDirOptions rdo;
   rdo.log_level = o.run.log_level;
-  const std::string dir = o.run.run_dir.empty() ? comm::default_run_dir("train") : o.run.run_dir;
-  auto run = comm::RunDir::create(dir, rdo);
+  const std::string dir = o.run.run_dir.empty() ? runlog::default_run_dir("train") : o.run.run_dir;
+  auto run = runlog::RunDir::create(dir, rdo);
   run->write_config(table.to_ini("train"));
   run->write_host_info(GRADZIP_TORCH_VERSION);
   run->declare_metrics(metric_columns());
@@ -242,8 +242,8 @@ std::unique_ptr<comm::RunDir> open_run_dir(const TrainOptions& o, const OptionTa
 }
 
 int run_sim(const TrainOptions& o, const OptionTable& table) {
-  const comm::LinkProfile link = comm::parse_link(o.link);
-  const std::vector<comm::LinkProfile> report_links = comm::parse_link_list(o.report_links);
+  const experiments::LinkProfile link = experiments::parse_link(o.link);
+  const std::vector<experiments::LinkProfile> report_links = experiments::parse_link_list(o.report_links);
 
   // Size of the training data, for the schedule (loads the data once; cheap for the
   // IDX/CIFAR sets, and errors in data_dir surface before the run directory exists).
@@ -304,19 +304,19 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
   double best_acc = 0;
   double modeled_comm = 0;
   std::uint64_t prev_step = 0;
-  comm::WireBytes prev_up, prev_down;
-  comm::StepTraffic last_traffic;
+  experiments::WireBytes prev_up, prev_down;
+  experiments::StepTraffic last_traffic;
   auto on_epoch = [&](const trainer::EpochMetrics& m) {
     const double steps = static_cast<double>(m.steps);
     const double worker_steps = steps * cfg.workers;
-    const comm::WireBytes up = estimate_wire(static_cast<double>(m.bytes_up), worker_steps * buckets,
+    const experiments::WireBytes up = estimate_wire(static_cast<double>(m.bytes_up), worker_steps * buckets,
                                              worker_steps * layout_shards);
-    const comm::WireBytes down = estimate_wire(static_cast<double>(m.bytes_down), worker_steps * layout_shards,
+    const experiments::WireBytes down = estimate_wire(static_cast<double>(m.bytes_down), worker_steps * layout_shards,
                                                worker_steps * buckets);
     const double seg_steps = static_cast<double>(m.steps - prev_step);
     if (seg_steps > 0) {
       const double per = 1.0 / (seg_steps * cfg.workers);
-      comm::StepTraffic t;
+      experiments::StepTraffic t;
       t.num_shards = layout_shards;
       t.shard_fraction = shard_fraction;
       t.up.assign(cfg.workers, {(up.payload_bytes - prev_up.payload_bytes) * per,
@@ -325,7 +325,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
       t.down.assign(cfg.workers, {(down.payload_bytes - prev_down.payload_bytes) * per,
                                   (down.framing_bytes - prev_down.framing_bytes) * per,
                                   (down.tcpip_bytes - prev_down.tcpip_bytes) * per});
-      modeled_comm += seg_steps * comm::modeled_step_time(link, t).total_s;
+      modeled_comm += seg_steps * experiments::modeled_step_time(link, t).total_s;
       last_traffic = t;
     }
     prev_step = m.steps;
@@ -370,7 +370,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
   summary["framing_bytes_source"] = "estimated from payload (comm/accounting.h formulas)";
   nlohmann::json modeled = nlohmann::json::object();
   if (!last_traffic.up.empty()) {
-    for (const auto& l : report_links) modeled[l.name] = comm::modeled_step_time(l, last_traffic).total_s;
+    for (const auto& l : report_links) modeled[l.name] = experiments::modeled_step_time(l, last_traffic).total_s;
   }
   summary["modeled_step_comm_s"] = modeled;
   run->write_summary(summary);
@@ -521,8 +521,8 @@ struct Proc {
 
 int run_multi(const TrainOptions& o, const OptionTable& table) {
   const bool netem = o.cluster == "netem";
-  const comm::LinkProfile link = comm::parse_link(o.link);
-  const std::vector<comm::LinkProfile> report_links = comm::parse_link_list(o.report_links);
+  const experiments::LinkProfile link = experiments::parse_link(o.link);
+  const std::vector<experiments::LinkProfile> report_links = experiments::parse_link_list(o.report_links);
   const Loaded l = load_for_role(o);
   std::string canonical_spec;
   try {
@@ -572,13 +572,13 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
                         {"cluster_id", cluster->id()}};
     if (link.latency_s > 0 && !delay_applied) {
       log->warn("netem: link latency {} not applied (sch_netem unavailable or --netem-delay off); rate only",
-                comm::format_seconds(link.latency_s));
+                experiments::format_seconds(link.latency_s));
     }
   }
   run->write_summary(summary);
   run->event("start", {{"cluster", o.cluster}, {"compressor", canonical_spec}, {"workers", n_workers}});
   log->info("train: {} worker + {} shard processes ({}), {} on {}, compressor {}, run dir {}", n_workers, n_shards,
-            netem ? "netem namespaces, " + comm::format_bandwidth(link.bandwidth_bytes_per_s) : "loopback",
+            netem ? "netem namespaces, " + experiments::format_bandwidth(link.bandwidth_bytes_per_s) : "loopback",
             l.cfg.model, l.cfg.dataset, canonical_spec, run->path().string());
 
   const std::string self = self_executable();
@@ -689,21 +689,21 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
   if (lines.empty()) epochs_done = 0;
   double best_acc = 0, final_acc = 0, modeled_comm = 0;
   std::uint64_t prev_step = 0;
-  comm::WireBytes prev_up, prev_down;
-  comm::StepTraffic last_traffic;
+  experiments::WireBytes prev_up, prev_down;
+  experiments::StepTraffic last_traffic;
   double total_up[3] = {0, 0, 0}, total_down[3] = {0, 0, 0};
   for (std::size_t e = 0; e < epochs_done; ++e) {
     const nlohmann::json& j0 = lines[0][e];
-    comm::WireBytes up, down;
-    comm::StepTraffic t;
+    experiments::WireBytes up, down;
+    experiments::StepTraffic t;
     const auto step = j0["step"].get<std::uint64_t>();
     const double seg = static_cast<double>(step - prev_step);
     t.num_shards = n_shards;
     t.shard_fraction = shard_fraction;
     for (std::uint32_t w = 0; w < n_workers; ++w) {
       const nlohmann::json& j = lines[w][e];
-      const comm::WireBytes wu{num(j, "up", "payload_bytes"), num(j, "up", "framing_bytes"), num(j, "up", "tcpip_bytes")};
-      const comm::WireBytes wd{num(j, "down", "payload_bytes"), num(j, "down", "framing_bytes"),
+      const experiments::WireBytes wu{num(j, "up", "payload_bytes"), num(j, "up", "framing_bytes"), num(j, "up", "tcpip_bytes")};
+      const experiments::WireBytes wd{num(j, "down", "payload_bytes"), num(j, "down", "framing_bytes"),
                                num(j, "down", "tcpip_bytes")};
       up.payload_bytes += wu.payload_bytes;
       up.framing_bytes += wu.framing_bytes;
@@ -720,7 +720,7 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
       t.down.assign(n_workers, {(down.payload_bytes - prev_down.payload_bytes) * per,
                                 (down.framing_bytes - prev_down.framing_bytes) * per,
                                 (down.tcpip_bytes - prev_down.tcpip_bytes) * per});
-      modeled_comm += seg * comm::modeled_step_time(link, t).total_s;
+      modeled_comm += seg * experiments::modeled_step_time(link, t).total_s;
       last_traffic = t;
     }
     prev_step = step;
@@ -788,7 +788,7 @@ int run_multi(const TrainOptions& o, const OptionTable& table) {
   summary["framing_bytes_source"] = "counted by each worker's ZeroMQ transport (comm/accounting.h)";
   nlohmann::json modeled = nlohmann::json::object();
   if (!last_traffic.up.empty()) {
-    for (const auto& rl : report_links) modeled[rl.name] = comm::modeled_step_time(rl, last_traffic).total_s;
+    for (const auto& rl : report_links) modeled[rl.name] = experiments::modeled_step_time(rl, last_traffic).total_s;
   }
   summary["modeled_step_comm_s"] = modeled;
   run->write_summary(summary);

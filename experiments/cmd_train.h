@@ -1,6 +1,6 @@
 // `gradzip train`: one whole training run (workers, shards and links simulated in one
 // process, or spread over local processes / network namespaces / a cluster), writing a
-// run directory (comm/rundir.h).
+// run directory (experiments/runlog/rundir.h).
 #pragma once
 
 #include <cstdint>

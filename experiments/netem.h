@@ -7,7 +7,7 @@
 //   egress: tbf rate [+ netem delay/loss]      egress of p<i>: tbf rate
 //
 // So each host has one full-duplex port of `rate` bits/s per direction (the hose model
-// of comm/link_model.h); one-way delay and loss are added once, at the sender's eth0.
+// of experiments/link_model.h); one-way delay and loss are added once, at the sender's eth0.
 // Needs root, iproute2 and the sch_tbf (and, for delay/loss, sch_netem) kernel modules.
 //
 // Lifetime: NetemCluster is RAII. The constructor builds everything or, on any failure,

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 
 /// Compile-time facts about this gradzip build.
 struct BuildInfo {
@@ -40,7 +40,7 @@ struct HostInfo {
 HostInfo host_info();
 
 /// host.json content: {"build": {...}, "host": {...}, "torch_version": "..."}.
-/// `torch_version` comes from the caller (comm has no torch); empty means "not linked".
+/// `torch_version` comes from the caller (this library has no torch); empty means "not linked".
 nlohmann::json host_json(const BuildInfo& build, const HostInfo& host, const std::string& torch_version);
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -451,7 +452,8 @@ NetnsProcess NetnsProcess::run(const std::string& netns, const std::function<int
   return NetnsProcess(pid);
 }
 
-NetnsProcess::NetnsProcess(NetnsProcess&& other) noexcept : pid_(other.pid_), reaped_(other.reaped_) {
+NetnsProcess::NetnsProcess(NetnsProcess&& other) noexcept
+    : pid_(other.pid_), reaped_(other.reaped_), exit_code_(other.exit_code_) {
   other.pid_ = -1;
   other.reaped_ = true;
 }
@@ -461,6 +463,7 @@ NetnsProcess& NetnsProcess::operator=(NetnsProcess&& other) noexcept {
     kill();
     pid_ = other.pid_;
     reaped_ = other.reaped_;
+    exit_code_ = other.exit_code_;
     other.pid_ = -1;
     other.reaped_ = true;
   }
@@ -469,14 +472,25 @@ NetnsProcess& NetnsProcess::operator=(NetnsProcess&& other) noexcept {
 
 NetnsProcess::~NetnsProcess() { kill(); }
 
+bool NetnsProcess::reap(bool block) {
+  if (pid_ <= 0 || reaped_) return true;
+  int status = 0;
+  pid_t w;
+  do {
+    w = waitpid(pid_, &status, block ? 0 : WNOHANG);
+  } while (w < 0 && errno == EINTR);
+  if (w == 0) return false;
+  reaped_ = true;
+  unregister_pid(pid_);
+  // w < 0 (ECHILD: reaped elsewhere): the status is unknown; report it as -1.
+  exit_code_ = w < 0 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return true;
+}
+
 int NetnsProcess::wait(double timeout_s) {
   if (pid_ <= 0 || reaped_) throw NetemError("netem: wait on a process that is not running");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  int status = 0;
-  while (true) {
-    const pid_t w = waitpid(pid_, &status, WNOHANG);
-    if (w == pid_) break;
-    if (w < 0 && errno != EINTR) throw NetemError(std::string("waitpid: ") + std::strerror(errno));
+  while (!reap(false)) {
     if (std::chrono::steady_clock::now() > deadline) {
       const pid_t pid = pid_;
       kill();
@@ -485,20 +499,28 @@ int NetnsProcess::wait(double timeout_s) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  reaped_ = true;
-  unregister_pid(pid_);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
+}
+
+bool NetnsProcess::running() { return !reap(false); }
+
+void NetnsProcess::signal(int sig) {
+  if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
 }
 
 void NetnsProcess::kill() {
   if (pid_ > 0 && !reaped_) {
     ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    reaped_ = true;
-    unregister_pid(pid_);
+    reap(true);
   }
+}
+
+comm::SpawnFn netns_spawner(const NetemCluster& cluster) {
+  return [&cluster](std::size_t slot, const std::string&, const std::vector<std::string>& argv,
+                    const std::string& log_file) -> std::unique_ptr<comm::Process> {
+    return std::make_unique<NetnsProcess>(
+        NetnsProcess::exec(cluster.netns(static_cast<std::uint32_t>(slot)), argv, log_file));
+  };
 }
 
 std::size_t remove_stale_netem() {

@@ -9,8 +9,9 @@
 //   host.json             build and machine facts (experiments/runlog/hostinfo.h)
 //   log.txt               the spdlog log (everything at debug and above)
 //
-// A RunDir is created once per process (one per worker/shard in multi-process runs,
-// each in its own sub-directory). All member functions are thread-safe: loader,
+// A RunDir is created once per run, by the process that records it (`gradzip train`:
+// the simulating process, the parent of local/netem processes, or worker 0 of a cluster;
+// see experiments/train/accounting.h). All member functions are thread-safe: loader,
 // compute and communication threads may append concurrently; each file has its own
 // lock and every append is flushed before the call returns, so a crashed run still
 // leaves complete lines.

@@ -47,8 +47,11 @@ int run_shard_role(const TrainOptions& o) {
   so.signature = plan.signature;
   so.placement = plan.cfg.placement;
   so.bind = o.bind.empty() ? "tcp://127.0.0.1:0" : o.bind;
-  so.endpoint_file = (procs_dir(o) / ("shard" + std::to_string(o.rank) + ".ep")).string();
-  so.stats_file = (procs_dir(o) / ("shard" + std::to_string(o.rank) + ".stats.jsonl")).string();
+  if (!o.run.run_dir.empty()) {  // `gradzip ps` started by hand may have no run directory
+    fs::create_directories(procs_dir(o));
+    so.endpoint_file = (procs_dir(o) / ("shard" + std::to_string(o.rank) + ".ep")).string();
+    so.stats_file = (procs_dir(o) / ("shard" + std::to_string(o.rank) + ".stats.jsonl")).string();
+  }
   so.idle_exit_s = std::max(60.0, o.topology.worker_timeout_s * 2);
   return comm::run_shard_server(so);
 }

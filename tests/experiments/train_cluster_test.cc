@@ -1,6 +1,7 @@
 // `gradzip train` as several processes, end to end through the binary: under a real
 // `mpirun` (--cluster mpi), with Slurm's rank variables set by hand and a cluster file,
-// and with --cluster local. Each run directory must end like a local run's (config.ini,
+// and with --cluster local; and `gradzip ps` + `gradzip worker` started by hand from one
+// config file. Each run directory must end like a local run's (config.ini,
 // metrics.csv with one row per epoch, summary.json complete, host.json) so `gradzip
 // report` reads it, and a progress line is printed per epoch. Tiny on purpose (ResNet-20
 // at width 4, 256 Fashion-MNIST images, 2 epochs, 1 shard + 2 workers).
@@ -140,6 +141,27 @@ TEST_F(TrainCluster, LocalProcessesPrintProgressPerEpoch) {
                          root_ / "local.log");
   ASSERT_EQ(r.status, 0) << r.output;
   expect_complete_run(dir, "local", r.output);
+}
+
+TEST_F(TrainCluster, PsAndWorkersStartedByHandShareOneConfigFile) {
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  const fs::path ini = root_ / "run.ini";
+  std::ofstream(ini) << "[common]\nmodel = resnet20\nwidth = 4\ntrain-subset = 256\ntest-subset = 100\n"
+                        "epochs = 2\nbatch-size = 32\nworkers = 2\nshards = 1\ncompressor = fp16\ndata-dir = "
+                     << kData << "\n";
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(port);
+  const std::string gz = "'" + kExe + "' ";
+  const std::string cfg = " --config '" + ini.string() + "'";
+  const Result r = shell(gz + "ps" + cfg + " --rank 0 --bind " + ep + " & ps=$!; " + gz + "worker" + cfg +
+                             " --worker-rank 0 --connect " + ep + " & w0=$!; " + gz + "worker" + cfg +
+                             " --worker-rank 1 --connect " + ep + " > /dev/null; r1=$?; wait $w0; r0=$?; wait $ps; "
+                             "rp=$?; exit $((r0 | r1 | rp))",
+                         root_ / "byhand.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("worker 0 epoch 1 steps 8"), std::string::npos) << "2 epochs of 256 / 2 / 32 steps\n"
+                                                                           << r.output;
+  EXPECT_NE(r.output.find("every worker finished"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -12,25 +12,13 @@
 #include <vector>
 
 #include "comm/launch.h"
+#include "tests/comm/temp_dir.h"
 
 namespace gradzip::comm {
 namespace {
 
-namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("gz_launch_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
 
 // The hooks `gradzip train --cluster local|netem` builds on: the spawn hook starts every
 // process (slots: shards first), workers get the endpoints the shards wrote, progress is

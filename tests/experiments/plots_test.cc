@@ -89,7 +89,7 @@ TEST_F(PlotsTest, RendersEveryRunFigure) {
   const fs::path a = make_run("identity", "identity", 200000);
   const fs::path b = make_run("topk", "ef+topk:ratio=0.01", 4000);
   const std::vector<RunRecord> runs = {load_run(a.string()), load_run(b.string())};
-  const auto links = comm::parse_link_list("eth1g,eth10g");
+  const auto links = parse_link_list("eth1g,eth10g");
   std::ofstream(root_ / "timelines.csv") << report_timelines_csv(runs, links);
 
   const std::string cmd = python_ + " '" + (kPlots / "plot_runs.py").string() + "' --out '" +

@@ -34,6 +34,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from plot_runs import save  # noqa: E402  (PNG + SVG, then closes the figure)
 
 _TIME_SUFFIXES = ("/manual_time", "/real_time", "/process_time")
 
@@ -161,13 +162,7 @@ def plot(rows, out):
         ax.grid(True, axis="x", alpha=0.3)
         ax.set_xlabel("GB/s of fp32 input" if device == "cpu" else "GB/s under the bytes-moved model")
         ax.set_title(f"{device.upper()}: codec throughput (grey: baselines of the same run)", fontsize=9)
-    written = []
-    for ext in ("png", "svg"):
-        path = os.path.join(out, f"codec_throughput.{ext}")
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save(fig, out, "codec_throughput")
 
 
 def write_table(rows, out):

@@ -7,8 +7,8 @@
 # 2 shards in one process per run (cluster = sim).
 #
 # Budgets (--budget, see experiments/repro/common.sh for the shared options):
-#   quick     width 8, 2048 training / 1000 test images, 2 epochs, 1 seed: 9 runs, a few
-#             minutes on a 2-core CPU; a smoke test, accuracies far from converged.
+#   quick     width 8, 2048 training / 1000 test images, 2 epochs, 1 seed: 9 runs, a
+#             smoke test (not timed yet); accuracies far from converged.
 #   standard  width 8 (68k parameters), all 60k training and 10k test images, 2 epochs,
 #             3 seeds: 27 runs, 2 at a time with 1 torch thread each. Sized from a pilot on
 #             the 2-core VM (identity, width 8, 20k images x 2 epochs: 84.3% test

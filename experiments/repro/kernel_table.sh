@@ -6,7 +6,8 @@
 # --device cpu.
 #
 # Budgets (--budget; shared options in experiments/repro/common.sh; --parallel is unused):
-#   quick     CPU codecs at n = 1M only, 0.05 s per benchmark: about a minute.
+#   quick     CPU codecs at n = 1M only, 0.05 s per benchmark: under 3 minutes on the
+#             shared 2-core VM.
 #   standard  every CPU and GPU benchmark, 0.2 s each: about 3 minutes on a 2-core CPU.
 #   full      every benchmark, 3 repetitions of 0.5 s (the table uses their median), and
 #             bench/cuda/torch_compare.py (gradzip vs PyTorch ops, same GPU, same run)

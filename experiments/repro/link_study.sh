@@ -7,7 +7,7 @@
 #
 # Budgets (--budget; shared options in experiments/repro/common.sh):
 #   quick     eth1g only, identity and fp16 and top-k 1% + EF, 512 training images, 1
-#             epoch: a few minutes; checks the namespaces, shaping and report.
+#             epoch: checks the namespaces, shaping and report (not timed yet).
 #   standard  eth1g, eth10g, eth25g x 5 codecs, experiments/configs/link-study.ini (width 8,
 #             2048 images, 4 epochs): about 25 minutes on a 2-core CPU (15 runs x ~90 s;
 #             on a CPU-bound machine the links rarely limit the step, which the report's

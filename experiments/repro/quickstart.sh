@@ -9,8 +9,8 @@
 #   twice, so set --momentum 0 on the shards when comparing it.)
 #
 # Budgets (--budget; shared options in experiments/repro/common.sh):
-#   quick     width 8, 512 training / 500 test images, 2 epochs: about 2-3 minutes on a
-#             2-core CPU; checks the pipeline, accuracies mean little.
+#   quick     width 8, 512 training / 500 test images, 2 epochs: a smoke test of the
+#             pipeline in a few minutes (not timed yet); accuracies mean little.
 #   standard  experiments/configs/quickstart.ini: width 8, 2048 training / 1000 test
 #             images, 6 epochs: about 8-10 minutes on a 2-core CPU.
 #   full      the published width (16), all 60k training / 10k test images, 10 epochs,

@@ -92,6 +92,21 @@ void decode_any(std::uintptr_t msg, std::size_t bytes, std::uintptr_t out, std::
         ErrorSite::kDecode);
 }
 
+/// Testing aid: rewrites the checksum of a hand-made message (bytes at msg) from the
+/// lengths its header declares, so that tests reach the codec's own validation behind
+/// the checksum. Returns false (nothing written) when the declared lengths do not fit.
+bool seal_message(std::uintptr_t msg, std::size_t bytes) {
+  auto* m = reinterpret_cast<std::uint8_t*>(msg);
+  if (bytes < quant::kHeaderBytes) return false;
+  const auto payload_bytes = quant::load_le<std::uint64_t>(m + 16);
+  const auto params_bytes = quant::load_le<std::uint32_t>(m + 24);
+  if (params_bytes > bytes - quant::kHeaderBytes || payload_bytes > bytes - quant::kHeaderBytes - params_bytes) {
+    return false;
+  }
+  quant::store_le<std::uint64_t>(m + 32, quant::message_checksum(m, params_bytes, payload_bytes));
+  return true;
+}
+
 bool cuda_device_available(std::string* why) {
 #ifdef GRADZIP_HAVE_CUDA
   return quant::cuda::device_available(why);
@@ -126,6 +141,7 @@ PYBIND11_MODULE(_gradzip, m) {
   m.def("registry", &registry);
   m.def("describe_registry", &quant::describe_registry);
   m.def("message_info", &message_info, py::arg("msg"), py::arg("bytes"));
+  m.def("seal_message", &seal_message, py::arg("msg"), py::arg("bytes"));
   m.def("decode_any", &decode_any, py::arg("msg"), py::arg("bytes"), py::arg("out"), py::arg("n"),
         py::arg("scale"), py::arg("accumulate"), py::call_guard<py::gil_scoped_release>());
 

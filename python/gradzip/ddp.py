@@ -62,14 +62,15 @@ class DDPHook:
         self.exchange = "allreduce" if codec in _ALLREDUCE_DTYPES and exchange != "allgather" else "allgather"
         if self._ef21 and self.exchange == "allreduce":
             raise SpecError("memory 'ef21' sends increments: use exchange='allgather'")
+        self._requested = exchange
         self.process_group = process_group
         self.step = 0
         self.bytes_sent = 0
         self.bytes_on_wire = 0
         self.dense_bytes = 0
         self._names = {}  # id(parameter) -> name (from register)
-        self._layouts = {}  # bucket index -> tuple of (parameter key, numel)
-        self._pending = {}  # parameter key -> state pieces waiting for their bucket
+        self._layouts = {}  # bucket index -> tuple of (key, export name, numel) (see _layout)
+        self._pending = {}  # key or export name -> state pieces waiting for their bucket
         self._aggregate = {}  # bucket index -> ef21 receiver estimate
         self._send = {}  # bucket index -> reusable message buffer
         self._recv = {}  # bucket index -> reusable gather buffer
@@ -94,6 +95,12 @@ class DDPHook:
         if buf.dtype != torch.float32:
             raise TypeError(f"gradzip.ddp_hook compresses float32 gradients, the bucket holds {buf.dtype}")
         index = bucket.index()
+        if self.exchange == "allreduce" and self.compressor.codec == "bf16" and dist.get_backend(group) == "gloo":
+            # Gloo has no bfloat16 sum (PyTorch 1.13 refuses it): auto falls back to all_gather.
+            if self._requested == "allreduce":
+                raise SpecError("exchange='allreduce' with bf16 needs a backend that sums bfloat16 (nccl); "
+                                "the gloo backend does not: use exchange='auto' or 'allgather'")
+            self.exchange = "allgather"
         self._track_layout(index, bucket.parameters(), buf)
         buf.div_(world)
         self.dense_bytes += 4 * buf.numel()
@@ -161,34 +168,42 @@ class DDPHook:
 
     # ---- state that follows parameters ---------------------------------------------
 
-    def _key(self, p, index, j):
-        return self._names.get(id(p), f"bucket{index}.param{j}")
+    def _layout(self, index, params):
+        """(key, export name, numel) per parameter of a bucket. key follows the parameter
+        within this process (its name, else its id); the export name keys state_dict (its
+        name, else its position "bucket<index>.param<j>", valid for an unchanged layout)."""
+        out = []
+        for j, p in enumerate(params):
+            name = self._names.get(id(p))
+            out.append((name or id(p), name or f"bucket{index}.param{j}", p.numel()))
+        return tuple(out)
 
     def _track_layout(self, index, params, buf):
-        layout = tuple((self._key(p, index, j), p.numel()) for j, p in enumerate(params))
+        layout = self._layout(index, params)
         old = self._layouts.get(index)
         if old == layout:
             return
-        if sum(numel for _, numel in layout) != buf.numel():
+        if sum(numel for _, _, numel in layout) != buf.numel():
             warnings.warn("gradzip.ddp_hook: bucket buffer is not its parameters back to back; "
                           "error-feedback state will not follow parameters across bucket changes")
         if old is not None:  # DDP rebuilt its buckets: every state goes back to its parameters
-            self._pending.update(self._per_parameter())
+            self._pending.update(self._per_parameter(export=False))
             self.compressor.reset()
             self._aggregate.clear()
             self._layouts.clear()
         self._layouts[index] = layout
         self._assemble(index, layout, buf.device)
 
-    def _per_parameter(self):
-        """Every bucket's state split into per-parameter pieces (CPU tensors)."""
+    def _per_parameter(self, export):
+        """Every bucket's state split into per-parameter pieces (CPU tensors), keyed by
+        export name (export=True) or by key."""
         pieces = {}
         for index, layout in self._layouts.items():
             state = self.compressor.bucket_state(index) or {}
             if index in self._aggregate:
                 state = dict(state, aggregate=self._aggregate[index])
             offset = 0
-            for key, numel in layout:
+            for key, export_name, numel in layout:
                 piece = {}
                 for name in ("residual", "momentum", "aggregate"):
                     t = state.get(name)
@@ -196,18 +211,19 @@ class DDPHook:
                         piece[name] = t[offset:offset + numel].detach().cpu().clone()
                 if piece:
                     piece["steps"] = state.get("steps", 0)
-                    pieces[key] = piece
+                    pieces[export_name if export else key] = piece
                 offset += numel
         return pieces
 
     def _assemble(self, index, layout, device):
         """Builds a bucket's state from pending per-parameter pieces (zeros where none)."""
-        found = [self._pending.pop(key, None) for key, _ in layout]
+        found = [self._pending.pop(key, None) or self._pending.pop(export_name, None)
+                 for key, export_name, _ in layout]
         if not any(found):
             return
-        n = sum(numel for _, numel in layout)
+        n = sum(numel for _, _, numel in layout)
         vectors, steps, offset = {}, 0, 0
-        for piece, (_, numel) in zip(found, layout):
+        for piece, (_, _, numel) in zip(found, layout):
             for name, t in (piece or {}).items():
                 if name == "steps":
                     steps = max(steps, t)
@@ -227,8 +243,8 @@ class DDPHook:
         rank (CPU tensors). ``gather=True`` (a collective: call it on every rank) returns
         {"ranks": [state of rank 0, rank 1, ...]} on every rank."""
         group = self.process_group if self.process_group is not None else dist.group.WORLD
-        params = dict(self._pending)
-        params.update(self._per_parameter())
+        params = {k: v for k, v in self._pending.items() if isinstance(k, str)}  # loaded, not yet applied
+        params.update(self._per_parameter(export=True))
         state = {"spec": self.compressor.spec, "seed": self.compressor.seed, "exchange": self.exchange,
                  "step": self.step, "bytes_sent": self.bytes_sent, "bytes_on_wire": self.bytes_on_wire,
                  "dense_bytes": self.dense_bytes, "params": params}

@@ -6,7 +6,8 @@ Both sides encode N(0, 1) float32 data with the codec's default parameters into 
 preallocated buffer, one call per iteration, one core. The two sides alternate per
 (codec, size) for --rounds rounds; each side reports the median of its rounds, and the
 C++ side itself reports the median of 3 repetitions per round. GB/s = 4n bytes of fp32
-input per second.
+input per second of CPU time of the encoding thread on both sides (Google Benchmark's
+default), so that other processes on a shared machine do not count.
 
 usage: PYTHONPATH=build/python /usr/bin/python3 python/bench/encode_bench.py
            [--bench build/bench/gradzip_bench_quant] [--sizes 1000000,11200000] [--rounds 3]
@@ -18,6 +19,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,14 +31,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def python_rate(spec, x, out, min_time):
-    """Bytes of fp32 input per second of Compressor.encode, after one untimed call."""
+    """Bytes of fp32 input per CPU second of Compressor.encode, after one untimed call."""
     c = gradzip.Compressor(spec)
     c.encode(x, step=0, out=out)
-    calls, step, start = 0, 1, time.perf_counter()
+    calls, step, start = 0, 1, time.thread_time()
     while True:
         c.encode(x, step=step, out=out)
         calls, step = calls + 1, step + 1
-        elapsed = time.perf_counter() - start
+        elapsed = time.thread_time() - start
         if elapsed >= min_time:
             return 4 * x.numel() * calls / elapsed
 
@@ -45,11 +47,11 @@ def cpp_rate(bench, spec, n, min_time):
     """Median bytes/s of codec/encode/SPEC/n=N over 3 repetitions of gradzip_bench_quant."""
     name = f"codec/encode/{spec}/n={n}"
     regex = "^" + "".join("\\" + ch if ch in ".+*?()[]{}|^$\\" else ch for ch in name) + "$"
-    proc = subprocess.run([str(bench), f"--benchmark_filter={regex}", f"--benchmark_min_time={min_time}",
-                           "--benchmark_repetitions=3", "--benchmark_format=json"],
-                          capture_output=True, text=True, check=True)
-    text = proc.stdout
-    runs = json.loads(text[text.index("{"):text.rindex("}") + 1])["benchmarks"]
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        subprocess.run([str(bench), f"--benchmark_filter={regex}", f"--benchmark_min_time={min_time}",
+                        "--benchmark_repetitions=3", f"--benchmark_out={report.name}", "--benchmark_out_format=json"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        runs = json.load(open(report.name))["benchmarks"]
     medians = [r["bytes_per_second"] for r in runs if r.get("aggregate_name") == "median"]
     if not medians:
         raise RuntimeError(f"{name}: not found in {bench} (filter {regex})")
@@ -68,7 +70,7 @@ def main():
     names = [e["name"] for e in gradzip.compressors() if e["kind"] == "codec"]
     if args.codecs:
         names = [n for n in names if n in args.codecs.split(",")]
-    print(f"torch {torch.__version__}, gradzip {gradzip.GIT_REVISION}; {args.rounds} interleaved rounds, medians")
+    print(f"torch {torch.__version__}; {args.rounds} interleaved rounds, medians, GB/s of encoding-thread CPU time")
     print(f"{'codec spec':48} {'n':>9} {'C++ GB/s':>9} {'Py GB/s':>8} {'Py/C++':>7}")
     worst = None
     for n in (int(s) for s in args.sizes.split(",")):

@@ -1,4 +1,4 @@
-// `gradzip train --compressor auto:...` (comm/auto_choice.h) resolved into a TrainConfig.
+// `gradzip train --compressor auto:...` (experiments/auto_choice.h) resolved into a TrainConfig.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-// Tests of the run-directory writer (comm/rundir.h): files and formats, CSV quoting and
+// Tests of the run-directory writer (experiments/runlog/rundir.h): files and formats, CSV quoting and
 // exact number round trip, misuse errors, concurrent appends, atomic summary, logging,
 // progress output on a TTY and off it.
 #include <gmock/gmock.h>
@@ -18,9 +18,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "comm/rundir.h"
+#include "experiments/runlog/rundir.h"
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 namespace {
 
 std::string slurp(const std::filesystem::path& p) {
@@ -308,4 +308,4 @@ TEST(RunDirName, DefaultNameHasUtcTimestampAndCommand) {
 }
 
 }  // namespace
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

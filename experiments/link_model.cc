@@ -1,5 +1,5 @@
 // Link profiles and the communication-time model (formulas in link_model.h).
-#include "comm/link_model.h"
+#include "experiments/link_model.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,7 +8,7 @@
 #include <limits>
 #include <sstream>
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 namespace {
 
 // ---- profile numbers --------------------------------------------------------------
@@ -214,7 +214,7 @@ double WireBytes::on(const LinkProfile& link) const {
   return payload_bytes + framing_bytes + tcpip_bytes;
 }
 
-WireBytes wire_bytes_between(const DirectionCounters& earlier, const DirectionCounters& later) {
+WireBytes wire_bytes_between(const comm::DirectionCounters& earlier, const comm::DirectionCounters& later) {
   WireBytes w;
   w.payload_bytes = static_cast<double>(later.payload_bytes) - static_cast<double>(earlier.payload_bytes);
   w.framing_bytes = static_cast<double>(later.framing_bytes) - static_cast<double>(earlier.framing_bytes);
@@ -319,4 +319,4 @@ std::string format_seconds(double seconds) {
   return buf;
 }
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

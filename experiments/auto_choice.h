@@ -1,6 +1,6 @@
 // Automatic per-tensor compressor choice (`gradzip train --compressor auto:link=eth1g`):
 // for each parameter tensor, the candidate spec with the least modeled time per step, from
-// codec costs measured at start-up on this machine and the link model (comm/link_model.h),
+// codec costs measured at start-up on this machine and the link model (experiments/link_model.h),
 // under an accuracy guard. The result is a rule list (quant/rules.h) with one exact-name
 // rule per tensor, so workers and shards resolve it like --compressor-rules. In the spirit
 // of Espresso (Wang et al., EuroSys'23: choose compression per tensor from a cost model);
@@ -13,10 +13,11 @@
 //            memory of the spec included), a + b n fitted on two sizes;
 //   S_c(n) = the shard's decode_add of one message, a + b n;
 //   bytes_c(n) = the codec's documented message size (CodecEntry::size, quant/registry.h).
-// Guard: a candidate is allowed for a tensor only when 8 bytes_c(n) / n >= min_bits (bits
-// per element on the wire; identity is always allowed). Choice: the least T; among the
-// allowed candidates within (1 + margin) of it, the one with the most bits per element
-// (the most accurate), so a tensor whose time is all latency stays uncompressed.
+// Precision of a candidate: bits per element of its message for a large (262144-element)
+// tensor, 8 bytes_c / n (headers negligible; scales and indices included). Guard: a
+// candidate is allowed only when its precision >= min_bits (identity always is). Choice:
+// the least T; among the allowed candidates within (1 + margin) of it, the most precise,
+// so a tensor whose time is all latency stays uncompressed.
 // Torch-free; the measurement takes well under a second for the default candidates.
 #pragma once
 
@@ -26,10 +27,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "comm/link_model.h"
 #include "comm/transport.h"
+#include "experiments/link_model.h"
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 
 /// "auto:link=eth1g[,min_bits=2][,margin=0.05][,candidates=identity|fp16|ef+qsgd:bits=4]".
 struct AutoSpec {
@@ -59,7 +60,7 @@ struct TensorChoice {
   std::string spec;               ///< chosen canonical compressor spec
   double modeled_s = 0;           ///< T(chosen, n)
   double identity_s = 0;          ///< T(identity, n)
-  double bits_per_element = 0;    ///< of the chosen spec at n
+  double bits_per_element = 0;    ///< precision of the chosen spec (see the file comment)
 };
 
 struct AutoPlan {
@@ -75,10 +76,10 @@ struct AutoPlan {
 /// empty they are measured here. Throws std::invalid_argument for an unknown link, a
 /// tensor name that is not a plain name (glob characters, ';', '=') or costs missing a
 /// candidate.
-AutoPlan choose_compressors(const std::vector<TensorInfo>& tensors, const AutoSpec& spec, std::uint32_t workers,
+AutoPlan choose_compressors(const std::vector<comm::TensorInfo>& tensors, const AutoSpec& spec, std::uint32_t workers,
                             std::uint32_t shards, std::vector<CodecCost> costs = {});
 
 /// summary.json block: link, guard, startup seconds, costs, choices, modeled step times.
 nlohmann::json auto_plan_json(const AutoPlan& plan, const AutoSpec& spec);
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

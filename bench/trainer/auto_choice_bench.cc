@@ -4,24 +4,24 @@
 // Baseline in the same run: one worker step of ef+qsgd:bits=4 over all 25.6M elements
 // (what every training step spends on compression), so `steps` = start-up / one step.
 //
-//   gradzip_bench_comm --benchmark_filter=auto_choice
+//   gradzip_bench_trainer --benchmark_filter=auto_choice
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <string>
 #include <vector>
 
-#include "comm/auto_choice.h"
+#include "experiments/auto_choice.h"
 #include "quant/registry.h"
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 namespace {
 
 /// ResNet-50 (He et al. 2016, Table 1; torchvision layout): stem, 4 stages of bottleneck
 /// blocks [3, 4, 6, 3] with widths 64..512 (x4 out), batch-norm weight and bias per conv,
 /// a 1x1 downsample conv + bn on each stage's first block, fc 2048 -> 1000.
-std::vector<TensorInfo> resnet50_tensors() {
-  std::vector<TensorInfo> t;
+std::vector<comm::TensorInfo> resnet50_tensors() {
+  std::vector<comm::TensorInfo> t;
   auto conv = [&](const std::string& name, std::int64_t out, std::int64_t in, std::int64_t k) {
     t.push_back({name + ".weight", {out, in, k, k}, static_cast<std::uint64_t>(out * in * k * k)});
   };
@@ -92,4 +92,4 @@ void bm_auto_startup(benchmark::State& state) {
 BENCHMARK(bm_auto_startup)->Name("auto_choice/startup/resnet50")->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

@@ -43,7 +43,7 @@
 
 #include "comm/transport.h"
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 
 /// Bad link name, spec or model input: names the offending text and what is allowed.
 class LinkModelError : public std::invalid_argument {
@@ -92,7 +92,7 @@ struct WireBytes {
 };
 
 /// Difference of two cumulative counters (later - earlier) as WireBytes.
-WireBytes wire_bytes_between(const DirectionCounters& earlier, const DirectionCounters& later);
+WireBytes wire_bytes_between(const comm::DirectionCounters& earlier, const comm::DirectionCounters& later);
 
 /// Traffic of one sync step, per worker (index = worker rank).
 struct StepTraffic {
@@ -147,4 +147,4 @@ std::optional<double> time_to_accuracy(const std::vector<RunSegment>& segments, 
 std::string format_bandwidth(double bytes_per_s);
 std::string format_seconds(double seconds);
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

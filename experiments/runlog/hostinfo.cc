@@ -1,5 +1,5 @@
 // Build and host facts for run directories (see hostinfo.h).
-#include "comm/hostinfo.h"
+#include "experiments/runlog/hostinfo.h"
 
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -25,7 +25,7 @@
 #define GRADZIP_NCCL_ENABLED 0
 #endif
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 
 namespace {
 
@@ -114,4 +114,4 @@ nlohmann::json host_json(const BuildInfo& build, const HostInfo& host, const std
   return j;
 }
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

@@ -1,5 +1,5 @@
 // Run-directory writer (see rundir.h).
-#include "comm/rundir.h"
+#include "experiments/runlog/rundir.h"
 
 #include <unistd.h>
 
@@ -15,9 +15,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "comm/hostinfo.h"
+#include "experiments/runlog/hostinfo.h"
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 
 namespace {
 
@@ -322,4 +322,4 @@ void ProgressBar::draw(std::uint64_t done, const std::string& status, bool final
   std::fflush(out_);
 }
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

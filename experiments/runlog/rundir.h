@@ -6,11 +6,12 @@
 //   metrics_columns.json  [{"name", "unit", "description"}] for each metrics.csv column
 //   events.jsonl          one JSON object per line: {"t_s", "time", "type", ...fields}
 //   summary.json          final (or latest) results, rewritten atomically
-//   host.json             build and machine facts (comm/hostinfo.h)
+//   host.json             build and machine facts (experiments/runlog/hostinfo.h)
 //   log.txt               the spdlog log (everything at debug and above)
 //
-// A RunDir is created once per process (one per worker/shard in multi-process runs,
-// each in its own sub-directory). All member functions are thread-safe: loader,
+// A RunDir is created once per run, by the process that records it (`gradzip train`:
+// the simulating process, the parent of local/netem processes, or worker 0 of a cluster;
+// see experiments/train/accounting.h). All member functions are thread-safe: loader,
 // compute and communication threads may append concurrently; each file has its own
 // lock and every append is flushed before the call returns, so a crashed run still
 // leaves complete lines.
@@ -32,7 +33,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 
 /// A run-directory failure: cannot create or write a file, or misuse (a metrics row
 /// whose width differs from the declared columns, metrics before declare_metrics).
@@ -72,7 +73,7 @@ class RunDir {
 
   /// Writes config.ini (the resolved configuration text, e.g. OptionTable::to_ini()).
   void write_config(const std::string& ini_text);
-  /// Writes host.json from comm::build_info() / host_info(); `torch_version` comes from
+  /// Writes host.json from build_info() / host_info(); `torch_version` comes from
   /// the caller (empty when torch is not linked).
   void write_host_info(const std::string& torch_version);
 
@@ -157,4 +158,4 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_draw_{};
 };
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

@@ -1,4 +1,4 @@
-#include "comm/auto_choice.h"
+#include "experiments/auto_choice.h"
 
 #include <algorithm>
 #include <chrono>
@@ -9,7 +9,7 @@
 #include "quant/registry.h"
 #include "quant/rules.h"
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -141,7 +141,7 @@ std::vector<CodecCost> measure_codec_costs(const std::vector<std::string>& candi
   return costs;
 }
 
-AutoPlan choose_compressors(const std::vector<TensorInfo>& tensors, const AutoSpec& spec, std::uint32_t workers,
+AutoPlan choose_compressors(const std::vector<comm::TensorInfo>& tensors, const AutoSpec& spec, std::uint32_t workers,
                             std::uint32_t shards, std::vector<CodecCost> costs) {
   const auto t0 = Clock::now();
   const LinkProfile link = parse_link(spec.link);
@@ -183,7 +183,8 @@ AutoPlan choose_compressors(const std::vector<TensorInfo>& tensors, const AutoSp
       const double time = k.worker_fixed_s + k.worker_per_element_s * n + incast * bytes * link.frame_overhead_factor /
                           link.bandwidth_bytes_per_s + n_w / n_s * (k.shard_fixed_s + k.shard_per_element_s * n) +
                           link.latency_s;
-      const double bits = t.numel > 0 ? 8.0 * bytes / n : 32.0;
+      // Precision, not wire bits at n (a tiny tensor's header would dominate the latter).
+      const double bits = 8.0 * probe_bytes[i][1].second / probe_bytes[i][1].first;
       if (canon[i] == identity || bits >= spec.min_bits) options.push_back({i, time, bits});
     }
     double best = 1e300, identity_time = 0.0;
@@ -234,4 +235,4 @@ nlohmann::json auto_plan_json(const AutoPlan& plan, const AutoSpec& spec) {
   return j;
 }
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 
 /// Compile-time facts about this gradzip build.
 struct BuildInfo {
@@ -20,7 +20,7 @@ struct BuildInfo {
   std::string build_type;     ///< "optimized" or "debug" (from NDEBUG)
   bool cuda_enabled = false;  ///< CUDA twins compiled in (GRADZIP_CUDA)
   std::string cuda_version;   ///< CUDA toolkit version compiled against, empty when off
-  bool nccl_enabled = false;  ///< NCCL transport compiled in
+  bool nccl_enabled = false;  ///< the NCCL library was found at build time (no NCCL collective is built)
 };
 
 /// The build facts of the binary calling it. Thread-safe.
@@ -40,7 +40,7 @@ struct HostInfo {
 HostInfo host_info();
 
 /// host.json content: {"build": {...}, "host": {...}, "torch_version": "..."}.
-/// `torch_version` comes from the caller (comm has no torch); empty means "not linked".
+/// `torch_version` comes from the caller (this library has no torch); empty means "not linked".
 nlohmann::json host_json(const BuildInfo& build, const HostInfo& host, const std::string& torch_version);
 
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

@@ -5,14 +5,14 @@
 // costs measured on this machine (what `gradzip train --compressor auto` does).
 #include <gtest/gtest.h>
 
-#include "comm/auto_choice.h"
+#include "experiments/auto_choice.h"
 #include "quant/registry.h"
 #include "quant/rules.h"
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 namespace {
 
-std::vector<TensorInfo> tensors() {
+std::vector<comm::TensorInfo> tensors() {
   return {{"conv.weight", {1024, 1024}, 1u << 20}, {"bn.bias", {10}, 10}, {"fc.weight", {1000, 64}, 64000}};
 }
 
@@ -90,4 +90,4 @@ TEST(AutoChoice, BadSpecsAreNamed) {
 }
 
 }  // namespace
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

@@ -56,8 +56,6 @@ void make_consistent(std::vector<std::uint8_t>* msg) {
   quant::store_le<std::uint64_t>(m + 32, quant::message_checksum(m, params, body - params));
 }
 
-bool same_value(float a, float b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
-
 std::string who(const Codec& c, const char* op) { return "codec '" + c.spec() + "' " + op; }
 
 /// Runs decode twice and decode_add twice on `msg` (n elements) and checks the contract.
@@ -67,27 +65,26 @@ void check_decoders(const Codec& c, const std::vector<std::uint8_t>& msg, std::s
   a.check_guards(who(c, "decode"));
   const Status sb = c.decode(msg.data(), msg.size(), b.data(), n);
   b.check_guards(who(c, "decode"));
-  require(sa.code() == sb.code(), who(c, "decode") + " gave two answers for one message");
+  GRADZIP_FUZZ_REQUIRE(sa.code() == sb.code(), who(c, "decode") + " gave two answers for one message");
   if (!sa.ok()) {
-    require(!sa.message().empty(), who(c, "decode") + " refused without a message");
-    require(a.untouched() && b.untouched(), who(c, "decode") + " wrote into its output and then refused: " +
+    GRADZIP_FUZZ_REQUIRE(!sa.message().empty(), who(c, "decode") + " refused without a message");
+    GRADZIP_FUZZ_REQUIRE(a.untouched() && b.untouched(), who(c, "decode") + " wrote into its output and then refused: " +
                                                 sa.to_string());
   } else {
-    require(a.bits() == b.bits(), who(c, "decode") + " left elements of its output unwritten");
+    GRADZIP_FUZZ_REQUIRE(same_bits(a, b), who(c, "decode") + " left elements of its output unwritten");
   }
 
   GuardedFloats acc(n, 0u);
   const Status s1 = c.decode_add(msg.data(), msg.size(), acc.data(), n, 1.0f);
   acc.check_guards(who(c, "decode_add"));
-  require(s1.code() == sa.code(), who(c, "decode_add") + " answered " + s1.to_string() + ", decode " +
+  GRADZIP_FUZZ_REQUIRE(s1.code() == sa.code(), who(c, "decode_add") + " answered " + s1.to_string() + ", decode " +
                                       sa.to_string());
   if (!s1.ok()) {
-    require(acc.untouched(), who(c, "decode_add") + " wrote into its accumulator and then refused");
+    GRADZIP_FUZZ_REQUIRE(acc.untouched(), who(c, "decode_add") + " wrote into its accumulator and then refused");
   } else {
-    for (std::size_t i = 0; i < n; ++i) {
-      require(same_value(acc[i], a[i]), who(c, "decode_add") + "(scale 1) into zeros differs from decode at element " +
-                                            std::to_string(i));
-    }
+    const std::size_t i = first_value_difference(acc, a);
+    GRADZIP_FUZZ_REQUIRE(i == n, who(c, "decode_add") + "(scale 1) into zeros differs from decode at element " +
+                                     std::to_string(i));
   }
 
   const std::uint32_t kOneAndAHalf = 0x3FC00000u;
@@ -95,12 +92,12 @@ void check_decoders(const Codec& c, const std::vector<std::uint8_t>& msg, std::s
   const Status s2 = c.decode_add(msg.data(), msg.size(), acc2.data(), n, scale);
   acc2.check_guards(who(c, "decode_add"));
   if (std::isfinite(scale)) {
-    require(s2.code() == sa.code(), who(c, "decode_add") + " with scale " + std::to_string(scale) + " answered " +
+    GRADZIP_FUZZ_REQUIRE(s2.code() == sa.code(), who(c, "decode_add") + " with scale " + std::to_string(scale) + " answered " +
                                         s2.to_string() + ", decode " + sa.to_string());
   } else {
-    require(!s2.ok(), who(c, "decode_add") + " accepted a non-finite scale");
+    GRADZIP_FUZZ_REQUIRE(!s2.ok(), who(c, "decode_add") + " accepted a non-finite scale");
   }
-  if (!s2.ok()) require(acc2.untouched(), who(c, "decode_add") + " wrote into its accumulator and then refused");
+  if (!s2.ok()) GRADZIP_FUZZ_REQUIRE(acc2.untouched(), who(c, "decode_add") + " wrote into its accumulator and then refused");
 }
 
 }  // namespace
@@ -118,10 +115,10 @@ void codec(const std::uint8_t* data, std::size_t size) {
     GuardedFloats out(1, kFillA);
     for (const auto& c : codecs()) {
       const Status s = c->decode(msg.data(), msg.size(), out.data(), 1);
-      require(s.code() == parsed.code(), who(*c, "decode") + " answered " + s.to_string() + " to a message that " +
+      GRADZIP_FUZZ_REQUIRE(s.code() == parsed.code(), who(*c, "decode") + " answered " + s.to_string() + " to a message that " +
                                              "parse_message refuses with " + parsed.to_string());
     }
-    require(out.untouched(), "a decoder wrote into its output for an unparseable message");
+    GRADZIP_FUZZ_REQUIRE(out.untouched(), "a decoder wrote into its output for an unparseable message");
     return;
   }
 
@@ -131,11 +128,11 @@ void codec(const std::uint8_t* data, std::size_t size) {
     GuardedFloats out(1, kFillA);
     for (const auto& c : codecs()) {
       const Status s = c->decode(msg.data(), msg.size(), out.data(), 1);
-      require(s.code() == (c->id() == view.codec ? Errc::kSizeMismatch : Errc::kCodecMismatch),
+      GRADZIP_FUZZ_REQUIRE(s.code() == (c->id() == view.codec ? Errc::kSizeMismatch : Errc::kCodecMismatch),
               who(*c, "decode") + " answered " + s.to_string() + " to a message of " + std::to_string(view.numel) +
                   " elements into a buffer of 1");
     }
-    require(out.untouched(), "a decoder wrote into a buffer of the wrong size");
+    GRADZIP_FUZZ_REQUIRE(out.untouched(), "a decoder wrote into a buffer of the wrong size");
     return;
   }
 
@@ -148,17 +145,18 @@ void codec(const std::uint8_t* data, std::size_t size) {
       continue;
     }
     const Status s = c->decode(msg.data(), msg.size(), foreign.data(), n);
-    require(s.code() == Errc::kCodecMismatch && foreign.untouched(),
+    GRADZIP_FUZZ_REQUIRE(s.code() == Errc::kCodecMismatch,
             who(*c, "decode") + " answered " + s.to_string() + " to another codec's message");
   }
+  GRADZIP_FUZZ_REQUIRE(foreign.untouched(), "a decoder wrote into its output for another codec's message");
 
   GuardedFloats any(n, kFillA);
   const Status s = quant::decode_any(msg.data(), msg.size(), any.data(), n);
   any.check_guards("decode_any");
   if (!registered) {
-    require(s.code() == Errc::kUnknownCodec, "decode_any answered " + s.to_string() + " for an unregistered codec id");
+    GRADZIP_FUZZ_REQUIRE(s.code() == Errc::kUnknownCodec, "decode_any answered " + s.to_string() + " for an unregistered codec id");
   }
-  if (!s.ok()) require(any.untouched(), "decode_any wrote into its output and then refused");
+  if (!s.ok()) GRADZIP_FUZZ_REQUIRE(any.untouched(), "decode_any wrote into its output and then refused");
 }
 
 }  // namespace gradzip::fuzz

@@ -29,28 +29,36 @@ struct AllOptions {
 
 using Values = std::vector<std::pair<std::string, std::string>>;
 
-/// Parses `gradzip train --config path`; true and the resolved values when accepted,
-/// false on a UsageError. Any other exception propagates (a harness failure).
+/// The option table, built once (it is the expensive part); its fields live in `options`.
+struct Command {
+  AllOptions options;
+  cli::OptionTable table{"train", "fuzz harness"};
+  Command() {
+    cli::bind_optimizer_options(&table, &options.optimizer);
+    cli::bind_compression_options(&table, &options.compression);
+    cli::bind_topology_options(&table, &options.topology);
+    cli::bind_model_data_options(&table, &options.model_data);
+    cli::bind_run_options(&table, &options.run);
+    table.add("offset", &options.offset, "a signed 64-bit option", cli::Range{-1e12, 1e12});
+  }
+};
+
+/// Parses `gradzip train --config path` from the defaults; true and the resolved values
+/// when accepted, false on a UsageError. Any other exception propagates (a failure).
 bool parse_config(const std::string& path, Values* values, std::string* ini) {
-  AllOptions o;
-  cli::OptionTable table("train", "fuzz harness");
-  cli::bind_optimizer_options(&table, &o.optimizer);
-  cli::bind_compression_options(&table, &o.compression);
-  cli::bind_topology_options(&table, &o.topology);
-  cli::bind_model_data_options(&table, &o.model_data);
-  cli::bind_run_options(&table, &o.run);
-  table.add("offset", &o.offset, "a signed 64-bit option", cli::Range{-1e12, 1e12});
+  static Command command;
+  command.options = AllOptions{};
   const char* argv[] = {"train", "--config", path.c_str()};
   std::ostringstream out;
   try {
-    const cli::ParseOutcome outcome = table.parse(3, argv, out);
-    require(outcome == cli::ParseOutcome::kRun, "a config file asked for --help or --print-config");
+    const cli::ParseOutcome outcome = command.table.parse(3, argv, out);
+    GRADZIP_FUZZ_REQUIRE(outcome == cli::ParseOutcome::kRun, "a config file asked for --help or --print-config");
   } catch (const cli::UsageError& e) {
-    require(std::string(e.what()).find('\n') == std::string::npos, "a UsageError spans several lines");
+    GRADZIP_FUZZ_REQUIRE(std::string(e.what()).find('\n') == std::string::npos, "a UsageError spans several lines");
     return false;
   }
-  *values = table.values();
-  *ini = table.to_ini();
+  *values = command.table.values();
+  *ini = command.table.to_ini();
   return true;
 }
 
@@ -66,8 +74,8 @@ void config(const std::uint8_t* data, std::size_t size) {
   printed.write(ini);
   Values again;
   std::string ini_again;
-  require(parse_config(printed.path(), &again, &ini_again), "--print-config output of an accepted file is refused");
-  require(again == values, "--print-config output does not reproduce the configuration");
+  GRADZIP_FUZZ_REQUIRE(parse_config(printed.path(), &again, &ini_again), "--print-config output of an accepted file is refused");
+  GRADZIP_FUZZ_REQUIRE(again == values, "--print-config output does not reproduce the configuration");
 }
 
 }  // namespace gradzip::fuzz

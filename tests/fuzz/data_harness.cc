@@ -20,23 +20,23 @@ using trainer::Dataset;
 
 /// The invariants every reader promises for the Dataset it returns.
 void check_dataset(const Dataset& d, const std::string& reader) {
-  require(d.channels > 0 && d.height > 0 && d.width > 0,
+  GRADZIP_FUZZ_REQUIRE(d.channels > 0 && d.height > 0 && d.width > 0,
           reader + " returned an image shape " + std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" +
               std::to_string(d.width));
-  require(d.classes > 0, reader + " returned " + std::to_string(d.classes) + " classes");
+  GRADZIP_FUZZ_REQUIRE(d.classes > 0, reader + " returned " + std::to_string(d.classes) + " classes");
   std::size_t want = 0;
   const bool overflow = __builtin_mul_overflow(d.size(), d.image_bytes(), &want);
-  require(!overflow && want == d.images.size(),
+  GRADZIP_FUZZ_REQUIRE(!overflow && want == d.images.size(),
           reader + " returned " + std::to_string(d.images.size()) + " pixel bytes for " + std::to_string(d.size()) +
               " images of " + std::to_string(d.image_bytes()) + " bytes");
   for (const std::int32_t label : d.labels) {
-    require(label >= 0 && label < d.classes, reader + " returned label " + std::to_string(label));
+    GRADZIP_FUZZ_REQUIRE(label >= 0 && label < d.classes, reader + " returned label " + std::to_string(label));
   }
 }
 
 /// A DataError must name the file it is about.
 void check_error(const DataError& e) {
-  require(!e.path().empty() && std::string(e.what()).find(e.path()) != std::string::npos,
+  GRADZIP_FUZZ_REQUIRE(!e.path().empty() && std::string(e.what()).find(e.path()) != std::string::npos,
           std::string("DataError does not name its file: ") + e.what());
 }
 
@@ -56,8 +56,8 @@ void idx(const std::uint8_t* data, std::size_t size) {
     const trainer::IdxArray a = trainer::read_idx(images.path());
     std::uint64_t count = 1;
     for (const std::uint32_t d : a.dims) count *= d;
-    require(!a.dims.empty() && a.dims.size() <= 4, "read_idx returned rank " + std::to_string(a.dims.size()));
-    require(count == a.data.size(), "read_idx returned " + std::to_string(a.data.size()) +
+    GRADZIP_FUZZ_REQUIRE(!a.dims.empty() && a.dims.size() <= 4, "read_idx returned rank " + std::to_string(a.dims.size()));
+    GRADZIP_FUZZ_REQUIRE(count == a.data.size(), "read_idx returned " + std::to_string(a.data.size()) +
                                         " bytes for dims whose product is " + std::to_string(count));
   } catch (const DataError& e) {
     check_error(e);
@@ -77,7 +77,7 @@ void cifar(const std::uint8_t* data, std::size_t size) {
   try {
     const Dataset d = trainer::read_cifar_binary({file.path()}, classes);
     check_dataset(d, "read_cifar_binary");
-    require(d.classes == classes && d.channels == 3 && d.height == 32 && d.width == 32,
+    GRADZIP_FUZZ_REQUIRE(d.classes == classes && d.channels == 3 && d.height == 32 && d.width == 32,
             "read_cifar_binary returned another shape or class count than CIFAR's");
   } catch (const DataError& e) {
     check_error(e);

@@ -15,28 +15,28 @@ void check_envelope(const std::uint8_t* data, std::size_t size) {
   comm::Envelope e;
   std::string why;
   if (!comm::read_envelope(data, size, &e, &why)) {
-    require(!why.empty(), "read_envelope refused without a reason");
+    GRADZIP_FUZZ_REQUIRE(!why.empty(), "read_envelope refused without a reason");
     return;
   }
-  require(size == comm::kEnvelopeBytes, "read_envelope accepted " + std::to_string(size) + " bytes");
+  GRADZIP_FUZZ_REQUIRE(size == comm::kEnvelopeBytes, "read_envelope accepted " + std::to_string(size) + " bytes");
   std::uint8_t back[comm::kEnvelopeBytes];
   comm::write_envelope(e, back);
-  require(std::memcmp(back, data, comm::kEnvelopeBytes) == 0, "an accepted envelope does not write back to its bytes");
+  GRADZIP_FUZZ_REQUIRE(std::memcmp(back, data, comm::kEnvelopeBytes) == 0, "an accepted envelope does not write back to its bytes");
 }
 
 void check_signature(const std::uint8_t* text, std::size_t size) {
   comm::ModelSignature s;
   std::string why;
   if (!comm::signature_from_json(text, size, &s, &why)) {
-    require(!why.empty(), "signature_from_json refused without a reason");
+    GRADZIP_FUZZ_REQUIRE(!why.empty(), "signature_from_json refused without a reason");
     return;
   }
   const std::string json = comm::signature_to_json(s);
   comm::ModelSignature again;
-  require(comm::signature_from_json(reinterpret_cast<const std::uint8_t*>(json.data()), json.size(), &again, &why),
+  GRADZIP_FUZZ_REQUIRE(comm::signature_from_json(reinterpret_cast<const std::uint8_t*>(json.data()), json.size(), &again, &why),
           "signature_from_json refuses what signature_to_json wrote: " + why);
-  require(s.diff(again).empty(), "signature changed in a JSON round trip: " + s.diff(again));
-  require(comm::signature_to_json(again) == json, "signature JSON is not stable under a round trip");
+  GRADZIP_FUZZ_REQUIRE(s.diff(again).empty(), "signature changed in a JSON round trip: " + s.diff(again));
+  GRADZIP_FUZZ_REQUIRE(comm::signature_to_json(again) == json, "signature JSON is not stable under a round trip");
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 #include "tests/fuzz/util.h"
 
 #include <sanitizer/asan_interface.h>  // ASAN_(UN)POISON_MEMORY_REGION: no-ops without ASan
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,10 +40,6 @@ float from_bits(std::uint32_t u) {
 }
 }  // namespace
 
-void require(bool ok, const std::string& what) {
-  if (!ok) throw PropertyViolation(what);
-}
-
 GuardedFloats::GuardedFloats(std::size_t n, std::uint32_t fill_bits)
     : n_(n), fill_bits_(fill_bits), storage_(n + 2 * kGuard, from_bits(kCanaryBits)) {
   for (std::size_t i = 0; i < n; ++i) storage_[kGuard + i] = from_bits(fill_bits);
@@ -67,7 +65,7 @@ bool GuardedFloats::untouched() const {
 void GuardedFloats::check_guards(const std::string& who) const {
 #ifndef GRADZIP_FUZZ_ASAN
   for (std::size_t i = 0; i < kGuard; ++i) {
-    require(bits_of(storage_[i]) == kCanaryBits && bits_of(storage_[kGuard + n_ + i]) == kCanaryBits,
+    GRADZIP_FUZZ_REQUIRE(bits_of(storage_[i]) == kCanaryBits && bits_of(storage_[kGuard + n_ + i]) == kCanaryBits,
             who + " wrote outside its output buffer");
   }
 #else
@@ -75,15 +73,48 @@ void GuardedFloats::check_guards(const std::string& who) const {
 #endif
 }
 
+bool same_bits(const GuardedFloats& a, const GuardedFloats& b) { return a.bits() == b.bits(); }
+
+std::size_t first_value_difference(const GuardedFloats& a, const GuardedFloats& b) {
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return i;
+  }
+  return a.size();
+}
+
 ScratchFile::ScratchFile(const std::string& tag) {
+  // An in-memory file (memfd) reached through /proc/self/fd: rewriting a disk file
+  // millions of times would make the harness wait on the file system.
+  fd_ = ::memfd_create(("gradzip-fuzz-" + tag).c_str(), MFD_CLOEXEC);
+  if (fd_ >= 0) {
+    path_ = "/proc/self/fd/" + std::to_string(fd_);
+    return;
+  }
   const char* tmp = std::getenv("TMPDIR");
   path_ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/gradzip-fuzz-" +
           std::to_string(::getpid()) + "-" + tag;
 }
 
-ScratchFile::~ScratchFile() { std::remove(path_.c_str()); }
+ScratchFile::~ScratchFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  } else {
+    std::remove(path_.c_str());
+  }
+}
 
 void ScratchFile::write(const std::uint8_t* data, std::size_t size) {
+  if (fd_ >= 0) {
+    std::size_t done = 0;
+    bool ok = ::ftruncate(fd_, 0) == 0;
+    while (ok && done < size) {
+      const ssize_t n = ::pwrite(fd_, data + done, size - done, static_cast<off_t>(done));
+      ok = n > 0;
+      if (ok) done += static_cast<std::size_t>(n);
+    }
+    if (!ok) throw std::runtime_error("cannot write scratch file " + path_);
+    return;
+  }
   std::FILE* f = std::fopen(path_.c_str(), "wb");
   if (f == nullptr) throw std::runtime_error("cannot write scratch file " + path_);
   const bool ok = (size == 0 || std::fwrite(data, 1, size, f) == size);

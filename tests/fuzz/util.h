@@ -35,8 +35,15 @@ class GuardedFloats {
   std::vector<float> storage_;
 };
 
-/// A file under $TMPDIR (or /tmp) named after the process id and `tag`, rewritten by each
-/// write() and removed by the destructor. For parsers that take a path.
+/// True when a and b hold the same bit patterns (same size).
+bool same_bits(const GuardedFloats& a, const GuardedFloats& b);
+/// Index of the first element where a and b differ as values (NaN equals NaN, 0 equals
+/// -0); a.size() when none does. Same size.
+std::size_t first_value_difference(const GuardedFloats& a, const GuardedFloats& b);
+
+/// A file for parsers that take a path, rewritten by each write(): an in-memory file
+/// (memfd_create, path /proc/self/fd/N), or where that fails a file under $TMPDIR (or
+/// /tmp) named after the process id and `tag`, removed by the destructor. Not copyable.
 class ScratchFile {
  public:
   explicit ScratchFile(const std::string& tag);
@@ -50,6 +57,7 @@ class ScratchFile {
   const std::string& path() const { return path_; }
 
  private:
+  int fd_ = -1;
   std::string path_;
 };
 

@@ -55,7 +55,9 @@ void idx(const std::uint8_t* data, std::size_t size) {
   try {
     const trainer::IdxArray a = trainer::read_idx(images.path());
     std::uint64_t count = 1;
-    for (const std::uint32_t d : a.dims) count *= d;
+    bool overflow = false;
+    for (const std::uint32_t d : a.dims) overflow = __builtin_mul_overflow(count, std::uint64_t{d}, &count) || overflow;
+    GRADZIP_FUZZ_REQUIRE(!overflow, "read_idx accepted sizes whose product exceeds 2^64");
     GRADZIP_FUZZ_REQUIRE(!a.dims.empty() && a.dims.size() <= 4, "read_idx returned rank " + std::to_string(a.dims.size()));
     GRADZIP_FUZZ_REQUIRE(count == a.data.size(), "read_idx returned " + std::to_string(a.data.size()) +
                                         " bytes for dims whose product is " + std::to_string(count));

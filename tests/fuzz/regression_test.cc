@@ -3,9 +3,12 @@
 // replay test runs them through the harnesses too).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "tests/fuzz/util.h"
+#include "trainer/dataset.h"
 #include "trainer/errors.h"
 #include "trainer/records.h"
 
@@ -36,6 +39,36 @@ TEST(FuzzRegression, RecordShardCountingMoreRecordsThanItsSizeIsADataError) {
   const std::string what = data_error_of([&] { trainer::read_records({shard.path()}); });
   EXPECT_NE(what.find(shard.path()), std::string::npos) << what;
   EXPECT_NE(what.find("header promises 1073741826 records"), std::string::npos) << what;
+}
+
+/// Splits an idx harness input ([u32 LE length][images][labels]) into two scratch files.
+struct IdxPair {
+  ScratchFile images{"images.idx"};
+  ScratchFile labels{"labels.idx"};
+  explicit IdxPair(const std::vector<std::uint8_t>& input) {
+    std::uint32_t first = 0;
+    std::memcpy(&first, input.data(), 4);
+    images.write(input.data() + 4, first);
+    labels.write(input.data() + 4 + first, input.size() - 4 - first);
+  }
+};
+
+// Found by reading read_idx while writing the idx harness (the harness then fails on it):
+// images 16 x 2^30 x 2^30 with no pixel bytes. The product of the sizes wrapped around
+// 2^64 to 0 = the bytes present, so read_idx_dataset returned 16 labels and no images.
+TEST(FuzzRegression, IdxSizesWhoseProductWrapsPast2p64AreADataError) {
+  IdxPair files(regression_input("idx", "sizes-wrap-2p64"));
+  const std::string what = data_error_of([&] { trainer::read_idx(files.images.path()); });
+  EXPECT_NE(what.find("multiply to more than 2^64"), std::string::npos) << what;
+  EXPECT_NE(data_error_of([&] { trainer::read_idx_dataset(files.images.path(), files.labels.path()); }), "");
+}
+
+// Same origin: 5 images of 0 x 28 pixels were a valid data set of empty images.
+TEST(FuzzRegression, IdxImagesOfZeroHeightAreADataError) {
+  IdxPair files(regression_input("idx", "zero-height"));
+  const std::string what =
+      data_error_of([&] { trainer::read_idx_dataset(files.images.path(), files.labels.path()); });
+  EXPECT_NE(what.find("image size 0 x 28 is outside 1..65536"), std::string::npos) << what;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/protocol.h"
 #include "tests/fuzz/util.h"
 #include "trainer/dataset.h"
 #include "trainer/errors.h"
@@ -69,6 +70,35 @@ TEST(FuzzRegression, IdxImagesOfZeroHeightAreADataError) {
   const std::string what =
       data_error_of([&] { trainer::read_idx_dataset(files.images.path(), files.labels.path()); });
   EXPECT_NE(what.find("image size 0 x 28 is outside 1..65536"), std::string::npos) << what;
+}
+
+/// signature_from_json's reason for refusing `text` ("" when it accepts it).
+std::string signature_refusal(const std::uint8_t* text, std::size_t bytes) {
+  comm::ModelSignature s;
+  std::string why;
+  return comm::signature_from_json(text, bytes, &s, &why) ? "" : why;
+}
+
+// A hello whose signature gives a tensor the shape [10333...3] (1.03e46, a JSON float):
+// nlohmann converted it to int64 with a plain cast, undefined behaviour (UBSan).
+TEST(FuzzRegression, HelloSignatureWithAFloatShapeEntryIsRefused) {
+  const auto hello = regression_input("protocol", "shape-entry-1e46");
+  ASSERT_GT(hello.size(), comm::kEnvelopeBytes);
+  const std::string why = signature_refusal(hello.data() + comm::kEnvelopeBytes, hello.size() - comm::kEnvelopeBytes);
+  EXPECT_NE(why.find("tensor 'f#.bias': shape entry 1.0333"), std::string::npos) << why;
+}
+
+// Same cause: a negative numel or shape entry read as a huge unsigned size.
+TEST(FuzzRegression, SignatureWithNegativeSizesIsRefused) {
+  const std::string negative_numel =
+      R"({"compressor":"identity","downlink":"dense","placement":"","tensors":[{"name":"w","shape":[2],"numel":-1}]})";
+  const std::string negative_dim =
+      R"({"compressor":"identity","downlink":"dense","placement":"","tensors":[{"name":"w","shape":[-2],"numel":2}]})";
+  const auto bytes = [](const std::string& s) { return reinterpret_cast<const std::uint8_t*>(s.data()); };
+  EXPECT_NE(signature_refusal(bytes(negative_numel), negative_numel.size()).find("numel -1 is not a count"),
+            std::string::npos);
+  EXPECT_NE(signature_refusal(bytes(negative_dim), negative_dim.size()).find("shape entry -2 is not a size"),
+            std::string::npos);
 }
 
 }  // namespace

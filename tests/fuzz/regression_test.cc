@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "comm/protocol.h"
+#include "experiments/cli.h"
 #include "tests/fuzz/util.h"
 #include "trainer/dataset.h"
 #include "trainer/errors.h"
@@ -99,6 +101,45 @@ TEST(FuzzRegression, SignatureWithNegativeSizesIsRefused) {
             std::string::npos);
   EXPECT_NE(signature_refusal(bytes(negative_dim), negative_dim.size()).find("shape entry -2 is not a size"),
             std::string::npos);
+}
+
+/// The UsageError message of parsing argv with a table of two options (--lr, --data-dir).
+std::string usage_error_of(std::vector<const char*> argv) {
+  double lr = 0.1;
+  std::string data_dir;
+  cli::OptionTable table("train", "regression test");
+  table.add("lr", &lr, "learning rate");
+  table.add("data-dir", &data_dir, "data folder");
+  std::ostringstream out;
+  try {
+    table.parse(static_cast<int>(argv.size()), argv.data(), out);
+  } catch (const cli::UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A config line whose key holds Boost.PO placeholders ("lr-miargument
+// ('%original_token%%value%')lestone=s="): Boost's message substitution never ended, so
+// `gradzip train --config FILE` hung instead of exiting with code 2 (libFuzzer timeout).
+TEST(FuzzRegression, ConfigKeyHoldingBoostPlaceholdersIsAUsageError) {
+  ScratchFile ini("placeholder.ini");
+  const auto bytes = regression_input("config", "key-with-boost-placeholders");
+  ini.write(bytes.data(), bytes.size());
+  const std::string what = usage_error_of({"train", "--config", ini.path().c_str()});
+  EXPECT_NE(what.find("unrecognised or malformed option"), std::string::npos) << what;
+  EXPECT_NE(what.find("lr-miargument ('%original_token%%value%')lestone"), std::string::npos) << what;
+}
+
+// The same loop on the command line: an unknown option spelled with a placeholder.
+TEST(FuzzRegression, CommandLineOptionHoldingBoostPlaceholdersIsAUsageError) {
+  for (const char* arg : {"--seed=%canonical_option%", "-x%original_token%", "--%canonical_option%=1"}) {
+    const std::string what = usage_error_of({"train", arg});
+    EXPECT_NE(what.find(std::string("unrecognised or malformed option '") + arg + "'"), std::string::npos) << what;
+  }
+  // A known option's value may hold '%': it is not an error.
+  EXPECT_EQ(usage_error_of({"train", "--lr=0.5"}), "");
+  EXPECT_NE(usage_error_of({"train", "--lr=%value%"}).find("bad value '%value%' for --lr"), std::string::npos);
 }
 
 }  // namespace

@@ -103,7 +103,10 @@ std::string write_checkpoint(const std::string& dir, const ShardCheckpoint& c, u
 bool load_newest_checkpoint(const std::string& dir, std::uint32_t shard_id, std::uint32_t num_shards,
                             std::uint64_t signature_hash, std::uint64_t n, ShardCheckpoint* out,
                             std::vector<std::string>* skipped) {
-  for (const auto& [step, path] : list_checkpoints(dir, shard_id)) {
+  for (const auto& entry : list_checkpoints(dir, shard_id)) {
+    // A named reference, not a structured binding: lambdas may capture bindings only from
+    // C++20 on (clang refuses it in C++17).
+    const fs::path& path = entry.second;
     std::ifstream in(path, std::ios::binary);
     std::vector<std::uint8_t> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto skip = [&](const std::string& why) { skipped->push_back(path.string() + ": " + why); };

@@ -42,9 +42,10 @@
 // each bucket sorted (kBadParams).
 // Cost: the DP is O(L * M^2 / 2) integer steps per bucket (about 30k for the defaults,
 // ~4 per element of an 8192-element bucket), the rest one pass over the bucket.
-// Variance factor: the registry states omega = B/(L-1)^2, the bound of uniform stochastic
-// rounding over [min, max] with L levels (spacing (max-min)/(L-1) <= 2||x||/(L-1), variance
-// per element <= spacing^2/4); the DP chooses among level sets that include the uniform one.
+// Variance factor: the registry states omega = B/(2 (L-1)^2), the bound of uniform
+// stochastic rounding over [min, max] with L levels: spacing (max-min)/(L-1), variance per
+// element <= spacing^2/4, and (max-min)^2 <= 2 (max^2 + min^2) <= 2 ||x||^2; the DP chooses
+// among level sets that include the uniform one (for the histogram's variance).
 #include <vector>
 
 #include "quant/codecs/codecs.h"
@@ -193,13 +194,13 @@ std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<st
   return kHeaderBytes + zipml::kParamsBytes + zipml::payload_bytes(zipml::from_params(p), n);
 }
 
-/// omega = B / (L-1)^2 (see the file comment); B = bucket (scope=tensor: unbounded, the
-/// message size is not known here, so the bound of the largest set, 2^24 elements).
+/// omega = B / (2 (L-1)^2) (see the file comment); B = bucket (scope=tensor: the message
+/// size is not known here, so the bound of the largest set, 2^24 elements).
 double variance_factor(const Params& p) {
   const Settings s = zipml::from_params(p);
   const double b = s.bucket == 0 ? static_cast<double>(bucketed::kMaxBucket) : static_cast<double>(s.bucket);
   const double gaps = static_cast<double>(zipml::levels_of(s.bits) - 1);
-  return b / (gaps * gaps);
+  return b / (2.0 * gaps * gaps);
 }
 
 std::unique_ptr<Codec> make_zipml(const Params& p) {
@@ -229,7 +230,7 @@ const CodecEntry& zipml_entry() {
         "levels per bucket, or one set per message (tensor; bucket is then ignored)"}},
       &make_zipml,
       {&message_bytes},
-      {&variance_factor, "bucket/(2^bits-1)^2 (uniform rounding over [min,max]; tensor scope: 2^24/(2^bits-1)^2)"}};
+      {&variance_factor, "bucket/(2 (2^bits-1)^2) (uniform rounding over [min,max]; tensor scope: bucket 2^24)"}};
   return entry;
 }
 

@@ -60,11 +60,13 @@ class CompressorRulesCli : public ::testing::Test {
 
 TEST_F(CompressorRulesCli, EveryBucketRecordsTheSpecItsRuleNames) {
   const Result r = train("rules", "--min-compress-numel 0 --compressor ef+topk:ratio=0.05 "
-                                  "--compressor-rules '*bn*=identity;fc.*=ef+fp16'");
+                                  "--compressor-rules '*bn*=identity;fc.*=ef+zipml:bits=3'");
   ASSERT_EQ(r.status, 0) << r.output;
   const auto s = summary("rules");
   ASSERT_EQ(s["status"], "complete") << s.dump(2);
-  EXPECT_EQ(s["compressor"].get<std::string>().rfind("rules:*bn*=none+identity;fc.*=ef+fp16;*=ef+topk:", 0), 0u)
+  // zipml is unbiased: its EF memory got the safe scale 1/(1+omega) spelled out.
+  const std::string zipml = "ef:scale=0.0233667139+zipml:bits=3,bucket=4096,refine=4,scope=bucket";
+  EXPECT_EQ(s["compressor"].get<std::string>().rfind("rules:*bn*=none+identity;fc.*=" + zipml + ";*=ef+topk:", 0), 0u)
       << s["compressor"];
   int bn = 0, fc = 0, other = 0;
   for (const auto& b : s["buckets"]) {
@@ -76,7 +78,7 @@ TEST_F(CompressorRulesCli, EveryBucketRecordsTheSpecItsRuleNames) {
         EXPECT_EQ(spec, "none+identity") << name;
         ++bn;
       } else if (name.rfind("fc.", 0) == 0) {
-        EXPECT_EQ(spec, "ef+fp16") << name;
+        EXPECT_EQ(spec, zipml) << name;
         ++fc;
       } else {
         EXPECT_EQ(spec.rfind("ef+topk:", 0), 0u) << name << " " << spec;

@@ -27,7 +27,7 @@ TEST(VarianceFactor, StatedPerCodec) {
   EXPECT_DOUBLE_EQ(variance_factor(*make_codec("natural")), 0.125);
   EXPECT_DOUBLE_EQ(variance_factor(*make_codec("randk:ratio=0.25,scale=true")), 3.0);
   EXPECT_TRUE(std::isnan(variance_factor(*make_codec("randk:k=4,scale=true"))));
-  EXPECT_DOUBLE_EQ(variance_factor(*make_codec("zipml:bits=2,bucket=900")), 100.0);
+  EXPECT_DOUBLE_EQ(variance_factor(*make_codec("zipml:bits=2,bucket=900")), 50.0);
   // Biased codecs (and biased settings of unbiased ones): -1.
   for (const char* spec : {"identity", "fp16", "topk", "scaled-sign", "terngrad:clip=2.5", "randk:ratio=0.1", "dgc"}) {
     EXPECT_EQ(variance_factor(*make_codec(spec)), -1.0) << spec;

@@ -102,8 +102,14 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   if (opt_.restore && !opt_.checkpoint_dir.empty()) {
     ShardCheckpoint c;
     std::vector<std::string> skipped;
-    const bool found = load_newest_checkpoint(opt_.checkpoint_dir, opt_.shard_id, m, sig_hash_, n, &c, &skipped);
+    const std::uint64_t newest = opt_.restore_version == 0 ? UINT64_MAX : opt_.restore_version;
+    const bool found =
+        load_newest_checkpoint(opt_.checkpoint_dir, opt_.shard_id, m, sig_hash_, n, &c, &skipped, newest);
     for (const auto& s : skipped) spdlog::warn("shard {}: skipped checkpoint {}", opt_.shard_id, s);
+    if (opt_.restore_version != 0 && (!found || c.version != opt_.restore_version)) {
+      throw std::runtime_error(fmt::format("shard {}: no valid checkpoint of step {} in {}", opt_.shard_id,
+                                           opt_.restore_version, opt_.checkpoint_dir));
+    }
     if (found) {
       params_ = std::move(c.params);
       momentum_ = std::move(c.momentum);

@@ -1,5 +1,5 @@
 // Shard logic without a transport: validation of hostile input, dedup, majority vote,
-// checkpoints (atomic, checksummed, corrupt ones skipped).
+// checkpoints (atomic, checksummed, corrupt ones skipped, a requested step or a refusal).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -211,6 +211,12 @@ TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
   EXPECT_TRUE(r.shard->initialized());
   EXPECT_EQ(r.shard->version(), 2u);
   EXPECT_EQ(r.shard->params(), after_step2);
+  // A resumed run asks for one step: it is restored, or the shard refuses to start.
+  o.restore_version = 2;
+  Harness exact(o, 1);
+  EXPECT_EQ(exact.shard->version(), 2u);
+  o.restore_version = 3;  // the corrupt one
+  EXPECT_THROW({ Harness refused(o, 1); }, std::runtime_error);
   std::filesystem::remove_all(dir);
 }
 

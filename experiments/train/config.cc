@@ -163,6 +163,20 @@ std::string run_config_ini(const OptionTable& table) {
   return out;
 }
 
+nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const std::string& link_name) {
+  return {{"compressor", plan.compressor_spec},
+          {"augment", trainer::augment_spec(plan.cfg.augment)},
+          {"tta", plan.cfg.tta},
+          {"workers", plan.cfg.workers},
+          {"shards", plan.cfg.placement.num_shards},
+          {"cluster", o.cluster},
+          {"model", plan.cfg.model},
+          {"dataset", plan.cfg.dataset},
+          {"link", link_name},
+          {"parameters", plan.parameters},
+          {"train_images", plan.train_images}};
+}
+
 nlohmann::json stages_json(const trainer::StageSeconds& s) {
   return {{"data_wait", s.data_wait}, {"h2d", s.h2d},   {"compute", s.compute},     {"d2h", s.d2h},
           {"encode", s.encode},       {"send", s.send}, {"pull_wait", s.pull_wait}, {"apply", s.apply}};

@@ -58,6 +58,10 @@ std::unique_ptr<runlog::RunDir> open_run_dir(const TrainOptions& o, const Option
 /// `resume` always empty (re-running a config.ini starts a new run).
 std::string run_config_ini(const OptionTable& table);
 
+/// summary.json's fixed facts of a whole run: compressor, augmentation, workers, shards,
+/// cluster, model, dataset, link, parameters, train_images.
+nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const std::string& link_name);
+
 /// summary.json's "stages": seconds per step stage.
 nlohmann::json stages_json(const trainer::StageSeconds& s);
 

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "comm/launch.h"
+#include "experiments/curve_keys.h"
 #include "experiments/netem.h"
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
@@ -77,6 +78,16 @@ void record_veth(const Netem& n, std::uint32_t shards, std::uint32_t workers, ex
   recorder->summary()["counted_over_veth_bytes"] = veth_workers > 0 ? counted / veth_workers : 0.0;
 }
 
+/// Every key file the processes will read, before any is started (experiments/curve_keys.h).
+void check_curve_keys(const std::string& dir, std::uint32_t workers) {
+  try {
+    experiments::shard_curve_files(dir);
+    for (std::uint32_t w = 0; w < workers; ++w) experiments::worker_curve_keys(dir, w);
+  } catch (const experiments::CurveKeyError& e) {
+    throw UsageError(e.what());
+  }
+}
+
 /// A resumed run's procs/: the shards' old endpoint files go (the launcher waits for new
 /// ones) and each worker's epoch lines move to worker<R>.segment<N>.jsonl, so the new
 /// lines start a file of their own.
@@ -103,6 +114,7 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
   const RunPlan plan = plan_run(o);
   const std::uint32_t n_workers = plan.cfg.workers;
   const std::uint32_t n_shards = plan.cfg.placement.num_shards;
+  if (!o.curve_keys.empty()) check_curve_keys(o.curve_keys, n_workers);
   Netem net;
   if (netem) net = make_netem(o, link, n_shards + n_workers);
 
@@ -112,11 +124,7 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
   if (resume) set_aside_previous_processes(procs, n_shards, n_workers);
   experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), n_workers, n_shards,
                               plan.shard_fraction, plan.cfg.epochs};
-  experiments::RunRecorder recorder(
-      run.get(), shape,
-      {{"compressor", plan.compressor_spec}, {"workers", n_workers}, {"shards", n_shards}, {"cluster", o.cluster},
-       {"model", plan.cfg.model}, {"dataset", plan.cfg.dataset}, {"link", link.name},
-       {"parameters", plan.parameters}, {"train_images", plan.train_images}});
+  experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   if (netem) {
     recorder.summary()["netem"] = {{"rate_bit_per_s", link.bandwidth_bytes_per_s * 8},
                                    {"delay_s", net.delay_applied ? link.latency_s : 0.0},

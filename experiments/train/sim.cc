@@ -20,11 +20,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
   auto run = resume ? reopen_run_dir(o, table, *resume) : open_run_dir(o, table);
   experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), cfg.workers, shards,
                               plan.shard_fraction, cfg.epochs};
-  experiments::RunRecorder recorder(run.get(), shape,
-                                    {{"compressor", plan.compressor_spec}, {"workers", cfg.workers},
-                                     {"shards", shards}, {"cluster", o.cluster}, {"model", cfg.model},
-                                     {"dataset", cfg.dataset}, {"link", link.name},
-                                     {"train_images", plan.train_images}, {"parameters", plan.parameters}});
+  experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   recorder.begin("train: " + std::to_string(cfg.workers) + " workers x " + std::to_string(shards) + " shards, " +
                  cfg.model + " on " + cfg.dataset + " (" + std::to_string(plan.train_images) +
                  " training images), compressor " + plan.compressor_spec + ", run dir " + run->path().string());

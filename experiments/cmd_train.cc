@@ -17,11 +17,14 @@ int run_train(const TrainOptions& given, const OptionTable& table) {
   if (!whole_run) throw UsageError("--role " + given.role + ": allowed shard | worker (or empty)");
   const bool here = given.cluster == "sim" || given.cluster == "local" || given.cluster == "netem";
   if (!here) {
-    if (!given.resume.empty()) {
-      throw UsageError("--resume: supported with --cluster sim, local and netem; restart the ranks of --cluster " +
-                       given.cluster + " with --resume-step STEP");
+    if (!given.resume.empty() || given.run.resume_step > 0) {
+      throw UsageError("--resume and --resume-step: supported with --cluster sim, local and netem (and for ps and "
+                       "worker processes started by hand), not yet under --cluster " + given.cluster);
     }
     return run_cluster_rank(given, table);
+  }
+  if (given.resume.empty() && given.run.resume_step > 0) {
+    throw UsageError("--resume-step is for one shard or worker process; continue a whole run with --resume RUN_DIR");
   }
   // The run directory is fixed here: its checkpoints live in it.
   TrainOptions o = given;

@@ -258,22 +258,15 @@ std::vector<std::uint8_t> cpu_params_block(const Codec& cpu) {
 namespace {
 
 const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
-  // Same order as the CPU registry (quant/registry.cc); one line per CUDA twin.
+  // The rows of quant/codecs/codec_list.inc marked CUDA, in its order (the CPU registry's).
   static const std::vector<const CudaCodecEntry*> entries = {
-      &cuda_identity_entry(),
-      &cuda_fp16_entry(),
-      &cuda_bf16_entry(),
-      &cuda_int8_entry(),
-      &cuda_qsgd_entry(),
-      &cuda_terngrad_entry(),
-      &cuda_sign_entry(),
-      &cuda_scaled_sign_entry(),
-      &cuda_onebit_entry(),
-      &cuda_natural_entry(),
-      &cuda_topk_entry(),
-      &cuda_randk_entry(),
-      &cuda_threshold_entry(),
-      &cuda_dgc_entry(),
+#define GRADZIP_CODEC(enumerator, wire_id, stem, twin) GRADZIP_CODEC_TWIN_ENTRY_##twin(stem)
+#define GRADZIP_CODEC_TWIN_ENTRY_CUDA(stem) &cuda_##stem##_entry(),
+#define GRADZIP_CODEC_TWIN_ENTRY_CPU_ONLY(stem)
+#include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
+#undef GRADZIP_CODEC_TWIN_ENTRY_CUDA
+#undef GRADZIP_CODEC_TWIN_ENTRY_CPU_ONLY
   };
   return entries;
 }

@@ -75,7 +75,7 @@ inline std::vector<nlohmann::json> events(const fs::path& run, const std::string
 }
 
 /// A fresh directory under the temp dir named after the running test; removed by the fixture.
-class RunDirTest : public ::testing::Test {
+class TrainRunTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(kFashion)) GTEST_SKIP() << "Fashion-MNIST not installed at " << kFashion;

@@ -10,7 +10,7 @@ namespace {
 
 const char* const kTrainingCommands[] = {"train", "ps", "worker", "launch"};
 
-TEST_F(RunDirTest, EveryTrainingCommandShowsTheSameAugmentationDefaults) {
+TEST_F(TrainRunTest, EveryTrainingCommandShowsTheSameAugmentationDefaults) {
   for (const char* c : kTrainingCommands) {
     const Result help = gradzip(std::string(c) + " --help", root_ / "help.log");
     ASSERT_EQ(help.status, 0) << c;
@@ -24,7 +24,7 @@ TEST_F(RunDirTest, EveryTrainingCommandShowsTheSameAugmentationDefaults) {
   }
 }
 
-TEST_F(RunDirTest, BadAugmentSpecsNameTheirKey) {
+TEST_F(TrainRunTest, BadAugmentSpecsNameTheirKey) {
   const std::pair<const char*, const char*> bad[] = {
       {"crop:padd=4", "unknown key 'padd'"},          {"blur", "unknown transform 'blur'"},
       {"crop:pad=999", "bad value '999' for pad"},     {"flip:p=0.5", "unknown key 'p'"},
@@ -42,7 +42,7 @@ TEST_F(RunDirTest, BadAugmentSpecsNameTheirKey) {
   EXPECT_NE(pca.output.find("needs RGB"), std::string::npos) << pca.output;
 }
 
-TEST_F(RunDirTest, AugmentationAndTtaReachTheTrainer) {
+TEST_F(TrainRunTest, AugmentationAndTtaReachTheTrainer) {
   auto run = [&](const std::string& name, const std::string& extra) {
     const fs::path dir = root_ / name;
     const Result r = gradzip("train --epochs 1 --compressor fp16" + kTinyRun + extra + " --run-dir '" + dir.string() +
@@ -67,7 +67,7 @@ TEST_F(RunDirTest, AugmentationAndTtaReachTheTrainer) {
   EXPECT_NE(p[1][5], t[1][5]) << "TTA gives another test loss";
 }
 
-TEST_F(RunDirTest, KeysCommandWritesTheDocumentedLayout) {
+TEST_F(TrainRunTest, KeysCommandWritesTheDocumentedLayout) {
   const fs::path keys = root_ / "keys";
   Result r = gradzip("keys --out '" + keys.string() + "' --workers 3", root_ / "keys.log");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -93,7 +93,7 @@ TEST_F(RunDirTest, KeysCommandWritesTheDocumentedLayout) {
   EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
 }
 
-TEST_F(RunDirTest, LocalRunWithCurveKeys) {
+TEST_F(TrainRunTest, LocalRunWithCurveKeys) {
   const fs::path keys = root_ / "keys", dir = root_ / "run";
   ASSERT_EQ(gradzip("keys --out '" + keys.string() + "' --workers 2", root_ / "keys.log").status, 0);
   const Result r = gradzip("train --cluster local --epochs 1 --compressor fp16 --curve-keys '" + keys.string() + "'" +

@@ -28,7 +28,7 @@ std::string step_file(const std::string& who, int step) {
   return name;
 }
 
-class SimResume : public RunDirTest, public ::testing::WithParamInterface<const char*> {};
+class SimResume : public TrainRunTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(SimResume, StoppedAndResumedEndsIdenticalToUninterrupted) {
   const std::string run = kRun + " --compressor " + GetParam();
@@ -68,7 +68,7 @@ TEST_P(SimResume, StoppedAndResumedEndsIdenticalToUninterrupted) {
 
 INSTANTIATE_TEST_SUITE_P(Memories, SimResume, ::testing::Values("ef+topk:ratio=0.1", "dgc+dgc:ratio=0.05"));
 
-TEST_F(RunDirTest, MissingOrCorruptWorkerCheckpointIsNamed) {
+TEST_F(TrainRunTest, MissingOrCorruptWorkerCheckpointIsNamed) {
   const fs::path dir = root_ / "run";
   Result r = gradzip("train" + kRun + " --compressor ef+topk:ratio=0.1 --max-steps 4 --run-dir '" + dir.string() + "'",
                      root_ / "first.log");
@@ -93,7 +93,7 @@ TEST_F(RunDirTest, MissingOrCorruptWorkerCheckpointIsNamed) {
   EXPECT_EQ(read_csv(dir / "metrics.csv").size(), 3u);
 }
 
-TEST_F(RunDirTest, ResumeRefusesWhatItCannotContinue) {
+TEST_F(TrainRunTest, ResumeRefusesWhatItCannotContinue) {
   const fs::path dir = root_ / "run";
   Result r = gradzip("train" + kRun + " --max-steps 4 --run-dir '" + dir.string() + "'", root_ / "first.log");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -124,7 +124,7 @@ pid_t start_group(const std::vector<std::string>& args, const fs::path& log) {
   return pid;
 }
 
-TEST_F(RunDirTest, LocalRunKilledAfterItsFirstCheckpointResumesToCompletion) {
+TEST_F(TrainRunTest, LocalRunKilledAfterItsFirstCheckpointResumesToCompletion) {
   const fs::path dir = root_ / "local";
   std::vector<std::string> args = {"train", "--cluster", "local", "--epochs", "4", "--run-dir", dir.string(),
                                    "--compressor", "ef+topk:ratio=0.1", "--checkpoint-every", "1"};

@@ -121,8 +121,11 @@ std::string write_checkpoint(const std::string& dir, const ShardCheckpoint& c, u
 bool load_newest_checkpoint(const std::string& dir, std::uint32_t shard_id, std::uint32_t num_shards,
                             std::uint64_t signature_hash, std::uint64_t n, ShardCheckpoint* out,
                             std::vector<std::string>* skipped, std::uint64_t max_version) {
-  for (const auto& [step, path] : list_checkpoints(dir, prefix(shard_id))) {
-    if (step > max_version) continue;
+  for (const auto& entry : list_checkpoints(dir, prefix(shard_id))) {
+    if (entry.first > max_version) continue;
+    // A named reference, not a structured binding: lambdas may capture bindings only from
+    // C++20 on (clang refuses it in C++17).
+    const fs::path& path = entry.second;
     const std::vector<std::uint8_t> buf = read_bytes(path);
     auto skip = [&](const std::string& why) { skipped->push_back(path.string() + ": " + why); };
     const std::size_t want = kCkptHeader + 12 * n + 8;
@@ -267,7 +270,8 @@ ResumePoint find_resume_point(const std::string& dir, const CheckpointShape& sha
                                             "--checkpoint-every?)", max_step));
   }
   ResumePoint r;
-  for (const auto& [step, path0] : candidates) {
+  for (const auto& candidate : candidates) {
+    const std::uint64_t step = candidate.first;
     const std::size_t before = r.skipped.size();
     for (std::uint32_t s = 0; s < num_shards; ++s) {
       ShardCheckpoint c;

@@ -96,7 +96,11 @@ __global__ void __launch_bounds__(kBlockThreads)
     const std::uint64_t i = idx[j];
     const float v = x[i];
     const float dec = sparse::write_kept_value(values, fmt, j, v, scale);
-    if constexpr (kEf) r[i] = v - dec * f;  // Memory "ef" update: p - decode(p)
+    // Memory "ef" update: p - decode(p), unless some p is NaN/Inf (state->nonfinite, set by
+    // the selection): then the selection left the residual at e and it stays so.
+    if constexpr (kEf) {
+      if (state->nonfinite == 0) r[i] = v - dec * f;
+    }
   }
 }
 

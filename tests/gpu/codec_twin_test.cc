@@ -257,6 +257,73 @@ TEST(CodecTwinErrors, NonFiniteInputReportedByFinalize) {
   }
 }
 
+/// Fused-EF encode of g over residual e on the device; returns the residual afterwards
+/// and the finalize status of the message.
+std::vector<float> fused_ef_residual(const CudaCodec& gpu, const std::vector<float>& g, const std::vector<float>& e,
+                                     Errc* status) {
+  const std::size_t n = g.size();
+  const std::size_t cap = gpu.max_encoded_bytes(n);
+  std::size_t ws = 0;
+  std::vector<float> r(n, -1.0f);
+  if (!gpu.encode(nullptr, nullptr, n, SeedContext{}, nullptr, cap, nullptr, nullptr, &ws, nullptr).ok()) return r;
+  DeviceBuffer d_g(4 * n), d_r(4 * n), d_out(cap), d_ws(ws);
+  if (cudaMemcpy(d_g.get(), g.data(), 4 * n, cudaMemcpyHostToDevice) != cudaSuccess) return r;
+  if (cudaMemcpy(d_r.get(), e.data(), 4 * n, cudaMemcpyHostToDevice) != cudaSuccess) return r;
+  if (!gpu.encode(d_g.get<float>(), d_r.get<float>(), n, SeedContext{3, 1, 0, 0}, d_out.get<std::uint8_t>(), cap,
+                  nullptr, d_ws.get(), &ws, nullptr).ok()) {
+    return r;
+  }
+  std::vector<std::uint8_t> h(cap);
+  if (cudaMemcpy(h.data(), d_out.get(), cap, cudaMemcpyDeviceToHost) != cudaSuccess) return r;
+  if (cudaMemcpy(r.data(), d_r.get(), 4 * n, cudaMemcpyDeviceToHost) != cudaSuccess) return r;
+  std::size_t bytes = 0;
+  *status = finalize_message(h.data(), cap, &bytes).code();
+  return r;
+}
+
+// Sparse codecs and randk hold one bucket: a NaN anywhere leaves the whole residual as it
+// was (quant/cuda.h), although the selection pass used to store p = g + e into it.
+TEST(CodecTwinErrors, SparseNonFiniteLeavesTheResidualUntouched) {
+  GZ_REQUIRE_GPU();
+  for (const char* spec : {"topk:ratio=0.05", "topk:ratio=0.05,values=int8", "threshold:tau=0.25",
+                           "randk:ratio=0.1", "randk:ratio=0.1,scale=true,values=fp16", "dgc:ratio=0.01",
+                           "dgc:ratio=0.5"}) {
+    for (std::size_t n : {std::size_t{1000}, std::size_t{100000}}) {
+      std::vector<float> g = random_gradient(n, 11);
+      const std::vector<float> e = random_gradient(n, 12);
+      g[n / 2 + 1] = std::nanf("");
+      Errc status = Errc::kOk;
+      const std::vector<float> r = fused_ef_residual(*make_cuda_codec(spec), g, e, &status);
+      EXPECT_EQ(status, Errc::kNonFiniteInput) << spec << " n=" << n;
+      EXPECT_EQ(first_difference(r.data(), e.data(), 4 * n), -1) << spec << " n=" << n;
+    }
+  }
+}
+
+// A bucketed codec whose bucket is not a multiple of 8 encodes groups of 8 that straddle
+// buckets: only the bad bucket keeps its residual; its neighbours in the same group are
+// updated exactly as in a run where the bad bucket is healthy.
+TEST(CodecTwinErrors, BucketedNonFiniteKeepsOnlyItsBucketsResidual) {
+  GZ_REQUIRE_GPU();
+  for (const char* spec : {"int8:bucket=100", "qsgd:bits=3,bucket=100", "scaled-sign:bucket=100"}) {
+    const std::size_t n = 1000, bad_lo = 200, bad_hi = 300;  // groups [296, 304) straddle
+    const std::vector<float> clean = random_gradient(n, 21);
+    const std::vector<float> e = random_gradient(n, 22);
+    std::vector<float> g = clean;
+    g[250] = std::nanf("");
+    Errc bad_status = Errc::kOk, clean_status = Errc::kOk;
+    const auto gpu = make_cuda_codec(spec);
+    const std::vector<float> r_bad = fused_ef_residual(*gpu, g, e, &bad_status);
+    const std::vector<float> r_clean = fused_ef_residual(*gpu, clean, e, &clean_status);
+    EXPECT_EQ(bad_status, Errc::kNonFiniteInput) << spec;
+    EXPECT_EQ(clean_status, Errc::kOk) << spec;
+    for (std::size_t i = 0; i < n; ++i) {
+      const float want = i >= bad_lo && i < bad_hi ? e[i] : r_clean[i];
+      EXPECT_EQ(std::memcmp(&r_bad[i], &want, 4), 0) << spec << " element " << i;
+    }
+  }
+}
+
 // A corrupted message is refused on the host before any kernel writes the output.
 TEST(CodecTwinErrors, BadMessageRefusedBeforeWriting) {
   GZ_REQUIRE_GPU();

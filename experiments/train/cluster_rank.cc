@@ -29,12 +29,8 @@ class ClusterRecord {
         recorder_(run_.get(),
                   {link_, experiments::parse_link_list(o.report_links), plan_.cfg.workers,
                    plan_.cfg.placement.num_shards, plan_.shard_fraction, plan_.cfg.epochs},
-                  {{"compressor", plan_.compressor_spec}, {"workers", plan_.cfg.workers},
-                   {"shards", plan_.cfg.placement.num_shards}, {"cluster", o.cluster}, {"model", plan_.cfg.model},
-                   {"dataset", plan_.cfg.dataset}, {"link", link_.name}, {"parameters", plan_.parameters},
-                   {"train_images", plan_.train_images}}),
+                  summary_facts(o, plan_, link_.name)),
         wait_s_(std::max(60.0, o.topology.worker_timeout_s)) {
-    recorder_.summary().update(plan_.compressor_facts);
     recorder_.begin("train: " + std::to_string(plan_.cfg.workers) + " workers + " +
                     std::to_string(plan_.cfg.placement.num_shards) + " shards (" + o.cluster + " ranks), " +
                     plan_.cfg.model + " on " + plan_.cfg.dataset + ", compressor " + plan_.compressor_spec +

@@ -35,6 +35,11 @@ struct TrainingOptions {
   std::int64_t train_subset = 0;  ///< train on the first N training images; 0 = all
   std::int64_t test_subset = 0;   ///< evaluate on the first N test images; 0 = all
   int torch_threads = 0;          ///< intra-op threads per process; 0 = torch's default
+  // -- augmentation and evaluation (trainer/augment_spec.h)
+  std::string augment = "none";   ///< training-time augmentation spec, e.g. "crop:pad=4,flip"
+  bool tta = false;               ///< evaluate over flips and 2-pixel shifts (test-time augmentation)
+  // -- transport security
+  std::string curve_keys = "";    ///< directory of `gradzip keys` (experiments/curve_keys.h); "" = no CURVE
 };
 
 /// Binds every TrainingOptions field, in --help order: model and data, training,
@@ -58,6 +63,9 @@ struct TrainOptions : TrainingOptions {
   int rank = 0;                ///< shard id or worker rank of this process
   std::string endpoints = "";  ///< comma-separated shard endpoints (tcp://host:port), shard 0 first
   std::string bind = "";       ///< shard: endpoint to bind (default tcp://127.0.0.1:0)
+  /// A run directory to continue (experiments/train/resume.h): its config.ini is the
+  /// configuration, options given with it override that; "" = a new run.
+  std::string resume = "";
 };
 
 /// Registers every train option on `table`, bound to `opt`.

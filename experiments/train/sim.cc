@@ -3,11 +3,12 @@
 // estimated from the payload with comm/accounting.h's formulas.
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
+#include "experiments/train/resume.h"
 #include "experiments/train/run.h"
 
 namespace gradzip::cli {
 
-int run_sim(const TrainOptions& o, const OptionTable& table) {
+int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* resume) {
   const experiments::LinkProfile link = experiments::parse_link(o.link);
   const RunPlan plan = plan_run(o);
   const trainer::TrainConfig& cfg = plan.cfg;
@@ -16,21 +17,17 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
   const auto buckets = static_cast<double>(plan.layout.buckets.size());
   const auto shards = static_cast<std::uint32_t>(o.topology.shards);
 
-  auto run = open_run_dir(o, table);
+  auto run = resume ? reopen_run_dir(o, table, *resume) : open_run_dir(o, table);
   experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), cfg.workers, shards,
                               plan.shard_fraction, cfg.epochs};
-  experiments::RunRecorder recorder(run.get(), shape,
-                                    {{"compressor", plan.compressor_spec}, {"workers", cfg.workers},
-                                     {"shards", shards}, {"cluster", o.cluster}, {"model", cfg.model},
-                                     {"dataset", cfg.dataset}, {"link", link.name},
-                                     {"train_images", plan.train_images}, {"parameters", plan.parameters}});
-  recorder.summary().update(plan.compressor_facts);
+  experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   recorder.begin("train: " + std::to_string(cfg.workers) + " workers x " + std::to_string(shards) + " shards, " +
                  cfg.model + " on " + cfg.dataset + " (" + std::to_string(plan.train_images) +
                  " training images), compressor " + plan.compressor_spec + ", run dir " + run->path().string());
+  if (resume) continue_recording(*resume, run.get(), &recorder);
 
   auto on_epoch = [&](const trainer::EpochMetrics& m) {
-    const double worker_steps = static_cast<double>(m.steps) * cfg.workers;
+    const double worker_steps = static_cast<double>(m.steps - cfg.resume_step) * cfg.workers;  // this process's
     experiments::EpochRow row;
     row.epoch = m.epoch + 1;
     row.step = m.steps;
@@ -51,14 +48,16 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
     recorder.fail(e.what());
     throw;
   }
-  const double worker_steps = static_cast<double>(r.steps) * cfg.workers;
+  // Stages cover this process's steps; time and bytes the whole run (recorder.last()).
+  const double worker_steps = static_cast<double>(r.steps - cfg.resume_step) * cfg.workers;
   const double comm_s = r.stages.send + r.stages.pull_wait;
+  const experiments::EpochRow& last = recorder.last();
   recorder.complete({{"steps", r.steps},
-                     {"seconds", r.epochs.empty() ? 0.0 : r.epochs.back().seconds},
+                     {"seconds", last.seconds},
                      {"parameters", r.parameters},
                      {"final_test_accuracy", r.final_test_accuracy},
-                     {"bytes_up", r.bytes_up},
-                     {"bytes_down", r.bytes_down},
+                     {"bytes_up", static_cast<std::uint64_t>(last.up.payload_bytes)},
+                     {"bytes_down", static_cast<std::uint64_t>(last.down.payload_bytes)},
                      {"compute_seconds_per_step", worker_steps > 0 ? (r.stages.total() - comm_s) / worker_steps : 0.0},
                      {"stages", stages_json(r.stages)},
                      {"bottleneck", r.bottleneck},

@@ -76,6 +76,8 @@ class PowerSgdState {
   std::size_t p_numel() const { return plan_.rows * plan_.rank; }  ///< floats of p
   std::size_t q_numel() const { return plan_.cols * plan_.rank; }  ///< floats of q
   std::uint64_t steps() const { return steps_; }                   ///< completed steps
+  /// The error-feedback residual e (rows x cols, row-major) between steps.
+  const std::vector<float>& residual() const { return residual_; }
 
   /// In: grad[rows * cols]. Out: p[p_numel()]. kNonFiniteInput (state unchanged) when
   /// grad holds NaN or Inf.

@@ -59,8 +59,6 @@ enum class RandomStream : std::uint32_t {
   kRounding = 0,    ///< stochastic rounding (qsgd, terngrad, natural)
   kSelection = 1,   ///< random-k index selection
   kSampling = 2,    ///< dgc threshold sampling
-  kRotation = 3,    ///< random signs of the Hadamard rotation (quant/rotation.h)
-  kInit = 4,        ///< PowerSGD's initial Q (quant/powersgd.h)
 };
 
 /// Where a draw comes from: seed, training step, worker rank and bucket index.

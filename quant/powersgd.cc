@@ -122,7 +122,7 @@ void PowerSgdState::draw_q_column(std::uint32_t k, std::uint64_t step) {
   const SeedContext ctx{seed_, step, 0, tensor_index_ & 0x00FFFFFFu};
   float* col = q_.data() + static_cast<std::size_t>(k) * plan_.cols;
   for (std::size_t j = 0; j < plan_.cols; ++j) {
-    const Philox4x32 b = random_block(ctx, RandomStream::kInit, static_cast<std::uint64_t>(k) * plan_.cols + j);
+    const Philox4x32 b = random_block(ctx, kPowerSgdInitStream, static_cast<std::uint64_t>(k) * plan_.cols + j);
     // Box-Muller: u1 in (0, 1] so the logarithm is finite.
     const double u1 = (static_cast<double>(b.v[0] >> 8) + 1.0) * 0x1p-24;
     const double u2 = static_cast<double>(b.v[1] >> 8) * 0x1p-24;

@@ -25,7 +25,7 @@
 // cols = the product of the rest, which is PyTorch's row-major layout of the tensor.
 //
 // Initial Q: standard normal entries (Box-Muller on words 0 and 1 of random_block(
-// {seed, 0, 0, tensor_index}, RandomStream::kInit, k * cols + j)), equal on every rank.
+// {seed, 0, 0, tensor_index}, kPowerSgdInitStream, k * cols + j)), equal on every rank.
 // A Q column that comes back exactly zero (a zero gradient) is redrawn the same way with
 // step = completed steps + 1, so the warm start never collapses to zero.
 // Thread-safety: one state per tensor; distinct states may run on distinct threads.
@@ -35,11 +35,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "quant/philox.h"
 #include "quant/status.h"
 
 namespace gradzip::quant {
 
 constexpr std::uint32_t kPowerSgdMaxRank = 256;
+/// Philox stream id of the initial Q (ids 0..2: the codecs' RandomStream, 3: rotation).
+constexpr RandomStream kPowerSgdInitStream = static_cast<RandomStream>(4);
 
 struct PowerSgdConfig {
   std::uint32_t rank = 4;           ///< r, 1..kPowerSgdMaxRank

@@ -31,7 +31,7 @@ void fwht(float* __restrict x, std::size_t m) {
 /// x[i] <- -x[i] where element i's sign bit is set (see the header for the bit order).
 void flip_signs(float* x, std::size_t n, const SeedContext& ctx) {
   for (std::size_t w = 0; w * 32 < n; ++w) {
-    const std::uint32_t bits = random_bits(ctx, RandomStream::kRotation, w);
+    const std::uint32_t bits = random_bits(ctx, kRotationStream, w);
     const std::size_t first = w * 32;
     const std::size_t count = n - first < 32 ? n - first : 32;
     for (std::size_t j = 0; j < count; ++j) {

@@ -15,7 +15,8 @@
 // A block of one element is only sign-flipped.
 //
 // Signs: element i (0-based over the bucket) is negated when bit i % 32 of
-// random_bits(ctx, RandomStream::kRotation, i / 32) is set (quant/philox.h).
+// random_bits(ctx, kRotationStream, i / 32) is set (quant/philox.h). kRotationStream is
+// stream id 3, after the three RandomStream enumerators the codecs use.
 // Precision: rotate then unrotate returns x within about log2(block) fp32 roundings per
 // element (|error| <= ~1e-6 * ||block||_2 for block 4096; tests/quant/rotation_test.cc).
 #pragma once
@@ -27,6 +28,10 @@
 #include "quant/status.h"
 
 namespace gradzip::quant {
+
+/// The Philox stream of the rotation's signs (RandomStream ids 0..2 belong to the codecs;
+/// PowerSGD's initial Q uses 4).
+constexpr RandomStream kRotationStream = static_cast<RandomStream>(3);
 
 /// Largest rotation block, in elements (a 4 MiB fp32 block; larger buys nothing).
 constexpr std::uint32_t kMaxRotationBlock = 1u << 20;

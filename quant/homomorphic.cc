@@ -89,8 +89,12 @@ Status encode_local(const float* x, std::size_t n, float scale, std::int32_t lev
     const float* __restrict xs = x + at;
     T* __restrict out = codes + at;
     for (std::size_t j = 0; j < m; ++j) {
-      const float y = xs[j] * inv;
-      over |= bucketed::fbits(std::fabs(y)) > limit ? 1u : 0u;
+      // An element over the scale, NaN or Inf is flagged and quantized as 0 (so the
+      // float-to-int conversion below is always defined); integer ops keep it vectorized.
+      const std::uint32_t yb = bucketed::fbits(xs[j] * inv);
+      const std::uint32_t bad = (yb & 0x7FFFFFFFu) > limit ? 1u : 0u;
+      over |= bad;
+      const float y = bucketed::bitsf(yb & (bad - 1u));
       // floor(y + u) for y + u in (-128, 128]: truncation of a positive number.
       auto q = static_cast<std::int32_t>((y + bucketed::uniform24(words[j])) + 128.0f) - 128;
       q = q > top ? top : (q < -top ? -top : q);

@@ -13,6 +13,10 @@
 //   6. optional: unrotate(out, n, cfg.block, shared_ctx)
 // shared_ctx must be equal on all ranks (signs agree: worker field 0); rank_ctx is this
 // rank's SeedContext {seed, step, worker = rank, bucket} so the roundings are independent.
+// Error feedback (quant/memory.h) composes around it: compensate x before step 1; this
+// rank's own dequantized contribution, the `decoded` of Memory::update, is
+// decode_sum<T>(own codes, n, scale, levels, 1.0f, decoded), followed by unrotate when
+// rotating (compensated and decoded must be in the same coordinates).
 //
 // Rounding (unbiased, Philox): y_i = x_i * inv with inv = levels / scale (one fp32
 // division); q_i = floor(y_i + u_i) with u_i = uniform24(word i) of

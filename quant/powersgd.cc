@@ -35,6 +35,30 @@ void axpy(float a, const float* __restrict x, float* __restrict y, std::size_t n
   for (std::size_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
+/// y_k[j] += a[k] * x[j] for k < 4, y_k = y + k * stride: four axpys in one pass over x.
+void axpy4(const float* a, const float* __restrict x, float* y, std::size_t stride, std::size_t n) {
+  float* __restrict y0 = y;
+  float* __restrict y1 = y + stride;
+  float* __restrict y2 = y + 2 * stride;
+  float* __restrict y3 = y + 3 * stride;
+  for (std::size_t j = 0; j < n; ++j) {
+    y0[j] += a[0] * x[j];
+    y1[j] += a[1] * x[j];
+    y2[j] += a[2] * x[j];
+    y3[j] += a[3] * x[j];
+  }
+}
+
+/// y[j] += sum_k a[k] * x_k[j] (x_k = x + k * stride), added in k order: the same values
+/// as four axpys in turn, in one pass over y.
+void gather4(const float* a, const float* x, std::size_t stride, float* __restrict y, std::size_t n) {
+  const float* __restrict x0 = x;
+  const float* __restrict x1 = x + stride;
+  const float* __restrict x2 = x + 2 * stride;
+  const float* __restrict x3 = x + 3 * stride;
+  for (std::size_t j = 0; j < n; ++j) y[j] = (((y[j] + a[0] * x0[j]) + a[1] * x1[j]) + a[2] * x2[j]) + a[3] * x3[j];
+}
+
 /// Orthonormalises the r columns of length n (column k at cols[k * n]) by modified
 /// Gram-Schmidt applied twice ("twice is enough": Giraud et al. 2005), in double. A column
 /// that nothing is left of (a rank-deficient P) becomes zero instead of amplified noise.
@@ -150,12 +174,19 @@ Status PowerSgdState::compute_p(const float* grad, float* p) {
   return Status::Ok();
 }
 
+Status PowerSgdState::take_reduced(const float* reduced, std::vector<float>* into, Phase after, const char* call) {
+  GZ_RETURN_IF_ERROR(expect(after == Phase::kPReduced ? Phase::kPComputed : Phase::kQComputed, call));
+  if (!finite(reduced, into->size())) {
+    return Status(Errc::kNonFiniteInput, std::string("powersgd: ") + call + " got NaN or Inf");
+  }
+  std::copy(reduced, reduced + into->size(), into->begin());
+  phase_ = after;
+  return Status::Ok();
+}
+
 Status PowerSgdState::set_reduced_p(const float* p_reduced) {
-  GZ_RETURN_IF_ERROR(expect(Phase::kPComputed, "set_reduced_p"));
-  if (!finite(p_reduced, p_numel())) return Status(Errc::kNonFiniteInput, "powersgd: reduced P holds NaN or Inf");
-  std::copy(p_reduced, p_reduced + p_numel(), p_.begin());
+  GZ_RETURN_IF_ERROR(take_reduced(p_reduced, &p_, Phase::kPReduced, "set_reduced_p"));
   orthonormalise(p_.data(), plan_.rows, plan_.rank);
-  phase_ = Phase::kPReduced;
   return Status::Ok();
 }
 
@@ -165,18 +196,19 @@ Status PowerSgdState::compute_q(float* q) {
   std::fill(q, q + q_numel(), 0.0f);
   for (std::size_t i = 0; i < rows; ++i) {
     const float* m = residual_.data() + i * cols;
-    for (std::uint32_t k = 0; k < plan_.rank; ++k) axpy(p_[k * rows + i], m, q + k * cols, cols);
+    std::uint32_t k = 0;
+    for (; k + 4 <= plan_.rank; k += 4) {
+      const float a[4] = {p_[k * rows + i], p_[(k + 1) * rows + i], p_[(k + 2) * rows + i], p_[(k + 3) * rows + i]};
+      axpy4(a, m, q + k * cols, cols, cols);
+    }
+    for (; k < plan_.rank; ++k) axpy(p_[k * rows + i], m, q + k * cols, cols);
   }
   phase_ = Phase::kQComputed;
   return Status::Ok();
 }
 
 Status PowerSgdState::set_reduced_q(const float* q_reduced) {
-  GZ_RETURN_IF_ERROR(expect(Phase::kQComputed, "set_reduced_q"));
-  if (!finite(q_reduced, q_numel())) return Status(Errc::kNonFiniteInput, "powersgd: reduced Q holds NaN or Inf");
-  std::copy(q_reduced, q_reduced + q_numel(), q_.begin());
-  phase_ = Phase::kQReduced;
-  return Status::Ok();
+  return take_reduced(q_reduced, &q_, Phase::kQReduced, "set_reduced_q");
 }
 
 Status PowerSgdState::finish(float* approx) {
@@ -185,7 +217,12 @@ Status PowerSgdState::finish(float* approx) {
   for (std::size_t i = 0; i < rows; ++i) {
     float* out = approx + i * cols;
     std::fill(out, out + cols, 0.0f);
-    for (std::uint32_t k = 0; k < plan_.rank; ++k) axpy(p_[k * rows + i], q_.data() + k * cols, out, cols);
+    std::uint32_t k = 0;
+    for (; k + 4 <= plan_.rank; k += 4) {
+      const float a[4] = {p_[k * rows + i], p_[(k + 1) * rows + i], p_[(k + 2) * rows + i], p_[(k + 3) * rows + i]};
+      gather4(a, q_.data() + k * cols, cols, out, cols);
+    }
+    for (; k < plan_.rank; ++k) axpy(p_[k * rows + i], q_.data() + k * cols, out, cols);
     float* e = residual_.data() + i * cols;
     for (std::size_t j = 0; j < cols; ++j) e[j] -= out[j];  // e = M - approx
   }

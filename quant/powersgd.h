@@ -107,6 +107,8 @@ class PowerSgdState {
  private:
   enum class Phase { kIdle, kPComputed, kPReduced, kQComputed, kQReduced };
   Status expect(Phase phase, const char* call) const;
+  /// Checks the phase and the values, copies `reduced` into *into, moves to `after`.
+  Status take_reduced(const float* reduced, std::vector<float>* into, Phase after, const char* call);
   void draw_q_column(std::uint32_t k, std::uint64_t step);
 
   PowerSgdPlan plan_;

@@ -3,15 +3,17 @@
 // measured in the same run:
 //
 //   homomorphic/memcpy/n=N                     memcpy of 4n bytes (baseline)
-//   homomorphic/int8-codec/n=N                 int8:bucket=512 encode + decode (the message
-//                                              codec a worker would send instead)
+//   homomorphic/codec/SPEC/n=N                 encode + decode of a message codec a worker
+//                                              would send instead: int8:bucket=512 (round to
+//                                              nearest) and qsgd:bits=8,norm=max (stochastic
+//                                              rounding from Philox, like thc)
 //   homomorphic/thc/sumT=intB/n=N              one rank's part of a homomorphic allreduce:
 //                                              local_max_abs, encode_local<intB> (straight
 //                                              into the collective's buffer type), decode_sum
 //                                              (the collective itself is not timed)
 //   homomorphic/thc+rotate/sumT=int8/n=N       the same with rotate (block 4096) before and
 //                                              unrotate after
-// SetBytesProcessed = 4n per iteration; main()'s summary table (bench/quant/codec_bench.cc)
+// CPU time (the VMs are shared). SetBytesProcessed = 4n per iteration; main()'s summary table (bench/quant/codec_bench.cc)
 // prints each rate as a fraction of memcpy's. Counter wire_bytes_per_element: what the
 // collective moves per element (the sum type), against 4 for fp32 and ~1.008 for int8.
 //
@@ -58,8 +60,8 @@ void bm_memcpy(benchmark::State& state) {
   set_bytes(state);
 }
 
-void bm_int8_codec(benchmark::State& state) {
-  const auto codec = make_codec("int8:bucket=512");
+void bm_codec(benchmark::State& state, const std::string& spec) {
+  const auto codec = make_codec(spec);
   const auto& x = input();
   std::vector<std::uint8_t> msg(codec->max_encoded_bytes(kN), 0);
   std::vector<float> out(kN, 0.0f);
@@ -109,10 +111,12 @@ void bm_thc(benchmark::State& state, bool rotate) {
 int register_homomorphic_benchmarks() {
   const std::string ns = "/n=" + std::to_string(kN);
   const auto reg = [](const std::string& name, auto fn) {
-    benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(name.c_str(), fn)->Unit(benchmark::kMillisecond);
   };
   reg("homomorphic/memcpy" + ns, bm_memcpy);
-  reg("homomorphic/int8-codec" + ns, bm_int8_codec);
+  for (const std::string spec : {"int8:bucket=512", "qsgd:bits=8,bucket=512,norm=max"}) {
+    reg("homomorphic/codec/" + spec + ns, [spec](benchmark::State& s) { bm_codec(s, spec); });
+  }
   reg("homomorphic/thc/sumT=int8" + ns, [](benchmark::State& s) { bm_thc<std::int8_t>(s, false); });
   reg("homomorphic/thc/sumT=int32" + ns, [](benchmark::State& s) { bm_thc<std::int32_t>(s, false); });
   reg("homomorphic/thc+rotate/sumT=int8" + ns, [](benchmark::State& s) { bm_thc<std::int8_t>(s, true); });

@@ -220,7 +220,7 @@ void RequestClient::dispatch(Received& rx) {
     r.done = true;
     return;
   }
-  if (static_cast<std::uint8_t>(e.type) != (static_cast<std::uint8_t>(r.env.type) | kReplyBit)) {
+  if (e.type != reply_type(r.env.type)) {
     spdlog::warn("worker {}: reply type {} does not match request {}", worker_, static_cast<int>(e.type),
                  static_cast<int>(r.env.type));
     return;

@@ -54,6 +54,15 @@ enum class MsgType : std::uint8_t {
 };
 constexpr std::uint8_t kReplyBit = 0x80;
 
+/// The type of the reply to a request of type `request` (request | kReplyBit).
+constexpr MsgType reply_type(MsgType request) {
+  return static_cast<MsgType>(static_cast<std::uint8_t>(request) | kReplyBit);
+}
+/// True for kError and every reply type (what a shard must never receive as a request).
+constexpr bool is_reply_type(MsgType t) {
+  return t == MsgType::kError || (static_cast<std::uint8_t>(t) & kReplyBit) != 0;
+}
+
 constexpr std::uint8_t kFlagDelta = 0x01;          ///< pull reply: frames are updates to add
 constexpr std::uint8_t kFlagStale = 0x02;          ///< push reply: step already applied; dropped
 constexpr std::uint8_t kFlagDuplicate = 0x04;      ///< push reply: already received; not re-applied

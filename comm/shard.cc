@@ -1,16 +1,16 @@
+// Shard: construction and restore, request dispatch, handshake and init, push admission
+// and dedup, barrier, checkpoints. The sync round is in shard_sync.cc, async/SSP
+// application in shard_async.cc, pull replies in shard_downlink.cc, counting in
+// shard_stats.cc (semantics: comm/shard.h).
 #include "comm/shard.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <xxhash.h>
 
-#include "comm/accounting.h"
 #include "comm/checkpoint.h"
 #include "quant/registry.h"
 
@@ -37,31 +37,9 @@ Aggregation parse_aggregation(const std::string& name) {
   throw std::invalid_argument("aggregation '" + name + "' unknown; allowed: mean|majority");
 }
 
-std::string ShardStats::to_json() const {
-  nlohmann::json j;
-  j["shard"] = shard_id;
-  j["version"] = version;
-  j["total"] = nlohmann::json::parse(counters_json(total));
-  auto& ws = j["workers"] = nlohmann::json::array();
-  for (const auto& w : workers) ws.push_back(nlohmann::json::parse(counters_json(w)));
-  j["pushes_applied"] = pushes_applied;
-  j["duplicates"] = duplicates;
-  j["stale_dropped"] = stale_dropped;
-  j["refused"] = refused;
-  j["refused_by_reason"] = refused_by_reason;
-  j["timeout_completions"] = timeout_completions;
-  j["workers_declared_dead"] = workers_declared_dead;
-  j["staleness"] = {{"count", staleness_count}, {"sum", staleness_sum}, {"max", staleness_max}};
-  j["checkpoints_written"] = checkpoints_written;
-  j["apply_seconds"] = apply_seconds;
-  return j.dump();
+SharedBytes Shard::share(std::vector<std::uint8_t> bytes) {
+  return std::make_shared<const std::vector<std::uint8_t>>(std::move(bytes));
 }
-
-namespace {
-SharedBytes make_bytes(std::vector<std::uint8_t> v) {
-  return std::make_shared<const std::vector<std::uint8_t>>(std::move(v));
-}
-}  // namespace
 
 Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
     : opt_(std::move(options)), sig_(std::move(signature)), layout_(std::move(layout)) {
@@ -78,7 +56,8 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   if (downlink_ && opt_.mode != SyncMode::kSync) {
     throw std::invalid_argument("shard: a compressed downlink needs sync mode (the replica is shared by all workers)");
   }
-  sig_hash_ = XXH3_64bits(signature_to_json(sig_).data(), signature_to_json(sig_).size());
+  const std::string sig_json = signature_to_json(sig_);
+  sig_hash_ = XXH3_64bits(sig_json.data(), sig_json.size());
   local_ids_ = layout_.shard_buckets[opt_.shard_id];
   local_of_.assign(layout_.buckets.size(), -1);
   for (std::size_t i = 0; i < local_ids_.size(); ++i) local_of_[local_ids_[i]] = static_cast<std::int64_t>(i);
@@ -98,27 +77,29 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   dense_cache_tag_.assign(nlocal(), ~std::uint64_t{0});
   stats_.shard_id = opt_.shard_id;
   stats_.workers.assign(w, {});
-
-  if (opt_.restore && !opt_.checkpoint_dir.empty()) {
-    ShardCheckpoint c;
-    std::vector<std::string> skipped;
-    const bool found = load_newest_checkpoint(opt_.checkpoint_dir, opt_.shard_id, m, sig_hash_, n, &c, &skipped);
-    for (const auto& s : skipped) spdlog::warn("shard {}: skipped checkpoint {}", opt_.shard_id, s);
-    if (found) {
-      params_ = std::move(c.params);
-      momentum_ = std::move(c.momentum);
-      replica_ = std::move(c.replica);
-      version_ = c.version;
-      last_checkpoint_version_ = version_;
-      std::fill(clock_.begin(), clock_.end(), version_);
-      initialized_ = true;
-      spdlog::info("shard {}: restored step {} from {}", opt_.shard_id, version_, opt_.checkpoint_dir);
-    } else {
-      spdlog::info("shard {}: no valid checkpoint in {}; waiting for initial parameters", opt_.shard_id,
-                   opt_.checkpoint_dir);
-    }
-  }
+  if (opt_.restore && !opt_.checkpoint_dir.empty()) restore_from_checkpoint();
   stats_.version = version_;
+}
+
+void Shard::restore_from_checkpoint() {
+  ShardCheckpoint c;
+  std::vector<std::string> skipped;
+  const bool found = load_newest_checkpoint(opt_.checkpoint_dir, opt_.shard_id, layout_.options.num_shards, sig_hash_,
+                                            params_.size(), &c, &skipped);
+  for (const auto& s : skipped) spdlog::warn("shard {}: skipped checkpoint {}", opt_.shard_id, s);
+  if (!found) {
+    spdlog::info("shard {}: no valid checkpoint in {}; waiting for initial parameters", opt_.shard_id,
+                 opt_.checkpoint_dir);
+    return;
+  }
+  params_ = std::move(c.params);
+  momentum_ = std::move(c.momentum);
+  replica_ = std::move(c.replica);
+  version_ = c.version;
+  last_checkpoint_version_ = version_;
+  std::fill(clock_.begin(), clock_.end(), version_);
+  initialized_ = true;
+  spdlog::info("shard {}: restored step {} from {}", opt_.shard_id, version_, opt_.checkpoint_dir);
 }
 
 bool Shard::all_workers_shut_down() const {
@@ -142,21 +123,15 @@ void Shard::reply(const std::string& peer, std::uint32_t worker, Envelope env, s
   OutMessage msg;
   msg.peer = peer;
   msg.frames.reserve(bodies.size() + 1);
-  msg.frames.push_back(make_bytes(std::move(head)));
+  msg.frames.push_back(share(std::move(head)));
   for (auto& b : bodies) msg.frames.push_back(std::move(b));
-  std::vector<std::size_t> sizes;
-  for (const auto& f : msg.frames) sizes.push_back(f->size());
-  count_message(&stats_.total.down, sizes.data(), sizes.size());
-  if (worker < stats_.workers.size()) count_message(&stats_.workers[worker].down, sizes.data(), sizes.size());
+  count_reply(msg, worker);
   out->push_back(std::move(msg));
 }
 
 void Shard::refuse(const std::string& peer, const Envelope& req, ProtoErr err, const std::string& text,
                    std::vector<OutMessage>* out) {
-  ++stats_.refused;
-  ++stats_.refused_by_reason[proto_err_name(err)];
-  // Rate-limited log: a barrage must not turn into a disk-filling log.
-  if (stats_.refused <= 20 || (stats_.refused & (stats_.refused - 1)) == 0) {
+  if (count_refusal(err)) {
     spdlog::warn("shard {}: refused request (worker {}, step {}, seq {}) #{}: {}: {}", opt_.shard_id, req.worker,
                  req.step, req.seq, stats_.refused, proto_err_name(err), text);
   }
@@ -165,21 +140,30 @@ void Shard::refuse(const std::string& peer, const Envelope& req, ProtoErr err, c
   e.flags = 0;
   e.bucket = static_cast<std::uint32_t>(err);
   e.aux = version_;
-  reply(peer, req.worker, e, {make_bytes(std::vector<std::uint8_t>(text.begin(), text.end()))}, out);
+  reply(peer, req.worker, e, {share(std::vector<std::uint8_t>(text.begin(), text.end()))}, out);
+}
+
+Envelope Shard::ack(const Envelope& req) const {
+  Envelope r = req;
+  r.type = reply_type(req.type);
+  r.aux = version_;
+  return r;
+}
+
+bool Shard::beyond_step_window(const Envelope& e) const {
+  return e.step != kLatestStep && e.step >= version_ + opt_.step_window;
 }
 
 void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t count, Clock::time_point now,
                    std::vector<OutMessage>* out) {
-  std::vector<std::size_t> sizes;
-  for (std::size_t i = 0; i < count; ++i) sizes.push_back(frames[i].size);
-  count_message(&stats_.total.up, sizes.data(), sizes.size());
+  count_request(frames, count, &stats_.total.up);
   Envelope e;
   std::string why;
   if (count == 0 || !read_envelope(frames[0].data, frames[0].size, &e, &why)) {
     refuse(peer, e, ProtoErr::kMalformed, count == 0 ? "empty message" : why, out);
     return;
   }
-  if (e.type == MsgType::kError || (static_cast<std::uint8_t>(e.type) & kReplyBit) != 0) {
+  if (is_reply_type(e.type)) {
     refuse(peer, e, ProtoErr::kMalformed, "a reply type sent as a request", out);
     return;
   }
@@ -188,7 +172,7 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
            fmt::format("worker rank {} but this run has {} workers", e.worker, opt_.num_workers), out);
     return;
   }
-  count_message(&stats_.workers[e.worker].up, sizes.data(), sizes.size());
+  count_request(frames, count, &stats_.workers[e.worker].up);
   const FrameView* body = frames + 1;
   const std::size_t nbody = count - 1;
   switch (e.type) {
@@ -203,17 +187,11 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
       break;
     case MsgType::kPull: on_pull(peer, e, out); break;
     case MsgType::kBarrier: on_barrier(peer, e, out); break;
-    case MsgType::kHeartbeat: {
-      Envelope r = e;
-      r.type = static_cast<MsgType>(static_cast<std::uint8_t>(e.type) | kReplyBit);
-      r.aux = version_;
-      reply(peer, e.worker, r, {}, out);
-      break;
-    }
+    case MsgType::kHeartbeat: reply(peer, e.worker, ack(e), {}, out); break;
     case MsgType::kShutdown: {
       shut_down_[e.worker] = true;
-      Envelope r = e;
-      r.type = static_cast<MsgType>(static_cast<std::uint8_t>(e.type) | kReplyBit);
+      Envelope r = ack(e);
+      r.aux = e.aux;  // the shutdown reply echoes the request's aux (protocol version 1)
       reply(peer, e.worker, r, {}, out);
       break;
     }
@@ -237,12 +215,11 @@ void Shard::on_hello(const std::string& peer, const Envelope& e, const FrameView
   if (!live_[e.worker]) spdlog::info("shard {}: worker {} rejoined at step {}", opt_.shard_id, e.worker, version_);
   live_[e.worker] = true;
   shut_down_[e.worker] = false;
-  Envelope r = e;
-  r.type = static_cast<MsgType>(static_cast<std::uint8_t>(MsgType::kHello) | kReplyBit);
+  Envelope r = ack(e);
   r.flags = initialized_ ? 0 : kFlagUninitialized;
   // Where this worker resumes: sync workers move in lockstep; an async/ssp worker
   // continues its own clock.
-  r.aux = opt_.mode == SyncMode::kSync ? version_ : clock_[e.worker];
+  if (opt_.mode != SyncMode::kSync) r.aux = clock_[e.worker];
   reply(peer, e.worker, r, {}, out);
 }
 
@@ -254,7 +231,7 @@ std::string Shard::check_message(const FrameView& msg, std::size_t local, bool m
     *err = ProtoErr::kBadMessage;
     return st.to_string();
   }
-  const Bucket& b = layout_.buckets[local_ids_[local]];
+  const Bucket& b = local_bucket(local);
   const quant::CodecId want = must_be_identity || !b.compressed ? quant::CodecId::kIdentity : uplink_->id();
   if (view.codec != want) {
     *err = ProtoErr::kCodecMismatch;
@@ -284,7 +261,7 @@ void Shard::on_init(const std::string& peer, const Envelope& e, const FrameView*
   }
   if (!initialized_) {
     for (std::size_t i = 0; i < n; ++i) {
-      const Bucket& b = layout_.buckets[local_ids_[i]];
+      const Bucket& b = local_bucket(i);
       const quant::Status st = identity_->decode(body[i].data, body[i].size, params_.data() + b.shard_offset, b.numel);
       if (!st.ok()) {  // validated above; keep the shard uninitialized if it still fails
         refuse(peer, e, ProtoErr::kBadMessage, st.to_string(), out);
@@ -295,10 +272,7 @@ void Shard::on_init(const std::string& peer, const Envelope& e, const FrameView*
     initialized_ = true;
     spdlog::info("shard {}: initialized by worker {}", opt_.shard_id, e.worker);
   }
-  Envelope r = e;
-  r.type = static_cast<MsgType>(static_cast<std::uint8_t>(MsgType::kInit) | kReplyBit);
-  r.aux = version_;
-  reply(peer, e.worker, r, {}, out);
+  reply(peer, e.worker, ack(e), {}, out);
   after_version_change(out);
 }
 
@@ -309,222 +283,96 @@ void Shard::initialize(const float* partition, std::vector<OutMessage>* out) {
   after_version_change(out);
 }
 
-void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
-                    std::vector<OutMessage>* out) {
+bool Shard::admit_push(const std::string& peer, const Envelope& e, const FrameView& msg, std::size_t* local,
+                       std::vector<OutMessage>* out) {
   if (!initialized_) {
     refuse(peer, e, ProtoErr::kUninitialized, "push before the shard holds parameters", out);
-    return;
+    return false;
   }
   if (e.bucket >= local_of_.size() || local_of_[e.bucket] < 0) {
     refuse(peer, e, ProtoErr::kNotOwned, fmt::format("bucket {} is not owned by shard {}", e.bucket, opt_.shard_id),
            out);
-    return;
+    return false;
   }
-  const auto local = static_cast<std::size_t>(local_of_[e.bucket]);
-  if (e.step != kLatestStep && e.step >= version_ + opt_.step_window) {
+  *local = static_cast<std::size_t>(local_of_[e.bucket]);
+  if (beyond_step_window(e)) {
     refuse(peer, e, ProtoErr::kWrongStep,
-           fmt::format("step {} is more than {} steps ahead of the shard's step {}", e.step, opt_.step_window, version_),
+           fmt::format("step {} is more than {} steps ahead of the shard's step {}", e.step, opt_.step_window,
+                       version_),
            out);
-    return;
+    return false;
   }
   if (e.step == kLatestStep) {
     refuse(peer, e, ProtoErr::kWrongStep, "push with the 'latest' step marker", out);
-    return;
+    return false;
   }
   ProtoErr err = ProtoErr::kMalformed;
-  const std::string why = check_message(msg, local, false, &err);
+  const std::string why = check_message(msg, *local, false, &err);
   if (!why.empty()) {
     refuse(peer, e, err, why, out);
-    return;
+    return false;
   }
-  Envelope r = e;
-  r.type = static_cast<MsgType>(static_cast<std::uint8_t>(MsgType::kPush) | kReplyBit);
-  const auto key = std::make_tuple(e.worker, e.step, e.seq);
-  const Bucket& b = layout_.buckets[e.bucket];
-  const quant::Codec& codec = b.compressed ? *uplink_ : *identity_;
-  const bool sync = opt_.mode == SyncMode::kSync;
+  return true;
+}
 
-  if (seen_pushes_.count(key) != 0) {
-    ++stats_.duplicates;
-    r.flags = kFlagDuplicate;
-  } else if (sync && e.step < version_) {
-    ++stats_.stale_dropped;
-    r.flags = kFlagStale;
-  } else if (sync) {
-    auto it = pending_.find(e.step);
-    if (it == pending_.end()) {
-      if (pending_.size() >= opt_.max_pending_steps) {
-        refuse(peer, e, ProtoErr::kBusy, fmt::format("{} steps already pending", pending_.size()), out);
-        return;
-      }
-      it = pending_.emplace(e.step, new_pending(now)).first;
-    }
-    Pending& p = it->second;
-    if (p.received[e.worker][local]) {
-      ++stats_.duplicates;
-      r.flags = kFlagDuplicate;
-    } else {
-      // The accumulator is not zeroed: the first contribution of a bucket overwrites it
-      // (saves a pass over the partition per step).
-      quant::Status st;
-      float* acc = p.acc.data() + b.shard_offset;
-      const bool first = p.contributors[local] == 0;
-      if (opt_.aggregation == Aggregation::kMajorityVote) {
-        scratch_.resize(b.numel);
-        st = codec.decode(msg.data, msg.size, scratch_.data(), b.numel);
-        if (st.ok()) {
-          for (std::size_t i = 0; i < b.numel; ++i) {
-            const float vote = static_cast<float>((scratch_[i] > 0.0f) - (scratch_[i] < 0.0f));
-            acc[i] = first ? vote : acc[i] + vote;
-          }
-        }
-      } else if (first) {
-        st = codec.decode(msg.data, msg.size, acc, b.numel);
-      } else {
-        st = codec.decode_add(msg.data, msg.size, acc, b.numel, 1.0f);
-      }
-      if (!st.ok()) {
-        refuse(peer, e, ProtoErr::kBadMessage, st.to_string(), out);
-        return;
-      }
-      p.received[e.worker][local] = true;
-      ++p.contributors[local];
-      ++p.done[e.worker];
+void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
+                    std::vector<OutMessage>* out) {
+  std::size_t local = 0;
+  if (!admit_push(peer, e, msg, &local, out)) return;
+  const bool sync = opt_.mode == SyncMode::kSync;
+  const auto key = std::make_tuple(e.worker, e.step, e.seq);
+  PushOutcome outcome = PushOutcome::kDuplicate;
+  if (seen_pushes_.count(key) == 0) {
+    outcome = sync ? accumulate_sync(peer, e, local, msg, now, out) : apply_async(peer, e, local, msg, out);
+  }
+  Envelope r = ack(e);
+  switch (outcome) {
+    case PushOutcome::kRefused: return;  // refuse() replied
+    case PushOutcome::kApplied:
       ++stats_.pushes_applied;
       seen_pushes_.insert(key);
-      if (!live_[e.worker]) {
-        spdlog::info("shard {}: worker {} is back (push for step {})", opt_.shard_id, e.worker, e.step);
-        live_[e.worker] = true;
-      }
-    }
-  } else {
-    // async / ssp: apply now.
-    auto& progress = async_progress_[e.worker][e.step];
-    scratch_.resize(b.numel);
-    quant::Status st = codec.decode(msg.data, msg.size, scratch_.data(), b.numel);
-    if (!st.ok()) {
-      refuse(peer, e, ProtoErr::kBadMessage, st.to_string(), out);
-      return;
-    }
-    const auto t0 = Clock::now();
-    if (opt_.aggregation == Aggregation::kMajorityVote) {
-      for (auto& v : scratch_) v = static_cast<float>((v > 0.0f) - (v < 0.0f));
-    }
-    const std::uint64_t staleness = bucket_updates_[local] - seen_updates_[e.worker][local];
-    ++stats_.staleness_count;
-    stats_.staleness_sum += staleness;
-    stats_.staleness_max = std::max(stats_.staleness_max, staleness);
-    sgd_step(opt_.optimizer, e.step, params_.data() + b.shard_offset, scratch_.data(),
-             momentum_.data() + b.shard_offset, b.numel);
-    ++bucket_updates_[local];
-    stats_.apply_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    ++stats_.pushes_applied;
-    seen_pushes_.insert(key);
-    live_[e.worker] = true;
-    if (++progress == nlocal()) {
-      async_progress_[e.worker].erase(e.step);
-      clock_[e.worker] = std::max(clock_[e.worker], e.step + 1);
-      const std::uint64_t before = version_;
-      version_ = std::max(version_, e.step + 1);
-      if (version_ != before) maybe_checkpoint();
-    }
+      break;
+    case PushOutcome::kDuplicate:
+      ++stats_.duplicates;
+      r.flags = kFlagDuplicate;
+      break;
+    case PushOutcome::kStale:
+      ++stats_.stale_dropped;
+      r.flags = kFlagStale;
+      break;
   }
-  r.aux = version_;
   reply(peer, e.worker, r, {}, out);
   if (sync) {
     try_complete(out);
   } else {
     after_version_change(out);
   }
-  // Forget dedup keys far behind (bounded memory under a long run). A retry older than
-  // kDedupSteps steps is dropped as stale in sync mode; async accepts that horizon.
+  forget_old_pushes();
+}
+
+void Shard::forget_old_pushes() {
+  // Bounded memory under a long run. A retry older than kDedupSteps steps is dropped as
+  // stale in sync mode; async accepts that horizon.
   constexpr std::uint64_t kDedupSteps = 64;
-  if (seen_pushes_.size() > 65536 && version_ > kDedupSteps) {
-    for (auto it = seen_pushes_.begin(); it != seen_pushes_.end();) {
-      it = std::get<1>(*it) + kDedupSteps < version_ ? seen_pushes_.erase(it) : std::next(it);
-    }
+  if (seen_pushes_.size() <= 65536 || version_ <= kDedupSteps) return;
+  for (auto it = seen_pushes_.begin(); it != seen_pushes_.end();) {
+    it = std::get<1>(*it) + kDedupSteps < version_ ? seen_pushes_.erase(it) : std::next(it);
   }
 }
 
-Shard::Pending Shard::new_pending(Clock::time_point now) {
-  Pending p;
-  if (!acc_pool_.empty()) {
-    p.acc = std::move(acc_pool_.back());  // reused: no allocation, no page faults per step
-    acc_pool_.pop_back();
-  } else {
-    p.acc.assign(params_.size(), 0.0f);
-  }
-  p.contributors.assign(nlocal(), 0);
-  p.received.assign(opt_.num_workers, std::vector<bool>(nlocal(), false));
-  p.done.assign(opt_.num_workers, 0);
-  p.first_push = now;
-  return p;
-}
-
-void Shard::try_complete(std::vector<OutMessage>* out) {
-  bool changed = false;
-  while (!pending_.empty()) {
-    auto it = pending_.begin();
-    Pending& p = it->second;
-    bool complete = true;
-    for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
-      if (live_[w] && p.done[w] < nlocal()) complete = false;
-    }
-    // A later step complete while this one is not: the missing pushes are not coming.
-    if (!complete && std::next(it) != pending_.end()) {
-      const Pending& q = std::next(it)->second;
-      bool later = true;
-      for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
-        if (live_[w] && q.done[w] < nlocal()) later = false;
-      }
-      complete = later;
-    }
-    if (!complete) break;
-    if (it->first > version_) {
-      spdlog::warn("shard {}: jumping from step {} to step {} (restored shard behind the workers)", opt_.shard_id,
-                   version_, it->first);
-    }
-    if (it->first >= version_) apply_sync(it->first, p);
-    if (acc_pool_.size() < 2) acc_pool_.push_back(std::move(p.acc));
-    pending_.erase(it);
-    changed = true;
-  }
-  if (changed) after_version_change(out);
-}
-
-void Shard::apply_sync(std::uint64_t step, Pending& p) {
-  const auto t0 = Clock::now();
-  for (std::size_t i = 0; i < nlocal(); ++i) {
-    const Bucket& b = layout_.buckets[local_ids_[i]];
-    float* g = p.acc.data() + b.shard_offset;
-    if (p.contributors[i] == 0) continue;  // nobody's gradient arrived: no update
-    if (opt_.aggregation == Aggregation::kMajorityVote) {
-      for (std::size_t k = 0; k < b.numel; ++k) g[k] = static_cast<float>((g[k] > 0.0f) - (g[k] < 0.0f));
-    } else if (p.contributors[i] > 1) {
-      const float inv = 1.0f / static_cast<float>(p.contributors[i]);
-      for (std::size_t k = 0; k < b.numel; ++k) g[k] *= inv;
-    }
-    sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel);
-  }
-  version_ = step + 1;
-  if (downlink_) {
-    // x^ += C(x - x^): the residual x - x^ carries what was not yet sent (error feedback).
-    for (std::size_t i = 0; i < nlocal(); ++i) {
-      const Bucket& b = layout_.buckets[local_ids_[i]];
-      scratch_.resize(b.numel);
-      for (std::size_t k = 0; k < b.numel; ++k) {
-        scratch_[k] = params_[b.shard_offset + k] - replica_[b.shard_offset + k];
-      }
-      const quant::SeedContext ctx{opt_.downlink_seed, step, 0xFFFFFFFFu, b.id};
-      auto msg = downlink_->encode(scratch_.data(), b.numel, ctx);
-      const quant::Status st =
-          downlink_->decode_add(msg.data(), msg.size(), replica_.data() + b.shard_offset, b.numel, 1.0f);
-      if (!st.ok()) spdlog::error("shard {}: downlink self-decode failed: {}", opt_.shard_id, st.to_string());
-      delta_cache_[i] = make_bytes(std::move(msg));
+void Shard::on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
+  bool present = false;
+  for (auto& b : barrier_waiting_) {
+    if (b.env.worker == e.worker) {
+      b = {peer, e};
+      present = true;
     }
   }
-  stats_.apply_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-  maybe_checkpoint();
+  if (!present) barrier_waiting_.push_back({peer, e});
+  const auto live = static_cast<std::size_t>(std::count(live_.begin(), live_.end(), true));
+  if (barrier_waiting_.size() < live) return;
+  for (const auto& b : barrier_waiting_) reply(b.peer, b.env.worker, ack(b.env), {}, out);
+  barrier_waiting_.clear();
 }
 
 void Shard::maybe_checkpoint() {
@@ -546,144 +394,6 @@ void Shard::maybe_checkpoint() {
   } catch (const std::exception& ex) {
     spdlog::error("shard {}: checkpoint at step {} failed: {}", opt_.shard_id, version_, ex.what());
   }
-}
-
-void Shard::tick(Clock::time_point now, std::vector<OutMessage>* out) {
-  if (opt_.mode != SyncMode::kSync || opt_.worker_timeout_s <= 0.0 || pending_.empty()) return;
-  Pending& p = pending_.begin()->second;
-  if (std::chrono::duration<double>(now - p.first_push).count() < opt_.worker_timeout_s) return;
-  for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
-    if (live_[w] && p.done[w] < nlocal()) {
-      live_[w] = false;
-      ++stats_.workers_declared_dead;
-      spdlog::warn("shard {}: worker {} missed step {} for {:.1f} s; continuing without it", opt_.shard_id, w,
-                   pending_.begin()->first, opt_.worker_timeout_s);
-    }
-  }
-  ++stats_.timeout_completions;
-  try_complete(out);
-}
-
-bool Shard::pull_ready(const Envelope& e) const {
-  if (!initialized_) return false;
-  if (e.step == kLatestStep) return true;
-  switch (opt_.mode) {
-    case SyncMode::kSync: return e.step < version_;
-    case SyncMode::kAsync: return true;
-    case SyncMode::kSsp: {
-      std::uint64_t slowest = ~std::uint64_t{0};
-      for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
-        if (live_[w]) slowest = std::min(slowest, clock_[w]);
-      }
-      return slowest == ~std::uint64_t{0} || slowest + opt_.ssp_slack >= e.step + 1;
-    }
-  }
-  return true;
-}
-
-SharedBytes Shard::dense_message(std::size_t local) {
-  const std::uint64_t tag = opt_.mode == SyncMode::kSync ? version_ : bucket_updates_[local];
-  if (dense_cache_[local] && dense_cache_tag_[local] == tag) return dense_cache_[local];
-  const Bucket& b = layout_.buckets[local_ids_[local]];
-  const float* src = (downlink_ ? replica_.data() : params_.data()) + b.shard_offset;
-  auto msg = identity_->encode(src, b.numel, quant::SeedContext{});
-  dense_cache_[local] = make_bytes(std::move(msg));
-  dense_cache_tag_[local] = tag;
-  return dense_cache_[local];
-}
-
-void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
-  Envelope r = e;
-  r.type = static_cast<MsgType>(static_cast<std::uint8_t>(MsgType::kPull) | kReplyBit);
-  r.bucket = static_cast<std::uint32_t>(nlocal());
-  r.aux = version_;
-  r.flags = 0;
-  std::vector<SharedBytes> bodies;
-  bodies.reserve(nlocal());
-  const bool delta = downlink_ && version_ > 0 && e.aux == version_ - 1 && e.step != kLatestStep &&
-                     nlocal() > 0 && delta_cache_[0] != nullptr;
-  if (delta) r.flags = kFlagDelta;
-  for (std::size_t i = 0; i < nlocal(); ++i) {
-    bodies.push_back(delta ? delta_cache_[i] : dense_message(i));
-    seen_updates_[e.worker][i] = bucket_updates_[i];
-  }
-  reply(peer, e.worker, r, std::move(bodies), out);
-}
-
-void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
-  if (e.step != kLatestStep && e.step >= version_ + opt_.step_window) {
-    refuse(peer, e, ProtoErr::kWrongStep,
-           fmt::format("pull of step {} is more than {} steps ahead of step {}", e.step, opt_.step_window, version_),
-           out);
-    return;
-  }
-  if (pull_ready(e)) {
-    answer_pull(peer, e, out);
-    return;
-  }
-  if (opt_.mode == SyncMode::kSync && initialized_ && e.step != kLatestStep && e.step >= version_) {
-    // Workers pull step t only after their pushes of t were acknowledged. If this shard
-    // lacks them, it was restarted from a checkpoint and lost them: excuse the worker
-    // from step t (the step completes with the pushes that did arrive) instead of
-    // waiting for pushes that will not come again.
-    auto it = pending_.find(e.step);
-    if (it == pending_.end() && pending_.size() < opt_.max_pending_steps) {
-      it = pending_.emplace(e.step, new_pending(Clock::now())).first;
-    }
-    if (it != pending_.end() && it->second.done[e.worker] < nlocal()) {
-      spdlog::info("shard {}: worker {} pulls step {} without its pushes (lost by a restart at step {}); excused",
-                   opt_.shard_id, e.worker, e.step, version_);
-      it->second.done[e.worker] = static_cast<std::uint32_t>(nlocal());
-      std::fill(it->second.received[e.worker].begin(), it->second.received[e.worker].end(), true);
-      try_complete(out);
-      if (pull_ready(e)) {
-        answer_pull(peer, e, out);
-        return;
-      }
-    }
-  }
-  // A retried pull replaces the pending one of the same request id.
-  for (auto& p : pending_pulls_) {
-    if (p.env.worker == e.worker && p.env.seq == e.seq) {
-      p.peer = peer;
-      return;
-    }
-  }
-  pending_pulls_.push_back({peer, e});
-}
-
-void Shard::after_version_change(std::vector<OutMessage>* out) {
-  stats_.version = version_;
-  std::vector<PendingPull> still;
-  for (auto& p : pending_pulls_) {
-    if (pull_ready(p.env)) {
-      answer_pull(p.peer, p.env, out);
-    } else {
-      still.push_back(std::move(p));
-    }
-  }
-  pending_pulls_ = std::move(still);
-}
-
-void Shard::on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
-  bool present = false;
-  for (auto& b : barrier_waiting_) {
-    if (b.env.worker == e.worker) {
-      b = {peer, e};
-      present = true;
-    }
-  }
-  if (!present) barrier_waiting_.push_back({peer, e});
-  std::uint32_t live = 0;
-  for (std::uint32_t w = 0; w < opt_.num_workers; ++w) live += live_[w] ? 1 : 0;
-  if (barrier_waiting_.size() < live) return;
-  for (const auto& b : barrier_waiting_) {
-    Envelope r = b.env;
-    r.type = static_cast<MsgType>(static_cast<std::uint8_t>(MsgType::kBarrier) | kReplyBit);
-    r.aux = version_;
-    reply(b.peer, b.env.worker, r, {}, out);
-  }
-  barrier_waiting_.clear();
 }
 
 }  // namespace gradzip::comm

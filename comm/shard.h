@@ -30,6 +30,11 @@
 //    an abort or an exception out of handle().
 //
 // Thread-safety: none; the owning transport serializes calls (one thread or a mutex).
+//
+// Implementation, one idea a file: shard.cc (construction and restore, dispatch,
+// handshake, init, push admission and dedup, checkpoints), shard_sync.cc (the sync
+// round), shard_async.cc (async / SSP application), shard_downlink.cc (pulls and their
+// replies, compressed downlink), shard_stats.cc (ShardStats and counting).
 #pragma once
 
 #include <chrono>
@@ -154,30 +159,80 @@ class Shard {
     std::string peer;
     Envelope env;
   };
+  /// What became of a push that passed validation (on_push replies accordingly).
+  enum class PushOutcome { kApplied, kDuplicate, kStale, kRefused };
 
+  static SharedBytes share(std::vector<std::uint8_t> bytes);
+
+  // Requests, handshake, init, push admission and dedup, checkpoints: shard.cc.
+  void restore_from_checkpoint();
   void reply(const std::string& peer, std::uint32_t worker, Envelope env, std::vector<SharedBytes> bodies,
              std::vector<OutMessage>* out);
   void refuse(const std::string& peer, const Envelope& req, ProtoErr err, const std::string& text,
               std::vector<OutMessage>* out);
+  /// The reply envelope to `req`: echoed fields, the reply type, aux = version_.
+  Envelope ack(const Envelope& req) const;
+  /// True for a request of a step step_window or more steps ahead (refused: kWrongStep).
+  bool beyond_step_window(const Envelope& e) const;
   void on_hello(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
                 std::vector<OutMessage>* out);
   void on_init(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
                std::vector<OutMessage>* out);
   void on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
                std::vector<OutMessage>* out);
-  void on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  /// Checks a push (shard initialized, bucket owned, step, message); refuses it and
+  /// returns false, or sets *local to the bucket's local index.
+  bool admit_push(const std::string& peer, const Envelope& e, const FrameView& msg, std::size_t* local,
+                  std::vector<OutMessage>* out);
+  void forget_old_pushes();
   void on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   /// Validates a gradzip message for local bucket `local`; empty string when valid.
   std::string check_message(const FrameView& msg, std::size_t local, bool must_be_identity, ProtoErr* err) const;
+  void maybe_checkpoint();
+
+  // The sync round: shard_sync.cc.
+  PushOutcome accumulate_sync(const std::string& peer, const Envelope& e, std::size_t local, const FrameView& msg,
+                              Clock::time_point now, std::vector<OutMessage>* out);
+  /// Decodes `msg` into (first) or onto the accumulator slice `acc` of a sync step.
+  quant::Status accumulate_message(const FrameView& msg, const quant::Codec& codec, float* acc, std::size_t numel,
+                                   bool first);
   Pending new_pending(Clock::time_point now);
+  /// True when every live worker pushed all of this shard's buckets for the step.
+  bool step_complete(const Pending& p) const;
   void try_complete(std::vector<OutMessage>* out);
   void apply_sync(std::uint64_t step, Pending& p);
-  void after_version_change(std::vector<OutMessage>* out);
+  /// Sync pull of a step whose pushes this (restarted) shard lost: excuses the worker;
+  /// true if the pull was answered.
+  bool excuse_lost_pushes(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+
+  // Async / SSP application: shard_async.cc.
+  PushOutcome apply_async(const std::string& peer, const Envelope& e, std::size_t local, const FrameView& msg,
+                          std::vector<OutMessage>* out);
+  /// SSP: true when every live worker completed step - slack.
+  bool ssp_ready(std::uint64_t step) const;
+
+  // Downlink (pull replies): shard_downlink.cc.
+  void on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   bool pull_ready(const Envelope& e) const;
   void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  void after_version_change(std::vector<OutMessage>* out);
   SharedBytes dense_message(std::size_t local);
-  void maybe_checkpoint();
+  /// Compressed downlink after sync step `step`: encodes C(x - x^) per bucket, x^ += it.
+  void encode_downlink(std::uint64_t step);
+
+  // Counting: shard_stats.cc.
+  static void count_request(const FrameView* frames, std::size_t count, DirectionCounters* c);
+  void count_reply(const OutMessage& msg, std::uint32_t worker);
+  /// Counts a refusal; true when it should be logged (rate-limited: a barrage must not
+  /// turn into a disk-filling log).
+  bool count_refusal(ProtoErr err);
+  void record_staleness(std::uint64_t staleness);
+  void add_apply_time(Clock::time_point since);
+
   std::size_t nlocal() const { return local_ids_.size(); }
+  const Bucket& local_bucket(std::size_t local) const { return layout_.buckets[local_ids_[local]]; }
+  /// The codec of the gradients pushed for bucket `b` (identity for uncompressed buckets).
+  const quant::Codec& push_codec(const Bucket& b) const { return b.compressed ? *uplink_ : *identity_; }
 
   ShardOptions opt_;
   ModelSignature sig_;

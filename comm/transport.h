@@ -1,8 +1,8 @@
 // The worker-facing transport interface: how a training worker sends encoded gradient
 // buckets to the parameter-server shards and gets parameters back.
 //
-// Implementations: ZeroMQ (real processes over TCP), in-process (same wire bytes, for
-// simulation and tests) and NCCL (inside a node). The trainer only sees this header.
+// Implementations: ZeroMQ (real processes over TCP) and in-process (same wire bytes, for
+// simulation and tests). The trainer only sees this header.
 //
 // Flow of one step for worker w (see shared DESIGN.md):
 //   for each bucket b:  h_b = push(step, b, message_b)     // encoded by quant/

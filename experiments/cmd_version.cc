@@ -1,5 +1,5 @@
-// `gradzip version`: version, git revision, compiler, CUDA/NCCL build flags, torch
-// version and this machine's GPUs.
+// `gradzip version`: version, git revision, compiler, whether CUDA twins were built and
+// whether the NCCL library was found, torch version and this machine's GPUs.
 #include <iostream>
 
 #include "experiments/runlog/hostinfo.h"
@@ -21,7 +21,9 @@ int cmd_version(int argc, char** argv) {
               << "git revision: " << b.git_revision << "\n"
               << "compiler:     " << b.compiler << " (" << b.build_type << ")\n"
               << "CUDA:         " << (b.cuda_enabled ? "on, toolkit " + b.cuda_version : std::string("off")) << "\n"
-              << "NCCL:         " << (b.nccl_enabled ? "on" : "off") << "\n"
+              // A library found is not a transport: no NCCL collective is built yet.
+              << "NCCL:         no collective built (library "
+              << (b.nccl_enabled ? "found at build time)" : "not found, or GRADZIP_NCCL=OFF)") << "\n"
               << "torch:        " << (torch.empty() ? std::string("not linked") : torch) << "\n"
               << "GPUs:         ";
     if (h.gpu_names.empty()) std::cout << "none visible";

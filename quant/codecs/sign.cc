@@ -23,7 +23,7 @@ namespace gradzip::quant {
 void majority_vote(float* acc, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     const float a = acc[i];
-    acc[i] = a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : (a == 0.0f ? 0.0f : a));
+    acc[i] = a > 0.0f ? 1.0f : (a < 0.0f ? -1.0f : 0.0f);  // 0, -0 and NaN: no vote
   }
 }
 

@@ -11,7 +11,9 @@ namespace gradzip::quant {
 /// `acc` holds the sum of the workers' decoded "sign" messages (each element +-1), built
 /// with decode_add (any positive scale: only the sign of the sum matters). A tie (sum 0,
 /// possible with an even number of workers) gives 0, i.e. no step for that coordinate.
-/// NaN stays NaN (never produced by decode_add of valid messages). Thread-compatible.
+/// NaN (never produced by decode_add of valid messages, but a hand-crafted fp32 vote on a
+/// shard can carry one) counts as no vote: 0, so data from the wire never reaches the
+/// parameters as NaN. Thread-compatible.
 void majority_vote(float* acc, std::size_t n);
 
 }  // namespace gradzip::quant

@@ -1,5 +1,5 @@
-// Shard logic without a transport: validation of hostile input, dedup, majority vote,
-// checkpoints (atomic, checksummed, corrupt ones skipped).
+// Shard logic without a transport: validation of hostile input, dedup, majority vote
+// (sync and async), reply types, checkpoints (atomic, checksummed, corrupt ones skipped).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -69,6 +69,12 @@ struct Harness {
     return quant::make_codec(codec)->encode(g.data(), g.size(), quant::SeedContext{});
   }
   std::uint32_t owned(std::size_t i = 0) const { return layout.shard_buckets[0].at(i); }
+  // Worker w pushes `value` for every bucket of shard 0 at `step` (seq first_seq + i).
+  void push_all(std::uint32_t w, std::uint64_t step, float value, std::uint64_t first_seq) {
+    for (std::size_t i = 0; i < layout.shard_buckets[0].size(); ++i) {
+      send({env(MsgType::kPush, w, owned(i), step, first_seq + i), grad_msg(owned(i), value)});
+    }
+  }
   std::uint32_t foreign() const { return layout.shard_buckets[1].at(0); }
 };
 
@@ -158,22 +164,76 @@ TEST(Shard, DuplicatePushIsAppliedOnce) {
   EXPECT_EQ(h.shard->stats().pushes_applied, 1u);
 }
 
-TEST(Shard, MajorityVoteTakesTheSignOfTheSignSum) {
+// One sync step with majority vote (lr 1) where worker w pushes grads[w] everywhere;
+// returns the shard's parameters after it.
+std::vector<float> majority_vote_step(const std::vector<float>& grads, float initial) {
   ShardOptions o;
-  o.num_workers = 3;
+  o.num_workers = static_cast<std::uint32_t>(grads.size());
   o.aggregation = Aggregation::kMajorityVote;
   o.optimizer.lr = 1.0;
   Harness h(o, 1);
-  h.init(0.0f);
-  const float grads[3] = {5.0f, -0.1f, -0.2f};  // mean > 0, majority < 0
-  for (std::uint32_t w = 0; w < 3; ++w) {
-    for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
-      const auto id = h.owned(i);
-      h.send({Harness::env(MsgType::kPush, w, id, 0, 1 + i), h.grad_msg(id, grads[w])});
-    }
-  }
+  h.init(initial);
+  for (std::uint32_t w = 0; w < o.num_workers; ++w) h.push_all(w, 0, grads[w], 1);
   EXPECT_EQ(h.shard->version(), 1u);
-  for (float v : h.shard->params()) EXPECT_FLOAT_EQ(v, 1.0f);  // p = 0 - 1 * sign(-1)
+  return h.shard->params();
+}
+
+TEST(Shard, MajorityVoteTakesTheSignOfTheSignSum) {
+  // mean > 0, majority < 0
+  for (float v : majority_vote_step({5.0f, -0.1f, -0.2f}, 0.0f)) EXPECT_FLOAT_EQ(v, 1.0f);  // p = 0 - 1 * sign(-1)
+}
+
+TEST(Shard, MajorityVoteTieTakesNoStep) {
+  // One vote each way: sign(sum of votes) = 0.
+  for (float v : majority_vote_step({3.0f, -0.5f}, 0.25f)) EXPECT_FLOAT_EQ(v, 0.25f);
+}
+
+TEST(Shard, AsyncMajorityVoteStepsByTheSignOfEachPush) {
+  ShardOptions o;
+  o.num_workers = 2;
+  o.mode = SyncMode::kAsync;
+  o.aggregation = Aggregation::kMajorityVote;
+  o.optimizer.lr = 0.5;
+  Harness h(o, 1);
+  h.init(0.0f);
+  const auto id = h.owned();
+  const std::uint64_t begin = h.layout.buckets[id].shard_offset;
+  const std::uint64_t end = begin + h.layout.buckets[id].numel;
+  // Applied on arrival, each by its sign only: p = 0 - 0.5 * sign(-7) - 0.5 * sign(-0.01).
+  h.send({Harness::env(MsgType::kPush, 0, id, 0, 1), h.grad_msg(id, -7.0f)});
+  h.send({Harness::env(MsgType::kPush, 1, id, 0, 1), h.grad_msg(id, -0.01f)});
+  const auto& p = h.shard->params();
+  for (std::uint64_t k = 0; k < p.size(); ++k) EXPECT_FLOAT_EQ(p[k], k >= begin && k < end ? 1.0f : 0.0f) << k;
+  EXPECT_EQ(h.shard->stats().pushes_applied, 2u);
+}
+
+TEST(Shard, EveryRequestTypeIsAnsweredWithItsReplyTypeAndItsSeq) {
+  ShardOptions o;
+  o.num_workers = 1;
+  Harness h(o, 1);
+  const std::string sig = signature_to_json(h.sig);
+  std::vector<std::vector<std::uint8_t>> init{Harness::env(MsgType::kInit, 0, 0, 0, 2)};
+  for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) init.push_back(h.grad_msg(h.owned(i), 0.5f));
+  const std::vector<std::vector<std::vector<std::uint8_t>>> requests = {
+      {Harness::env(MsgType::kHello, 0, 0, 0, 1), std::vector<std::uint8_t>(sig.begin(), sig.end())},
+      init,
+      {Harness::env(MsgType::kPush, 0, h.owned(), 0, 3), h.grad_msg(h.owned(), 1.0f)},
+      {Harness::env(MsgType::kPull, 0, 0, kLatestStep, 4)},
+      {Harness::env(MsgType::kBarrier, 0, 0, 0, 5)},
+      {Harness::env(MsgType::kHeartbeat, 0, 0, 0, 6)},
+      {Harness::env(MsgType::kShutdown, 0, 0, 0, 7)},
+  };
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    Envelope req;
+    std::string why;
+    ASSERT_TRUE(read_envelope(requests[i][0].data(), requests[i][0].size(), &req, &why)) << why;
+    const auto r = h.send(requests[i]);
+    ASSERT_EQ(r.size(), 1u) << i;
+    EXPECT_EQ(r[0].type, reply_type(req.type)) << i;
+    EXPECT_EQ(r[0].seq, req.seq) << i;
+    EXPECT_EQ(r[0].worker, req.worker) << i;
+  }
+  EXPECT_TRUE(h.shard->all_workers_shut_down());
 }
 
 TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {

@@ -136,6 +136,13 @@ TEST(DenseCodecs, QsgdBitLayoutHandExample) {
   EXPECT_EQ(y[2], (up ? 4.0f : 3.0f) * (1.0f / 7.0f));
 }
 
+TEST(DenseCodecs, MajorityVoteCountsNanAsNoVote) {
+  std::vector<float> acc = {std::nanf(""), -std::nanf(""), 3.0f, -2.0f, 0.0f, -0.0f};
+  majority_vote(acc.data(), acc.size());
+  const std::vector<float> want = {0.0f, 0.0f, 1.0f, -1.0f, 0.0f, 0.0f};
+  for (std::size_t i = 0; i < acc.size(); ++i) EXPECT_EQ(acc[i], want[i]) << i;
+}
+
 TEST(DenseCodecs, SignBitLayoutAndMajorityVote) {
   const auto codec = make_codec("sign");
   const std::vector<float> x = {-1.0f, 2.0f, -3.0f, 0.0f, -0.0f, 5.0f, 6.0f, -7.0f, 8.0f};

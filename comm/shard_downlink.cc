@@ -1,0 +1,101 @@
+// Shard, downlink: pulls and their replies. Dense: identity (fp32) messages of the
+// parameters, cached per bucket until they change. Compressed (sync only): the shard
+// keeps the replica x^ that workers hold, sends C(x - x^) and adds the same decoded
+// update to x^, so x - x^ is the error-feedback residual (semantics: comm/shard.h).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "comm/shard.h"
+
+namespace gradzip::comm {
+
+void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
+  if (beyond_step_window(e)) {
+    refuse(peer, e, ProtoErr::kWrongStep,
+           fmt::format("pull of step {} is more than {} steps ahead of step {}", e.step, opt_.step_window, version_),
+           out);
+    return;
+  }
+  if (pull_ready(e)) {
+    answer_pull(peer, e, out);
+    return;
+  }
+  if (excuse_lost_pushes(peer, e, out)) return;
+  // A retried pull replaces the pending one of the same request id.
+  for (auto& p : pending_pulls_) {
+    if (p.env.worker == e.worker && p.env.seq == e.seq) {
+      p.peer = peer;
+      return;
+    }
+  }
+  pending_pulls_.push_back({peer, e});
+}
+
+bool Shard::pull_ready(const Envelope& e) const {
+  if (!initialized_) return false;
+  if (e.step == kLatestStep) return true;
+  switch (opt_.mode) {
+    case SyncMode::kSync: return e.step < version_;
+    case SyncMode::kAsync: return true;
+    case SyncMode::kSsp: return ssp_ready(e.step);
+  }
+  return true;
+}
+
+void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
+  Envelope r = ack(e);
+  r.bucket = static_cast<std::uint32_t>(nlocal());
+  r.flags = 0;
+  // A worker whose replica is one step behind gets the compressed update; any other
+  // (a new or rejoining worker, a 'latest' pull) the dense replica.
+  const bool delta = downlink_ && version_ > 0 && e.aux == version_ - 1 && e.step != kLatestStep &&
+                     nlocal() > 0 && delta_cache_[0] != nullptr;
+  if (delta) r.flags = kFlagDelta;
+  std::vector<SharedBytes> bodies;
+  bodies.reserve(nlocal());
+  for (std::size_t i = 0; i < nlocal(); ++i) {
+    bodies.push_back(delta ? delta_cache_[i] : dense_message(i));
+    seen_updates_[e.worker][i] = bucket_updates_[i];
+  }
+  reply(peer, e.worker, r, std::move(bodies), out);
+}
+
+void Shard::after_version_change(std::vector<OutMessage>* out) {
+  stats_.version = version_;
+  std::vector<PendingPull> still;
+  for (auto& p : pending_pulls_) {
+    if (pull_ready(p.env)) {
+      answer_pull(p.peer, p.env, out);
+    } else {
+      still.push_back(std::move(p));
+    }
+  }
+  pending_pulls_ = std::move(still);
+}
+
+SharedBytes Shard::dense_message(std::size_t local) {
+  const std::uint64_t tag = opt_.mode == SyncMode::kSync ? version_ : bucket_updates_[local];
+  if (dense_cache_[local] && dense_cache_tag_[local] == tag) return dense_cache_[local];
+  const Bucket& b = local_bucket(local);
+  const float* src = (downlink_ ? replica_.data() : params_.data()) + b.shard_offset;
+  dense_cache_[local] = share(identity_->encode(src, b.numel, quant::SeedContext{}));
+  dense_cache_tag_[local] = tag;
+  return dense_cache_[local];
+}
+
+void Shard::encode_downlink(std::uint64_t step) {
+  // x^ += C(x - x^): the residual x - x^ carries what was not yet sent (error feedback).
+  for (std::size_t i = 0; i < nlocal(); ++i) {
+    const Bucket& b = local_bucket(i);
+    scratch_.resize(b.numel);
+    for (std::size_t k = 0; k < b.numel; ++k) scratch_[k] = params_[b.shard_offset + k] - replica_[b.shard_offset + k];
+    const quant::SeedContext ctx{opt_.downlink_seed, step, 0xFFFFFFFFu, b.id};
+    auto msg = downlink_->encode(scratch_.data(), b.numel, ctx);
+    const quant::Status st =
+        downlink_->decode_add(msg.data(), msg.size(), replica_.data() + b.shard_offset, b.numel, 1.0f);
+    if (!st.ok()) spdlog::error("shard {}: downlink self-decode failed: {}", opt_.shard_id, st.to_string());
+    delta_cache_[i] = share(std::move(msg));
+  }
+}
+
+}  // namespace gradzip::comm

@@ -19,7 +19,7 @@ comm::ModelSignature make_signature(const TrainConfig& config, int channels, int
   comm::ModelSignature sig;
   sig.tensors = model_parameters(spec);
   sig.compressor_spec = quant::make_compressor(config.compressor, config.memory).spec();
-  sig.downlink_spec = "dense";
+  sig.downlink_spec = config.downlink;
   sig.placement = config.placement.canonical();
   return sig;
 }

@@ -31,7 +31,8 @@ class ClusterRecord {
                   {{"compressor", plan_.compressor_spec}, {"workers", plan_.cfg.workers},
                    {"shards", plan_.cfg.placement.num_shards}, {"cluster", o.cluster}, {"model", plan_.cfg.model},
                    {"dataset", plan_.cfg.dataset}, {"link", experiments::parse_link(o.link).name},
-                   {"parameters", plan_.parameters}, {"train_images", plan_.train_images}}),
+                   {"parameters", plan_.parameters}, {"train_images", plan_.train_images},
+                   {"mode", comm::sync_mode_name(plan_.cfg.mode)}, {"downlink", plan_.cfg.downlink}}),
         wait_s_(std::max(60.0, o.topology.worker_timeout_s)) {
     recorder_.begin("train: " + std::to_string(plan_.cfg.workers) + " workers + " +
                     std::to_string(plan_.cfg.placement.num_shards) + " shards (" + o.cluster + " ranks), " +

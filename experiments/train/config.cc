@@ -38,6 +38,27 @@ std::uint64_t milestone_period(const std::string& milestones) {
   return static_cast<std::uint64_t>(ms[0]);
 }
 
+/// --inject-fault hook:STEP | push:STEP.
+void set_fault(const std::string& text, trainer::TrainConfig* c) {
+  if (text.empty()) return;
+  const auto colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  const std::string bad = "bad value '" + text + "' for --inject-fault: expected hook:STEP or push:STEP";
+  if (colon == std::string::npos || (kind != "hook" && kind != "push")) throw UsageError(bad);
+  try {
+    std::size_t used = 0;
+    const std::string digits = text.substr(colon + 1);
+    c->fault_step = std::stoull(digits, &used);
+    if (used != digits.size() || digits.empty() || digits[0] == '-') throw UsageError(bad);
+  } catch (const std::logic_error&) {
+    throw UsageError(bad);
+  }
+  c->fault = kind == "hook" ? trainer::TrainConfig::Fault::kHook : trainer::TrainConfig::Fault::kPush;
+  if (c->fault == trainer::TrainConfig::Fault::kHook && !c->overlap) {
+    throw UsageError("--inject-fault hook:STEP needs --overlap on (the sequential step has no gradient hooks)");
+  }
+}
+
 }  // namespace
 
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) {
@@ -46,12 +67,16 @@ std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) 
 
 trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t train_images) {
   if (o.eval_every != 1) throw UsageError("--eval-every: the trainer evaluates after every epoch; use 1");
-  if (o.topology.mode != comm::SyncMode::kSync) {
-    throw UsageError("--mode " + std::string(comm::sync_mode_name(o.topology.mode)) +
-                     ": gradzip train runs synchronous SGD (async/ssp: start `gradzip ps --mode` directly)");
-  }
   if (o.compression.downlink != "dense") {
-    throw UsageError("--downlink " + o.compression.downlink + ": the trainer pulls dense parameters; use dense");
+    if (o.topology.mode != comm::SyncMode::kSync) {
+      throw UsageError("--downlink " + o.compression.downlink + " needs --mode sync (the shards keep one replica of "
+                       "the parameters for all workers; async and ssp pull dense)");
+    }
+    try {
+      quant::make_codec(o.compression.downlink);
+    } catch (const quant::SpecError& e) {
+      throw UsageError(std::string("--downlink: ") + e.what());
+    }
   }
   trainer::TrainConfig c;
   c.model = o.data.model;
@@ -68,8 +93,19 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.placement.strategy = placement_strategy(o.topology.placement);
   c.placement.bucket_bytes = static_cast<std::uint64_t>(o.compression.bucket_mb * 1048576.0);
   c.placement.min_compress_numel = o.compression.min_compress_numel;
+  c.placement.first_bucket_bytes = static_cast<std::uint64_t>(o.compression.first_bucket_mb * 1048576.0);
   c.compressor = o.compression.compressor;
   c.memory = o.compression.memory;
+  c.downlink = o.compression.downlink;
+  c.downlink_resync_steps = static_cast<std::uint64_t>(o.compression.downlink_resync);
+  c.mode = o.topology.mode;
+  c.ssp_slack = static_cast<std::uint32_t>(o.topology.slack);
+  c.overlap = o.overlap == "on";
+  c.encode_threads = o.encode_threads;
+  const Straggler straggler = parse_straggler(o.topology.straggler, o.topology.workers);
+  c.straggler_worker = straggler.worker;
+  c.straggler_factor = straggler.factor;
+  set_fault(o.inject_fault, &c);
   c.device = o.data.device;
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;

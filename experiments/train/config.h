@@ -26,9 +26,9 @@ std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch);
 
 /// The trainer's config from the shared options. `train_images` is the size of the
 /// (subset of the) training set, for turning epochs into steps (LR schedule, warm-up).
-/// Throws UsageError for what the trainer cannot do (eval every N > 1 epochs, async
-/// modes, a compressed downlink, unevenly spaced LR milestones, a batch larger than a
-/// worker's share of the data).
+/// Throws UsageError for what the trainer cannot do (eval every N > 1 epochs, a
+/// compressed downlink outside sync mode, unevenly spaced LR milestones, a batch larger
+/// than a worker's share of the data).
 trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t train_images);
 
 /// What every training path (sim, local, netem, cluster ranks, ps, worker) starts from.

@@ -96,7 +96,8 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table) {
       run.get(), shape,
       {{"compressor", plan.compressor_spec}, {"workers", n_workers}, {"shards", n_shards}, {"cluster", o.cluster},
        {"model", plan.cfg.model}, {"dataset", plan.cfg.dataset}, {"link", link.name},
-       {"parameters", plan.parameters}, {"train_images", plan.train_images}});
+       {"parameters", plan.parameters}, {"train_images", plan.train_images},
+       {"mode", comm::sync_mode_name(plan.cfg.mode)}, {"downlink", plan.cfg.downlink}});
   if (netem) {
     recorder.summary()["netem"] = {{"rate_bit_per_s", link.bandwidth_bytes_per_s * 8},
                                    {"delay_s", net.delay_applied ? link.latency_s : 0.0},

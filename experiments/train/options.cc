@@ -16,6 +16,15 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   bind_optimizer_options(t, &o->optimizer);
   bind_compression_options(t, &o->compression);
   bind_topology_options(t, &o->topology);
+  t->group("Step pipeline");
+  t->add_choice("overlap", &o->overlap, {"on", "off"},
+                "on: encode and push each gradient bucket as backward completes it, pull per bucket, and start a "
+                "layer's forward once its buckets arrived (CPU); off: backward, then push all, then pull");
+  t->add("encode-threads", &o->encode_threads, "threads encoding buckets while backward runs (--overlap on)",
+         Range{1, 256});
+  t->add("inject-fault", &o->inject_fault,
+         "testing: hook:STEP makes a gradient hook of worker 0 fail at STEP (--overlap on), push:STEP its pushes; "
+         "the run must stop with a typed error and a complete run directory");
   if (command_groups) command_groups();
   t->group("Quick runs");
   t->add("width", &o->width, "model base width in channels; 0 = the published width", Range{0, 4096});
@@ -35,6 +44,8 @@ void bind_train_options(OptionTable* t, TrainOptions* o) {
     t->add("cluster", &o->cluster, "sim | local | netem | slurm | mpi | path to a cluster file");
     t->add("link", &o->link, "link model (and netem shaping): pcie3|pcie4|pcie5|nvlink|eth1g|eth10g|eth25g|eth100g "
                              "(1gbe.. aliases) or custom:bw=<n>gbit,lat=<n>us");
+    t->add("sim-link-delay", &o->sim_link_delay,
+           "--cluster sim: each worker waits for its pushes and pulls to cross its own --link (bandwidth only)");
     t->add_choice("netem-delay", &o->netem_delay, {"on", "off", "if-available"},
                   "netem: add the link's latency with sch_netem (if-available: skip with a warning when missing)");
     t->add("report-links", &o->report_links, "link profiles whose modeled step time goes into summary.json");

@@ -35,6 +35,10 @@ struct TrainingOptions {
   std::int64_t train_subset = 0;  ///< train on the first N training images; 0 = all
   std::int64_t test_subset = 0;   ///< evaluate on the first N test images; 0 = all
   int torch_threads = 0;          ///< intra-op threads per process; 0 = torch's default
+  // -- the worker's step pipeline
+  std::string overlap = "on";     ///< on: push buckets from autograd during backward (CPU) | off: sequential
+  int encode_threads = 2;         ///< threads encoding buckets while backward runs (overlap on)
+  std::string inject_fault = "";  ///< testing: "hook:STEP" or "push:STEP" fails worker 0 there; "" = none
 };
 
 /// Binds every TrainingOptions field, in --help order: model and data, training,
@@ -45,6 +49,7 @@ void bind_training_options(OptionTable* table, TrainingOptions* opt, const std::
 /// `gradzip train` (and ps, launch): the shared options plus how the run is spread.
 struct TrainOptions : TrainingOptions {
   std::string link = "10gbe";  ///< link model profile (experiments/link_model.h)
+  bool sim_link_delay = false; ///< sim: each worker waits for its bytes to cross --link's bandwidth
   /// sim (one process, modeled links) | local (processes on this host) | netem (network
   /// namespaces with tc shaping; root) | slurm | mpi | path to a cluster file.
   std::string cluster = "sim";

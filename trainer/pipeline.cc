@@ -151,17 +151,14 @@ void BucketPipeline::comm_loop() {
     try {
       run_step(step, lock);
     } catch (...) {
+      if (!lock.owns_lock()) lock.lock();  // run_step drops the lock around transport calls
       if (!error_) error_ = std::current_exception();
     }
-    if (error_) {
-      phase_ = Phase::kIdle;
-      lock.unlock();
-      cv_.notify_all();
-      return;
-    }
     phase_ = Phase::kIdle;
+    const bool failed = error_ != nullptr;
     lock.unlock();
     cv_.notify_all();
+    if (failed) return;
     lock.lock();
   }
 }

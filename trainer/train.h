@@ -134,6 +134,7 @@ struct TrainResult {
   /// Simulation in sync mode: largest |worker parameters - what the shards say they hold|
   /// at the end (the shards' replica under a compressed downlink); -1 when not checked.
   double replica_max_abs_diff = -1;
+  std::vector<float> final_params;  ///< worker 0's parameters at the end (flat order)
   /// One line per stage with seconds and share, then the dominant stage.
   std::string bottleneck_report() const;
 };

@@ -214,6 +214,8 @@ TrainResult collect(Engine& e, const EpochBoard& board) {
     r.resyncs += w.resyncs;
   }
   r.train_seconds = e.workers.front().train_seconds;
+  const torch::Tensor p0 = e.workers.front().model->host_params;
+  r.final_params.assign(p0.data_ptr<float>(), p0.data_ptr<float>() + p0.numel());
   if (!r.epochs.empty()) {
     r.steps = r.epochs.back().steps;
     r.final_test_accuracy = r.epochs.back().test_accuracy;

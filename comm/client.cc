@@ -195,7 +195,8 @@ void RequestClient::shutdown() {
 
 void RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
   const bool one = (r.env.flags & kFlagOneBucket) != 0;
-  const std::vector<std::uint32_t> ids = one ? std::vector<std::uint32_t>{r.env.bucket} : layout_.shard_buckets[r.shard];
+  const std::vector<std::uint32_t> ids =
+      one ? std::vector<std::uint32_t>{r.env.bucket} : layout_.shard_buckets[r.shard];
   if (rx.frames.size() != ids.size() + 1) {
     r.error = fmt::format("pull reply from shard {} has {} frames, expected {}", r.shard, rx.frames.size() - 1,
                           ids.size());

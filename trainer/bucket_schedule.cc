@@ -41,7 +41,9 @@ void BucketSchedule::begin_step() {
 void BucketSchedule::tensor_ready(std::size_t t, std::vector<std::uint32_t>* fired) {
   std::lock_guard<std::mutex> lock(mu_);
   if (t >= tensor_buckets_.size()) throw std::logic_error("bucket schedule: tensor " + std::to_string(t) + " unknown");
-  if (reported_[t]) throw std::logic_error("bucket schedule: tensor " + std::to_string(t) + " reported twice in a step");
+  if (reported_[t]) {
+    throw std::logic_error("bucket schedule: tensor " + std::to_string(t) + " reported twice in a step");
+  }
   reported_[t] = true;
   for (std::uint32_t b : tensor_buckets_[t]) {
     if (--missing_[b] == 0 && !fired_[b]) {

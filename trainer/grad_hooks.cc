@@ -50,7 +50,8 @@ GradHooks::GradHooks(const std::vector<torch::Tensor>& params, std::function<voi
     std::shared_ptr<torch::autograd::Node> acc = torch::autograd::impl::grad_accumulator(params[i]);
     if (!acc) {
       throw PipelineError(PipelineError::Stage::kHook,
-                          "parameter " + std::to_string(i) + " has no gradient accumulator (not a leaf requiring grad)");
+                          "parameter " + std::to_string(i) +
+                              " has no gradient accumulator (not a leaf requiring grad)");
     }
     acc->add_post_hook(std::make_unique<AccumulatedHook>(state_, i));
     accumulators_.push_back(std::move(acc));

@@ -68,7 +68,7 @@ struct TrainConfig {
   int encode_threads = 2;                 ///< threads encoding buckets when overlapping (shared by the workers)
   int straggler_worker = -1;              ///< this worker's compute is slowed (-1: none) ...
   double straggler_factor = 1.0;          ///< ... by this factor (sleeps (factor - 1) x its forward+backward)
-  double sim_link_bytes_per_s = 0;        ///< simulation: each worker's modeled link (0: no delay; transport_decorators.h)
+  double sim_link_bytes_per_s = 0;        ///< simulation: each worker's modeled link, bytes/s (0: no delay)
   /// Testing: make something fail at step `fault_step` to check a run stops cleanly:
   /// kHook = a gradient hook of worker 0 throws; kPush = worker 0's pushes fail.
   enum class Fault { kNone, kHook, kPush } fault = Fault::kNone;

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include <torch/cuda.h>
@@ -64,18 +65,26 @@ bool resync_due(const Engine& e, std::uint64_t step) {
   return e.cfg.downlink != "dense" && e.cfg.downlink_resync_steps > 0 && (step + 1) % e.cfg.downlink_resync_steps == 0;
 }
 
+/// The next batch into *batch and as tensors on the device (timed: data_wait, h2d);
+/// false when the epoch is over.
+bool next_batch(Engine& e, WorkerSlot& w, Batch* batch, torch::Tensor* x, torch::Tensor* y) {
+  auto t0 = Clock::now();
+  if (!w.loader->next(batch)) return false;
+  w.stages.data_wait += seconds_since(t0);
+  t0 = Clock::now();
+  std::tie(*x, *y) = batch_tensors(e, w, *batch);
+  w.stages.h2d += seconds_since(t0);
+  return true;
+}
+
 /// Backward, then compensate/encode/update and push every bucket, then pull.
 bool sequential_step(Engine& e, WorkerSlot& w, std::uint64_t step) {
   StageSeconds& st = w.stages;
-  auto t0 = Clock::now();
   Batch batch;
-  if (!w.loader->next(&batch)) return false;
-  st.data_wait += seconds_since(t0);
-  t0 = Clock::now();
-  auto [x, y] = batch_tensors(e, w, batch);
-  st.h2d += seconds_since(t0);
+  torch::Tensor x, y;
+  if (!next_batch(e, w, &batch, &x, &y)) return false;
 
-  t0 = Clock::now();
+  auto t0 = Clock::now();
   FlatModel& m = *w.model;
   m.net->train();
   m.flat_grads.zero_();
@@ -126,15 +135,13 @@ bool sequential_step(Engine& e, WorkerSlot& w, std::uint64_t step) {
 /// the pipeline from autograd (CPU: parameters and gradients are the host buffers).
 bool overlapped_step(Engine& e, WorkerSlot& w, std::uint64_t step) {
   StageSeconds& st = w.stages;
-  auto t0 = Clock::now();
   Batch batch;
-  if (!w.loader->next(&batch)) return false;
-  st.data_wait += seconds_since(t0);
-  auto [x, y] = batch_tensors(e, w, batch);
+  torch::Tensor x, y;
+  if (!next_batch(e, w, &batch, &x, &y)) return false;
 
   FlatModel& m = *w.model;
   BucketPipeline& p = *w.pipeline;
-  t0 = Clock::now();
+  auto t0 = Clock::now();
   p.begin_step(step, m.flat_grads.data_ptr<float>(), m.flat_params.data_ptr<float>());
   st.pull_wait += seconds_since(t0);
   w.schedule->begin_step();

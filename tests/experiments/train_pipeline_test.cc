@@ -26,7 +26,7 @@ using gradzip::testing::ShellResult;
 const std::string kExe = GRADZIP_EXE;
 const std::string kData = "/usr/share/datasets/fashion-mnist";
 const std::string kTiny = " --model mlp --width 32 --train-subset 512 --test-subset 100 --epochs 2 --batch-size 32 "
-                          "--workers 2 --min-compress-numel 0 --bucket-mb 0.02 --first-bucket-mb 0.005 "
+                          "--min-compress-numel 0 --bucket-mb 0.02 --first-bucket-mb 0.005 "
                           "--torch-threads 1 --loader-threads 1 --lr 0.05 --data-dir " + kData;
 
 /// metrics.csv as columns: name -> one value per row.
@@ -65,19 +65,18 @@ class TrainPipeline : public ::testing::Test {
   void TearDown() override {
     if (!root_.empty()) fs::remove_all(root_);
   }
-  /// Runs `gradzip train <args>` into run directory `name`.
-  ShellResult train(const std::string& name, const std::string& args) {
-    return shell("'" + kExe + "' train --run-dir '" + (root_ / name).string() + "'" + kTiny + " " + args,
+  /// Runs `gradzip train <args>` with `workers` workers into run directory `name`.
+  ShellResult train(const std::string& name, const std::string& args, int workers = 2) {
+    return shell("'" + kExe + "' train --run-dir '" + (root_ / name).string() + "'" + kTiny + " --workers " +
+                     std::to_string(workers) + " " + args,
                  root_ / (name + ".log"));
   }
-  fs::path root_;
-};
-
-TEST_F(TrainPipeline, AsyncAndSspRunInEveryLocalModeWithStalenessColumns) {
-  struct Mode {
-    std::string name, args;
-  };
-  for (const std::string cluster : {"sim", "local"}) {
+  /// --mode async and --mode ssp under `cluster` complete with the staleness and PCIe
+  /// columns in metrics.csv.
+  void expect_async_and_ssp_run(const std::string& cluster) {
+    struct Mode {
+      std::string name, args;
+    };
     for (const Mode& mode : {Mode{"async", "--mode async"}, Mode{"ssp", "--mode ssp --slack 1"}}) {
       const std::string name = cluster + "-" + mode.name;
       const ShellResult r = train(name, "--cluster " + cluster + " " + mode.args);
@@ -95,7 +94,12 @@ TEST_F(TrainPipeline, AsyncAndSspRunInEveryLocalModeWithStalenessColumns) {
       EXPECT_EQ(m["d2h_bytes"].back(), 0.0);
     }
   }
-}
+  fs::path root_;
+};
+
+TEST_F(TrainPipeline, AsyncAndSspRunInTheSimulationWithStalenessColumns) { expect_async_and_ssp_run("sim"); }
+
+TEST_F(TrainPipeline, AsyncAndSspRunAsLocalProcessesWithStalenessColumns) { expect_async_and_ssp_run("local"); }
 
 TEST_F(TrainPipeline, AStragglerMakesAsyncPushesStaleButNotSyncOnes) {
   ShellResult r = train("async", "--mode async --straggler 1:4");
@@ -124,7 +128,8 @@ TEST_F(TrainPipeline, CompressedDownlinkReplicasAgreeWithTheShards) {
   EXPECT_GT(topk["downlink_resyncs"].get<double>(), 0.0);
   EXPECT_EQ(topk["downlink_resync_max_abs_diff"].get<double>(), 0.0) << "no drift at any resync";
   EXPECT_LT(topk["bytes_down"].get<double>(), dense["bytes_down"].get<double>() / 3);
-  EXPECT_EQ(topk["bytes_up"].get<double>(), dense["bytes_up"].get<double>()) << "the uplink is unchanged";
+  // The uplink is unchanged but for the handshake, whose signature names the downlink.
+  EXPECT_NEAR(topk["bytes_up"].get<double>(), dense["bytes_up"].get<double>(), 100.0);
   // The same as processes: each worker compared its replica at every resync.
   r = train("topk-local", "--cluster local --downlink topk:ratio=0.01 --downlink-resync 4");
   ASSERT_EQ(r.status, 0) << r.output;
@@ -139,9 +144,9 @@ TEST_F(TrainPipeline, CompressedDownlinkReplicasAgreeWithTheShards) {
 }
 
 TEST_F(TrainPipeline, OverlapOnAndOffTrainIdentically) {
-  ShellResult r = train("off", "--workers 3 --overlap off");
+  ShellResult r = train("off", "--overlap off", 3);
   ASSERT_EQ(r.status, 0) << r.output;
-  r = train("on", "--workers 3 --overlap on --sim-link-delay --link eth10g");
+  r = train("on", "--overlap on --sim-link-delay --link eth10g", 3);
   ASSERT_EQ(r.status, 0) << r.output;
   auto off = read_metrics(root_ / "off" / "metrics.csv");
   auto on = read_metrics(root_ / "on" / "metrics.csv");
@@ -181,7 +186,7 @@ TEST_F(TrainPipeline, InjectedFaultsStopTheRunWithATypedErrorAndAnIntactRunDirec
     }
     const nlohmann::json summary = read_json(dir / "summary.json");
     EXPECT_EQ(summary["status"], "failed") << c.name;
-    EXPECT_FALSE(summary.value("error", std::string()).empty()) << c.name;
+    EXPECT_TRUE(summary.contains("error") && summary["error"] != "") << c.name;
   }
   EXPECT_EQ(train("bad", "--inject-fault hook:x").status, 2);
   EXPECT_EQ(train("bad2", "--inject-fault hook:1 --overlap off").status, 2);

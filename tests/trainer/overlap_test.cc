@@ -27,7 +27,8 @@ struct FakeModel {
   comm::ModelSignature signature() const {
     comm::ModelSignature s;
     for (std::size_t i = 0; i < params.size(); ++i) {
-      s.tensors.push_back({"p" + std::to_string(i), params[i].sizes().vec(), static_cast<std::uint64_t>(params[i].numel())});
+      const auto numel = static_cast<std::uint64_t>(params[i].numel());
+      s.tensors.push_back({"p" + std::to_string(i), params[i].sizes().vec(), numel});
     }
     return s;
   }

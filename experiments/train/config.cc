@@ -38,27 +38,6 @@ std::uint64_t milestone_period(const std::string& milestones) {
   return static_cast<std::uint64_t>(ms[0]);
 }
 
-/// --inject-fault hook:STEP | push:STEP.
-void set_fault(const std::string& text, trainer::TrainConfig* c) {
-  if (text.empty()) return;
-  const auto colon = text.find(':');
-  const std::string kind = text.substr(0, colon);
-  const std::string bad = "bad value '" + text + "' for --inject-fault: expected hook:STEP or push:STEP";
-  if (colon == std::string::npos || (kind != "hook" && kind != "push")) throw UsageError(bad);
-  try {
-    std::size_t used = 0;
-    const std::string digits = text.substr(colon + 1);
-    c->fault_step = std::stoull(digits, &used);
-    if (used != digits.size() || digits.empty() || digits[0] == '-') throw UsageError(bad);
-  } catch (const std::logic_error&) {
-    throw UsageError(bad);
-  }
-  c->fault = kind == "hook" ? trainer::TrainConfig::Fault::kHook : trainer::TrainConfig::Fault::kPush;
-  if (c->fault == trainer::TrainConfig::Fault::kHook && !c->overlap) {
-    throw UsageError("--inject-fault hook:STEP needs --overlap on (the sequential step has no gradient hooks)");
-  }
-}
-
 }  // namespace
 
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) {
@@ -105,7 +84,10 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   const Straggler straggler = parse_straggler(o.topology.straggler, o.topology.workers);
   c.straggler_worker = straggler.worker;
   c.straggler_factor = straggler.factor;
-  set_fault(o.inject_fault, &c);
+  const InjectedFault fault = parse_inject_fault(o.inject_fault);
+  c.fault_step = fault.step;
+  if (fault.kind == "hook") c.fault = trainer::TrainConfig::Fault::kHook;
+  if (fault.kind == "push") c.fault = trainer::TrainConfig::Fault::kPush;
   c.device = o.data.device;
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;

@@ -25,6 +25,11 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   t->add("inject-fault", &o->inject_fault,
          "testing: hook:STEP makes a gradient hook of worker 0 fail at STEP (--overlap on), push:STEP its pushes; "
          "the run must stop with a typed error and a complete run directory");
+  t->add_check([o] {
+    if (parse_inject_fault(o->inject_fault).kind == "hook" && o->overlap != "on") {
+      throw UsageError("--inject-fault hook:STEP needs --overlap on (the sequential step has no gradient hooks)");
+    }
+  });
   if (command_groups) command_groups();
   t->group("Quick runs");
   t->add("width", &o->width, "model base width in channels; 0 = the published width", Range{0, 4096});
@@ -32,6 +37,22 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   t->add("test-subset", &o->test_subset, "evaluate on the first N test images; 0 = all", Range{0, 1e9});
   t->add("torch-threads", &o->torch_threads, "torch intra-op threads per process; 0 = default", Range{0, 1024});
   bind_run_options(t, &o->run);
+}
+
+InjectedFault parse_inject_fault(const std::string& text) {
+  InjectedFault f;
+  if (text.empty()) return f;
+  const auto colon = text.find(':');
+  const std::string bad = "bad value '" + text + "' for --inject-fault: expected hook:STEP or push:STEP";
+  if (colon == std::string::npos) throw UsageError(bad);
+  f.kind = text.substr(0, colon);
+  const std::string digits = text.substr(colon + 1);
+  if ((f.kind != "hook" && f.kind != "push") || digits.empty() ||
+      digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 18) {
+    throw UsageError(bad);
+  }
+  f.step = std::stoull(digits);
+  return f;
 }
 
 bool is_cluster_keyword(const std::string& cluster) {

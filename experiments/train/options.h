@@ -41,6 +41,14 @@ struct TrainingOptions {
   std::string inject_fault = "";  ///< testing: "hook:STEP" or "push:STEP" fails worker 0 there; "" = none
 };
 
+/// --inject-fault, parsed: "hook:STEP" or "push:STEP" ("" = none).
+struct InjectedFault {
+  std::string kind;        ///< "", "hook" or "push"
+  std::uint64_t step = 0;
+};
+/// Throws UsageError naming the expected form.
+InjectedFault parse_inject_fault(const std::string& text);
+
 /// Binds every TrainingOptions field, in --help order: model and data, training,
 /// optimizer, compression, topology, then the command's own groups (`command_groups`,
 /// may be empty), then quick runs and the run directory.

@@ -1,0 +1,100 @@
+// The fixture of the `gradzip train` pipeline tests (train_pipeline_test.cc, the
+// simulation and local async/SSP; train_pipeline_processes_test.cc, slow: the same
+// features as local processes): tiny runs (an MLP on 512 Fashion-MNIST images) into a
+// scratch directory, metrics.csv and summary.json readers. GRADZIP_EXE names the binary.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/experiments/shell.h"
+
+namespace gradzip::testing {
+namespace fs = std::filesystem;
+
+inline const std::string kExe = GRADZIP_EXE;
+inline const std::string kData = "/usr/share/datasets/fashion-mnist";
+inline const std::string kTiny =
+    " --model mlp --width 32 --train-subset 512 --test-subset 100 --epochs 2 --batch-size 32 "
+    "--min-compress-numel 0 --bucket-mb 0.02 --first-bucket-mb 0.005 "
+    "--torch-threads 1 --loader-threads 1 --lr 0.05 --data-dir " + kData;
+
+/// metrics.csv as columns: name -> one value per row.
+inline std::map<std::string, std::vector<double>> read_metrics(const fs::path& csv) {
+  std::ifstream f(csv);
+  std::string line;
+  std::vector<std::string> names;
+  std::map<std::string, std::vector<double>> cols;
+  if (!std::getline(f, line)) return cols;
+  std::stringstream header(line);
+  for (std::string n; std::getline(header, n, ',');) names.push_back(n);
+  while (std::getline(f, line)) {
+    std::stringstream row(line);
+    std::size_t i = 0;
+    for (std::string v; std::getline(row, v, ',') && i < names.size(); ++i) {
+      cols[names[i]].push_back(v.empty() ? 0.0 : std::stod(v));
+    }
+  }
+  return cols;
+}
+
+inline nlohmann::json read_json(const fs::path& p) {
+  std::ifstream f(p);
+  return nlohmann::json::parse(f, nullptr, false);
+}
+
+class TrainPipeline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed at " << kData;
+    root_ = fs::temp_directory_path() / ("gz-pipeline-" + std::to_string(::getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override {
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+  /// Runs `gradzip train <args>` with `workers` workers into run directory `name`.
+  ShellResult train(const std::string& name, const std::string& args, int workers = 2) {
+    return shell("'" + kExe + "' train --run-dir '" + (root_ / name).string() + "'" + kTiny + " --workers " +
+                     std::to_string(workers) + " " + args,
+                 root_ / (name + ".log"));
+  }
+  /// --mode async and --mode ssp under `cluster` complete with the staleness and PCIe
+  /// columns in metrics.csv.
+  void expect_async_and_ssp_run(const std::string& cluster) {
+    struct Mode {
+      std::string name, args;
+    };
+    for (const Mode& mode : {Mode{"async", "--mode async"}, Mode{"ssp", "--mode ssp --slack 1"}}) {
+      const std::string name = cluster + "-" + mode.name;
+      const ShellResult r = train(name, "--cluster " + cluster + " " + mode.args);
+      ASSERT_EQ(r.status, 0) << name << "\n" << r.output;
+      const nlohmann::json summary = read_json(root_ / name / "summary.json");
+      EXPECT_EQ(summary["status"], "complete") << name;
+      EXPECT_EQ(summary["mode"], mode.name);
+      auto m = read_metrics(root_ / name / "metrics.csv");
+      ASSERT_EQ(m["epoch"].size(), 2u) << name;
+      for (const char* col : {"push_staleness_mean", "push_staleness_max", "h2d_bytes", "d2h_bytes"}) {
+        EXPECT_EQ(m[col].size(), 2u) << name << " column " << col;
+      }
+      EXPECT_GE(m["push_staleness_max"].back(), m["push_staleness_mean"].back()) << name;
+      EXPECT_EQ(m["h2d_bytes"].back(), 0.0) << "no device copies on CPU";
+      EXPECT_EQ(m["d2h_bytes"].back(), 0.0);
+    }
+  }
+  fs::path root_;
+};
+
+}  // namespace gradzip::testing

@@ -150,10 +150,15 @@ bool overlapped_step(Engine& e, WorkerSlot& w, std::uint64_t step) {
   t0 = Clock::now();
   m.net->train();
   const auto last = static_cast<std::uint32_t>(e.layout.buckets.size() - 1);
-  if (!m.net->gates_parameters()) p.wait_params(0, last, step);
+  auto wait_all = [&] {
+    const auto w0 = Clock::now();
+    p.wait_params(0, last, step);
+    w.gate_seconds += seconds_since(w0);
+  };
+  if (!m.net->gates_parameters()) wait_all();
   torch::Tensor logits = m.net->forward(x);
   torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-  p.wait_params(0, last, step);  // backward reads every layer's parameters
+  wait_all();  // backward reads every layer's parameters
   loss.backward();
   const double waited = w.gate_seconds - gated_before;
   const double compute_s = seconds_since(t0) - waited;

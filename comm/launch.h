@@ -65,7 +65,7 @@ using SpawnFn = std::function<std::unique_ptr<Process>(std::size_t slot, const s
                                                        const std::vector<std::string>& argv,
                                                        const std::string& log_file)>;
 
-/// Settings of run_launch (filled by its caller).
+/// What to launch and how to follow it (filled by its caller: the CLI's local and netem paths).
 struct LaunchOptions {
   std::vector<std::vector<std::string>> shard_commands;   ///< argv per shard
   std::vector<std::vector<std::string>> worker_commands;  ///< argv per worker

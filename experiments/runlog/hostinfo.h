@@ -20,7 +20,7 @@ struct BuildInfo {
   std::string build_type;     ///< "optimized" or "debug" (from NDEBUG)
   bool cuda_enabled = false;  ///< CUDA twins compiled in (GRADZIP_CUDA)
   std::string cuda_version;   ///< CUDA toolkit version compiled against, empty when off
-  bool nccl_enabled = false;  ///< NCCL transport compiled in
+  bool nccl_enabled = false;  ///< the NCCL library was found at build time (no NCCL collective is built)
 };
 
 /// The build facts of the binary calling it. Thread-safe.

@@ -23,16 +23,17 @@ class ClusterRecord {
  public:
   ClusterRecord(const TrainOptions& o, const OptionTable& table)
       : plan_(plan_run(o)),
+        link_(experiments::parse_link(o.link)),
         run_(open_run_dir(o, table, /*allow_existing=*/true)),
         lines_(run_->path() / "procs", plan_.cfg.workers),
         recorder_(run_.get(),
-                  {experiments::parse_link(o.link), experiments::parse_link_list(o.report_links), plan_.cfg.workers,
+                  {link_, experiments::parse_link_list(o.report_links), plan_.cfg.workers,
                    plan_.cfg.placement.num_shards, plan_.shard_fraction, plan_.cfg.epochs},
                   {{"compressor", plan_.compressor_spec}, {"workers", plan_.cfg.workers},
                    {"shards", plan_.cfg.placement.num_shards}, {"cluster", o.cluster}, {"model", plan_.cfg.model},
-                   {"dataset", plan_.cfg.dataset}, {"link", experiments::parse_link(o.link).name},
-                   {"parameters", plan_.parameters}, {"train_images", plan_.train_images},
-                   {"mode", comm::sync_mode_name(plan_.cfg.mode)}, {"downlink", plan_.cfg.downlink}}),
+                   {"dataset", plan_.cfg.dataset}, {"link", link_.name}, {"parameters", plan_.parameters},
+                   {"train_images", plan_.train_images}, {"mode", comm::sync_mode_name(plan_.cfg.mode)},
+                   {"downlink", plan_.cfg.downlink}}),
         wait_s_(std::max(60.0, o.topology.worker_timeout_s)) {
     recorder_.begin("train: " + std::to_string(plan_.cfg.workers) + " workers + " +
                     std::to_string(plan_.cfg.placement.num_shards) + " shards (" + o.cluster + " ranks), " +
@@ -70,6 +71,7 @@ class ClusterRecord {
 
  private:
   RunPlan plan_;
+  experiments::LinkProfile link_;
   std::unique_ptr<runlog::RunDir> run_;
   experiments::WorkerEpochLog lines_;
   experiments::RunRecorder recorder_;

@@ -65,6 +65,14 @@ class TrainCluster : public ::testing::Test {
     if (!root_.empty()) fs::remove_all(root_);
   }
 
+  /// Runs `cmd` (which writes run directory root_/name), then checks the run as
+  /// expect_complete_run does.
+  void run_and_check(const std::string& cmd, const std::string& name, const std::string& cluster) {
+    const Result r = shell(cmd, root_ / (name + ".log"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    expect_complete_run(root_ / name, cluster, r.output);
+  }
+
   /// The run directory ends like a local run's, with one metrics row per epoch, and
   /// `gradzip report` reads it; the output shows a progress line per epoch.
   void expect_complete_run(const fs::path& dir, const std::string& cluster, const std::string& output) {
@@ -99,11 +107,9 @@ TEST_F(TrainCluster, MpirunRanksWriteACompleteRunDirectory) {
   ASSERT_GT(port, 0);
   const fs::path dir = root_ / "mpi";
   const std::string root_flags = ::geteuid() == 0 ? " --allow-run-as-root --oversubscribe" : " --oversubscribe";
-  const Result r = shell("mpirun" + root_flags + " -np 3 '" + kExe + "' train --cluster mpi --shards 1 --endpoints " +
-                             "tcp://127.0.0.1:" + std::to_string(port) + " --run-dir '" + dir.string() + "'" + kTiny,
-                         root_ / "mpi.log");
-  ASSERT_EQ(r.status, 0) << r.output;
-  expect_complete_run(dir, "mpi", r.output);
+  run_and_check("mpirun" + root_flags + " -np 3 '" + kExe + "' train --cluster mpi --shards 1 --endpoints " +
+                    "tcp://127.0.0.1:" + std::to_string(port) + " --run-dir '" + dir.string() + "'" + kTiny,
+                "mpi", "mpi");
 }
 
 TEST_F(TrainCluster, SlurmRankVariablesAndAClusterFile) {
@@ -119,17 +125,12 @@ TEST_F(TrainCluster, SlurmRankVariablesAndAClusterFile) {
               spec.string() + "' --run-dir '" + dir.string() + "'" + kTiny + " & p" + std::to_string(rank) + "=$!; ";
   }
   script += "wait $p0 && wait $p1 && wait $p2";
-  const Result r = shell(script, root_ / "slurm.log");
-  ASSERT_EQ(r.status, 0) << r.output;
-  expect_complete_run(dir, spec.string(), r.output);
+  run_and_check(script, "slurm", spec.string());
 }
 
 TEST_F(TrainCluster, LocalProcessesPrintProgressPerEpoch) {
-  const fs::path dir = root_ / "local";
-  const Result r = shell("'" + kExe + "' train --cluster local --shards 1 --run-dir '" + dir.string() + "'" + kTiny,
-                         root_ / "local.log");
-  ASSERT_EQ(r.status, 0) << r.output;
-  expect_complete_run(dir, "local", r.output);
+  run_and_check("'" + kExe + "' train --cluster local --shards 1 --run-dir '" + (root_ / "local").string() + "'" + kTiny,
+                "local", "local");
 }
 
 TEST_F(TrainCluster, PsAndWorkersStartedByHandShareOneConfigFile) {

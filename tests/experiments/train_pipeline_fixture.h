@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <utility>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -94,6 +95,22 @@ class TrainPipeline : public ::testing::Test {
       EXPECT_EQ(m["d2h_bytes"].back(), 0.0);
     }
   }
+  /// A dense run and a --downlink topk:ratio=0.01 --downlink-resync 4 run under
+  /// `cluster`: the resyncs ran and found no drift, and the downlink moved under a third
+  /// of the dense bytes. Returns both summaries.
+  std::pair<nlohmann::json, nlohmann::json> expect_compressed_downlink(const std::string& cluster) {
+    ShellResult r = train(cluster + "-dense", "--cluster " + cluster);
+    EXPECT_EQ(r.status, 0) << r.output;
+    r = train(cluster + "-topk", "--cluster " + cluster + " --downlink topk:ratio=0.01 --downlink-resync 4");
+    EXPECT_EQ(r.status, 0) << r.output;
+    const nlohmann::json dense = read_json(root_ / (cluster + "-dense") / "summary.json");
+    const nlohmann::json topk = read_json(root_ / (cluster + "-topk") / "summary.json");
+    EXPECT_GT(topk.value("downlink_resyncs", 0.0), 0.0) << cluster;
+    EXPECT_EQ(topk.value("downlink_resync_max_abs_diff", -1.0), 0.0) << "no drift at any resync, " << cluster;
+    EXPECT_LT(topk.value("bytes_down", 1e300), dense.value("bytes_down", 0.0) / 3) << cluster;
+    return {dense, topk};
+  }
+
   fs::path root_;
 };
 

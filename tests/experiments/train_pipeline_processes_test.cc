@@ -13,15 +13,7 @@ using gradzip::testing::ShellResult;
 using gradzip::testing::TrainPipeline;
 
 TEST_F(TrainPipeline, LocalProcessesWithACompressedDownlinkFindNoDriftAtResyncs) {
-  ShellResult r = train("dense", "--cluster local");
-  ASSERT_EQ(r.status, 0) << r.output;
-  r = train("topk", "--cluster local --downlink topk:ratio=0.01 --downlink-resync 4");
-  ASSERT_EQ(r.status, 0) << r.output;
-  const nlohmann::json dense = read_json(root_ / "dense" / "summary.json");
-  const nlohmann::json topk = read_json(root_ / "topk" / "summary.json");
-  EXPECT_GT(topk["downlink_resyncs"].get<double>(), 0.0);
-  EXPECT_EQ(topk["downlink_resync_max_abs_diff"].get<double>(), 0.0) << "each worker's replica == the shard's";
-  EXPECT_LT(topk["bytes_down"].get<double>(), dense["bytes_down"].get<double>() / 3);
+  expect_compressed_downlink("local");
 }
 
 TEST_F(TrainPipeline, LocalProcessesStopOnAnInjectedPushFault) {

@@ -147,8 +147,12 @@ void bind_run_options(OptionTable* t, RunOptions* o) {
   t->add("run-dir", &o->run_dir, "output directory; empty = runs/<UTC time>-<command>");
   t->add_choice("log-level", &o->log_level, {"trace", "debug", "info", "warn", "error"}, "console log level");
   t->add("seed", &o->seed, "master random seed");
-  t->add("checkpoint-every", &o->checkpoint_every, "epochs between checkpoints; 0 = never", Range{0, 1000000});
+  t->add("checkpoint-every", &o->checkpoint_every,
+         "epochs between checkpoints of every shard and worker (for --resume); 0 = never", Range{0, 1000000});
   t->add("checkpoint-dir", &o->checkpoint_dir, "checkpoint directory; empty = <run dir>/checkpoints");
+  t->add("resume-step", &o->resume_step,
+         "start from the shard and worker checkpoints of this step (an epoch end; set by train --resume "
+         "for its processes); 0 = fresh start");
 }
 
 }  // namespace gradzip::cli

@@ -84,6 +84,7 @@ struct RunOptions {
   std::uint64_t seed = 42;         ///< master seed (Philox keys derive from it)
   int checkpoint_every = 0;        ///< epochs between checkpoints; 0 = never
   std::string checkpoint_dir = ""; ///< empty: <run dir>/checkpoints
+  std::uint64_t resume_step = 0;   ///< > 0: restore the checkpoints of this step (set by train --resume)
 };
 void bind_run_options(OptionTable* table, RunOptions* opt);
 

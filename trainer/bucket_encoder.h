@@ -33,6 +33,11 @@ class BucketEncoder {
   const std::uint8_t* message(std::uint32_t b) const { return messages_[b].data(); }
   std::size_t message_bytes(std::uint32_t b) const { return message_bytes_[b]; }
 
+  /// The error-feedback state, one per bucket of the layout (what a worker checkpoint
+  /// saves and restores, trainer/worker_state.h). Not while an encode() runs.
+  const std::vector<quant::MemoryState>& memory() const { return memory_; }
+  std::vector<quant::MemoryState>* mutable_memory() { return &memory_; }
+
  private:
   const comm::Layout& layout_;
   const quant::Compressor& compressor_;

@@ -9,7 +9,9 @@
 #include <mutex>
 #include <thread>
 
+#include "comm/checkpoint.h"
 #include "comm/inproc.h"
+#include "trainer/engine.h"
 #include "trainer/errors.h"
 #include "trainer/transport_decorators.h"
 #include "trainer/worker_state.h"
@@ -117,9 +119,11 @@ class EpochBoard {
 /// The epochs of worker `w`, the board's worker `slot` (on its own thread in the
 /// simulation); worker 0 evaluates (as DDP does).
 void worker_epochs(Engine& e, WorkerSlot& w, std::uint32_t slot, EpochBoard& board, Clock::time_point start) {
-  std::uint64_t step = w.transport->resume_step();
+  std::uint64_t step = e.cfg.resume_step;  // an epoch end (init_engine)
+  std::uint64_t saved = step;              // step of the newest worker checkpoint
+  const std::uint64_t checkpoint_steps = static_cast<std::uint64_t>(e.cfg.checkpoint_every) * e.steps_per_epoch;
   bool done = false;
-  for (int epoch = 0; epoch < e.cfg.epochs && !done; ++epoch) {
+  for (int epoch = static_cast<int>(step / e.steps_per_epoch); epoch < e.cfg.epochs && !done; ++epoch) {
     w.loader->start_epoch(epoch);
     w.loss_sum = 0;
     w.correct = w.seen = 0;
@@ -145,7 +149,25 @@ void worker_epochs(Engine& e, WorkerSlot& w, std::uint32_t slot, EpochBoard& boa
     em.h2d_bytes = w.h2d_bytes;
     em.d2h_bytes = w.d2h_bytes;
     board.report(slot, em);
+    // After the epoch's record, so a checkpoint's step always has its metrics row. The
+    // pipeline is drained (finish_steps): no encode touches the memory now.
+    if (checkpoint_steps > 0 && !e.cfg.checkpoint_dir.empty() && step > saved && step % checkpoint_steps == 0) {
+      save_worker_state(e.cfg, e.signature_hash, w.rank, step, w.encoder->memory(), *w.model->net);
+      saved = step;
+    }
   }
+}
+
+/// After connect(), before the pipeline starts: a resumed worker checks that the shards
+/// restored its step and takes back its error-feedback memory and BatchNorm statistics.
+void resume_worker(Engine& e, WorkerSlot& w) {
+  if (e.cfg.resume_step == 0) return;
+  if (w.transport->resume_step() != e.cfg.resume_step) {
+    throw std::runtime_error("worker " + std::to_string(w.rank) + " resumes at step " +
+                             std::to_string(e.cfg.resume_step) + ", the shards are at step " +
+                             std::to_string(w.transport->resume_step()));
+  }
+  restore_worker_state(e.cfg, e.signature_hash, e.layout, w.rank, w.encoder->mutable_memory(), *w.model->net);
 }
 
 /// Runs every worker of `e` on its own thread; the first failure stops the others
@@ -237,6 +259,7 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   shard.ssp_slack = config.ssp_slack;
   shard.aggregation = comm::Aggregation::kMean;
   shard.optimizer = config.optimizer;
+  set_shard_checkpoints(config, e.steps_per_epoch, &shard);
   comm::InprocCluster cluster(e.signature, config.placement, shard, config.workers);
   PushTurns turns(config.workers, e.layout.buckets.size());
   std::vector<std::unique_ptr<comm::RequestClient>> clients;
@@ -263,6 +286,7 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   for (auto& w : e.workers) {
     w.transport->connect(e.signature, w.rank, w.model->host_params.data_ptr<float>());
     w.model->params_to_device();
+    resume_worker(e, w);
     start_pipeline(e, w);
   }
   EpochBoard board(config.workers, on_epoch);
@@ -302,6 +326,7 @@ TrainResult run_worker(const TrainConfig& config, comm::WorkerTransport& transpo
   WorkerSlot& w = e.workers.front();
   t->connect(e.signature, rank, w.model->host_params.data_ptr<float>());
   w.model->params_to_device();
+  resume_worker(e, w);
   start_pipeline(e, w);
   EpochBoard board(1, on_epoch);
   run_workers(e, board, [] {});

@@ -10,9 +10,10 @@
 
 #include <torch/cuda.h>
 
+#include "comm/checkpoint.h"
 #include "trainer/downlink_resync.h"
+#include "trainer/engine.h"
 #include "trainer/errors.h"
-#include "trainer/worker_state.h"
 
 namespace gradzip::trainer {
 namespace {
@@ -193,6 +194,7 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
   e.norm = channel_stats(tr);
   if (tr.channels == 3) e.pca = compute_rgb_pca(tr);
   e.signature = make_signature(cfg, tr.channels, tr.height, tr.width, tr.classes);
+  e.signature_hash = comm::signature_hash(e.signature);
   e.layout = comm::make_layout(e.signature, cfg.placement);
   e.compressor = quant::make_compressor(cfg.compressor, cfg.memory);
   e.identity = quant::make_codec("identity");
@@ -208,6 +210,10 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
   if (e.steps_per_epoch == 0) {
     throw ConfigError("batch size " + std::to_string(cfg.batch_size) + " exceeds a worker's data shard of " +
                       std::to_string(shard) + " images");
+  }
+  if (cfg.resume_step % e.steps_per_epoch != 0) {
+    throw ConfigError("resume step " + std::to_string(cfg.resume_step) + " is not an epoch end (" +
+                      std::to_string(e.steps_per_epoch) + " steps per epoch)");
   }
 }
 

@@ -181,6 +181,35 @@ void RunDir::declare_metrics(const std::vector<MetricColumn>& columns) {
   columns_ = columns;
 }
 
+void RunDir::continue_metrics(const std::vector<MetricColumn>& columns, std::size_t keep_rows) {
+  std::lock_guard<std::mutex> lock(metrics_mu_);
+  if (!columns_.empty()) throw RunDirError("metrics columns declared twice");
+  const std::filesystem::path csv = path_ / "metrics.csv";
+  std::ifstream in(csv);
+  if (!in) throw RunDirError("cannot read '" + csv.string() + "' to continue it");
+  std::string header, expected;
+  std::getline(in, header);
+  for (const auto& c : columns) expected += (expected.empty() ? "" : ",") + c.name;
+  if (header != expected) throw RunDirError("'" + csv.string() + "' has the header '" + header + "', expected '" +
+                                            expected + "'");
+  std::string kept = header + "\n";
+  std::size_t rows = 0;
+  for (std::string line; rows < keep_rows && std::getline(in, line);) {
+    if (line.empty()) continue;
+    kept += line + "\n";
+    ++rows;
+  }
+  if (rows < keep_rows) {
+    throw RunDirError(fmt::format("'{}' holds {} rows, {} were to be kept", csv.string(), rows, keep_rows));
+  }
+  bool more = false;
+  for (std::string line; !more && std::getline(in, line);) more = !line.empty();
+  in.close();
+  if (more) write_file_atomic(csv, kept);
+  metrics_ = open_append(csv);
+  columns_ = columns;
+}
+
 void RunDir::append_metrics(const std::vector<MetricValue>& row) {
   std::lock_guard<std::mutex> lock(metrics_mu_);
   if (columns_.empty()) throw RunDirError("append_metrics before declare_metrics");

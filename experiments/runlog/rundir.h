@@ -81,6 +81,11 @@ class RunDir {
   /// Must be called exactly once, before any append_metrics. Throws RunDirError on a
   /// second call, an empty list, a duplicate or malformed name.
   void declare_metrics(const std::vector<MetricColumn>& columns);
+  /// Continues the metrics.csv of an earlier run in this directory (a resumed run):
+  /// checks that its header names `columns`, keeps its first `keep_rows` rows (dropping
+  /// the rest, rewritten atomically) and appends after them. Instead of declare_metrics;
+  /// throws RunDirError when the file is missing, has another header or fewer rows.
+  void continue_metrics(const std::vector<MetricColumn>& columns, std::size_t keep_rows);
   /// Appends one row; `row` has one value per declared column, in order.
   void append_metrics(const std::vector<MetricValue>& row);
   /// Appends one row by column name; columns not named are left empty. Unknown names

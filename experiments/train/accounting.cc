@@ -36,6 +36,16 @@ std::vector<runlog::MetricColumn> train_metric_columns() {
 
 // ---- RunRecorder ----------------------------------------------------------------------
 
+namespace {
+
+void add(WireBytes* sum, const WireBytes& w) {
+  sum->payload_bytes += w.payload_bytes;
+  sum->framing_bytes += w.framing_bytes;
+  sum->tcpip_bytes += w.tcpip_bytes;
+}
+
+}  // namespace
+
 RunRecorder::RunRecorder(runlog::RunDir* run, RunShape shape, nlohmann::json facts)
     : run_(run), shape_(std::move(shape)), summary_(facts.is_object() ? std::move(facts) : nlohmann::json::object()) {}
 
@@ -48,7 +58,24 @@ void RunRecorder::begin(const std::string& start_line) {
   run_->logger()->info("{}", start_line);
 }
 
-void RunRecorder::epoch(const EpochRow& row) {
+void RunRecorder::resume(const std::vector<EpochRow>& kept, double modeled_comm_s, const nlohmann::json& fields) {
+  epochs_ = kept.size();
+  for (const auto& r : kept) best_acc_ = std::max(best_acc_, r.test_accuracy);
+  if (!kept.empty()) last_ = base_ = kept.back();
+  modeled_comm_s_ = modeled_comm_s;
+  run_->event("resume", fields);
+  run_->logger()->info("resuming at step {} after {} recorded epochs", last_.step, epochs_);
+}
+
+void RunRecorder::epoch(const EpochRow& segment_row) {
+  EpochRow row = segment_row;
+  row.seconds += base_.seconds;
+  add(&row.up, base_.up);
+  add(&row.down, base_.down);
+  // Staleness pushes and sums are per segment (metrics.csv keeps only their mean).
+  row.staleness_max = std::max(row.staleness_max, base_.staleness_max);
+  row.h2d_bytes += base_.h2d_bytes;
+  row.d2h_bytes += base_.d2h_bytes;
   // Mean traffic of one worker in one step of this epoch, then T_step on --link for each
   // of the epoch's steps (experiments/link_model.h).
   const double seg_steps = static_cast<double>(row.step - last_.step);
@@ -119,16 +146,10 @@ WireBytes direction(const nlohmann::json& j, const char* dir) {
   return {counter(j, dir, "payload_bytes"), counter(j, dir, "framing_bytes"), counter(j, dir, "tcpip_bytes")};
 }
 
-void add(WireBytes* sum, const WireBytes& w) {
-  sum->payload_bytes += w.payload_bytes;
-  sum->framing_bytes += w.framing_bytes;
-  sum->tcpip_bytes += w.tcpip_bytes;
-}
-
 }  // namespace
 
-WorkerEpochLog::WorkerEpochLog(std::filesystem::path procs_dir, std::uint32_t workers)
-    : dir_(std::move(procs_dir)), workers_(workers) {}
+WorkerEpochLog::WorkerEpochLog(std::filesystem::path procs_dir, std::uint32_t workers, std::size_t epochs_before)
+    : dir_(std::move(procs_dir)), workers_(workers), epochs_before_(epochs_before) {}
 
 std::filesystem::path WorkerEpochLog::file(std::uint32_t w) const {
   return dir_ / ("worker" + std::to_string(w) + ".jsonl");
@@ -170,7 +191,7 @@ std::size_t WorkerEpochLog::complete_epochs() const {
 EpochRow WorkerEpochLog::row(std::size_t e) const {
   const nlohmann::json& j0 = workers_[0].epochs[e];
   EpochRow r;
-  r.epoch = static_cast<std::int64_t>(e + 1);
+  r.epoch = j0.value("epoch", static_cast<std::int64_t>(epochs_before_ + e + 1));
   r.step = j0["step"].get<std::uint64_t>();
   r.seconds = j0["seconds"].get<double>();
   r.train_loss = j0.value("train_loss", 0.0);
@@ -201,7 +222,7 @@ std::string WorkerEpochLog::missing_finals() const {
 }
 
 std::size_t WorkerEpochLog::record_new(RunRecorder* recorder) const {
-  const std::size_t from = recorder->epochs_recorded();
+  const std::size_t from = recorder->epochs_recorded() - std::min(recorder->epochs_recorded(), epochs_before_);
   const std::size_t to = complete_epochs();
   for (std::size_t e = from; e < to; ++e) recorder->epoch(row(e));
   return to > from ? to - from : 0;

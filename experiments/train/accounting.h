@@ -76,6 +76,11 @@ class RunRecorder {
   void complete(const nlohmann::json& results);
   /// Writes summary.json with status "failed" and `error`, and a "failed" event.
   void fail(const std::string& error);
+  /// Continues a run that was stopped (experiments/train/resume.h): `kept` are its
+  /// metrics rows up to the resume point, `modeled_comm_s` the last one's modeled time.
+  /// Later rows count their time and bytes from the last kept row on (a resumed
+  /// process's counters start at zero). Logs a "resume" event with `fields`.
+  void resume(const std::vector<EpochRow>& kept, double modeled_comm_s, const nlohmann::json& fields);
 
   /// Extra summary fields (e.g. netem's veth counters); written with the next summary.
   nlohmann::json& summary() { return summary_; }
@@ -92,12 +97,14 @@ class RunRecorder {
   double best_acc_ = 0;
   double modeled_comm_s_ = 0;
   StepTraffic last_traffic_;
+  EpochRow base_;  ///< added to each new row's time and bytes (a resumed run's last kept row)
 };
 
 /// The workers' epoch lines of a multi-process run (see the file comment).
 class WorkerEpochLog {
  public:
-  WorkerEpochLog(std::filesystem::path procs_dir, std::uint32_t workers);
+  /// `epochs_before`: epochs the run recorded before these files began (a resumed run).
+  WorkerEpochLog(std::filesystem::path procs_dir, std::uint32_t workers, std::size_t epochs_before = 0);
   /// Path of worker `w`'s line file.
   std::filesystem::path file(std::uint32_t w) const;
   /// Reads the complete lines appended since the last call (a line still being written
@@ -105,8 +112,8 @@ class WorkerEpochLog {
   void poll();
   /// Epochs every worker has reported.
   std::size_t complete_epochs() const;
-  /// Epoch `e` (0-based, < complete_epochs()): step, time, loss and accuracy of worker 0,
-  /// bytes summed over the workers.
+  /// Epoch line `e` (0-based, < complete_epochs()): its epoch, step, time, loss and
+  /// accuracy of worker 0, bytes summed over the workers.
   EpochRow row(std::size_t e) const;
   /// Worker `w`'s final line, or an empty object before it arrived.
   const nlohmann::json& final_line(std::uint32_t w) const;
@@ -125,6 +132,7 @@ class WorkerEpochLog {
   };
   std::filesystem::path dir_;
   std::vector<Worker> workers_;
+  std::size_t epochs_before_ = 0;
 };
 
 }  // namespace gradzip::experiments

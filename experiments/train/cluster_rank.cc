@@ -29,11 +29,7 @@ class ClusterRecord {
         recorder_(run_.get(),
                   {link_, experiments::parse_link_list(o.report_links), plan_.cfg.workers,
                    plan_.cfg.placement.num_shards, plan_.shard_fraction, plan_.cfg.epochs},
-                  {{"compressor", plan_.compressor_spec}, {"workers", plan_.cfg.workers},
-                   {"shards", plan_.cfg.placement.num_shards}, {"cluster", o.cluster}, {"model", plan_.cfg.model},
-                   {"dataset", plan_.cfg.dataset}, {"link", link_.name}, {"parameters", plan_.parameters},
-                   {"train_images", plan_.train_images}, {"mode", comm::sync_mode_name(plan_.cfg.mode)},
-                   {"downlink", plan_.cfg.downlink}}),
+                  summary_facts(o, plan_, link_.name)),
         wait_s_(std::max(60.0, o.topology.worker_timeout_s)) {
     recorder_.begin("train: " + std::to_string(plan_.cfg.workers) + " workers + " +
                     std::to_string(plan_.cfg.placement.num_shards) + " shards (" + o.cluster + " ranks), " +

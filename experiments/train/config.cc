@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "experiments/train/accounting.h"
 #include "quant/registry.h"
+#include "trainer/augment_spec.h"
 #include "trainer/errors.h"
 
 #ifndef GRADZIP_TORCH_VERSION
@@ -92,6 +94,18 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;
   c.torch_threads = o.torch_threads;
+  c.augment = trainer::parse_augment_spec(o.augment);  // checked when the options were parsed
+  c.tta = o.tta;
+  c.checkpoint_every = o.run.checkpoint_every;
+  c.resume_step = o.run.resume_step;
+  if (!o.run.checkpoint_dir.empty()) {
+    c.checkpoint_dir = o.run.checkpoint_dir;
+  } else if (!o.run.run_dir.empty()) {
+    c.checkpoint_dir = (std::filesystem::path(o.run.run_dir) / "checkpoints").string();
+  }
+  if ((c.checkpoint_every > 0 || c.resume_step > 0) && c.checkpoint_dir.empty()) {
+    throw UsageError("--checkpoint-every and --resume-step need --checkpoint-dir or --run-dir");
+  }
 
   const std::uint64_t spe = steps_per_epoch(train_images, o.topology.workers, o.data.batch_size);
   if (spe == 0) {
@@ -126,6 +140,10 @@ RunPlan plan_run(const TrainingOptions& o) {
     } catch (const quant::SpecError& e) {
       throw UsageError(std::string("--compressor: ") + e.what());
     }
+    if (p.cfg.augment.pca_jitter > 0 && data.train.channels != 3) {
+      throw UsageError("--augment pca: PCA colour jitter needs RGB images; " + o.data.dataset + " has " +
+                       std::to_string(data.train.channels) + " channel(s)");
+    }
     p.signature = trainer::make_signature(p.cfg, data.train.channels, data.train.height, data.train.width,
                                           data.train.classes);
     p.layout = comm::make_layout(p.signature, p.cfg.placement);
@@ -150,10 +168,33 @@ std::unique_ptr<runlog::RunDir> open_run_dir(const TrainOptions& o, const Option
     throw UsageError("--run-dir " + dir + " already holds a run (summary.json); choose another directory");
   }
   auto run = runlog::RunDir::create(dir, rdo);
-  run->write_config(table.to_ini("train"));
+  run->write_config(run_config_ini(table));
   run->write_host_info(GRADZIP_TORCH_VERSION);
   run->declare_metrics(experiments::train_metric_columns());
   return run;
+}
+
+std::string run_config_ini(const OptionTable& table) {
+  std::istringstream in(table.to_ini("train"));
+  std::string out;
+  for (std::string line; std::getline(in, line);) out += (line.rfind("resume = ", 0) == 0 ? "resume =" : line) + "\n";
+  return out;
+}
+
+nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const std::string& link_name) {
+  return {{"compressor", plan.compressor_spec},
+          {"augment", trainer::augment_spec(plan.cfg.augment)},
+          {"tta", plan.cfg.tta},
+          {"workers", plan.cfg.workers},
+          {"shards", plan.cfg.placement.num_shards},
+          {"cluster", o.cluster},
+          {"model", plan.cfg.model},
+          {"dataset", plan.cfg.dataset},
+          {"link", link_name},
+          {"parameters", plan.parameters},
+          {"train_images", plan.train_images},
+          {"mode", comm::sync_mode_name(plan.cfg.mode)},
+          {"downlink", plan.cfg.downlink}};
 }
 
 nlohmann::json stages_json(const trainer::StageSeconds& s) {

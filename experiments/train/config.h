@@ -28,7 +28,8 @@ std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch);
 /// (subset of the) training set, for turning epochs into steps (LR schedule, warm-up).
 /// Throws UsageError for what the trainer cannot do (eval every N > 1 epochs, a
 /// compressed downlink outside sync mode, unevenly spaced LR milestones, a batch larger
-/// than a worker's share of the data).
+/// than a worker's share of the data, checkpoints without a directory). The checkpoint
+/// directory is --checkpoint-dir, else <--run-dir>/checkpoints.
 trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t train_images);
 
 /// What every training path (sim, local, netem, cluster ranks, ps, worker) starts from.
@@ -52,6 +53,14 @@ RunPlan plan_run(const TrainingOptions& o);
 /// procs/ (cluster ranks create it), but never another run's summary.json.
 std::unique_ptr<runlog::RunDir> open_run_dir(const TrainOptions& o, const OptionTable& table,
                                              bool allow_existing = false);
+
+/// The resolved configuration as a run directory's config.ini: section [train], and
+/// `resume` always empty (re-running a config.ini starts a new run).
+std::string run_config_ini(const OptionTable& table);
+
+/// summary.json's fixed facts of a whole run: compressor, augmentation, workers, shards,
+/// cluster, model, dataset, link, parameters, train_images.
+nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const std::string& link_name);
 
 /// summary.json's "stages": seconds per step stage.
 nlohmann::json stages_json(const trainer::StageSeconds& s);

@@ -11,9 +11,11 @@
 #include <memory>
 
 #include "comm/launch.h"
+#include "experiments/curve_keys.h"
 #include "experiments/netem.h"
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
+#include "experiments/train/resume.h"
 #include "experiments/train/run.h"
 
 namespace gradzip::cli {
@@ -76,28 +78,53 @@ void record_veth(const Netem& n, std::uint32_t shards, std::uint32_t workers, ex
   recorder->summary()["counted_over_veth_bytes"] = veth_workers > 0 ? counted / veth_workers : 0.0;
 }
 
+/// Every key file the processes will read, before any is started (experiments/curve_keys.h).
+void check_curve_keys(const std::string& dir, std::uint32_t workers) {
+  try {
+    experiments::shard_curve_files(dir);
+    for (std::uint32_t w = 0; w < workers; ++w) experiments::worker_curve_keys(dir, w);
+  } catch (const experiments::CurveKeyError& e) {
+    throw UsageError(e.what());
+  }
+}
+
+/// A resumed run's procs/: the shards' old endpoint files go (the launcher waits for new
+/// ones) and each worker's epoch lines move to worker<R>.segment<N>.jsonl, so the new
+/// lines start a file of their own.
+void set_aside_previous_processes(const fs::path& procs, std::uint32_t shards, std::uint32_t workers) {
+  std::error_code ec;
+  for (std::uint32_t s = 0; s < shards; ++s) fs::remove(procs / ("shard" + std::to_string(s) + ".ep"), ec);
+  for (std::uint32_t w = 0; w < workers; ++w) {
+    const fs::path lines = procs / ("worker" + std::to_string(w) + ".jsonl");
+    if (!fs::exists(lines, ec)) continue;
+    for (int n = 1;; ++n) {
+      const fs::path old = procs / ("worker" + std::to_string(w) + ".segment" + std::to_string(n) + ".jsonl");
+      if (fs::exists(old, ec)) continue;
+      fs::rename(lines, old);
+      break;
+    }
+  }
+}
+
 }  // namespace
 
-int run_local_cluster(const TrainOptions& o, const OptionTable& table) {
+int run_local_cluster(const TrainOptions& o, const OptionTable& table, const ResumeState* resume) {
   const bool netem = o.cluster == "netem";
   const experiments::LinkProfile link = experiments::parse_link(o.link);
   const RunPlan plan = plan_run(o);
   const std::uint32_t n_workers = plan.cfg.workers;
   const std::uint32_t n_shards = plan.cfg.placement.num_shards;
+  if (!o.curve_keys.empty()) check_curve_keys(o.curve_keys, n_workers);
   Netem net;
   if (netem) net = make_netem(o, link, n_shards + n_workers);
 
-  auto run = open_run_dir(o, table);
+  auto run = resume ? reopen_run_dir(o, table, *resume) : open_run_dir(o, table);
   const fs::path procs = run->path() / "procs";
   fs::create_directories(procs);
+  if (resume) set_aside_previous_processes(procs, n_shards, n_workers);
   experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), n_workers, n_shards,
                               plan.shard_fraction, plan.cfg.epochs};
-  experiments::RunRecorder recorder(
-      run.get(), shape,
-      {{"compressor", plan.compressor_spec}, {"workers", n_workers}, {"shards", n_shards}, {"cluster", o.cluster},
-       {"model", plan.cfg.model}, {"dataset", plan.cfg.dataset}, {"link", link.name},
-       {"parameters", plan.parameters}, {"train_images", plan.train_images},
-       {"mode", comm::sync_mode_name(plan.cfg.mode)}, {"downlink", plan.cfg.downlink}});
+  experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   if (netem) {
     recorder.summary()["netem"] = {{"rate_bit_per_s", link.bandwidth_bytes_per_s * 8},
                                    {"delay_s", net.delay_applied ? link.latency_s : 0.0},
@@ -114,13 +141,15 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table) {
                         : std::string("loopback")) +
                  "), " + plan.cfg.model + " on " + plan.cfg.dataset + ", compressor " + plan.compressor_spec +
                  ", run dir " + run->path().string());
+  if (resume) continue_recording(*resume, run.get(), &recorder);
 
   comm::LaunchOptions lo;
   const std::string self = self_executable();
   auto base_args = [&](const std::string& role, std::uint32_t rank) {
     return std::vector<std::string>{self,     "train",   "--config", (run->path() / "config.ini").string(),
                                     "--role", role,      "--rank",   std::to_string(rank),
-                                    "--run-dir", run->path().string(), "--log-level", o.run.log_level};
+                                    "--run-dir", run->path().string(), "--log-level", o.run.log_level,
+                                    "--resume-step", std::to_string(o.run.resume_step)};
   };
   for (std::uint32_t s = 0; s < n_shards; ++s) {
     auto argv = base_args("shard", s);
@@ -142,7 +171,7 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table) {
     lo.spawn = experiments::netns_spawner(*net.cluster);
     for (std::uint32_t h = 0; h < net.cluster->size(); ++h) net.before.push_back(net.cluster->counters(h));
   }
-  experiments::WorkerEpochLog lines(procs, n_workers);
+  experiments::WorkerEpochLog lines(procs, n_workers, resume ? resume->kept.size() : 0);
   lo.on_progress = [&] {
     lines.poll();
     lines.record_new(&recorder);

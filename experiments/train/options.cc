@@ -3,7 +3,10 @@
 
 #include <fstream>
 
+#include "experiments/curve_keys.h"
 #include "experiments/link_model.h"
+#include "trainer/augment_spec.h"
+#include "trainer/errors.h"
 
 namespace gradzip::cli {
 
@@ -13,9 +16,16 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   t->add("epochs", &o->epochs, "passes over the training set", Range{1, 100000});
   t->add("max-steps", &o->max_steps, "stop after this many steps per worker; 0 = no limit", Range{0, 9.0e18});
   t->add("eval-every", &o->eval_every, "epochs between test-set evaluations", Range{1, 100000});
+  t->add("augment", &o->augment,
+         "training augmentation: none, or transforms among scale:min=F, crop:pad=N, flip, "
+         "colour:brightness=F,contrast=F, pca:sigma=F (e.g. crop:pad=4,flip; see README)");
+  t->add("tta", &o->tta, "test-time augmentation: average predictions over flips and 2-pixel shifts");
   bind_optimizer_options(t, &o->optimizer);
   bind_compression_options(t, &o->compression);
   bind_topology_options(t, &o->topology);
+  t->add("curve-keys", &o->curve_keys,
+         "directory written by 'gradzip keys': encrypt and authenticate every connection with CURVE; "
+         "empty = plain TCP");
   t->group("Step pipeline");
   t->add_choice("overlap", &o->overlap, {"on", "off"},
                 "on: encode and push each gradient bucket as backward completes it, pull per bucket, and start a "
@@ -37,6 +47,19 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   t->add("test-subset", &o->test_subset, "evaluate on the first N test images; 0 = all", Range{0, 1e9});
   t->add("torch-threads", &o->torch_threads, "torch intra-op threads per process; 0 = default", Range{0, 1024});
   bind_run_options(t, &o->run);
+  t->add_check([o] {
+    try {
+      trainer::parse_augment_spec(o->augment);
+    } catch (const trainer::ConfigError& e) {
+      throw UsageError(e.what());
+    }
+    // Absolute, so that the processes a launcher starts elsewhere find the same keys.
+    try {
+      if (!o->curve_keys.empty()) o->curve_keys = experiments::curve_key_dir(o->curve_keys);
+    } catch (const experiments::CurveKeyError& e) {
+      throw UsageError(e.what());
+    }
+  });
 }
 
 InjectedFault parse_inject_fault(const std::string& text) {
@@ -72,6 +95,10 @@ void bind_train_options(OptionTable* t, TrainOptions* o) {
     t->add("report-links", &o->report_links, "link profiles whose modeled step time goes into summary.json");
     t->add("process-timeout", &o->process_timeout_s, "local/netem: kill every process after this many seconds",
            Range{1, 1e7});
+    t->group("Resuming a run");
+    t->add("resume", &o->resume,
+           "RUN_DIR: continue a stopped run (sim, local, netem) from its newest complete checkpoint "
+           "(--checkpoint-every); reads RUN_DIR/config.ini, options given here override it");
     t->group("One process of a multi-process run (set by --cluster local/netem, or by hand)");
     t->add("role", &o->role, "empty: run the whole job; shard | worker: be one process of it");
     t->add("rank", &o->rank, "shard id or worker rank of this process", Range{0, 1 << 20});

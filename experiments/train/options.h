@@ -39,6 +39,11 @@ struct TrainingOptions {
   std::string overlap = "on";     ///< on: push buckets from autograd during backward (CPU) | off: sequential
   int encode_threads = 2;         ///< threads encoding buckets while backward runs (overlap on)
   std::string inject_fault = "";  ///< testing: "hook:STEP" or "push:STEP" fails worker 0 there; "" = none
+  // -- augmentation and evaluation (trainer/augment_spec.h)
+  std::string augment = "none";   ///< training-time augmentation spec, e.g. "crop:pad=4,flip"
+  bool tta = false;               ///< evaluate over flips and 2-pixel shifts (test-time augmentation)
+  // -- transport security
+  std::string curve_keys = "";    ///< directory of `gradzip keys` (experiments/curve_keys.h); "" = no CURVE
 };
 
 /// --inject-fault, parsed: "hook:STEP" or "push:STEP" ("" = none).
@@ -71,6 +76,9 @@ struct TrainOptions : TrainingOptions {
   int rank = 0;                ///< shard id or worker rank of this process
   std::string endpoints = "";  ///< comma-separated shard endpoints (tcp://host:port), shard 0 first
   std::string bind = "";       ///< shard: endpoint to bind (default tcp://127.0.0.1:0)
+  /// A run directory to continue (experiments/train/resume.h): its config.ini is the
+  /// configuration, options given with it override that; "" = a new run.
+  std::string resume = "";
 };
 
 /// Registers every train option on `table`, bound to `opt`.

@@ -1,12 +1,16 @@
 // One process of a multi-process run: a shard (comm::run_shard_server over ZeroMQ) or a
 // worker (trainer::run_worker over comm::ZmqWorkerTransport). Both build their model
-// signature and bucket layout from the same options (plan_run), so they agree.
+// signature and bucket layout from the same options (plan_run), so they agree. With
+// --curve-keys both take their CURVE keys from the key directory (experiments/curve_keys.h).
 #include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
+#include "experiments/curve_keys.h"
 #include "experiments/train/config.h"
 #include "experiments/train/run.h"
 
@@ -49,6 +53,8 @@ int run_shard_role(const TrainOptions& o) {
   so.shard.ssp_slack = plan.cfg.ssp_slack;
   so.shard.optimizer = plan.cfg.optimizer;
   so.shard.worker_timeout_s = o.topology.worker_timeout_s;
+  trainer::set_shard_checkpoints(plan.cfg, steps_per_epoch(plan.train_images, o.topology.workers, o.data.batch_size),
+                                 &so.shard);
   so.signature = plan.signature;
   so.placement = plan.cfg.placement;
   so.bind = o.bind.empty() ? "tcp://127.0.0.1:0" : o.bind;
@@ -58,6 +64,16 @@ int run_shard_role(const TrainOptions& o) {
     so.stats_file = (procs_dir(o) / ("shard" + std::to_string(o.rank) + ".stats.jsonl")).string();
   }
   so.idle_exit_s = std::max(60.0, o.topology.worker_timeout_s * 2);
+  if (!o.curve_keys.empty()) {
+    try {
+      const experiments::ShardCurveFiles keys = experiments::shard_curve_files(o.curve_keys);
+      so.curve_key_file = keys.key_pair;
+      so.curve_authorized_keys_file = keys.authorized_keys;
+    } catch (const experiments::CurveKeyError& e) {
+      throw UsageError(e.what());
+    }
+    spdlog::info("shard {}: CURVE on, keys from {}", o.rank, o.curve_keys);
+  }
   return comm::run_shard_server(so);
 }
 
@@ -68,6 +84,15 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
   zo.client.placement = plan.cfg.placement;
   zo.client.op_timeout_s = std::max(60.0, o.topology.worker_timeout_s);
   zo.shard_endpoints = endpoints;
+  if (!o.curve_keys.empty()) {
+    try {
+      const experiments::WorkerCurveKeys keys = experiments::worker_curve_keys(o.curve_keys, rank);
+      zo.curve_server_public_key = keys.server_public_key;
+      zo.curve_key_file = keys.key_pair;
+    } catch (const experiments::CurveKeyError& e) {
+      throw UsageError(e.what());
+    }
+  }
   comm::ZmqWorkerTransport transport(zo);
   WorkerOutcome out;
   // m.traffic: the counters as the worker's pipeline saw them at the epoch's end (the

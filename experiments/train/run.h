@@ -8,6 +8,7 @@
 //   local_cluster.cc  --cluster local|netem: shard and worker processes under comm::run_launch
 //   roles.cc          --role shard|worker: one process; `gradzip worker`
 //   cluster_rank.cc   --cluster slurm|mpi|FILE: this rank's role; worker 0 records the run
+//   resume.cc         --resume RUN_DIR: where a stopped run continues
 #pragma once
 
 #include <cstdint>
@@ -26,8 +27,10 @@ namespace gradzip::cli {
 /// Also the body of `gradzip ps` (role shard) and `gradzip launch` (cluster local/netem).
 int run_train(const TrainOptions& opt, const OptionTable& table);
 
-int run_sim(const TrainOptions& o, const OptionTable& table);
-int run_local_cluster(const TrainOptions& o, const OptionTable& table);
+struct ResumeState;
+/// `resume`: null for a new run; else the run continues (experiments/train/resume.h).
+int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* resume = nullptr);
+int run_local_cluster(const TrainOptions& o, const OptionTable& table, const ResumeState* resume = nullptr);
 int run_cluster_rank(TrainOptions o, const OptionTable& table);
 
 /// --role shard: serves shard --rank on --bind until every worker said goodbye.

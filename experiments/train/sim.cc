@@ -4,6 +4,7 @@
 // comm/accounting.h's formulas, as the ZeroMQ transport counts them.
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
+#include "experiments/train/resume.h"
 #include "experiments/train/run.h"
 
 namespace gradzip::cli {
@@ -17,26 +18,22 @@ experiments::WireBytes wire(const comm::DirectionCounters& c) {
 
 }  // namespace
 
-int run_sim(const TrainOptions& o, const OptionTable& table) {
+int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* resume) {
   const experiments::LinkProfile link = experiments::parse_link(o.link);
   RunPlan plan = plan_run(o);
   trainer::TrainConfig& cfg = plan.cfg;
   if (o.sim_link_delay) cfg.sim_link_bytes_per_s = link.bandwidth_bytes_per_s;
   const auto shards = static_cast<std::uint32_t>(o.topology.shards);
 
-  auto run = open_run_dir(o, table);
+  auto run = resume ? reopen_run_dir(o, table, *resume) : open_run_dir(o, table);
   experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), cfg.workers, shards,
                               plan.shard_fraction, cfg.epochs};
-  experiments::RunRecorder recorder(run.get(), shape,
-                                    {{"compressor", plan.compressor_spec}, {"workers", cfg.workers},
-                                     {"shards", shards}, {"cluster", o.cluster}, {"model", cfg.model},
-                                     {"dataset", cfg.dataset}, {"link", link.name},
-                                     {"train_images", plan.train_images}, {"parameters", plan.parameters},
-                                     {"mode", comm::sync_mode_name(cfg.mode)}, {"downlink", cfg.downlink}});
+  experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   recorder.begin("train: " + std::to_string(cfg.workers) + " workers x " + std::to_string(shards) + " shards, " +
                  cfg.model + " on " + cfg.dataset + " (" + std::to_string(plan.train_images) +
                  " training images), compressor " + plan.compressor_spec + ", " + comm::sync_mode_name(cfg.mode) +
                  ", run dir " + run->path().string());
+  if (resume) continue_recording(*resume, run.get(), &recorder);
 
   auto on_epoch = [&](const trainer::EpochMetrics& m) {
     experiments::EpochRow row;
@@ -63,27 +60,28 @@ int run_sim(const TrainOptions& o, const OptionTable& table) {
     recorder.fail(e.what());
     throw;
   }
-  const double worker_steps = static_cast<double>(r.steps) * cfg.workers;
+  // Stages cover this process's steps; time and bytes the whole run (recorder.last()).
+  const double worker_steps = static_cast<double>(r.steps - cfg.resume_step) * cfg.workers;
   const double comm_s = r.stages.send + r.stages.pull_wait;
-  nlohmann::json results = {
-      {"steps", r.steps},
-      {"seconds", r.epochs.empty() ? 0.0 : r.epochs.back().seconds},
-      {"parameters", r.parameters},
-      {"final_test_accuracy", r.final_test_accuracy},
-      {"bytes_up", r.bytes_up},
-      {"bytes_down", r.bytes_down},
-      {"compute_seconds_per_step", worker_steps > 0 ? (r.stages.total() - comm_s) / worker_steps : 0.0},
-      {"step_seconds", r.steps > 0 ? r.train_seconds / static_cast<double>(r.steps) : 0.0},
-      {"stages", stages_json(r.stages)},
-      {"bottleneck", r.bottleneck},
-      {"device_fraction", r.device_fraction},
-      {"overlapped", r.overlapped},
-      {"layout", r.layout_description},
-      {"downlink_resyncs", r.resyncs},
-      {"downlink_resync_max_abs_diff", r.resync_max_abs_diff},
-      {"replica_max_abs_diff", r.replica_max_abs_diff},
-      {"framing_bytes_source", "counted by the in-process transport with comm/accounting.h's formulas"}};
-  recorder.complete(results);
+  const experiments::EpochRow& last = recorder.last();
+  const std::uint64_t steps_here = r.steps - cfg.resume_step;
+  recorder.complete({{"steps", r.steps},
+                     {"seconds", last.seconds},
+                     {"parameters", r.parameters},
+                     {"final_test_accuracy", r.final_test_accuracy},
+                     {"bytes_up", static_cast<std::uint64_t>(last.up.payload_bytes)},
+                     {"bytes_down", static_cast<std::uint64_t>(last.down.payload_bytes)},
+                     {"compute_seconds_per_step", worker_steps > 0 ? (r.stages.total() - comm_s) / worker_steps : 0.0},
+                     {"step_seconds", steps_here > 0 ? r.train_seconds / static_cast<double>(steps_here) : 0.0},
+                     {"stages", stages_json(r.stages)},
+                     {"bottleneck", r.bottleneck},
+                     {"device_fraction", r.device_fraction},
+                     {"overlapped", r.overlapped},
+                     {"layout", r.layout_description},
+                     {"downlink_resyncs", r.resyncs},
+                     {"downlink_resync_max_abs_diff", r.resync_max_abs_diff},
+                     {"replica_max_abs_diff", r.replica_max_abs_diff},
+                     {"framing_bytes_source", "counted by the in-process transport with comm/accounting.h's formulas"}});
   return kExitOk;
 }
 

@@ -20,7 +20,7 @@
 namespace {
 
 const char* const kCommands[] = {"train", "launch", "ps", "worker", "pack",
-                                 "compressors", "placement", "report", "version"};
+                                 "compressors", "placement", "report", "keys", "version"};
 
 struct Result {
   int code = -1;

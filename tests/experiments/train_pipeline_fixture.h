@@ -1,34 +1,20 @@
 // The fixture of the `gradzip train` pipeline tests (train_pipeline_test.cc, the
 // simulation and local async/SSP; train_pipeline_processes_test.cc, slow: the same
 // features as local processes): tiny runs (an MLP on 512 Fashion-MNIST images) into a
-// scratch directory, metrics.csv and summary.json readers. GRADZIP_EXE names the binary.
+// scratch directory (TrainRunTest of gradzip_run_util.h), metrics.csv by column name.
 #pragma once
 
-#include <gtest/gtest.h>
-
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <utility>
-#include <sstream>
-#include <string>
-#include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "tests/experiments/shell.h"
+#include "tests/experiments/gradzip_run_util.h"
 
 namespace gradzip::testing {
-namespace fs = std::filesystem;
 
-inline const std::string kExe = GRADZIP_EXE;
-inline const std::string kData = "/usr/share/datasets/fashion-mnist";
 inline const std::string kTiny =
     " --model mlp --width 32 --train-subset 512 --test-subset 100 --epochs 2 --batch-size 32 "
     "--min-compress-numel 0 --bucket-mb 0.02 --first-bucket-mb 0.005 "
-    "--torch-threads 1 --loader-threads 1 --lr 0.05 --data-dir " + kData;
+    "--torch-threads 1 --loader-threads 1 --lr 0.05 --data-dir " + kFashion;
 
 /// metrics.csv as columns: name -> one value per row.
 inline std::map<std::string, std::vector<double>> read_metrics(const fs::path& csv) {
@@ -49,28 +35,13 @@ inline std::map<std::string, std::vector<double>> read_metrics(const fs::path& c
   return cols;
 }
 
-inline nlohmann::json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  return nlohmann::json::parse(f, nullptr, false);
-}
-
-class TrainPipeline : public ::testing::Test {
+class TrainPipeline : public TrainRunTest {
  protected:
-  void SetUp() override {
-    if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed at " << kData;
-    root_ = fs::temp_directory_path() / ("gz-pipeline-" + std::to_string(::getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override {
-    if (!root_.empty()) fs::remove_all(root_);
-  }
   /// Runs `gradzip train <args>` with `workers` workers into run directory `name`.
-  ShellResult train(const std::string& name, const std::string& args, int workers = 2) {
-    return shell("'" + kExe + "' train --run-dir '" + (root_ / name).string() + "'" + kTiny + " --workers " +
-                     std::to_string(workers) + " " + args,
-                 root_ / (name + ".log"));
+  Result train(const std::string& name, const std::string& args, int workers = 2) {
+    return gradzip("train --run-dir '" + (root_ / name).string() + "'" + kTiny + " --workers " +
+                       std::to_string(workers) + " " + args,
+                   root_ / (name + ".log"));
   }
   /// --mode async and --mode ssp under `cluster` complete with the staleness and PCIe
   /// columns in metrics.csv.
@@ -80,7 +51,7 @@ class TrainPipeline : public ::testing::Test {
     };
     for (const Mode& mode : {Mode{"async", "--mode async"}, Mode{"ssp", "--mode ssp --slack 1"}}) {
       const std::string name = cluster + "-" + mode.name;
-      const ShellResult r = train(name, "--cluster " + cluster + " " + mode.args);
+      const Result r = train(name, "--cluster " + cluster + " " + mode.args);
       ASSERT_EQ(r.status, 0) << name << "\n" << r.output;
       const nlohmann::json summary = read_json(root_ / name / "summary.json");
       EXPECT_EQ(summary["status"], "complete") << name;
@@ -99,7 +70,7 @@ class TrainPipeline : public ::testing::Test {
   /// `cluster`: the resyncs ran and found no drift, and the downlink moved under a third
   /// of the dense bytes. Returns both summaries.
   std::pair<nlohmann::json, nlohmann::json> expect_compressed_downlink(const std::string& cluster) {
-    ShellResult r = train(cluster + "-dense", "--cluster " + cluster);
+    Result r = train(cluster + "-dense", "--cluster " + cluster);
     EXPECT_EQ(r.status, 0) << r.output;
     r = train(cluster + "-topk", "--cluster " + cluster + " --downlink topk:ratio=0.01 --downlink-resync 4");
     EXPECT_EQ(r.status, 0) << r.output;
@@ -110,8 +81,6 @@ class TrainPipeline : public ::testing::Test {
     EXPECT_LT(topk.value("bytes_down", 1e300), dense.value("bytes_down", 0.0) / 3) << cluster;
     return {dense, topk};
   }
-
-  fs::path root_;
 };
 
 }  // namespace gradzip::testing

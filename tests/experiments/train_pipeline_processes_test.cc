@@ -8,8 +8,7 @@
 namespace {
 namespace fs = std::filesystem;
 using gradzip::testing::read_json;
-using gradzip::testing::shell;
-using gradzip::testing::ShellResult;
+using gradzip::testing::Result;
 using gradzip::testing::TrainPipeline;
 
 TEST_F(TrainPipeline, LocalProcessesWithACompressedDownlinkFindNoDriftAtResyncs) {
@@ -17,13 +16,11 @@ TEST_F(TrainPipeline, LocalProcessesWithACompressedDownlinkFindNoDriftAtResyncs)
 }
 
 TEST_F(TrainPipeline, LocalProcessesStopOnAnInjectedPushFault) {
-  const ShellResult r = train("fault", "--cluster local --inject-fault push:3");
+  const Result r = train("fault", "--cluster local --inject-fault push:3");
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("worker0"), std::string::npos) << "the failed process is named\n" << r.output;
   const fs::path dir = root_ / "fault";
-  EXPECT_NE(shell("cat '" + (dir / "procs" / "worker0.log").string() + "'", root_ / "w0.log").output.find(
-                "injected fault"),
-            std::string::npos);
+  EXPECT_NE(gradzip::testing::slurp(dir / "procs" / "worker0.log").find("injected fault"), std::string::npos);
   for (const char* f : {"config.ini", "metrics.csv", "events.jsonl", "summary.json", "host.json"}) {
     EXPECT_TRUE(fs::exists(dir / f)) << f;
   }

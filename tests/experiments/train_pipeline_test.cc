@@ -10,17 +10,16 @@ namespace {
 namespace fs = std::filesystem;
 using gradzip::testing::read_json;
 using gradzip::testing::read_metrics;
-using gradzip::testing::shell;
-using gradzip::testing::ShellResult;
+using gradzip::testing::Result;
 using gradzip::testing::TrainPipeline;
-const std::string& kExe = gradzip::testing::kExe;
+using gradzip::testing::gradzip;
 
 TEST_F(TrainPipeline, AsyncAndSspRunInTheSimulationWithStalenessColumns) { expect_async_and_ssp_run("sim"); }
 
 TEST_F(TrainPipeline, AsyncAndSspRunAsLocalProcessesWithStalenessColumns) { expect_async_and_ssp_run("local"); }
 
 TEST_F(TrainPipeline, AStragglerMakesAsyncPushesStaleButNotSyncOnes) {
-  ShellResult r = train("async", "--mode async --straggler 1:4");
+  Result r = train("async", "--mode async --straggler 1:4");
   ASSERT_EQ(r.status, 0) << r.output;
   auto m = read_metrics(root_ / "async" / "metrics.csv");
   EXPECT_GE(m["push_staleness_max"].back(), 1.0)
@@ -40,7 +39,7 @@ TEST_F(TrainPipeline, CompressedDownlinkReplicasAgreeWithTheShards) {
   EXPECT_EQ(topk["replica_max_abs_diff"].get<double>(), 0.0) << "worker parameters == the shards' replica";
   // The uplink is unchanged but for the handshake, whose signature names the downlink.
   EXPECT_NEAR(topk["bytes_up"].get<double>(), dense["bytes_up"].get<double>(), 100.0);
-  ShellResult r;
+  Result r;
   // A compressed downlink needs one replica for all workers: sync only.
   r = train("async", "--downlink topk:ratio=0.01 --mode async");
   EXPECT_EQ(r.status, 2) << r.output;
@@ -48,7 +47,7 @@ TEST_F(TrainPipeline, CompressedDownlinkReplicasAgreeWithTheShards) {
 }
 
 TEST_F(TrainPipeline, OverlapOnAndOffTrainIdentically) {
-  ShellResult r = train("off", "--overlap off", 3);
+  Result r = train("off", "--overlap off", 3);
   ASSERT_EQ(r.status, 0) << r.output;
   r = train("on", "--overlap on --sim-link-delay --link eth10g", 3);
   ASSERT_EQ(r.status, 0) << r.output;
@@ -59,9 +58,9 @@ TEST_F(TrainPipeline, OverlapOnAndOffTrainIdentically) {
   }
   EXPECT_EQ(read_json(root_ / "on" / "summary.json")["overlapped"], true);
   EXPECT_EQ(read_json(root_ / "off" / "summary.json")["overlapped"], false);
-  r = shell("'" + kExe + "' train --help", root_ / "help.log");
-  for (const char* opt : {"--overlap", "--encode-threads", "--straggler", "--downlink-resync", "--first-bucket-mb",
-                          "--sim-link-delay", "--inject-fault"}) {
+  r = gradzip("train --help", root_ / "help.log");
+  for (const char* opt : {"--overlap", "--encode-threads", "--mode", "--straggler", "--downlink", "--downlink-resync",
+                          "--first-bucket-mb", "--sim-link-delay", "--inject-fault"}) {
     EXPECT_NE(r.output.find(opt), std::string::npos) << opt;
   }
 }
@@ -75,7 +74,7 @@ TEST_F(TrainPipeline, InjectedFaultsStopTheRunWithATypedErrorAndAnIntactRunDirec
       {"sim-hook", "--inject-fault hook:3", "gradient hook failed"},
   };
   for (const Case& c : cases) {
-    const ShellResult r = train(c.name, c.args);
+    const Result r = train(c.name, c.args);
     EXPECT_EQ(r.status, 1) << c.name << "\n" << r.output;
     EXPECT_NE(r.output.find(c.error), std::string::npos) << c.name << "\n" << r.output;
     const fs::path dir = root_ / c.name;

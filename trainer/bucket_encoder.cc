@@ -6,14 +6,14 @@
 
 namespace gradzip::trainer {
 
-BucketEncoder::BucketEncoder(const comm::Layout& layout, const quant::Compressor& compressor,
+BucketEncoder::BucketEncoder(const comm::Layout& layout, const std::vector<quant::Compressor>& compressors,
                              const quant::Codec& identity, std::uint64_t seed, std::uint32_t rank)
-    : layout_(layout), compressor_(compressor), identity_(identity), seed_(seed), rank_(rank) {
+    : layout_(layout), compressors_(compressors), identity_(identity), seed_(seed), rank_(rank) {
   memory_.resize(layout.buckets.size());
   messages_.resize(layout.buckets.size());
   message_bytes_.assign(layout.buckets.size(), 0);
   for (const auto& b : layout.buckets) {
-    const quant::Codec& c = b.compressed ? *compressor.codec : identity;
+    const quant::Codec& c = b.compressed ? *compressors[b.spec].codec : identity;
     messages_[b.id].resize(c.max_encoded_bytes(b.numel));
   }
 }
@@ -32,11 +32,12 @@ void BucketEncoder::encode(std::uint32_t id, std::uint64_t step, const float* gr
       compensated.resize(b.numel);
       decoded.resize(b.numel);
     }
-    const quant::Memory& mem = *compressor_.memory;
+    const quant::Memory& mem = *compressors_[b.spec].memory;
+    const quant::Codec& codec = *compressors_[b.spec].codec;
     mem.compensate(g, compensated.data(), b.numel, &memory_[id]);
-    s = compressor_.codec->encode(compensated.data(), b.numel, ctx, out, cap, &message_bytes_[id]);
+    s = codec.encode(compensated.data(), b.numel, ctx, out, cap, &message_bytes_[id]);
     if (s.ok() && mem.needs_decoded()) {
-      s = compressor_.codec->decode(out, message_bytes_[id], decoded.data(), b.numel);
+      s = codec.decode(out, message_bytes_[id], decoded.data(), b.numel);
     }
     if (s.ok()) mem.update(compensated.data(), decoded.data(), b.numel, &memory_[id]);
   } else {

@@ -19,10 +19,11 @@ namespace gradzip::trainer {
 
 class BucketEncoder {
  public:
-  /// `layout`, `compressor` and `identity` must outlive the encoder. Messages of bucket
-  /// b are encoded with the compressor's codec when b.compressed, else `identity`.
-  BucketEncoder(const comm::Layout& layout, const quant::Compressor& compressor, const quant::Codec& identity,
-                std::uint64_t seed, std::uint32_t rank);
+  /// `layout`, `compressors` (one per layout.specs entry) and `identity` must outlive the
+  /// encoder. Bucket b is encoded with compressors[b.spec] when b.compressed (one
+  /// compressor per bucket: rules form buckets per spec, comm/layout.h), else `identity`.
+  BucketEncoder(const comm::Layout& layout, const std::vector<quant::Compressor>& compressors,
+                const quant::Codec& identity, std::uint64_t seed, std::uint32_t rank);
 
   /// Encodes bucket `b` of step `step` from grads[offset, offset + numel) (flat
   /// gradient buffer), with error feedback (Seide et al. 2014; Karimireddy et al. 2019:
@@ -40,7 +41,7 @@ class BucketEncoder {
 
  private:
   const comm::Layout& layout_;
-  const quant::Compressor& compressor_;
+  const std::vector<quant::Compressor>& compressors_;
   const quant::Codec& identity_;
   std::uint64_t seed_;
   std::uint32_t rank_;

@@ -65,7 +65,7 @@ struct Engine {
   comm::ModelSignature signature;
   std::uint64_t signature_hash = 0;  // what checkpoints record (comm/checkpoint.h)
   comm::Layout layout;
-  quant::Compressor compressor;
+  std::vector<quant::Compressor> compressors;  // one per layout.specs entry (Bucket::spec)
   std::unique_ptr<quant::Codec> identity;
   std::unique_ptr<TaskPool> encode_pool;  // overlap only
   std::vector<WorkerSlot> workers;

@@ -59,6 +59,9 @@ struct TrainConfig {
   comm::PlacementOptions placement;       ///< shards, bucket size, first bucket, min_compress_numel
   std::string compressor = "identity";    ///< uplink "[memory+]codec[:k=v,...]"
   std::string memory;                     ///< overrides the compressor's memory part when set
+  /// Per-tensor compressor rules (quant/rules.h text, or a resolved "rules:..." list);
+  /// empty: every bucket uses `compressor`. Tensors no rule names use `compressor`.
+  std::string compressor_rules;
   std::string downlink = "dense";         ///< "dense" or a codec spec for the parameter delta (sync only)
   std::uint64_t downlink_resync_steps = 0;  ///< compressed downlink: dense resync every N steps (0 = never)
   comm::SyncMode mode = comm::SyncMode::kSync;  ///< the shards' aggregation (simulation)

@@ -196,7 +196,7 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
   e.signature = make_signature(cfg, tr.channels, tr.height, tr.width, tr.classes);
   e.signature_hash = comm::signature_hash(e.signature);
   e.layout = comm::make_layout(e.signature, cfg.placement);
-  e.compressor = quant::make_compressor(cfg.compressor, cfg.memory);
+  for (const auto& spec : e.layout.specs) e.compressors.push_back(quant::make_compressor(spec));
   e.identity = quant::make_codec("identity");
   // The overlapped pipeline encodes on the host from the gradient buffer autograd writes:
   // CPU only (on CUDA it would need per-bucket device-to-host copies; not built yet).
@@ -234,7 +234,7 @@ void add_worker(Engine& e, std::uint32_t rank, comm::WorkerTransport* transport)
   lo.augment = e.cfg.augment;
   w.loader = std::make_unique<Loader>(e.data.train, e.norm, e.data.train.channels == 3 ? &e.pca : nullptr, lo);
   w.transport = transport;
-  w.encoder = std::make_unique<BucketEncoder>(e.layout, e.compressor, *e.identity, e.cfg.seed, rank);
+  w.encoder = std::make_unique<BucketEncoder>(e.layout, e.compressors, *e.identity, e.cfg.seed, rank);
   if (e.overlap) w.schedule = std::make_unique<BucketSchedule>(e.signature.tensors, e.layout);
   e.workers.push_back(std::move(w));
 }

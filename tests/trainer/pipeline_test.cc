@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "comm/inproc.h"
+#include "quant/rules.h"
 #include "tests/comm/lsq.h"
 #include "trainer/bucket_encoder.h"
 #include "trainer/bucket_schedule.h"
@@ -69,16 +70,19 @@ struct LsqRun {
   comm::ModelSignature sig = comm::testing::lsq_signature({37, 5, 100, 1, 64, 13});
   comm::PlacementOptions placement;
   comm::ShardOptions shard;
-  gradzip::quant::Compressor compressor;
+  std::vector<gradzip::quant::Compressor> compressors;  // one per layout spec (Bucket::spec)
   std::unique_ptr<gradzip::quant::Codec> identity = gradzip::quant::make_codec("identity");
-  LsqRun(const std::string& spec, const std::string& downlink) {
-    sig.compressor_spec = gradzip::quant::make_compressor(spec).spec();
+  /// `rules`: per-tensor compressor rules (quant/rules.h) with `spec` as the catch-all.
+  LsqRun(const std::string& spec, const std::string& downlink, const std::string& rules = "") {
+    sig.compressor_spec = gradzip::quant::run_compressor_string(spec, "", rules);
     sig.downlink_spec = downlink;
     placement.num_shards = 2;
     placement.bucket_bytes = 4 * 30;
     shard.optimizer.lr = 1.0;
     shard.optimizer.momentum = 0.5;
-    compressor = gradzip::quant::make_compressor(spec);
+    for (const auto& c : comm::make_layout(sig, placement).specs) {
+      compressors.push_back(gradzip::quant::make_compressor(c));
+    }
   }
 };
 
@@ -94,7 +98,7 @@ std::pair<std::vector<float>, comm::TrafficCounters> run(LsqRun& s, bool overlap
   comm::testing::LsqProblem problem(d, 16, 0);
   std::vector<float> x(d, 0.1f), g(d, 0.0f);
   client->connect(cluster.signature(), 0, x.data());
-  gz::BucketEncoder encoder(layout, s.compressor, *s.identity, 5, 0);
+  gz::BucketEncoder encoder(layout, s.compressors, *s.identity, 5, 0);
   if (!overlap) {
     for (std::uint64_t step = 0; step < steps; ++step) {
       problem.gradient(x.data(), g.data());
@@ -143,6 +147,24 @@ TEST(BucketPipeline, SameBytesAndParametersAsTheSequentialLoop) {
   }
 }
 
+TEST(BucketPipeline, BucketsOfPerTensorRulesFireWithTheirOwnCompressor) {
+  // Three specs: buckets form per rule (comm/layout.h), and each bucket, the unit the
+  // pipeline fires, is encoded with its own spec's compressor on both paths.
+  LsqRun s("ef+topk:ratio=0.2", "dense", "layer2.*=ef+qsgd:bits=4; numel<10=identity");
+  const comm::Layout layout = comm::make_layout(s.sig, s.placement);
+  ASSERT_EQ(layout.specs.size(), 3u);
+  std::vector<int> buckets_of_spec(layout.specs.size(), 0);
+  for (const auto& b : layout.buckets) ++buckets_of_spec[b.spec];
+  for (int n : buckets_of_spec) EXPECT_GT(n, 0);
+  const auto seq = run(s, false, 6);
+  const auto ovl = run(s, true, 6);
+  EXPECT_EQ(seq.first, ovl.first);
+  EXPECT_EQ(seq.second.up.payload_bytes, ovl.second.up.payload_bytes);
+  // Each rule changes the bytes: the run differs from one with the catch-all spec alone.
+  LsqRun plain("ef+topk:ratio=0.2", "dense");
+  EXPECT_NE(run(plain, false, 6).second.up.payload_bytes, seq.second.up.payload_bytes);
+}
+
 TEST(BucketPipeline, CompressedDownlinkReplicaSurvivesDenseResyncs) {
   LsqRun s("identity", "topk:ratio=0.1");
   double diff = -1;
@@ -159,7 +181,7 @@ TEST(BucketPipeline, EncodeFailureAndPushFailureAreTypedAndStopThePipeline) {
   const comm::Layout& layout = cluster.layout();
   std::vector<float> x(s.sig.total_numel(), 0.1f), g(x.size(), 0.0f);
   client->connect(cluster.signature(), 0, x.data());
-  gz::BucketEncoder encoder(layout, s.compressor, *s.identity, 5, 0);
+  gz::BucketEncoder encoder(layout, s.compressors, *s.identity, 5, 0);
   gz::TaskPool pool(2);
   const auto last = static_cast<std::uint32_t>(layout.buckets.size() - 1);
   {

@@ -64,7 +64,9 @@ void bind_compression_options(OptionTable* t, CompressionOptions* o) {
   t->add("compressor-rules", &o->compressor_rules,
          "per-tensor specs, first match wins: FILE or inline 'GLOB=spec;numel<N=spec;...' (e.g. "
          "'*bn*=identity;numel<1024=identity;fc.*=ef+fp16'); unmatched tensors use --compressor");
-  t->add("downlink", &o->downlink, "'dense' (fp32 parameters) or a codec spec for the parameter delta");
+  t->add("downlink", &o->downlink,
+         "'dense' (fp32 parameters) or a codec spec for the parameter delta, with server-side error feedback "
+         "(CODEC or ef+CODEC, e.g. ef+topk:ratio=0.01; sync mode)");
   t->add("bucket-mb", &o->bucket_mb, "gradient bucket size in MiB", Range{0.001, 4096.0});
   t->add("first-bucket-mb", &o->first_bucket_mb,
          "size in MiB of the bucket of the last layers (backward's first, pushed earliest; PyTorch DDP uses 1); "

@@ -63,6 +63,14 @@ nlohmann::json bucket_specs_json(const comm::Layout& layout, const comm::ModelSi
 
 }  // namespace
 
+std::string downlink_codec(const std::string& downlink) {
+  const auto plus = downlink.find('+');
+  if (plus == std::string::npos) return downlink;
+  if (downlink.compare(0, plus, "ef") == 0) return downlink.substr(plus + 1);
+  throw UsageError("--downlink " + downlink + ": the downlink's memory is always server-side error feedback (the "
+                   "shards' replica keeps what was not sent); write ef+CODEC or CODEC, e.g. ef+topk:ratio=0.01");
+}
+
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) {
   return (train_images / static_cast<std::size_t>(workers)) / static_cast<std::size_t>(batch);
 }
@@ -75,7 +83,7 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
                        "the parameters for all workers; async and ssp pull dense)");
     }
     try {
-      quant::make_codec(o.compression.downlink);
+      quant::make_codec(downlink_codec(o.compression.downlink));
     } catch (const quant::SpecError& e) {
       throw UsageError(std::string("--downlink: ") + e.what());
     }
@@ -105,7 +113,7 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
       throw UsageError(e.what());
     }
   }
-  c.downlink = o.compression.downlink;
+  c.downlink = downlink_codec(o.compression.downlink);
   c.downlink_resync_steps = static_cast<std::uint64_t>(o.compression.downlink_resync);
   c.mode = o.topology.mode;
   c.ssp_slack = static_cast<std::uint32_t>(o.topology.slack);

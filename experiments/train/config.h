@@ -24,6 +24,11 @@ namespace gradzip::cli {
 /// the training set, `batch` images per step (trainer/worker.cc).
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch);
 
+/// The codec of a --downlink value: "dense", "CODEC[:k=v]" or "ef+CODEC[:k=v]" (the
+/// shards' downlink always keeps the replica x^, server-side error feedback, so "ef+"
+/// names what happens anyway). Throws UsageError for any other memory.
+std::string downlink_codec(const std::string& downlink);
+
 /// The trainer's config from the shared options. `train_images` is the size of the
 /// (subset of the) training set, for turning epochs into steps (LR schedule, warm-up).
 /// Throws UsageError for what the trainer cannot do (eval every N > 1 epochs, a

@@ -66,13 +66,14 @@ class TrainPipeline : public TrainRunTest {
       EXPECT_EQ(m["d2h_bytes"].back(), 0.0);
     }
   }
-  /// A dense run and a --downlink topk:ratio=0.01 --downlink-resync 4 run under
-  /// `cluster`: the resyncs ran and found no drift, and the downlink moved under a third
-  /// of the dense bytes. Returns both summaries.
-  std::pair<nlohmann::json, nlohmann::json> expect_compressed_downlink(const std::string& cluster) {
+  /// A dense run and a --downlink `downlink` (a top-k 1% spec) --downlink-resync 4 run
+  /// under `cluster`: the resyncs ran and found no drift, and the downlink moved under a
+  /// third of the dense bytes. Returns both summaries.
+  std::pair<nlohmann::json, nlohmann::json> expect_compressed_downlink(const std::string& cluster,
+                                                                       const std::string& downlink) {
     Result r = train(cluster + "-dense", "--cluster " + cluster);
     EXPECT_EQ(r.status, 0) << r.output;
-    r = train(cluster + "-topk", "--cluster " + cluster + " --downlink topk:ratio=0.01 --downlink-resync 4");
+    r = train(cluster + "-topk", "--cluster " + cluster + " --downlink " + downlink + " --downlink-resync 4");
     EXPECT_EQ(r.status, 0) << r.output;
     const nlohmann::json dense = read_json(root_ / (cluster + "-dense") / "summary.json");
     const nlohmann::json topk = read_json(root_ / (cluster + "-topk") / "summary.json");

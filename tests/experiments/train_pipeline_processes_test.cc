@@ -12,7 +12,7 @@ using gradzip::testing::Result;
 using gradzip::testing::TrainPipeline;
 
 TEST_F(TrainPipeline, LocalProcessesWithACompressedDownlinkFindNoDriftAtResyncs) {
-  expect_compressed_downlink("local");
+  expect_compressed_downlink("local", "ef+topk:ratio=0.01");
 }
 
 TEST_F(TrainPipeline, LocalProcessesStopOnAnInjectedPushFault) {

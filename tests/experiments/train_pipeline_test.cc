@@ -34,7 +34,8 @@ TEST_F(TrainPipeline, AStragglerMakesAsyncPushesStaleButNotSyncOnes) {
 }
 
 TEST_F(TrainPipeline, CompressedDownlinkReplicasAgreeWithTheShards) {
-  const auto [dense, topk] = expect_compressed_downlink("sim");
+  // "ef+": the shards' downlink always has error feedback; the codec is what is recorded.
+  const auto [dense, topk] = expect_compressed_downlink("sim", "ef+topk:ratio=0.01");
   EXPECT_EQ(topk["downlink"], "topk:ratio=0.01");
   EXPECT_EQ(topk["replica_max_abs_diff"].get<double>(), 0.0) << "worker parameters == the shards' replica";
   // The uplink is unchanged but for the handshake, whose signature names the downlink.
@@ -44,6 +45,10 @@ TEST_F(TrainPipeline, CompressedDownlinkReplicasAgreeWithTheShards) {
   r = train("async", "--downlink topk:ratio=0.01 --mode async");
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("needs --mode sync"), std::string::npos) << r.output;
+  // Another memory than error feedback is refused, naming the form that works.
+  r = train("dgc", "--downlink dgc+topk:ratio=0.01");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("ef+CODEC"), std::string::npos) << r.output;
 }
 
 TEST_F(TrainPipeline, OverlapOnAndOffTrainIdentically) {

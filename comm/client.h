@@ -9,6 +9,7 @@
 // CommError(kTimeout). Replies of an already completed request are ignored.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -49,7 +50,9 @@ class RequestClient : public WorkerTransport {
   std::uint64_t resume_step() const override { return resume_step_; }
   Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
   Handle pull(std::uint64_t step, float* params) override;
+  Handle pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool dense) override;
   void wait(Handle handle) override;
+  void abort() override { aborted_.store(true); }
   void barrier() override;
   TrafficCounters counters() const override { return counters_; }
 
@@ -96,6 +99,8 @@ class RequestClient : public WorkerTransport {
   void dispatch(Received& rx);
   void on_pull_reply(Request& r, const Envelope& e, Received& rx);
   Handle new_handle() { return ++last_handle_; }
+  /// Drops the requests of `handle` (a wait that gives up).
+  void forget(Handle handle);
   std::vector<std::uint32_t> active_shards() const;
 
   ClientOptions opt_;
@@ -103,11 +108,13 @@ class RequestClient : public WorkerTransport {
   Layout layout_;
   std::uint32_t worker_ = 0;
   bool connected_ = false;
+  std::atomic<bool> aborted_{false};
   std::uint64_t next_seq_ = 1;
   Handle last_handle_ = 0;
   std::uint64_t resume_step_ = 0;
   std::map<std::uint64_t, Request> requests_;   // seq -> request
-  std::vector<std::uint64_t> replica_version_;  // per shard: version of the params we hold
+  /// Shard version of the parameters we hold, per bucket (kLatestStep: unknown).
+  std::vector<std::uint64_t> replica_version_;
   std::vector<bool> uninitialized_;
   TrafficCounters counters_;
   std::mt19937_64 fault_rng_;

@@ -28,9 +28,11 @@ PlacementStrategy parse_placement_strategy(const std::string& name) {
 }
 
 std::string PlacementOptions::canonical() const {
-  return fmt::format("{}:shards={},bucket_bytes={},partition_bytes={},min_compress_numel={}",
-                     placement_strategy_name(strategy), num_shards, bucket_bytes, partition_bytes,
-                     min_compress_numel);
+  std::string s = fmt::format("{}:shards={},bucket_bytes={},partition_bytes={},min_compress_numel={}",
+                              placement_strategy_name(strategy), num_shards, bucket_bytes, partition_bytes,
+                              min_compress_numel);
+  if (first_bucket_bytes > 0) s += fmt::format(",first_bucket_bytes={}", first_bucket_bytes);
+  return s;
 }
 
 namespace {
@@ -109,6 +111,21 @@ Layout make_layout(const ModelSignature& signature, const PlacementOptions& opti
   layout.total_numel = offset;
   layout.shard_buckets.assign(m, {});
   layout.shard_numel.assign(m, 0);
+  const std::uint64_t first_numel = options.first_bucket_bytes / 4;
+  auto add_bucket = [&layout, &options](std::uint32_t shard, std::uint32_t spec, std::uint64_t begin,
+                                        std::uint64_t numel) {
+    Bucket bucket;
+    bucket.id = static_cast<std::uint32_t>(layout.buckets.size());
+    bucket.shard = shard;
+    bucket.offset = begin;
+    bucket.numel = numel;
+    bucket.compressed = numel >= options.min_compress_numel;
+    bucket.spec = spec;
+    bucket.shard_offset = layout.shard_numel[shard];
+    layout.shard_numel[shard] += numel;
+    layout.shard_buckets[shard].push_back(bucket.id);
+    layout.buckets.push_back(bucket);
+  };
   layout.specs = std::move(specs);
   // Merge flat-adjacent units of one shard and one compressor spec into runs, cut runs
   // into buckets.
@@ -118,19 +135,13 @@ Layout make_layout(const ModelSignature& signature, const PlacementOptions& opti
     while (j < units.size() && units[j].shard == units[i].shard && units[j].spec == units[i].spec) ++j;
     const std::uint64_t run_begin = units[i].offset;
     const std::uint64_t run_end = units[j - 1].offset + units[j - 1].numel;
-    for (std::uint64_t b = run_begin; b < run_end; b += bucket_numel) {
-      Bucket bucket;
-      bucket.id = static_cast<std::uint32_t>(layout.buckets.size());
-      bucket.shard = units[i].shard;
-      bucket.offset = b;
-      bucket.numel = std::min(bucket_numel, run_end - b);
-      bucket.compressed = bucket.numel >= options.min_compress_numel;
-      bucket.spec = units[i].spec;
-      bucket.shard_offset = layout.shard_numel[bucket.shard];
-      layout.shard_numel[bucket.shard] += bucket.numel;
-      layout.shard_buckets[bucket.shard].push_back(bucket.id);
-      layout.buckets.push_back(bucket);
+    // The tail of the flat buffer gets its own small bucket (see first_bucket_bytes).
+    const bool split_tail = run_end == offset && first_numel > 0 && run_end - run_begin > first_numel;
+    const std::uint64_t cut_end = split_tail ? run_end - first_numel : run_end;
+    for (std::uint64_t b = run_begin; b < cut_end; b += bucket_numel) {
+      add_bucket(units[i].shard, units[i].spec, b, std::min(bucket_numel, cut_end - b));
     }
+    if (split_tail) add_bucket(units[i].shard, units[i].spec, cut_end, first_numel);
     i = j;
   }
   return layout;

@@ -20,7 +20,8 @@
 // Buckets tile [0, total_numel) exactly: no gap, no overlap, in flat order. A bucket
 // never spans two shards; it may span several whole tensors (round-robin and greedy
 // place whole tensors and merge flat-adjacent tensors of the same shard) or part of one
-// tensor (partitioned strategy, or a run longer than bucket_bytes).
+// tensor (partitioned strategy, or a run longer than bucket_bytes). With
+// first_bucket_bytes, the run that ends the flat buffer ends with a bucket of that size.
 //
 // One bucket, one compressor: when the signature's compressor is a rule list
 // (quant/rules.h, `--compressor-rules`), each tensor gets the spec of its first matching
@@ -60,9 +61,16 @@ struct PlacementOptions {
   /// a bias of 10 floats costs more header than it saves (Lin et al. 2018, DGC, sec. 4,
   /// also skip small layers).
   std::uint64_t min_compress_numel = 0;
+  /// Size of the bucket that holds the last elements of the flat buffer (the last
+  /// layers, whose gradients backward produces first), in bytes of fp32 elements; 0 =
+  /// cut like the others. A small first bucket lets the first push start early in
+  /// backward (PyTorch DDP's first bucket is 1 MiB for this reason; gradient bucketing:
+  /// Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel
+  /// Training", VLDB).
+  std::uint64_t first_bucket_bytes = 0;
 
-  /// "greedy:shards=2,bucket_bytes=4194304,partition_bytes=0,min_compress_numel=0";
-  /// compared in the handshake.
+  /// "greedy:shards=2,bucket_bytes=4194304,partition_bytes=0,min_compress_numel=0", plus
+  /// ",first_bucket_bytes=N" when that is set; compared in the handshake.
   std::string canonical() const;
 };
 

@@ -11,7 +11,9 @@
 //    6   1   type      MsgType (requests < 0x80; reply = request | 0x80; kError = 0xFF)
 //    7   1   flags     kFlag* bits below
 //    8   4   worker    worker rank (requests) / echoed (replies)
-//   12   4   bucket    push: bucket id; pull reply: number of body frames; error: ProtoErr
+//   12   4   bucket    push: bucket id; pull with kFlagOneBucket: the bucket asked for;
+//                      pull reply: number of body frames; error: ProtoErr;
+//                      push reply with kFlagStaleness: the push's staleness
 //   16   8   step      training step (0-based) of a push or pull; kLatestStep = "now"
 //   24   8   seq       request id, unique per worker and monotonic; echoed in the reply;
 //                      a retried request reuses it (dedup key (worker, step, seq))
@@ -23,8 +25,9 @@
 //   kInit      [one identity message per shard bucket]   reply: none (first init wins)
 //   kPush      [gradzip message of bucket `bucket`]      reply: none (flags stale/duplicate)
 //   kPull      none                                      reply: one gradzip message per
-//              shard bucket in Layout::shard_buckets order: dense = identity message of
-//              the parameters; with kFlagDelta = the compressed update to add
+//              shard bucket in Layout::shard_buckets order (with kFlagOneBucket: of
+//              bucket `bucket` only): dense = identity message of the parameters; with
+//              kFlagDelta = the compressed update to add
 //   kBarrier, kHeartbeat, kShutdown: none                reply: none
 //   kError (reply only) [UTF-8 text naming what was wrong]; bucket = ProtoErr
 #pragma once
@@ -67,6 +70,10 @@ constexpr std::uint8_t kFlagDelta = 0x01;          ///< pull reply: frames are u
 constexpr std::uint8_t kFlagStale = 0x02;          ///< push reply: step already applied; dropped
 constexpr std::uint8_t kFlagDuplicate = 0x04;      ///< push reply: already received; not re-applied
 constexpr std::uint8_t kFlagUninitialized = 0x08;  ///< hello reply: shard holds no parameters yet
+constexpr std::uint8_t kFlagOneBucket = 0x10;      ///< pull request: only bucket `bucket` (one reply frame)
+/// push reply (async/ssp, applied): `bucket` holds the push's staleness, the updates of
+/// that bucket applied since the worker last pulled it (saturated at 2^32 - 1).
+constexpr std::uint8_t kFlagStaleness = 0x20;
 
 /// Why a request was refused (sent in the error envelope's bucket field). Stable values.
 enum class ProtoErr : std::uint32_t {

@@ -339,6 +339,10 @@ void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView&
     case PushOutcome::kApplied:
       ++stats_.pushes_applied;
       seen_pushes_.insert(key);
+      if (!sync) {
+        r.flags = kFlagStaleness;
+        r.bucket = static_cast<std::uint32_t>(std::min<std::uint64_t>(last_staleness_, 0xFFFFFFFFu));
+      }
       break;
     case PushOutcome::kDuplicate:
       ++stats_.duplicates;

@@ -141,6 +141,9 @@ class Shard {
   bool initialized() const { return initialized_; }
   /// The partition (shard_numel elements, bucket order).
   const std::vector<float>& params() const { return params_; }
+  /// The replica x^ the workers hold under a compressed downlink (partition layout as
+  /// params(); with a dense downlink it stays at the initial parameters).
+  const std::vector<float>& replica() const { return replica_; }
   std::uint64_t version() const { return version_; }
   /// True once every worker sent kShutdown.
   bool all_workers_shut_down() const;
@@ -255,6 +258,7 @@ class Shard {
   std::vector<std::uint64_t> clock_;                        // async/ssp: steps completed per worker
   std::vector<std::map<std::uint64_t, std::uint32_t>> async_progress_;  // worker -> step -> buckets
   std::vector<std::uint64_t> bucket_updates_;               // async: updates per local bucket
+  std::uint64_t last_staleness_ = 0;                        // async: of the push apply_async applied last
   std::vector<std::vector<std::uint64_t>> seen_updates_;    // [worker][local] at last pull
   std::map<std::uint64_t, Pending> pending_;
   std::vector<std::vector<float>> acc_pool_;  // accumulators of applied steps, reused

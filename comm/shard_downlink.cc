@@ -16,6 +16,11 @@ void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutM
            out);
     return;
   }
+  if ((e.flags & kFlagOneBucket) != 0 && (e.bucket >= local_of_.size() || local_of_[e.bucket] < 0)) {
+    refuse(peer, e, ProtoErr::kNotOwned,
+           fmt::format("pull of bucket {}, which shard {} does not own", e.bucket, opt_.shard_id), out);
+    return;
+  }
   if (pull_ready(e)) {
     answer_pull(peer, e, out);
     return;
@@ -43,8 +48,12 @@ bool Shard::pull_ready(const Envelope& e) const {
 }
 
 void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
+  // All of this shard's buckets, or the one a kFlagOneBucket pull names (checked by on_pull).
+  const bool one = (e.flags & kFlagOneBucket) != 0;
+  const std::size_t first = one ? static_cast<std::size_t>(local_of_[e.bucket]) : 0;
+  const std::size_t end = one ? first + 1 : nlocal();
   Envelope r = ack(e);
-  r.bucket = static_cast<std::uint32_t>(nlocal());
+  r.bucket = static_cast<std::uint32_t>(end - first);
   r.flags = 0;
   // A worker whose replica is one step behind gets the compressed update; any other
   // (a new or rejoining worker, a 'latest' pull) the dense replica.
@@ -52,8 +61,8 @@ void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<
                      nlocal() > 0 && delta_cache_[0] != nullptr;
   if (delta) r.flags = kFlagDelta;
   std::vector<SharedBytes> bodies;
-  bodies.reserve(nlocal());
-  for (std::size_t i = 0; i < nlocal(); ++i) {
+  bodies.reserve(end - first);
+  for (std::size_t i = first; i < end; ++i) {
     bodies.push_back(delta ? delta_cache_[i] : dense_message(i));
     seen_updates_[e.worker][i] = bucket_updates_[i];
   }

@@ -20,7 +20,7 @@ comm::ModelSignature make_signature(const TrainConfig& config, int channels, int
   comm::ModelSignature sig;
   sig.tensors = model_parameters(spec);
   sig.compressor_spec = quant::run_compressor_string(config.compressor, config.memory, config.compressor_rules);
-  sig.downlink_spec = "dense";
+  sig.downlink_spec = config.downlink;
   sig.placement = config.placement.canonical();
   return sig;
 }

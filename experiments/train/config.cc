@@ -63,18 +63,30 @@ nlohmann::json bucket_specs_json(const comm::Layout& layout, const comm::ModelSi
 
 }  // namespace
 
+std::string downlink_codec(const std::string& downlink) {
+  const auto plus = downlink.find('+');
+  if (plus == std::string::npos) return downlink;
+  if (downlink.compare(0, plus, "ef") == 0) return downlink.substr(plus + 1);
+  throw UsageError("--downlink " + downlink + ": the downlink's memory is always server-side error feedback (the "
+                   "shards' replica keeps what was not sent); write ef+CODEC or CODEC, e.g. ef+topk:ratio=0.01");
+}
+
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) {
   return (train_images / static_cast<std::size_t>(workers)) / static_cast<std::size_t>(batch);
 }
 
 trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t train_images) {
   if (o.eval_every != 1) throw UsageError("--eval-every: the trainer evaluates after every epoch; use 1");
-  if (o.topology.mode != comm::SyncMode::kSync) {
-    throw UsageError("--mode " + std::string(comm::sync_mode_name(o.topology.mode)) +
-                     ": gradzip train runs synchronous SGD (async/ssp: start `gradzip ps --mode` directly)");
-  }
   if (o.compression.downlink != "dense") {
-    throw UsageError("--downlink " + o.compression.downlink + ": the trainer pulls dense parameters; use dense");
+    if (o.topology.mode != comm::SyncMode::kSync) {
+      throw UsageError("--downlink " + o.compression.downlink + " needs --mode sync (the shards keep one replica of "
+                       "the parameters for all workers; async and ssp pull dense)");
+    }
+    try {
+      quant::make_codec(downlink_codec(o.compression.downlink));
+    } catch (const quant::SpecError& e) {
+      throw UsageError(std::string("--downlink: ") + e.what());
+    }
   }
   trainer::TrainConfig c;
   c.model = o.data.model;
@@ -91,6 +103,7 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.placement.strategy = placement_strategy(o.topology.placement);
   c.placement.bucket_bytes = static_cast<std::uint64_t>(o.compression.bucket_mb * 1048576.0);
   c.placement.min_compress_numel = o.compression.min_compress_numel;
+  c.placement.first_bucket_bytes = static_cast<std::uint64_t>(o.compression.first_bucket_mb * 1048576.0);
   c.compressor = o.compression.compressor;
   c.memory = o.compression.memory;
   if (!o.compression.compressor_rules.empty()) {
@@ -100,6 +113,19 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
       throw UsageError(e.what());
     }
   }
+  c.downlink = downlink_codec(o.compression.downlink);
+  c.downlink_resync_steps = static_cast<std::uint64_t>(o.compression.downlink_resync);
+  c.mode = o.topology.mode;
+  c.ssp_slack = static_cast<std::uint32_t>(o.topology.slack);
+  c.overlap = o.overlap == "on";
+  c.encode_threads = o.encode_threads;
+  const Straggler straggler = parse_straggler(o.topology.straggler, o.topology.workers);
+  c.straggler_worker = straggler.worker;
+  c.straggler_factor = straggler.factor;
+  const InjectedFault fault = parse_inject_fault(o.inject_fault);
+  c.fault_step = fault.step;
+  if (fault.kind == "hook") c.fault = trainer::TrainConfig::Fault::kHook;
+  if (fault.kind == "push") c.fault = trainer::TrainConfig::Fault::kPush;
   c.device = o.data.device;
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;
@@ -212,6 +238,8 @@ nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const s
           {"link", link_name},
           {"parameters", plan.parameters},
           {"train_images", plan.train_images},
+          {"mode", comm::sync_mode_name(plan.cfg.mode)},
+          {"downlink", plan.cfg.downlink},
           {"buckets", plan.compressor_facts.at("buckets")}};
   if (plan.compressor_facts.contains("auto")) facts["auto"] = plan.compressor_facts.at("auto");
   return facts;

@@ -25,6 +25,10 @@ nlohmann::json direction_json(const comm::DirectionCounters& c) {
           {"tcpip_bytes", c.tcpip_bytes}, {"seconds", c.seconds}};
 }
 
+nlohmann::json staleness_json(const comm::StalenessCounters& s) {
+  return {{"pushes", s.pushes}, {"sum", s.sum}, {"max", s.max}};
+}
+
 }  // namespace
 
 std::vector<std::string> split_endpoints(const std::string& list, const std::string& option, std::uint32_t shards) {
@@ -45,7 +49,8 @@ int run_shard_role(const TrainOptions& o) {
   comm::ShardServerOptions so;
   so.shard.shard_id = static_cast<std::uint32_t>(o.rank);
   so.shard.num_workers = plan.cfg.workers;
-  so.shard.mode = comm::SyncMode::kSync;
+  so.shard.mode = plan.cfg.mode;
+  so.shard.ssp_slack = plan.cfg.ssp_slack;
   so.shard.optimizer = plan.cfg.optimizer;
   so.shard.worker_timeout_s = o.topology.worker_timeout_s;
   trainer::set_shard_checkpoints(plan.cfg, steps_per_epoch(plan.train_images, o.topology.workers, o.data.batch_size),
@@ -90,8 +95,10 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
   }
   comm::ZmqWorkerTransport transport(zo);
   WorkerOutcome out;
+  // m.traffic: the counters as the worker's pipeline saw them at the epoch's end (the
+  // transport itself may be busy on the pipeline's thread).
   out.result = trainer::run_worker(plan.cfg, transport, rank, [&](const trainer::EpochMetrics& m) {
-    if (on_epoch) on_epoch(m, transport.counters());
+    if (on_epoch) on_epoch(m, m.traffic);
   });
   out.traffic = transport.counters();
   transport.shutdown();
@@ -110,7 +117,10 @@ int run_worker_role(const TrainOptions& o, const std::function<void()>& each_epo
                         {"train_loss", m.train_loss},
                         {"train_accuracy", m.train_accuracy},
                         {"up", direction_json(c.up)},
-                        {"down", direction_json(c.down)}};
+                        {"down", direction_json(c.down)},
+                        {"staleness", staleness_json(c.staleness)},
+                        {"h2d_bytes", m.h2d_bytes},
+                        {"d2h_bytes", m.d2h_bytes}};
     if (o.rank == 0) {
       j["test_loss"] = m.test_loss;
       j["test_accuracy"] = m.test_accuracy;
@@ -127,7 +137,12 @@ int run_worker_role(const TrainOptions& o, const std::function<void()>& each_epo
                           {"bottleneck", r.bottleneck},
                           {"device_fraction", r.device_fraction},
                           {"up", direction_json(w.traffic.up)},
-                          {"down", direction_json(w.traffic.down)}}
+                          {"down", direction_json(w.traffic.down)},
+                          {"staleness", staleness_json(w.traffic.staleness)},
+                          {"overlapped", r.overlapped},
+                          {"train_seconds", r.train_seconds},
+                          {"downlink_resyncs", r.resyncs},
+                          {"downlink_resync_max_abs_diff", r.resync_max_abs_diff}}
                .dump()
         << std::endl;
   return kExitOk;

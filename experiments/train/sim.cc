@@ -1,6 +1,7 @@
 // --cluster sim: every worker and shard in this process (trainer::run_training over the
-// in-process transport, same wire bytes as ZeroMQ); framing and TCP/IP bytes are
-// estimated from the payload with comm/accounting.h's formulas.
+// in-process transport, same wire bytes as ZeroMQ; each worker on its own thread);
+// framing and TCP/IP bytes are counted by the in-process transport with
+// comm/accounting.h's formulas, as the ZeroMQ transport counts them.
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
 #include "experiments/train/resume.h"
@@ -8,13 +9,20 @@
 
 namespace gradzip::cli {
 
+namespace {
+
+experiments::WireBytes wire(const comm::DirectionCounters& c) {
+  return {static_cast<double>(c.payload_bytes), static_cast<double>(c.framing_bytes),
+          static_cast<double>(c.tcpip_bytes)};
+}
+
+}  // namespace
+
 int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* resume) {
   const experiments::LinkProfile link = experiments::parse_link(o.link);
-  const RunPlan plan = plan_run(o);
-  const trainer::TrainConfig& cfg = plan.cfg;
-  // Messages per worker and step for the framing estimate: one push per bucket, one
-  // acknowledgement per push, one pull request and one reply per shard.
-  const auto buckets = static_cast<double>(plan.layout.buckets.size());
+  RunPlan plan = plan_run(o);
+  trainer::TrainConfig& cfg = plan.cfg;
+  if (o.sim_link_delay) cfg.sim_link_bytes_per_s = link.bandwidth_bytes_per_s;
   const auto shards = static_cast<std::uint32_t>(o.topology.shards);
 
   auto run = resume ? reopen_run_dir(o, table, *resume) : open_run_dir(o, table);
@@ -23,11 +31,11 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
   experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   recorder.begin("train: " + std::to_string(cfg.workers) + " workers x " + std::to_string(shards) + " shards, " +
                  cfg.model + " on " + cfg.dataset + " (" + std::to_string(plan.train_images) +
-                 " training images), compressor " + plan.compressor_spec + ", run dir " + run->path().string());
+                 " training images), compressor " + plan.compressor_spec + ", " + comm::sync_mode_name(cfg.mode) +
+                 ", run dir " + run->path().string());
   if (resume) continue_recording(*resume, run.get(), &recorder);
 
   auto on_epoch = [&](const trainer::EpochMetrics& m) {
-    const double worker_steps = static_cast<double>(m.steps - cfg.resume_step) * cfg.workers;  // this process's
     experiments::EpochRow row;
     row.epoch = m.epoch + 1;
     row.step = m.steps;
@@ -36,9 +44,13 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
     row.train_accuracy = m.train_accuracy;
     row.test_loss = m.test_loss;
     row.test_accuracy = m.test_accuracy;
-    row.up = experiments::estimate_wire(static_cast<double>(m.bytes_up), worker_steps * buckets, worker_steps * shards);
-    row.down =
-        experiments::estimate_wire(static_cast<double>(m.bytes_down), worker_steps * shards, worker_steps * buckets);
+    row.up = wire(m.traffic.up);
+    row.down = wire(m.traffic.down);
+    row.stale_pushes = static_cast<double>(m.traffic.staleness.pushes);
+    row.staleness_sum = static_cast<double>(m.traffic.staleness.sum);
+    row.staleness_max = static_cast<double>(m.traffic.staleness.max);
+    row.h2d_bytes = static_cast<double>(m.h2d_bytes);
+    row.d2h_bytes = static_cast<double>(m.d2h_bytes);
     recorder.epoch(row);
   };
   trainer::TrainResult r;
@@ -52,6 +64,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
   const double worker_steps = static_cast<double>(r.steps - cfg.resume_step) * cfg.workers;
   const double comm_s = r.stages.send + r.stages.pull_wait;
   const experiments::EpochRow& last = recorder.last();
+  const std::uint64_t steps_here = r.steps - cfg.resume_step;
   recorder.complete({{"steps", r.steps},
                      {"seconds", last.seconds},
                      {"parameters", r.parameters},
@@ -59,11 +72,16 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
                      {"bytes_up", static_cast<std::uint64_t>(last.up.payload_bytes)},
                      {"bytes_down", static_cast<std::uint64_t>(last.down.payload_bytes)},
                      {"compute_seconds_per_step", worker_steps > 0 ? (r.stages.total() - comm_s) / worker_steps : 0.0},
+                     {"step_seconds", steps_here > 0 ? r.train_seconds / static_cast<double>(steps_here) : 0.0},
                      {"stages", stages_json(r.stages)},
                      {"bottleneck", r.bottleneck},
                      {"device_fraction", r.device_fraction},
+                     {"overlapped", r.overlapped},
                      {"layout", r.layout_description},
-                     {"framing_bytes_source", "estimated from payload (comm/accounting.h formulas)"}});
+                     {"downlink_resyncs", r.resyncs},
+                     {"downlink_resync_max_abs_diff", r.resync_max_abs_diff},
+                     {"replica_max_abs_diff", r.replica_max_abs_diff},
+                     {"framing_bytes_source", "counted by the in-process transport with comm/accounting.h's formulas"}});
   return kExitOk;
 }
 

@@ -83,7 +83,7 @@ RankDiagnosis diagnose_ranks(const std::string& dir, std::uint32_t size, std::ui
       d = {static_cast<int>(r), fmt::format("rank {} never wrote a heartbeat (it did not start)", r)};
     } else if (second[r].beat == first[r].beat) {
       d = {static_cast<int>(r), fmt::format("rank {} stopped responding (no heartbeat for {:.1f} s: it died or is "
-                                            "frozen) after entering {} collective calls",
+                                            "frozen; its last heartbeat counted {} collective calls entered)",
                                             r, observe_s, second[r].entered)};
     }
   }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "experiments/train/accounting.h"
+#include "experiments/train/collective.h"
 #include "quant/registry.h"
 #include "trainer/augment_spec.h"
 #include "trainer/errors.h"
@@ -66,7 +67,8 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.max_steps = static_cast<std::uint64_t>(o.max_steps);
   c.batch_size = static_cast<std::size_t>(o.data.batch_size);
   c.workers = static_cast<std::uint32_t>(o.topology.workers);
-  c.placement.num_shards = static_cast<std::uint32_t>(o.topology.shards);
+  check_collective_options(o);
+  c.placement.num_shards = static_cast<std::uint32_t>(o.topology.shards);  // 1 under collectives
   c.placement.strategy = placement_strategy(o.topology.placement);
   c.placement.bucket_bytes = static_cast<std::uint64_t>(o.compression.bucket_mb * 1048576.0);
   c.placement.min_compress_numel = o.compression.min_compress_numel;
@@ -168,7 +170,8 @@ nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const s
           {"augment", trainer::augment_spec(plan.cfg.augment)},
           {"tta", plan.cfg.tta},
           {"workers", plan.cfg.workers},
-          {"shards", plan.cfg.placement.num_shards},
+          {"shards", uses_collective(o) ? 0u : plan.cfg.placement.num_shards},
+          {"aggregation", o.aggregation.aggregation},
           {"cluster", o.cluster},
           {"model", plan.cfg.model},
           {"dataset", plan.cfg.dataset},

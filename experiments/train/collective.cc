@@ -1,0 +1,67 @@
+// --aggregation options and the collective transport of one rank (see collective.h).
+#include "experiments/train/collective.h"
+
+#include <filesystem>
+
+#include "experiments/train/config.h"
+
+namespace gradzip::cli {
+
+void bind_aggregation_options(OptionTable* t, AggregationOptions* o) {
+  t->group("Aggregation");
+  t->add_choice("aggregation", &o->aggregation, {"ps", "allreduce", "allgather"},
+                "ps: parameter-server shards; allreduce: dense allreduce among the workers (the DDP baseline; "
+                "the compressor sets the type: identity = fp32, fp16, bf16); allgather: every worker gathers "
+                "every worker's encoded buckets (any codec) and sums them in rank order");
+  t->add("collective-timeout", &o->collective_timeout_s,
+         "collectives: seconds a collective call (and the start-up rendezvous) may take before every rank "
+         "stops with an error naming the rank that failed",
+         Range{0.1, 1e6});
+  t->add("collective-dir", &o->collective_dir,
+         "collectives: rendezvous directory every rank can reach, fresh for each start; empty = "
+         "<run dir>/collective/step-<resume step>");
+  t->add("collective-host", &o->collective_host, "collectives: address this rank listens on for its peers");
+}
+
+bool uses_collective(const TrainingOptions& o) { return o.aggregation.aggregation != "ps"; }
+
+std::string collective_store_dir(const TrainingOptions& o) {
+  if (!o.aggregation.collective_dir.empty()) return o.aggregation.collective_dir;
+  if (o.run.run_dir.empty()) throw UsageError("--aggregation " + o.aggregation.aggregation + " needs --run-dir or --collective-dir");
+  return (std::filesystem::path(o.run.run_dir) / "collective" / ("step-" + std::to_string(o.run.resume_step)))
+      .string();
+}
+
+void check_collective_options(const TrainingOptions& o) {
+  if (!uses_collective(o)) return;
+  if (o.topology.shards != 1) {
+    throw UsageError("--shards " + std::to_string(o.topology.shards) + ": --aggregation " + o.aggregation.aggregation +
+                     " runs no parameter-server shards; leave --shards at 1");
+  }
+  if (!o.curve_keys.empty()) {
+    throw UsageError("--curve-keys encrypts the parameter server's ZeroMQ connections; --aggregation " +
+                     o.aggregation.aggregation + " runs over Gloo's plain TCP");
+  }
+}
+
+comm::CollectiveTransportOptions collective_transport_options(const TrainingOptions& o, const RunPlan& plan,
+                                                              std::uint32_t rank) {
+  comm::CollectiveTransportOptions c;
+  c.mode = comm::parse_collective_mode(o.aggregation.aggregation);
+  c.collective.engine = "gloo";
+  c.collective.rank = rank;
+  c.collective.size = plan.cfg.workers;
+  c.collective.store_dir = collective_store_dir(o);
+  c.collective.host = o.aggregation.collective_host;
+  c.collective.timeout_s = o.aggregation.collective_timeout_s;
+  c.placement = plan.cfg.placement;
+  c.optimizer = plan.cfg.optimizer;
+  const std::uint64_t spe = steps_per_epoch(plan.train_images, o.topology.workers, o.data.batch_size);
+  c.checkpoint_dir = plan.cfg.checkpoint_dir;
+  c.checkpoint_every =
+      plan.cfg.checkpoint_dir.empty() ? 0 : static_cast<std::uint64_t>(plan.cfg.checkpoint_every) * spe;
+  c.restore_step = plan.cfg.resume_step;
+  return c;
+}
+
+}  // namespace gradzip::cli

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "experiments/train/config.h"
+#include "quant/registry.h"
 
 namespace gradzip::cli {
 
@@ -37,6 +38,19 @@ void check_collective_options(const TrainingOptions& o) {
   if (o.topology.shards != 1) {
     throw UsageError("--shards " + std::to_string(o.topology.shards) + ": --aggregation " + o.aggregation.aggregation +
                      " runs no parameter-server shards; leave --shards at 1");
+  }
+  if (o.aggregation.aggregation == "allreduce") {
+    std::string codec;
+    try {
+      codec = quant::make_compressor(o.compression.compressor, o.compression.memory).codec->spec();
+    } catch (const quant::SpecError& e) {
+      throw UsageError(std::string("--compressor: ") + e.what());
+    }
+    const std::string name = codec.substr(0, codec.find(':'));
+    if (name != "identity" && name != "fp16" && name != "bf16") {
+      throw UsageError("--aggregation allreduce sums fp32, fp16 or bf16 buckets: --compressor must be identity, fp16 "
+                       "or bf16, not '" + codec + "' (--aggregation allgather gathers any codec's messages)");
+    }
   }
   if (!o.curve_keys.empty()) {
     throw UsageError("--curve-keys encrypts the parameter server's ZeroMQ connections; --aggregation " +

@@ -183,6 +183,10 @@ TEST_F(GradzipBinary, CompressorsListsTheRegistry) {
   EXPECT_THAT(r.out, ::testing::HasSubstr("identity"));
   EXPECT_THAT(r.out, ::testing::HasSubstr("Memories"));
   EXPECT_THAT(r.out, ::testing::HasSubstr("ef"));
+  // The variance factor of the unbiased codecs and the scale of the ef memory (safe EF).
+  EXPECT_THAT(r.out, ::testing::HasSubstr("omega (unbiased; E||C(x)-x||^2 <= omega ||x||^2): min(bucket/s^2"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr("scale (default auto; number 1e-06..1 or auto)"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr("zipml [15]"));
 }
 
 TEST_F(GradzipBinary, VersionNamesBuildFacts) {

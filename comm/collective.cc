@@ -19,7 +19,9 @@ std::size_t dtype_bytes(DType t) {
       return 4;
     case DType::kFloat16:
     case DType::kBFloat16:
+    case DType::kInt16:
       return 2;
+    case DType::kInt8:
     case DType::kUInt8:
       return 1;
   }
@@ -36,6 +38,10 @@ const char* dtype_name(DType t) {
       return "bf16";
     case DType::kInt32:
       return "int32";
+    case DType::kInt16:
+      return "int16";
+    case DType::kInt8:
+      return "int8";
     case DType::kUInt8:
       return "uint8";
   }
@@ -61,26 +67,25 @@ CollectiveBytes ring_allreduce_bytes(std::uint64_t bytes, std::size_t element_by
                                      std::uint32_t rank) {
   CollectiveBytes b;
   if (size <= 1 || bytes == 0) return b;
-  // The segmentation of gloo::allreduce's ring (gloo 0.5): at least two segments per
-  // rank, at most 1 MiB each, a whole number of elements, a multiple of R segments.
+  // The segmentation of gloo::allreduce's ring (Debian's gloo 0.5, 2022): n = R*k
+  // segments, at least two per rank, a multiple of R, each at most 1 MiB (a whole number
+  // of elements) and all of the same size s = ceil(S / n) rounded up to the element size;
+  // the tail segments are clipped at S (and may be empty).
   const std::uint64_t R = size;
-  const std::uint64_t max_segment = element_bytes * ((std::uint64_t{1} << 20) / element_bytes);
-  const std::uint64_t half_chunk = (bytes + 2 * R - 1) / (2 * R);
-  std::uint64_t segment = std::min(half_chunk, max_segment);
-  segment = (segment + element_bytes - 1) / element_bytes * element_bytes;
-  std::uint64_t segments = std::max((bytes + segment - 1) / segment, 2 * R);
+  const std::uint64_t max_segment = element_bytes * std::max<std::uint64_t>(1, (std::uint64_t{1} << 20) / element_bytes);
+  std::uint64_t segments = std::max((bytes + max_segment - 1) / max_segment, 2 * R);
   segments = (segments + R - 1) / R * R;
   const std::uint64_t per_rank = segments / R;
+  std::uint64_t segment = (bytes + segments - 1) / segments;
+  segment = (segment + element_bytes - 1) / element_bytes * element_bytes;
   const std::uint64_t span = segments * segment;
-  // Segment lengths clipped at the end of the buffer (the last segments may be short or empty).
-  auto length = [&](std::uint64_t first_segment, std::uint64_t i) -> std::uint64_t {
-    const std::uint64_t offset = ((first_segment * per_rank + i) * segment) % span;
+  auto length = [&](std::uint64_t first_chunk, std::uint64_t i) -> std::uint64_t {
+    const std::uint64_t offset = ((first_chunk * per_rank + i) * segment) % span;
     return offset >= bytes ? 0 : std::min(segment, bytes - offset);
   };
-  // Phase 1 (reduce-scatter) sends from chunk rank+1 and receives into chunk rank+2;
-  // phase 2 (allgather) sends from chunk rank and receives into chunk rank+1; each phase
-  // issues segments - 2 sends and receives.
-  for (std::uint64_t i = 0; i + 2 < segments; ++i) {
+  // Reduce-scatter sends chunks rank+1.. and receives chunks rank+2..; the allgather
+  // sends chunks rank.. and receives chunks rank+1..; (R-1)*k segments each way and phase.
+  for (std::uint64_t i = 0; i < segments - per_rank; ++i) {
     const std::uint64_t sends[2] = {length(rank + 1, i), length(rank, i)};
     const std::uint64_t recvs[2] = {length(rank + 2, i), length(rank + 1, i)};
     for (int phase = 0; phase < 2; ++phase) {

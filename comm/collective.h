@@ -13,11 +13,11 @@
 // comm/collective_health.h). After an error the collective is unusable.
 //
 // Byte accounting (per rank, per call, from the algorithm's formula; README "Collectives"):
-//   allreduce, Gloo ring (gloo::allreduce): S bytes are cut into n = R*k segments of
-//     s = min(ceil(S / 2R), 1 MiB) bytes (rounded up to the element size; k >= 2, n a
-//     multiple of R). In each of its two phases (reduce-scatter, then allgather) a rank
-//     sends the R*k - 2 segments starting at its own offset, clipped at S:
-//     2(R-1)/R * S when k = 2 (S <= 2R MiB); about 2(1 - 2/(R*k)) * S above.
+//   allreduce, Gloo ring (gloo::allreduce): S bytes are cut into n = R*k segments (k >= 2,
+//     each at most 1 MiB, all of ceil(S/n) bytes rounded up to the element size, clipped at
+//     S); in each of its two phases (reduce-scatter, then allgather) a rank sends (R-1)*k
+//     segments: 2(R-1)/R * S up to the rounding (checked against veth counters on a netns
+//     link: tests/experiments/netem_bytes_test.cc).
 //   allgatherv (ring): rank r sends every block but that of rank r+1 mod R and receives
 //     every block but its own.
 //   broadcast: the root sends S to each of the R-1 others.
@@ -37,7 +37,9 @@ namespace gradzip::comm {
 
 /// Element types a collective reduces. kFloat16 / kBFloat16 are stored as uint16 bits
 /// (quant/half.h) and summed through fp32 with round-to-nearest-even after every add.
-enum class DType { kFloat32, kFloat16, kBFloat16, kInt32, kUInt8 };
+/// Integer sums wrap like the C++ type (callers pick a type the sum cannot overflow:
+/// homomorphic aggregation). NCCL has no int16.
+enum class DType { kFloat32, kFloat16, kBFloat16, kInt32, kInt16, kInt8, kUInt8 };
 enum class ReduceOp { kSum, kMax };
 
 std::size_t dtype_bytes(DType t);

@@ -14,6 +14,7 @@
 #include "comm/accounting.h"
 #include "quant/half.h"
 #include "quant/registry.h"
+#include "quant/spec.h"
 
 namespace gradzip::comm {
 namespace {
@@ -58,24 +59,24 @@ void CollectiveTransport::connect(const ModelSignature& signature, std::uint32_t
                                             o_.collective.rank));
   }
   layout_ = make_layout(signature, o_.placement);
-  const quant::Compressor compressor = quant::make_compressor(signature.compressor_spec);
-  uplink_ = quant::make_codec(compressor.codec->spec());
   identity_ = quant::make_codec("identity");
-  if (o_.mode == CollectiveMode::kAllreduce) {
-    switch (uplink_->id()) {
+  for (const std::string& spec : layout_.specs) {
+    uplinks_.push_back(quant::make_codec(quant::parse_compressor_spec(spec).codec));
+    if (o_.mode != CollectiveMode::kAllreduce) continue;
+    switch (uplinks_.back()->id()) {
       case quant::CodecId::kIdentity:
-        compressed_dtype_ = DType::kFloat32;
+        spec_dtype_.push_back(DType::kFloat32);
         break;
       case quant::CodecId::kFp16:
-        compressed_dtype_ = DType::kFloat16;
+        spec_dtype_.push_back(DType::kFloat16);
         break;
       case quant::CodecId::kBf16:
-        compressed_dtype_ = DType::kBFloat16;
+        spec_dtype_.push_back(DType::kBFloat16);
         break;
       default:
         throw std::invalid_argument("--aggregation allreduce sums fp32, fp16 or bf16 buckets: the compressor must be "
                                     "identity, fp16 or bf16, not '" +
-                                    uplink_->spec() + "' (--aggregation allgather gathers any codec's messages)");
+                                    uplinks_.back()->spec() + "' (--aggregation allgather gathers any codec's messages)");
     }
   }
   std::uint64_t largest = 0;
@@ -119,6 +120,25 @@ Handle CollectiveTransport::pull(std::uint64_t step, float* params) {
   return enqueue(j);
 }
 
+Handle CollectiveTransport::pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool /*dense*/) {
+  if (bucket >= layout_.buckets.size()) {
+    throw CommError(CommError::Kind::kInvalidArgument, fmt::format("pull of bucket {}: the layout has {} buckets",
+                                                                   bucket, layout_.buckets.size()));
+  }
+  Job j;
+  j.kind = JobKind::kPullBucket;
+  j.step = step;
+  j.bucket = bucket;
+  j.params = params;
+  return enqueue(j);
+}
+
+void CollectiveTransport::abort() {
+  std::lock_guard<std::mutex> lock(mu_);
+  aborted_ = true;
+  cv_.notify_all();
+}
+
 void CollectiveTransport::barrier() {
   Job j;
   j.kind = JobKind::kBarrier;
@@ -127,7 +147,8 @@ void CollectiveTransport::barrier() {
 
 void CollectiveTransport::wait(Handle handle) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return done_.count(handle) > 0; });
+  cv_.wait(lock, [&] { return aborted_ || done_.count(handle) > 0; });
+  if (aborted_) throw CommError(CommError::Kind::kClosed, "collective transport aborted");
   const std::exception_ptr e = done_[handle];
   done_.erase(handle);
   if (e) std::rethrow_exception(e);
@@ -140,7 +161,8 @@ void CollectiveTransport::comm_loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stop_ and nothing left
+      // Stopping: queued jobs are dropped, not run (their message buffers may be gone).
+      if (stop_) return;
       job = queue_.front();
       queue_.pop_front();
       failed = failure_;
@@ -171,15 +193,25 @@ void CollectiveTransport::run_job(const Job& job) {
       } else {
         push_allgather(job, b);
       }
+      // A step is complete once all its buckets were applied: then rank 0 may checkpoint.
+      if (job.step != applied_step_) {
+        applied_step_ = job.step;
+        applied_buckets_ = 0;
+      }
+      if (++applied_buckets_ == layout_.buckets.size()) maybe_checkpoint(job.step + 1);
       direction = &traffic_.up;
       break;
     }
-    case JobKind::kPull:
-      // Every push of the step ran before this job (one queue, call order).
-      maybe_checkpoint(job.step + 1);
+    case JobKind::kPull:  // the pushes queued before it ran first (one queue, call order)
       std::memcpy(job.params, params_.data(), params_.size() * sizeof(float));
       direction = &traffic_.down;
       break;
+    case JobKind::kPullBucket: {
+      const Bucket& b = layout_.buckets[job.bucket];
+      std::memcpy(job.params + b.offset, params_.data() + b.offset, b.numel * sizeof(float));
+      direction = &traffic_.down;
+      break;
+    }
     case JobKind::kBarrier:
       coll_->barrier();
       break;
@@ -200,7 +232,7 @@ void CollectiveTransport::push_allreduce(const Job& job, const Bucket& b) {
                     fmt::format("bucket {} step {}: own message does not decode: {}", b.id, job.step, st.to_string()));
   }
   const std::uint32_t R = coll_->size();
-  const DType type = b.compressed ? compressed_dtype_ : DType::kFloat32;
+  const DType type = b.compressed ? spec_dtype_[b.spec] : DType::kFloat32;
   float* p = params_.data() + b.offset;
   float* m = momentum_.data() + b.offset;
   if (type == DType::kFloat32) {

@@ -9,7 +9,8 @@
 //    baseline): identity -> fp32 (sum, then /R as the shard does), fp16 or bf16 -> the
 //    gradient is divided by R in fp32, rounded, summed in that type with a rounding after
 //    every add (as PyTorch's fp16 compression hook), decoded once. Uncompressed (small)
-//    buckets go fp32. Other codecs are refused: use allgather.
+//    buckets go fp32; with compressor rules each bucket takes its own spec's type. Other
+//    codecs are refused: use allgather.
 //  - allgather (GRACE's way, Xu et al. 2021): every rank's encoded message is gathered;
 //    each rank decodes and sums them in rank order (rank 0 decoded, the others
 //    decode_add), so every replica holds bitwise the same parameters.
@@ -27,7 +28,7 @@
 //
 // Checkpoints: rank 0 writes parameters and momentum as the one-shard checkpoint
 // "shard-0-step-<step>.ckpt" (comm/checkpoint.h; layout with one shard, so the partition is
-// the flat buffer) after every checkpoint_every-th step; each worker's own compressor
+// the flat buffer) once every bucket of every checkpoint_every-th step is applied; each worker's own compressor
 // state stays in its worker checkpoint (trainer). find_resume_point works unchanged.
 #pragma once
 
@@ -71,6 +72,7 @@ class CollectiveTransport final : public WorkerTransport {
  public:
   /// Throws std::invalid_argument for placement.num_shards != 1.
   explicit CollectiveTransport(CollectiveTransportOptions options);
+  /// Lets the collective in flight finish (or time out) and drops queued work.
   ~CollectiveTransport() override;
 
   /// Rendezvous, fingerprint check, state broadcast (see top of file). worker_rank must
@@ -80,14 +82,20 @@ class CollectiveTransport final : public WorkerTransport {
   std::uint64_t resume_step() const override { return resume_step_; }
   Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
   Handle pull(std::uint64_t step, float* params) override;
+  /// Writes bucket `bucket` of this rank's parameters after `step`'s pushes queued before
+  /// it (`dense` is irrelevant: collectives always hold dense parameters).
+  Handle pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool dense);
   void wait(Handle handle) override;
+  /// Makes every wait() (blocked now or later) throw CommError(kClosed); a collective in
+  /// flight on the communication thread still runs to completion or its timeout.
+  void abort();
   void barrier() override;
   TrafficCounters counters() const override;
   /// The engine's own counters (per kind of collective).
   CollectiveCounters collective_counters() const;
 
  private:
-  enum class JobKind { kPush, kPull, kBarrier };
+  enum class JobKind { kPush, kPull, kPullBucket, kBarrier };
   struct Job {
     JobKind kind = JobKind::kPush;
     Handle handle = 0;
@@ -105,18 +113,22 @@ class CollectiveTransport final : public WorkerTransport {
   void check_fingerprint(const ModelSignature& signature);
   void share_initial_state(const ModelSignature& signature, float* params);
   void maybe_checkpoint(std::uint64_t steps_done);
-  const quant::Codec& bucket_codec(const Bucket& b) const { return b.compressed ? *uplink_ : *identity_; }
+  /// The codec of the bucket's messages: its spec's (Layout::specs, compressor rules) or identity.
+  const quant::Codec& bucket_codec(const Bucket& b) const { return b.compressed ? *uplinks_[b.spec] : *identity_; }
 
   CollectiveTransportOptions o_;
   std::unique_ptr<Collective> coll_;
   Layout layout_;
   std::uint64_t signature_hash_ = 0;
-  std::unique_ptr<quant::Codec> uplink_, identity_;
-  DType compressed_dtype_ = DType::kFloat32;
+  std::vector<std::unique_ptr<quant::Codec>> uplinks_;  // one per Layout::specs entry
+  std::unique_ptr<quant::Codec> identity_;
+  std::vector<DType> spec_dtype_;                        // allreduce: element type per Layout::specs entry
   std::vector<float> params_, momentum_, grad_;
   std::vector<std::uint16_t> half_;
   std::uint64_t resume_step_ = 0;
   std::uint64_t last_checkpoint_ = 0;
+  std::uint64_t applied_step_ = 0;      // step whose pushes are being applied
+  std::size_t applied_buckets_ = 0;     // buckets of applied_step_ applied so far
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -125,6 +137,7 @@ class CollectiveTransport final : public WorkerTransport {
   std::exception_ptr failure_;                 // the first failure: every later job fails with it
   Handle next_handle_ = 1;
   bool stop_ = false;
+  bool aborted_ = false;
   std::thread thread_;
   mutable std::mutex counters_mu_;
   TrafficCounters traffic_;  // messages and seconds; bytes come from coll_'s counters

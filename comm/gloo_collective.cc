@@ -79,6 +79,10 @@ gloo::AllreduceOptions::Func reduce_function(DType type, ReduceOp op) {
       return sum ? &sum_of<float> : &max_of<float>;
     case DType::kInt32:
       return sum ? &sum_of<std::int32_t> : &max_of<std::int32_t>;
+    case DType::kInt16:
+      return sum ? &sum_of<std::int16_t> : &max_of<std::int16_t>;
+    case DType::kInt8:
+      return sum ? &sum_of<std::int8_t> : &max_of<std::int8_t>;
     case DType::kUInt8:
       return sum ? &sum_of<std::uint8_t> : &max_of<std::uint8_t>;
     case DType::kFloat16:
@@ -196,6 +200,12 @@ class GlooCollective final : public Collective {
       case DType::kFloat16:
       case DType::kBFloat16:
         opts.setOutput(static_cast<std::uint16_t*>(buf), count);
+        return;
+      case DType::kInt16:
+        opts.setOutput(static_cast<std::int16_t*>(buf), count);
+        return;
+      case DType::kInt8:
+        opts.setOutput(static_cast<std::int8_t*>(buf), count);
         return;
       case DType::kUInt8:
         opts.setOutput(static_cast<std::uint8_t*>(buf), count);

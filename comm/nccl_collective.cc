@@ -50,6 +50,9 @@ ncclDataType_t nccl_type(DType t) {
       return ncclBfloat16;
     case DType::kInt32:
       return ncclInt32;
+    case DType::kInt16:  // NCCL has no 16-bit integer: allreduce() refuses it
+    case DType::kInt8:
+      return ncclInt8;
     case DType::kUInt8:
       return ncclUint8;
   }
@@ -97,6 +100,9 @@ class NcclCollective final : public Collective {
   }
 
   void allreduce(void* d_buf, std::size_t count, DType type, ReduceOp op) override {
+    if (type == DType::kInt16) {
+      throw CollectiveError(CommError::Kind::kInvalidArgument, -1, "NCCL has no int16 reduction; use int32");
+    }
     const std::uint64_t bytes = count * dtype_bytes(type);
     CollectiveBytes b;
     if (o_.size > 1) {

@@ -1,10 +1,11 @@
 // --aggregation options and the collective transport of one rank (see collective.h).
 #include "experiments/train/collective.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "experiments/train/config.h"
-#include "quant/registry.h"
+#include "quant/spec.h"
 
 namespace gradzip::cli {
 
@@ -39,22 +40,23 @@ void check_collective_options(const TrainingOptions& o) {
     throw UsageError("--shards " + std::to_string(o.topology.shards) + ": --aggregation " + o.aggregation.aggregation +
                      " runs no parameter-server shards; leave --shards at 1");
   }
-  if (o.aggregation.aggregation == "allreduce") {
-    std::string codec;
-    try {
-      codec = quant::make_compressor(o.compression.compressor, o.compression.memory).codec->spec();
-    } catch (const quant::SpecError& e) {
-      throw UsageError(std::string("--compressor: ") + e.what());
-    }
-    const std::string name = codec.substr(0, codec.find(':'));
-    if (name != "identity" && name != "fp16" && name != "bf16") {
-      throw UsageError("--aggregation allreduce sums fp32, fp16 or bf16 buckets: --compressor must be identity, fp16 "
-                       "or bf16, not '" + codec + "' (--aggregation allgather gathers any codec's messages)");
-    }
-  }
   if (!o.curve_keys.empty()) {
     throw UsageError("--curve-keys encrypts the parameter server's ZeroMQ connections; --aggregation " +
                      o.aggregation.aggregation + " runs over Gloo's plain TCP");
+  }
+}
+
+void check_allreduce_specs(const TrainingOptions& o, const comm::Layout& layout) {
+  if (o.aggregation.aggregation != "allreduce") return;
+  for (std::size_t i = 0; i < layout.specs.size(); ++i) {
+    const std::string codec = quant::parse_compressor_spec(layout.specs[i]).codec;
+    const std::string name = codec.substr(0, codec.find(':'));
+    const bool used = std::any_of(layout.buckets.begin(), layout.buckets.end(),
+                                  [&](const comm::Bucket& b) { return b.compressed && b.spec == i; });
+    if (used && name != "identity" && name != "fp16" && name != "bf16") {
+      throw UsageError("--aggregation allreduce sums fp32, fp16 or bf16 buckets: the compressor must be identity, fp16 "
+                       "or bf16, not '" + codec + "' (--aggregation allgather gathers any codec's messages)");
+    }
   }
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "comm/collective_transport.h"
+#include "comm/layout.h"
 #include "experiments/cli.h"
 #include "experiments/train/options.h"
 
@@ -33,6 +34,10 @@ std::string collective_store_dir(const TrainingOptions& o);
 
 /// Checks what a collective run cannot do (UsageError): more than one shard, CURVE keys.
 void check_collective_options(const TrainingOptions& o);
+
+/// --aggregation allreduce: every compressed bucket's codec must be identity, fp16 or bf16
+/// (UsageError naming the codec otherwise).
+void check_allreduce_specs(const TrainingOptions& o, const comm::Layout& layout);
 
 /// The transport options of worker `rank`: mode, rendezvous, the plan's layout (one
 /// shard) and optimizer, checkpoints every --checkpoint-every epochs, restore of

@@ -166,6 +166,7 @@ RunPlan plan_run(const TrainingOptions& o) {
     } catch (const std::invalid_argument& e) {
       throw UsageError(e.what());
     }
+    check_allreduce_specs(o, p.layout);
     p.compressor_facts = {{"buckets", bucket_specs_json(p.layout, p.signature)}};
     if (!auto_plan.is_null()) p.compressor_facts["auto"] = auto_plan;
   } catch (const trainer::DataError& e) {

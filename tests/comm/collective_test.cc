@@ -97,16 +97,31 @@ TEST_P(GlooRanks, AllreduceSumsAndMaxesRankUniqueValues) {
     std::vector<float> f(n);
     std::vector<std::int32_t> k(n);
     std::vector<std::uint16_t> h(n), bf(n);
+    std::vector<std::int8_t> i8(n);
+    std::vector<std::int16_t> i16(n);
     for (std::size_t i = 0; i < n; ++i) {
       f[i] = static_cast<float>(1000 * r + i % 97);  // exact in fp32
       k[i] = static_cast<std::int32_t>((r * 7 + i) % 11);
       h[i] = quant::float_to_fp16(static_cast<float>(r + i % 5));  // small integers: exact sums in fp16/bf16
       bf[i] = quant::float_to_bf16(static_cast<float>(r + i % 5));
+      i8[i] = static_cast<std::int8_t>(static_cast<int>(i % 7) - 3 * static_cast<int>(r));  // sums stay in int8
+      i16[i] = static_cast<std::int16_t>(static_cast<int>(i % 1000) - 250 * static_cast<int>(r));
     }
     c.allreduce(f.data(), n, DType::kFloat32, ReduceOp::kSum);
     c.allreduce(k.data(), n, DType::kInt32, ReduceOp::kMax);
     c.allreduce(h.data(), n, DType::kFloat16, ReduceOp::kSum);
     c.allreduce(bf.data(), n, DType::kBFloat16, ReduceOp::kSum);
+    c.allreduce(i8.data(), n, DType::kInt8, ReduceOp::kSum);
+    c.allreduce(i16.data(), n, DType::kInt16, ReduceOp::kSum);
+    for (std::size_t i = 0; i < n; ++i) {
+      int want8 = 0, want16i = 0;
+      for (std::uint32_t q = 0; q < R; ++q) {
+        want8 += static_cast<int>(i % 7) - 3 * static_cast<int>(q);
+        want16i += static_cast<int>(i % 1000) - 250 * static_cast<int>(q);
+      }
+      ASSERT_EQ(i8[i], want8) << "rank " << r << " element " << i;
+      ASSERT_EQ(i16[i], want16i) << "rank " << r << " element " << i;
+    }
     for (std::size_t i = 0; i < n; ++i) {
       float want = 0, want16 = 0;
       std::int32_t want_max = 0;
@@ -121,9 +136,10 @@ TEST_P(GlooRanks, AllreduceSumsAndMaxesRankUniqueValues) {
       ASSERT_EQ(quant::bf16_to_float(bf[i]), want16) << "rank " << r << " element " << i;
     }
     const CollectiveCounters cc = c.counters();
-    EXPECT_EQ(cc.allreduce.calls, R > 1 ? 4u : 0u);
+    EXPECT_EQ(cc.allreduce.calls, R > 1 ? 6u : 0u);
     const std::uint64_t want_sent = 2 * ring_allreduce_bytes(4 * n, 4, R, r).sent +
-                                    2 * ring_allreduce_bytes(2 * n, 2, R, r).sent;
+                                    2 * ring_allreduce_bytes(2 * n, 2, R, r).sent +
+                                    ring_allreduce_bytes(2 * n, 2, R, r).sent + ring_allreduce_bytes(n, 1, R, r).sent;
     EXPECT_EQ(cc.allreduce.sent_bytes, want_sent);
   });
 }

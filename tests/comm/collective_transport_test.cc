@@ -241,5 +241,29 @@ TEST(CollectiveTransport, MismatchedModelSizesAreRefusedNamingBothRanks) {
   }
 }
 
+TEST(CollectiveTransport, PullBucketWritesOnlyThatBucketAndAbortReleasesWaits) {
+  testing::TempDir dir;
+  const auto sig = signature("identity");
+  const std::size_t d = sig.total_numel();
+  CollectiveTransport t(collective_options(dir / "store", CollectiveMode::kAllgather, 0, 1));
+  std::vector<float> x = initial_params(d), g(d, 0.5f);
+  t.connect(sig, 0, x.data());
+  const Layout layout = make_layout(sig, test_placement());
+  ASSERT_GT(layout.buckets.size(), 2u);
+  BucketEncoder enc("identity");
+  const auto msgs = enc.encode(layout, g.data(), 0, 0);
+  for (std::uint32_t b = 0; b < msgs.size(); ++b) t.wait(t.push(0, b, msgs[b].data(), msgs[b].size()));
+  std::vector<float> whole(d), one(d, -7.0f);
+  t.wait(t.pull(0, whole.data()));
+  const Bucket& b1 = layout.buckets[1];
+  t.wait(t.pull_bucket(0, 1, one.data(), false));
+  for (std::size_t i = 0; i < d; ++i) {
+    const bool inside = i >= b1.offset && i < b1.offset + b1.numel;
+    ASSERT_EQ(one[i], inside ? whole[i] : -7.0f) << "element " << i;
+  }
+  t.abort();
+  EXPECT_THROW(t.wait(t.pull(0, whole.data())), CommError);
+}
+
 }  // namespace
 }  // namespace gradzip::comm

@@ -5,7 +5,7 @@
 //   lsq_worker --rank=R --workers=N --endpoints=tcp://..,tcp://.. --steps=S
 //              [--sizes=..] [--compressor=identity] [--strategy=greedy] [--bucket-bytes=N]
 //              [--rows=24] [--out=params.bin] [--step-sleep-ms=0] [--op-timeout=60]
-//   collectives: --aggregation=allreduce|allgather --store=DIR [--timeout=S]
+//   collectives: --aggregation=allreduce|allgather --store=DIR [--timeout=S] [--host=ADDR]
 //              [--checkpoint-dir=DIR --checkpoint-every=N] [--restore-step=N]
 //              [--die-at-step=N] [--hang-at-step=N] (fault injection before that step's pushes)
 // Exit code 0 after `steps` steps (and params written to --out); 1 on a CommError.
@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
       o.collective.size = static_cast<std::uint32_t>(f.num("workers", 1));
       o.collective.store_dir = f.str("store");
       o.collective.timeout_s = f.num("timeout", 60.0);
+      o.collective.host = f.str("host", "127.0.0.1");
       o.placement = placement;
       o.optimizer.lr = f.num("lr", 0.1);  // gradzip-ps's flags and defaults
       o.optimizer.momentum = f.num("momentum", 0.0);

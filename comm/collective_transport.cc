@@ -98,11 +98,15 @@ Handle CollectiveTransport::enqueue(Job job) {
   return job.handle;
 }
 
-Handle CollectiveTransport::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
+void CollectiveTransport::check_bucket(const char* op, std::uint32_t bucket) const {
   if (bucket >= layout_.buckets.size()) {
-    throw CommError(CommError::Kind::kInvalidArgument, fmt::format("push of bucket {}: the layout has {} buckets",
-                                                                   bucket, layout_.buckets.size()));
+    throw CommError(CommError::Kind::kInvalidArgument,
+                    fmt::format("{} of bucket {}: the layout has {} buckets", op, bucket, layout_.buckets.size()));
   }
+}
+
+Handle CollectiveTransport::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
+  check_bucket("push", bucket);
   Job j;
   j.kind = JobKind::kPush;
   j.step = step;
@@ -121,10 +125,7 @@ Handle CollectiveTransport::pull(std::uint64_t step, float* params) {
 }
 
 Handle CollectiveTransport::pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool /*dense*/) {
-  if (bucket >= layout_.buckets.size()) {
-    throw CommError(CommError::Kind::kInvalidArgument, fmt::format("pull of bucket {}: the layout has {} buckets",
-                                                                   bucket, layout_.buckets.size()));
-  }
+  check_bucket("pull", bucket);
   Job j;
   j.kind = JobKind::kPullBucket;
   j.step = step;

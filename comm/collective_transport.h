@@ -106,6 +106,8 @@ class CollectiveTransport final : public WorkerTransport {
     float* params = nullptr;
   };
   Handle enqueue(Job job);
+  /// Throws CommError kInvalidArgument for a bucket id outside the layout.
+  void check_bucket(const char* op, std::uint32_t bucket) const;
   void comm_loop();
   void run_job(const Job& job);
   void push_allreduce(const Job& job, const Bucket& b);

@@ -4,11 +4,8 @@
 // the options' timeout; a failure is diagnosed from the heartbeat files
 // (comm/collective_health.h) and thrown as CollectiveError naming the rank blamed.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
-#include <mutex>
 
 #include <fmt/format.h>
 #include <gloo/allgatherv.h>
@@ -22,7 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "comm/collective.h"
-#include "comm/collective_health.h"
+#include "comm/collective_engine.h"
 #include "quant/half.h"
 
 namespace gradzip::comm {
@@ -93,21 +90,10 @@ gloo::AllreduceOptions::Func reduce_function(DType type, ReduceOp op) {
   return nullptr;
 }
 
-class GlooCollective final : public Collective {
+class GlooCollective final : public CollectiveEngine {
  public:
   explicit GlooCollective(const CollectiveOptions& o)
-      : o_(o), timeout_(std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000))) {
-    std::error_code ec;
-    std::filesystem::create_directories(o.store_dir, ec);
-    if (ec) fail_setup(CommError::Kind::kIo, -1, "cannot create the store directory " + o.store_dir + ": " + ec.message());
-    heartbeat_ = std::make_unique<Heartbeat>(o.store_dir, o.rank, o.heartbeat_s, [this] { return entered_.load(); });
-    std::string missing;
-    if (!wait_for_ranks(o.store_dir, o.size, o.timeout_s, &missing)) {
-      const int first = std::stoi(missing.substr(0, missing.find(',')));
-      fail_setup(CommError::Kind::kTimeout, first,
-                 fmt::format("collective rendezvous in {}: rank(s) {} did not arrive within {:.0f} s", o.store_dir,
-                             missing, o.timeout_s));
-    }
+      : CollectiveEngine(o), timeout_(std::chrono::milliseconds(static_cast<long>(o.timeout_s * 1000))) {
     try {
       gloo::transport::tcp::attr attr;
       attr.hostname = o.host;
@@ -121,15 +107,6 @@ class GlooCollective final : public Collective {
       fail_setup(CommError::Kind::kIo, -1, fmt::format("collective rendezvous of rank {} failed: {}", o.rank, e.what()));
     }
     spdlog::debug("collective: rank {} of {} connected over Gloo TCP ({})", o.rank, o.size, o.host);
-  }
-
-  std::uint32_t rank() const override { return o_.rank; }
-  std::uint32_t size() const override { return o_.size; }
-  std::uint64_t completed() const override { return completed_.load(); }
-
-  CollectiveCounters counters() const override {
-    std::lock_guard<std::mutex> lock(counters_mu_);
-    return counters_;
   }
 
   void allreduce(void* buf, std::size_t count, DType type, ReduceOp op) override {
@@ -215,60 +192,24 @@ class GlooCollective final : public Collective {
 
   std::uint32_t next_tag() { return tag_++; }
 
-  [[noreturn]] void fail_setup(CommError::Kind kind, int rank, const std::string& what) {
-    record_rank_failure(o_.store_dir, o_.rank, what);
-    throw CollectiveError(kind, rank, what);
-  }
-
   /// Runs one collective call with counting and failure diagnosis.
   template <typename Body>
   void run(const char* name, CollectiveOpCounters CollectiveCounters::*kind, const CollectiveBytes& bytes, Body&& body) {
-    if (broken_) {
-      throw CollectiveError(CommError::Kind::kClosed, -1,
-                            fmt::format("collective {} after an earlier failure of rank {}", name, o_.rank));
-    }
-    entered_.fetch_add(1);
-    if (o_.size == 1) {  // nothing to exchange
-      completed_.fetch_add(1);
-      return;
-    }
+    if (!begin_call(name)) return;
     const auto t0 = Clock::now();
     try {
       body();
     } catch (const std::exception& e) {
-      broken_ = true;
       const std::string what = e.what();
-      const bool timed_out = what.find("imed out") != std::string::npos || what.find("imeout") != std::string::npos;
-      const RankDiagnosis d = diagnose_ranks(o_.store_dir, o_.size, o_.rank, entered_.load(), 3 * o_.heartbeat_s);
-      const std::string text =
-          fmt::format("rank {}: collective {} (call #{}) failed{}: {}; {}", o_.rank, name, completed_.load() + 1,
-                      timed_out ? fmt::format(" after the {:.0f} s timeout", o_.timeout_s) : "", d.text, first_line(what));
-      record_rank_failure(o_.store_dir, o_.rank, text);
-      throw CollectiveError(timed_out ? CommError::Kind::kTimeout : CommError::Kind::kClosed, d.rank, text);
+      fail_call(name, what.find("imed out") != std::string::npos || what.find("imeout") != std::string::npos, what);
     }
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    {
-      std::lock_guard<std::mutex> lock(counters_mu_);
-      count_collective(&(counters_.*kind), bytes, seconds);
-    }
-    completed_.fetch_add(1);
+    end_call(kind, bytes, t0);
   }
 
-  static std::string first_line(const std::string& s) {
-    const std::string line = s.substr(0, s.find('\n'));
-    return "engine said: " + line.substr(0, 300);
-  }
-
-  CollectiveOptions o_;
   std::chrono::milliseconds timeout_;
-  std::unique_ptr<Heartbeat> heartbeat_;
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::Context> context_;
-  std::atomic<std::uint64_t> completed_{0}, entered_{0};
   std::uint32_t tag_ = 0;
-  bool broken_ = false;
-  mutable std::mutex counters_mu_;
-  CollectiveCounters counters_;
 };
 
 }  // namespace

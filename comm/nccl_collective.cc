@@ -22,7 +22,7 @@
 #include <gloo/rendezvous/file_store.h>
 
 #include "comm/collective.h"
-#include "comm/collective_health.h"
+#include "comm/collective_engine.h"
 
 namespace gradzip::comm {
 namespace {
@@ -59,11 +59,9 @@ ncclDataType_t nccl_type(DType t) {
   return ncclUint8;
 }
 
-class NcclCollective final : public Collective {
+class NcclCollective final : public CollectiveEngine {
  public:
-  explicit NcclCollective(const CollectiveOptions& o) : o_(o) {
-    std::filesystem::create_directories(o.store_dir);
-    heartbeat_ = std::make_unique<Heartbeat>(o.store_dir, o.rank, o.heartbeat_s, [this] { return entered_.load(); });
+  explicit NcclCollective(const CollectiveOptions& o) : CollectiveEngine(o) {
     check_cuda(cudaSetDevice(o.device), "cudaSetDevice");
     check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
     ncclUniqueId id;
@@ -71,11 +69,6 @@ class NcclCollective final : public Collective {
     if (o.rank == 0) {
       check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
       store.set("nccl-unique-id", std::vector<char>(id.internal, id.internal + sizeof id.internal));
-    }
-    std::string missing;
-    if (!wait_for_ranks(o.store_dir, o.size, o.timeout_s, &missing)) {
-      throw CollectiveError(CommError::Kind::kTimeout, std::stoi(missing.substr(0, missing.find(','))),
-                            fmt::format("NCCL rendezvous: rank(s) {} did not arrive within {:.0f} s", missing, o.timeout_s));
     }
     const std::vector<char> bytes = store.get("nccl-unique-id");
     if (bytes.size() != sizeof id.internal) {
@@ -86,17 +79,9 @@ class NcclCollective final : public Collective {
   }
 
   ~NcclCollective() override {
-    if (comm_ != nullptr) (broken_ ? ncclCommAbort(comm_) : ncclCommDestroy(comm_));
+    if (comm_ != nullptr) (failed_ ? ncclCommAbort(comm_) : ncclCommDestroy(comm_));
     if (d_flag_ != nullptr) cudaFree(d_flag_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  }
-
-  std::uint32_t rank() const override { return o_.rank; }
-  std::uint32_t size() const override { return o_.size; }
-  std::uint64_t completed() const override { return completed_.load(); }
-  CollectiveCounters counters() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return counters_;
   }
 
   void allreduce(void* d_buf, std::size_t count, DType type, ReduceOp op) override {
@@ -158,8 +143,7 @@ class NcclCollective final : public Collective {
   /// asynchronous error until done or the timeout.
   template <typename Body>
   void run(const char* name, CollectiveOpCounters CollectiveCounters::*kind, const CollectiveBytes& bytes, Body&& body) {
-    if (broken_) throw CollectiveError(CommError::Kind::kClosed, -1, fmt::format("NCCL {} after an earlier failure", name));
-    entered_.fetch_add(1);
+    if (!begin_call(name)) return;
     const auto t0 = Clock::now();
     body();
     const auto deadline = t0 + std::chrono::duration<double>(o_.timeout_s);
@@ -171,29 +155,18 @@ class NcclCollective final : public Collective {
       ncclCommGetAsyncError(comm_, &async);
       const bool timed_out = Clock::now() >= deadline;
       if (async != ncclSuccess || timed_out) {
-        broken_ = true;
-        const RankDiagnosis d = diagnose_ranks(o_.store_dir, o_.size, o_.rank, entered_.load(), 3 * o_.heartbeat_s);
-        const std::string text = fmt::format("rank {}: NCCL {} (call #{}) failed{}: {}", o_.rank, name,
-                                             completed_.load() + 1, timed_out ? " after the timeout" : "", d.text);
-        record_rank_failure(o_.store_dir, o_.rank, text);
-        throw CollectiveError(timed_out ? CommError::Kind::kTimeout : CommError::Kind::kClosed, d.rank, text);
+        failed_ = true;
+        fail_call(name, timed_out, async != ncclSuccess ? ncclGetErrorString(async) : "NCCL call did not complete");
       }
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    count_collective(&(counters_.*kind), bytes, std::chrono::duration<double>(Clock::now() - t0).count());
-    completed_.fetch_add(1);
+    end_call(kind, bytes, t0);
   }
 
-  CollectiveOptions o_;
-  std::unique_ptr<Heartbeat> heartbeat_;
   cudaStream_t stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
   void* d_flag_ = nullptr;
-  std::atomic<std::uint64_t> completed_{0}, entered_{0};
-  bool broken_ = false;
-  mutable std::mutex mu_;
-  CollectiveCounters counters_;
+  bool failed_ = false;  // abort the communicator instead of destroying it
 };
 
 }  // namespace

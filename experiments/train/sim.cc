@@ -17,6 +17,19 @@
 namespace gradzip::cli {
 namespace {
 
+/// The metrics row of an epoch without its bytes.
+experiments::EpochRow learning_row(const trainer::EpochMetrics& m) {
+  experiments::EpochRow row;
+  row.epoch = m.epoch + 1;
+  row.step = m.steps;
+  row.seconds = m.seconds;
+  row.train_loss = m.train_loss;
+  row.train_accuracy = m.train_accuracy;
+  row.test_loss = m.test_loss;
+  row.test_accuracy = m.test_accuracy;
+  return row;
+}
+
 /// summary.json of a finished simulated run: stages cover this process's steps; time and
 /// bytes the whole run (recorder.last()).
 void complete_sim(const trainer::TrainResult& r, const trainer::TrainConfig& cfg, experiments::RunRecorder& recorder,
@@ -110,14 +123,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
 
   auto on_epoch = [&](const trainer::EpochMetrics& m) {
     const double worker_steps = static_cast<double>(m.steps - cfg.resume_step) * cfg.workers;  // this process's
-    experiments::EpochRow row;
-    row.epoch = m.epoch + 1;
-    row.step = m.steps;
-    row.seconds = m.seconds;
-    row.train_loss = m.train_loss;
-    row.train_accuracy = m.train_accuracy;
-    row.test_loss = m.test_loss;
-    row.test_accuracy = m.test_accuracy;
+    experiments::EpochRow row = learning_row(m);
     row.up = experiments::estimate_wire(static_cast<double>(m.bytes_up), worker_steps * buckets, worker_steps * shards);
     row.down =
         experiments::estimate_wire(static_cast<double>(m.bytes_down), worker_steps * shards, worker_steps * buckets);
@@ -125,14 +131,7 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
   };
   // Collectives: the counters of every rank's transport, from the engine's byte formulas.
   auto on_collective_epoch = [&](const trainer::EpochMetrics& m, const comm::TrafficCounters& c) {
-    experiments::EpochRow row;
-    row.epoch = m.epoch + 1;
-    row.step = m.steps;
-    row.seconds = m.seconds;
-    row.train_loss = m.train_loss;
-    row.train_accuracy = m.train_accuracy;
-    row.test_loss = m.test_loss;
-    row.test_accuracy = m.test_accuracy;
+    experiments::EpochRow row = learning_row(m);
     row.up = {double(c.up.payload_bytes), double(c.up.framing_bytes), double(c.up.tcpip_bytes)};
     row.down = {double(c.down.payload_bytes), double(c.down.framing_bytes), double(c.down.tcpip_bytes)};
     recorder.epoch(row);

@@ -4,6 +4,7 @@
 #include <limits>
 #include <sstream>
 
+#include "quant/aggregation.h"
 #include "quant/codecs/codecs.h"
 #include "quant/memory/memories.h"
 
@@ -67,6 +68,7 @@ std::string list_names(const Entries& entries) {
 
 std::unique_ptr<Codec> make_codec(const std::string& name, const RawParams& raw) {
   const CodecEntry* e = find_codec(name);
+  if (e == nullptr && find_aggregation(name) != nullptr) throw SpecError(aggregation_only_message(name));
   if (e == nullptr) throw SpecError("unknown codec '" + name + "'; available: " + list_names(codec_entries()));
   return e->make(resolve_params(name, e->params, raw));
 }
@@ -144,6 +146,14 @@ std::string describe_registry() {
   for (const auto* e : memory_entries()) {
     os << "  " << e->name << "  " << e->summary << "\n";
     os << "    paper: " << e->paper << "\n";
+    describe_params(os, e->params);
+  }
+  os << "\nAggregation-only (a collective aggregation drives them; not per-worker messages, not on the "
+        "parameter server)\n";
+  for (const auto* e : aggregation_entries()) {
+    os << "  " << e->name << "  " << e->summary << "\n";
+    os << "    paper: " << e->paper << "\n";
+    os << "    bytes: " << e->bytes << "\n";
     describe_params(os, e->params);
   }
   return os.str();

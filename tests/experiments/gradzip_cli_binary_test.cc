@@ -189,6 +189,16 @@ TEST_F(GradzipBinary, CompressorsListsTheRegistry) {
   EXPECT_THAT(r.out, ::testing::HasSubstr("zipml [15]"));
 }
 
+TEST_F(GradzipBinary, CompressorsListsAggregationOnlyCompressorsWithByteFormulas) {
+  const Result r = run("compressors");
+  EXPECT_EQ(r.code, 0);
+  const auto at = r.out.find("Aggregation-only");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  for (const char* entry : {"  powersgd  ", "  thc  ", "rank (default 4", "levels (default 127", "bytes: 4 rank"}) {
+    EXPECT_NE(r.out.find(entry, at), std::string::npos) << entry;
+  }
+}
+
 TEST_F(GradzipBinary, VersionNamesBuildFacts) {
   const Result r = run("version");
   EXPECT_EQ(r.code, 0);

@@ -27,6 +27,10 @@ const char* collective_mode_name(CollectiveMode m) {
       return "allreduce";
     case CollectiveMode::kAllgather:
       return "allgather";
+    case CollectiveMode::kHomomorphic:
+      return "homomorphic";
+    case CollectiveMode::kPowerSgd:
+      return "powersgd";
   }
   return "?";
 }
@@ -34,7 +38,10 @@ const char* collective_mode_name(CollectiveMode m) {
 CollectiveMode parse_collective_mode(const std::string& name) {
   if (name == "allreduce") return CollectiveMode::kAllreduce;
   if (name == "allgather") return CollectiveMode::kAllgather;
-  throw std::invalid_argument("unknown collective aggregation '" + name + "' (allowed: allreduce, allgather)");
+  if (name == "homomorphic") return CollectiveMode::kHomomorphic;
+  if (name == "powersgd") return CollectiveMode::kPowerSgd;
+  throw std::invalid_argument("unknown collective aggregation '" + name +
+                              "' (allowed: allreduce, allgather, homomorphic, powersgd)");
 }
 
 CollectiveTransport::CollectiveTransport(CollectiveTransportOptions options) : o_(std::move(options)) {
@@ -86,6 +93,7 @@ void CollectiveTransport::connect(const ModelSignature& signature, std::uint32_t
   coll_ = make_collective(o_.collective);
   check_fingerprint(signature);
   share_initial_state(signature, params);
+  if (o_.mode == CollectiveMode::kHomomorphic || o_.mode == CollectiveMode::kPowerSgd) setup_aggregation_only(signature);
   thread_ = std::thread([this] { comm_loop(); });
 }
 
@@ -191,8 +199,22 @@ void CollectiveTransport::run_job(const Job& job) {
       const Bucket& b = layout_.buckets[job.bucket];
       if (o_.mode == CollectiveMode::kAllreduce) {
         push_allreduce(job, b);
-      } else {
+      } else if (o_.mode == CollectiveMode::kAllgather) {
         push_allgather(job, b);
+      } else if (o_.mode == CollectiveMode::kHomomorphic && !b.compressed) {
+        push_allreduce(job, b);  // small buckets go fp32, as on every other path
+      } else {  // aggregation-only modes: the message is the fp32 gradient
+        float* g = grad_.data();
+        const quant::Status st = identity_->decode(job.msg, job.bytes, g, b.numel);
+        if (!st.ok()) {
+          throw CommError(CommError::Kind::kInvalidArgument,
+                          fmt::format("bucket {} step {}: own message does not decode: {}", b.id, job.step, st.to_string()));
+        }
+        if (o_.mode == CollectiveMode::kHomomorphic) {
+          push_homomorphic(job, b, g);
+        } else {
+          push_powersgd(job, b, g);
+        }
       }
       // A step is complete once all its buckets were applied: then rank 0 may checkpoint.
       if (job.step != applied_step_) {

@@ -14,6 +14,15 @@
 //  - allgather (GRACE's way, Xu et al. 2021): every rank's encoded message is gathered;
 //    each rank decodes and sums them in rank order (rank 0 decoded, the others
 //    decode_add), so every replica holds bitwise the same parameters.
+//  - homomorphic (THC, Li et al. NSDI'24; quant/homomorphic.h): the worker pushes fp32
+//    (identity) messages; here each bucket (optionally rotated, plus an error-feedback
+//    residual with "ef+thc") is quantized with a scale agreed by a max-allreduce, the
+//    integer codes are summed by the allreduce in the narrowest integer type that cannot
+//    overflow (int8, int16 or int32 for R * levels), decoded once.
+//  - powersgd (Vogels et al. NeurIPS'19; quant/powersgd.h): the worker pushes fp32; the
+//    step's buckets are gathered, and the last one runs two allreduces over every tensor
+//    (P of the matrices with the dense tensors, then Q), rank-r approximation with error
+//    feedback inside PowerSgdState. Neither mode's state is checkpointed yet.
 //
 // Threading: push/pull/barrier enqueue work for one communication thread that runs the
 // collectives in call order (so they overlap the caller's compute); wait() blocks on a
@@ -51,8 +60,8 @@
 
 namespace gradzip::comm {
 
-enum class CollectiveMode { kAllreduce, kAllgather };
-/// "allreduce" | "allgather"; the parser throws std::invalid_argument naming the allowed values.
+enum class CollectiveMode { kAllreduce, kAllgather, kHomomorphic, kPowerSgd };
+/// "allreduce" | "allgather" | "homomorphic" | "powersgd"; the parser throws std::invalid_argument naming the allowed values.
 const char* collective_mode_name(CollectiveMode m);
 CollectiveMode parse_collective_mode(const std::string& name);
 
@@ -66,6 +75,10 @@ struct CollectiveTransportOptions {
   std::uint64_t checkpoint_every = 0;  ///< steps; 0 = never
   std::uint64_t restore_step = 0;      ///< > 0: start from the checkpoint of exactly this step
   unsigned keep_checkpoints = 3;
+  /// homomorphic / powersgd: the aggregation-only spec ("ef+thc:levels=127",
+  /// "powersgd:rank=4"); the worker's own compressor is identity in these modes.
+  std::string aggregation_spec;
+  std::uint64_t seed = 1;              ///< Philox seed of THC rounding/rotation and PowerSGD's initial Q
 };
 
 class CollectiveTransport final : public WorkerTransport {
@@ -112,6 +125,10 @@ class CollectiveTransport final : public WorkerTransport {
   void run_job(const Job& job);
   void push_allreduce(const Job& job, const Bucket& b);
   void push_allgather(const Job& job, const Bucket& b);
+  struct AggregationOnly;  // THC / PowerSGD state: collective_transport_algos.cc
+  void setup_aggregation_only(const ModelSignature& signature);
+  void push_homomorphic(const Job& job, const Bucket& b, float* g);
+  void push_powersgd(const Job& job, const Bucket& b, const float* g);
   void check_fingerprint(const ModelSignature& signature);
   void share_initial_state(const ModelSignature& signature, float* params);
   void maybe_checkpoint(std::uint64_t steps_done);
@@ -124,7 +141,8 @@ class CollectiveTransport final : public WorkerTransport {
   std::uint64_t signature_hash_ = 0;
   std::vector<std::unique_ptr<quant::Codec>> uplinks_;  // one per Layout::specs entry
   std::unique_ptr<quant::Codec> identity_;
-  std::vector<DType> spec_dtype_;                        // allreduce: element type per Layout::specs entry
+  std::vector<DType> spec_dtype_;
+  std::shared_ptr<AggregationOnly> algo_;  // shared_ptr: the type is complete only in collective_transport_algos.cc                        // allreduce: element type per Layout::specs entry
   std::vector<float> params_, momentum_, grad_;
   std::vector<std::uint16_t> half_;
   std::uint64_t resume_step_ = 0;

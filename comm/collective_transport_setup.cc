@@ -18,6 +18,8 @@ namespace {
 std::string fingerprint(const ModelSignature& signature, const CollectiveTransportOptions& o) {
   return nlohmann::json{{"signature", signature_to_json(signature)},
                         {"aggregation", collective_mode_name(o.mode)},
+                        {"aggregation_spec", o.aggregation_spec},
+                        {"seed", o.seed},
                         {"engine", o.collective.engine},
                         {"ranks", o.collective.size},
                         {"optimizer", o.optimizer.canonical()},

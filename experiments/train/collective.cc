@@ -5,16 +5,19 @@
 #include <filesystem>
 
 #include "experiments/train/config.h"
+#include "quant/aggregation.h"
 #include "quant/spec.h"
 
 namespace gradzip::cli {
 
 void bind_aggregation_options(OptionTable* t, AggregationOptions* o) {
   t->group("Aggregation");
-  t->add_choice("aggregation", &o->aggregation, {"ps", "allreduce", "allgather"},
+  t->add_choice("aggregation", &o->aggregation, {"ps", "allreduce", "allgather", "homomorphic", "powersgd"},
                 "ps: parameter-server shards; allreduce: dense allreduce among the workers (the DDP baseline; "
                 "the compressor sets the type: identity = fp32, fp16, bf16); allgather: every worker gathers "
-                "every worker's encoded buckets (any codec) and sums them in rank order");
+                "every worker's encoded buckets (any codec) and sums them in rank order; homomorphic: THC int8 "
+                "codes summed by the allreduce (--compressor [ef+]thc:levels=..); powersgd: rank-r PowerSGD with "
+                "two allreduces per step (--compressor powersgd:rank=..)");
   t->add("collective-timeout", &o->collective_timeout_s,
          "collectives: seconds a collective call (and the start-up rendezvous) may take before every rank "
          "stops with an error naming the rank that failed",
@@ -34,8 +37,30 @@ std::string collective_store_dir(const TrainingOptions& o) {
       .string();
 }
 
+bool aggregation_only(const TrainingOptions& o) {
+  return o.aggregation.aggregation == "homomorphic" || o.aggregation.aggregation == "powersgd";
+}
+
 void check_collective_options(const TrainingOptions& o) {
   if (!uses_collective(o)) return;
+  if (aggregation_only(o)) {
+    const std::string want = o.aggregation.aggregation == "homomorphic" ? "thc" : "powersgd";
+    try {
+      const quant::CompressorSpec spec = quant::parse_compressor_spec(o.compression.compressor);
+      if (spec.codec.substr(0, spec.codec.find(':')) != want) {
+        throw UsageError("--aggregation " + o.aggregation.aggregation + " runs --compressor " + want +
+                         "[:...] (got '" + o.compression.compressor + "'; see gradzip compressors)");
+      }
+      if (want == "thc") {
+        quant::parse_thc_spec(spec.codec);
+      } else {
+        if (spec.memory != "none") throw UsageError("--compressor powersgd keeps its own error feedback: drop '" + spec.memory + "+'");
+        quant::parse_powersgd_spec(spec.codec);
+      }
+    } catch (const quant::SpecError& e) {
+      throw UsageError(std::string("--compressor: ") + e.what());
+    }
+  }
   if (o.topology.shards != 1) {
     throw UsageError("--shards " + std::to_string(o.topology.shards) + ": --aggregation " + o.aggregation.aggregation +
                      " runs no parameter-server shards; leave --shards at 1");
@@ -77,6 +102,8 @@ comm::CollectiveTransportOptions collective_transport_options(const TrainingOpti
   c.checkpoint_every =
       plan.cfg.checkpoint_dir.empty() ? 0 : static_cast<std::uint64_t>(plan.cfg.checkpoint_every) * spe;
   c.restore_step = plan.cfg.resume_step;
+  if (aggregation_only(o)) c.aggregation_spec = o.compression.compressor;
+  c.seed = o.run.seed;
   return c;
 }
 

@@ -1,6 +1,6 @@
-// `--aggregation allreduce|allgather`: the workers aggregate among themselves with
-// collectives (comm/collective_transport.h, Gloo over TCP) instead of the parameter
-// server; no shard process exists. The options, their checks, and the transport options
+// `--aggregation allreduce|allgather|homomorphic|powersgd`: the workers aggregate among
+// themselves with collectives (comm/collective_transport.h, Gloo over TCP) instead of the
+// parameter server; no shard process exists. The options, their checks, and the transport options
 // of one rank. Torch-free.
 //
 // Where each cluster mode runs the ranks:
@@ -31,6 +31,10 @@ bool uses_collective(const TrainingOptions& o);
 
 /// The rendezvous store directory of this start of the run (see top of file).
 std::string collective_store_dir(const TrainingOptions& o);
+
+/// True for homomorphic and powersgd: the workers push fp32 (identity) and the transport
+/// runs the --compressor spec (thc, powersgd) between its collectives.
+bool aggregation_only(const TrainingOptions& o);
 
 /// Checks what a collective run cannot do (UsageError): more than one shard, CURVE keys.
 void check_collective_options(const TrainingOptions& o);

@@ -93,8 +93,8 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.placement.strategy = placement_strategy(o.topology.placement);
   c.placement.bucket_bytes = static_cast<std::uint64_t>(o.compression.bucket_mb * 1048576.0);
   c.placement.min_compress_numel = o.compression.min_compress_numel;
-  c.compressor = o.compression.compressor;
-  c.memory = o.compression.memory;
+  c.compressor = aggregation_only(o) ? "identity" : o.compression.compressor;  // thc/powersgd: the transport's
+  c.memory = aggregation_only(o) ? "" : o.compression.memory;
   if (!o.compression.compressor_rules.empty()) {
     try {
       c.compressor_rules = quant::read_rules_argument(o.compression.compressor_rules);
@@ -210,6 +210,7 @@ nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const s
           {"workers", plan.cfg.workers},
           {"shards", uses_collective(o) ? 0u : plan.cfg.placement.num_shards},
           {"aggregation", o.aggregation.aggregation},
+          {"aggregation_spec", aggregation_only(o) ? o.compression.compressor : ""},
           {"cluster", o.cluster},
           {"model", plan.cfg.model},
           {"dataset", plan.cfg.dataset},

@@ -3,7 +3,8 @@
 // parameters (the same losses and accuracies, epoch by epoch) as threads (sim) and as
 // processes over loopback (local); a local run stopped and resumed ends like one that
 // never stopped; ranks started by hand with different compressors both fail naming
-// the two ranks; an allreduce of a codec it cannot sum is a usage error.
+// the two ranks; an allreduce of a codec it cannot sum is a usage error; homomorphic (THC)
+// and PowerSGD train through the command and send less than the fp32 allreduce.
 #include <chrono>
 #include <thread>
 
@@ -89,6 +90,35 @@ TEST_F(CollectiveTrain, AllreduceOfASparseCodecIsAUsageErrorAndHelpListsTheModes
   EXPECT_NE(r.output.find("--aggregation"), std::string::npos);
   EXPECT_NE(r.output.find("allgather"), std::string::npos);
   EXPECT_NE(r.output.find("--collective-timeout"), std::string::npos);
+}
+
+TEST_F(CollectiveTrain, HomomorphicAndPowerSgdRunThroughTheCommandAndSendLessThanTheFp32Allreduce) {
+  auto up_bytes = [&](const fs::path& run) { return std::stod(read_csv(run / "metrics.csv").back().at(7)); };
+  Result r = gradzip("train" + kRun + " --epochs 1 --cluster sim --aggregation allreduce --run-dir '" +
+                         (root_ / "fp32").string() + "'",
+                     root_ / "fp32.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = gradzip("train" + kRun + " --epochs 1 --cluster sim --aggregation homomorphic --compressor thc:levels=63 "
+                               "--run-dir '" + (root_ / "thc").string() + "'",
+              root_ / "thc.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = gradzip("train" + kRun + " --epochs 1 --cluster local --aggregation powersgd "
+                               "--compressor powersgd:rank=1,min_numel=64 --run-dir '" + (root_ / "psgd").string() + "'",
+              root_ / "psgd.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // 2 ranks x 63 levels: int8 sums, a quarter of fp32 per step; both runs also carry the
+  // start-up broadcast of the fp32 parameters.
+  EXPECT_LT(up_bytes(root_ / "thc"), 0.5 * up_bytes(root_ / "fp32"));
+  EXPECT_LT(up_bytes(root_ / "psgd"), up_bytes(root_ / "fp32"));
+  for (const char* run : {"thc", "psgd"}) {
+    const auto summary = read_json(root_ / run / "summary.json");
+    EXPECT_EQ(summary["status"], "complete") << run;
+    EXPECT_NE(summary["aggregation_spec"].get<std::string>(), "") << run;
+  }
+  r = gradzip("train" + kRun + " --aggregation homomorphic --compressor qsgd:bits=4 --run-dir '" +
+                  (root_ / "bad").string() + "'",
+              root_ / "bad.log");
+  EXPECT_EQ(r.status, 2) << r.output;
 }
 
 }  // namespace

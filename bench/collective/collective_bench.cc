@@ -7,7 +7,9 @@
 //   - per 100 MB of fp32 gradient (4 buckets of 25 MB, DDP's bucket size): a compressed
 //     allgather (encode, gather, decode and sum in rank order; topk 1%, qsgd 4-bit) vs the
 //     dense fp16 allreduce (convert, allreduce, convert back): counter ratio_vs_fp16 =
-//     fp16 seconds / allgather seconds (> 1: the compressed path is faster).
+//     fp16 seconds / allgather seconds (> 1: the compressed path is faster); and the
+//     homomorphic THC allreduce (max-allreduce of the scale, int16 codes summed by Gloo,
+//     decoded once; quant/homomorphic.h) against the same fp16 allreduce.
 // Rank 0 broadcasts each command (operation, size) to the peers, which run the same
 // collectives. Run: build/bench/gradzip_bench_collective (repetitions and medians are
 // set in the code).
@@ -31,6 +33,7 @@
 #include "comm/collective.h"
 #include "comm/launch.h"
 #include "quant/half.h"
+#include "quant/homomorphic.h"
 #include "quant/registry.h"
 
 namespace gradzip::comm {
@@ -41,13 +44,18 @@ constexpr std::uint32_t kRanks = 4;
 constexpr std::size_t kGradientFloats = 25u << 20;  // 100 MiB of fp32
 constexpr std::size_t kBuckets = 4;
 
-enum class Op : std::uint64_t { kQuit = 0, kGlooAllreduce, kRawRing, kFp16Allreduce, kAllgatherCodec };
+enum class Op : std::uint64_t { kQuit = 0, kGlooAllreduce, kRawRing, kFp16Allreduce, kAllgatherCodec, kHomomorphic };
 const char* const kCodecs[] = {"topk:ratio=0.01", "qsgd:bits=4"};
+constexpr std::int32_t kThcLevels = 127;  // 4 ranks x 127 levels: int16 sums
 
 struct Command {
   std::uint64_t op = 0;
   std::uint64_t arg = 0;  ///< codec index for kAllgatherCodec
 };
+
+void check(const quant::Status& st) {
+  if (!st.ok()) throw std::runtime_error(st.to_string());
+}
 
 /// One rank's state: the collective, the raw ring, the gradient and scratch buffers.
 struct Rank {
@@ -55,6 +63,7 @@ struct Rank {
   std::unique_ptr<bench::RawRing> ring;
   std::vector<float> grad, buf;
   std::vector<std::uint16_t> half;
+  std::vector<std::int16_t> codes;
   std::vector<std::unique_ptr<quant::Codec>> codecs;
 
   Rank(std::uint32_t rank, const std::string& store) {
@@ -110,6 +119,23 @@ struct Rank {
         }
         break;
       }
+      case Op::kHomomorphic: {  // THC: agreed scale, int16 codes summed by the allreduce
+        const std::size_t per = n / kBuckets;
+        codes.resize(per);
+        for (std::size_t b = 0; b < kBuckets; ++b) {
+          const float* g = grad.data() + b * per;
+          float scale = 0;
+          check(quant::homomorphic::local_max_abs(g, per, &scale));
+          coll->allreduce(&scale, 1, DType::kFloat32, ReduceOp::kMax);
+          check(quant::homomorphic::encode_local<std::int16_t>(g, per, scale, kThcLevels,
+                                                               {1, 0, coll->rank(), static_cast<std::uint32_t>(b)},
+                                                               codes.data()));
+          coll->allreduce(codes.data(), per, DType::kInt16, ReduceOp::kSum);
+          check(quant::homomorphic::decode_sum<std::int16_t>(codes.data(), per, scale, kThcLevels, 1.0f / kRanks,
+                                                             buf.data() + b * per));
+        }
+        break;
+      }
       case Op::kQuit:
         break;
     }
@@ -145,27 +171,31 @@ void BM_GlooAllreduceVsRawTcpRing(benchmark::State& state) {
 }
 BENCHMARK(BM_GlooAllreduceVsRawTcpRing)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->Repetitions(3);
 
+// Arg 0, 1: the allgather of kCodecs[arg]; arg 2: the homomorphic THC allreduce.
 void BM_CompressedAllgatherVsFp16Allreduce(benchmark::State& state) {
-  const auto codec = static_cast<std::uint64_t>(state.range(0));
-  state.SetLabel(kCodecs[codec]);
+  const auto arg = static_cast<std::uint64_t>(state.range(0));
+  const Command compressed = arg < 2 ? Command{static_cast<std::uint64_t>(Op::kAllgatherCodec), arg}
+                                     : Command{static_cast<std::uint64_t>(Op::kHomomorphic), 0};
+  state.SetLabel(arg < 2 ? kCodecs[arg] : "homomorphic thc:levels=127 (int16 sums)");
   timed({static_cast<std::uint64_t>(Op::kFp16Allreduce), 0});
-  timed({static_cast<std::uint64_t>(Op::kAllgatherCodec), codec});
+  timed(compressed);
   double fp16 = 0, gathered = 0;
   for (auto _ : state) {
-    const double a = timed({static_cast<std::uint64_t>(Op::kAllgatherCodec), codec});
+    const double a = timed(compressed);
     const double h = timed({static_cast<std::uint64_t>(Op::kFp16Allreduce), 0});
     state.SetIterationTime(a);
     gathered += a;
     fp16 += h;
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["allgather_s_per_100MB"] = gathered / iters;
+  state.counters["compressed_s_per_100MB"] = gathered / iters;
   state.counters["fp16_allreduce_s_per_100MB"] = fp16 / iters;
   state.counters["ratio_vs_fp16"] = fp16 / gathered;
 }
 BENCHMARK(BM_CompressedAllgatherVsFp16Allreduce)
     ->Arg(0)
     ->Arg(1)
+    ->Arg(2)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(1.0)

@@ -65,6 +65,14 @@ void check_collective_options(const TrainingOptions& o) {
     throw UsageError("--shards " + std::to_string(o.topology.shards) + ": --aggregation " + o.aggregation.aggregation +
                      " runs no parameter-server shards; leave --shards at 1");
   }
+  if (o.topology.mode != comm::SyncMode::kSync) {
+    throw UsageError("--mode " + std::string(comm::sync_mode_name(o.topology.mode)) + ": --aggregation " +
+                     o.aggregation.aggregation + " is synchronous (every rank takes part in every collective)");
+  }
+  if (o.compression.downlink != "dense") {
+    throw UsageError("--downlink " + o.compression.downlink + ": --aggregation " + o.aggregation.aggregation +
+                     " leaves every worker the dense parameters; there is no downlink to compress");
+  }
   if (!o.curve_keys.empty()) {
     throw UsageError("--curve-keys encrypts the parameter server's ZeroMQ connections; --aggregation " +
                      o.aggregation.aggregation + " runs over Gloo's plain TCP");

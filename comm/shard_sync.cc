@@ -114,13 +114,10 @@ void Shard::apply_sync(std::uint64_t step, Pending& p) {
     if (p.contributors[i] == 0) continue;  // nobody's gradient arrived: no update
     const Bucket& b = local_bucket(i);
     float* g = p.acc.data() + b.shard_offset;
-    if (opt_.aggregation == Aggregation::kMajorityVote) {
-      quant::majority_vote(g, b.numel);  // the sign of the summed votes
-    } else if (p.contributors[i] > 1) {
-      const float inv = 1.0f / static_cast<float>(p.contributors[i]);
-      for (std::size_t k = 0; k < b.numel; ++k) g[k] *= inv;
-    }
-    sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel);
+    if (opt_.aggregation == Aggregation::kMajorityVote) quant::majority_vote(g, b.numel);  // the sign of the summed votes
+    const std::uint32_t contributors = opt_.aggregation == Aggregation::kMajorityVote ? 1 : p.contributors[i];
+    mean_sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel,
+                  contributors);
   }
   version_ = step + 1;
   if (downlink_) encode_downlink(step);

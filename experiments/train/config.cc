@@ -8,6 +8,7 @@
 
 #include "experiments/cmd_train_auto.h"
 #include "experiments/train/accounting.h"
+#include "experiments/train/collective.h"
 #include "quant/registry.h"
 #include "quant/rules.h"
 #include "trainer/augment_spec.h"
@@ -99,13 +100,14 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.max_steps = static_cast<std::uint64_t>(o.max_steps);
   c.batch_size = static_cast<std::size_t>(o.data.batch_size);
   c.workers = static_cast<std::uint32_t>(o.topology.workers);
-  c.placement.num_shards = static_cast<std::uint32_t>(o.topology.shards);
+  check_collective_options(o);
+  c.placement.num_shards = static_cast<std::uint32_t>(o.topology.shards);  // 1 under collectives
   c.placement.strategy = placement_strategy(o.topology.placement);
   c.placement.bucket_bytes = static_cast<std::uint64_t>(o.compression.bucket_mb * 1048576.0);
   c.placement.min_compress_numel = o.compression.min_compress_numel;
   c.placement.first_bucket_bytes = static_cast<std::uint64_t>(o.compression.first_bucket_mb * 1048576.0);
-  c.compressor = o.compression.compressor;
-  c.memory = o.compression.memory;
+  c.compressor = aggregation_only(o) ? "identity" : o.compression.compressor;  // thc/powersgd: the transport's
+  c.memory = aggregation_only(o) ? "" : o.compression.memory;
   if (!o.compression.compressor_rules.empty()) {
     try {
       c.compressor_rules = quant::read_rules_argument(o.compression.compressor_rules);
@@ -190,6 +192,7 @@ RunPlan plan_run(const TrainingOptions& o) {
     } catch (const std::invalid_argument& e) {
       throw UsageError(e.what());
     }
+    check_allreduce_specs(o, p.layout);
     p.compressor_facts = {{"buckets", bucket_specs_json(p.layout, p.signature)}};
     if (!auto_plan.is_null()) p.compressor_facts["auto"] = auto_plan;
   } catch (const trainer::DataError& e) {
@@ -231,7 +234,9 @@ nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const s
           {"augment", trainer::augment_spec(plan.cfg.augment)},
           {"tta", plan.cfg.tta},
           {"workers", plan.cfg.workers},
-          {"shards", plan.cfg.placement.num_shards},
+          {"shards", uses_collective(o) ? 0u : plan.cfg.placement.num_shards},
+          {"aggregation", o.aggregation.aggregation},
+          {"aggregation_spec", aggregation_only(o) ? o.compression.compressor : ""},
           {"cluster", o.cluster},
           {"model", plan.cfg.model},
           {"dataset", plan.cfg.dataset},

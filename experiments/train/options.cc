@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "experiments/curve_keys.h"
+#include "experiments/train/collective.h"
 #include "experiments/link_model.h"
 #include "trainer/augment_spec.h"
 #include "trainer/errors.h"
@@ -23,6 +24,7 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   bind_optimizer_options(t, &o->optimizer);
   bind_compression_options(t, &o->compression);
   bind_topology_options(t, &o->topology);
+  bind_aggregation_options(t, &o->aggregation);
   t->add("curve-keys", &o->curve_keys,
          "directory written by 'gradzip keys': encrypt and authenticate every connection with CURVE; "
          "empty = plain TCP");

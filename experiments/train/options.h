@@ -20,12 +20,22 @@
 
 namespace gradzip::cli {
 
+/// How the workers' gradients are aggregated: the parameter server, or a collective among
+/// the workers (comm/collective_transport.h, Gloo over TCP; experiments/train/collective.h).
+struct AggregationOptions {
+  std::string aggregation = "ps";     ///< ps | allreduce | allgather
+  double collective_timeout_s = 60.0; ///< every collective call and the rendezvous (seconds)
+  std::string collective_dir = "";    ///< rendezvous store shared by the ranks; "" = <run dir>/collective/step-<resume step>
+  std::string collective_host = "127.0.0.1";  ///< address this rank listens on for its peers
+};
+
 /// What every process of a run shares.
 struct TrainingOptions {
   ModelDataOptions data;
   CompressionOptions compression;
   TopologyOptions topology;
   OptimizerOptions optimizer;
+  AggregationOptions aggregation;
   RunOptions run;
   int epochs = 10;                ///< passes over the training set
   std::int64_t max_steps = 0;     ///< stop after this many steps per worker; 0 = no limit

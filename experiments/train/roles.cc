@@ -1,5 +1,6 @@
 // One process of a multi-process run: a shard (comm::run_shard_server over ZeroMQ) or a
-// worker (trainer::run_worker over comm::ZmqWorkerTransport). Both build their model
+// worker (trainer::run_worker over comm::ZmqWorkerTransport, or comm::CollectiveTransport
+// under --aggregation allreduce|allgather). Both build their model
 // signature and bucket layout from the same options (plan_run), so they agree. With
 // --curve-keys both take their CURVE keys from the key directory (experiments/curve_keys.h).
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
 #include "experiments/curve_keys.h"
+#include "experiments/train/collective.h"
 #include "experiments/train/config.h"
 #include "experiments/train/run.h"
 
@@ -80,6 +82,16 @@ int run_shard_role(const TrainOptions& o) {
 WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, const std::vector<std::string>& endpoints,
                                  const WorkerEpochFn& on_epoch) {
   const RunPlan plan = plan_run(o);
+  if (uses_collective(o)) {  // no shards: the workers aggregate among themselves
+    comm::CollectiveTransport transport(collective_transport_options(o, plan, rank));
+    WorkerOutcome out;
+    out.result = trainer::run_worker(plan.cfg, transport, rank, [&](const trainer::EpochMetrics& m) {
+      if (on_epoch) on_epoch(m, transport.counters());
+    });
+    out.traffic = transport.counters();
+    transport.barrier();  // nobody tears its connections down while a peer still reads
+    return out;
+  }
   comm::ZmqClientOptions zo;
   zo.client.placement = plan.cfg.placement;
   zo.client.op_timeout_s = std::max(60.0, o.topology.worker_timeout_s);
@@ -106,7 +118,9 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
 }
 
 int run_worker_role(const TrainOptions& o, const std::function<void()>& each_epoch) {
-  const auto endpoints = split_endpoints(o.endpoints, "--endpoints", static_cast<std::uint32_t>(o.topology.shards));
+  const auto endpoints = uses_collective(o) ? std::vector<std::string>{}
+                                            : split_endpoints(o.endpoints, "--endpoints",
+                                                              static_cast<std::uint32_t>(o.topology.shards));
   const fs::path out = procs_dir(o) / ("worker" + std::to_string(o.rank) + ".jsonl");
   std::ofstream lines(out, std::ios::app);
   if (!lines) throw std::runtime_error("cannot write " + out.string());

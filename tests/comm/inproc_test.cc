@@ -16,14 +16,10 @@ namespace {
 using testing::BucketEncoder;
 using testing::lsq_signature;
 using testing::LsqProblem;
+using testing::initial_params;
+using testing::test_optimizer;
 
 constexpr std::size_t kRows = 24;
-
-std::vector<float> initial_params(std::size_t d) {
-  std::vector<float> x(d);
-  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
-  return x;
-}
 
 struct TrainResult {
   std::vector<std::vector<float>> worker_params;  // after the last pull
@@ -90,18 +86,6 @@ double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
-}
-
-OptimizerOptions test_optimizer() {
-  OptimizerOptions o;
-  o.lr = 0.3;
-  o.momentum = 0.9;
-  o.nesterov = true;
-  o.weight_decay = 1e-3;
-  o.schedule = LrSchedule::kCosine;
-  o.total_steps = 10;
-  o.warmup_steps = 2;
-  return o;
 }
 
 TEST(Inproc, SyncIdentityEqualsSingleProcessReference) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "comm/layout.h"
+#include "comm/optimizer.h"
 #include "comm/transport.h"
 #include "quant/registry.h"
 
@@ -22,6 +23,27 @@ inline ModelSignature lsq_signature(const std::vector<std::uint64_t>& sizes = {3
   }
   s.compressor_spec = "identity";
   return s;
+}
+
+/// The starting point every LSQ test worker uses (small, uneven values).
+inline std::vector<float> initial_params(std::size_t d) {
+  std::vector<float> x(d);
+  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
+  return x;
+}
+
+/// An optimizer that exercises every part of comm/optimizer.h: Nesterov momentum, weight
+/// decay, cosine schedule with warm-up over 10 steps.
+inline OptimizerOptions test_optimizer() {
+  OptimizerOptions o;
+  o.lr = 0.3;
+  o.momentum = 0.9;
+  o.nesterov = true;
+  o.weight_decay = 1e-3;
+  o.schedule = LrSchedule::kCosine;
+  o.total_steps = 10;
+  o.warmup_steps = 2;
+  return o;
 }
 
 struct LsqProblem {

@@ -8,10 +8,32 @@
 //   p_t = g_t + e_t            (compensate; the learning rate is applied by the server)
 //   e_{t+1} = p_t - C(p_t)     (update; C(p_t) = decoded message)
 // Invariant checked by tests: decoded + e_{t+1} == g_t + e_t element-wise.
+#include "quant/feedback.h"
 #include "quant/memory/memories.h"
 
 namespace gradzip::quant {
 namespace {
+
+/// Fused EF (quant/feedback.h): p = g + e; e = p - d.
+class EfOps final : public FeedbackOps {
+ public:
+  EfOps(const float* g, float* e) : g_(g), e_(e) {}
+  void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
+    const float* g = g_ + i0;
+    const float* e = e_ + i0;
+    for (std::size_t j = 0; j < cnt; ++j) p[j] = g[j] + e[j];  // p may alias e
+  }
+  void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
+    float* __restrict e = e_ + i0;
+    for (std::size_t j = 0; j < cnt; ++j) e[j] = p[j] - d[j];
+  }
+  Sparse sparse() const override { return Sparse::kResidualMinusDecoded; }
+  float* sparse_target() override { return e_; }
+
+ private:
+  const float* g_;
+  float* e_;
+};
 
 class EfMemory final : public Memory {
  public:
@@ -28,6 +50,16 @@ class EfMemory final : public Memory {
     float* e = state->residual.data();
     for (std::size_t i = 0; i < n; ++i) e[i] = compensated[i] - decoded[i];
     ++state->steps;
+  }
+
+  Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
+                     std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
+    if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
+    if (state->residual.size() != n) state->residual.assign(n, 0.0f);
+    EfOps ops(grad, state->residual.data());
+    GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, cap, out_bytes));
+    ++state->steps;
+    return Status::Ok();
   }
 };
 

@@ -1,0 +1,197 @@
+// The fused error-feedback path (Memory::encode_step, quant/feedback.h) against the
+// reference compensate -> encode -> decode -> update, for every registered codec (defaults
+// and extra specs of codec_test_util.h) x every registered memory (plus dgc with
+// clipping), at sizes that are not multiples of the tiles, buckets or bytes: the same
+// message bytes and the same state bits, step after step; a NaN/Inf bucket refused with
+// the state untouched; buckets with |p| >= 2^50 (the untiled scratch path) equal too.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "quant/feedback.h"
+#include "quant/memory.h"
+#include "quant/registry.h"
+#include "tests/quant/codec_test_util.h"
+
+namespace gradzip::quant {
+namespace {
+
+using namespace codec_testing;  // NOLINT(google-build-using-namespace): test helpers
+
+struct Case {
+  std::string codec, memory;
+  std::size_t n;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.memory << "+" << c.codec << " n=" << c.n; }
+
+std::vector<std::string> memory_specs() {
+  std::vector<std::string> specs;
+  for (const auto* e : memory_entries()) specs.push_back(e->name);
+  if (find_memory("dgc") != nullptr) specs.push_back("dgc:momentum=0.5,clip=0.5");
+  return specs;
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (const auto& codec : all_specs()) {
+    for (const auto& memory : memory_specs()) {
+      for (std::size_t n : {1, 7, 33, 1000, 4099, 9001, 65537}) cases.push_back({codec, memory, n});
+    }
+  }
+  return cases;
+}
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string s = info.param.memory + "_" + info.param.codec + "_n" + std::to_string(info.param.n);
+  for (char& c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return s;
+}
+
+/// The reference step (what trainer/worker.cc did): compensate, encode, decode when the
+/// memory needs it, update, on a copy of the state kept only when every call succeeded
+/// (the contract of encode_step).
+Status reference_step(const Memory& memory, const Codec& codec, const std::vector<float>& g, const SeedContext& ctx,
+                      MemoryState* state, std::vector<std::uint8_t>* msg) {
+  const std::size_t n = g.size();
+  MemoryState next = *state;
+  std::vector<float> p(n), d(n);
+  memory.compensate(g.data(), p.data(), n, &next);
+  msg->assign(codec.max_encoded_bytes(n), 0);
+  std::size_t bytes = 0;
+  GZ_RETURN_IF_ERROR(codec.encode(p.data(), n, ctx, msg->data(), msg->size(), &bytes));
+  msg->resize(bytes);
+  if (memory.needs_decoded()) GZ_RETURN_IF_ERROR(codec.decode(msg->data(), bytes, d.data(), n));
+  memory.update(p.data(), d.data(), n, &next);
+  *state = std::move(next);
+  return Status::Ok();
+}
+
+Status fused_step(const Memory& memory, const Codec& codec, const std::vector<float>& g, const SeedContext& ctx,
+                  MemoryState* state, std::vector<std::uint8_t>* msg) {
+  msg->assign(codec.max_encoded_bytes(g.size()), 0);
+  std::size_t bytes = 0;
+  GZ_RETURN_IF_ERROR(memory.encode_step(codec, g.data(), g.size(), ctx, state, msg->data(), msg->size(), &bytes));
+  msg->resize(bytes);
+  return Status::Ok();
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
+}
+
+void expect_same_state(const MemoryState& fused, const MemoryState& ref, const std::string& where) {
+  EXPECT_TRUE(same_bits(fused.residual, ref.residual)) << where << ": residual differs";
+  EXPECT_TRUE(same_bits(fused.momentum, ref.momentum)) << where << ": momentum differs";
+  EXPECT_EQ(fused.steps, ref.steps) << where;
+}
+
+class FusedFeedback : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    codec_ = make_codec(GetParam().codec);
+    memory_ = make_memory(GetParam().memory);
+  }
+  /// One step of both paths from equal states; asserts equal status, bytes and state.
+  void step_both(const std::vector<float>& g, std::uint64_t step, const std::string& where) {
+    const SeedContext ctx{77, step, 3, 5};
+    std::vector<std::uint8_t> msg_ref, msg_fused;
+    const Status st_ref = reference_step(*memory_, *codec_, g, ctx, &ref_, &msg_ref);
+    const Status st_fused = fused_step(*memory_, *codec_, g, ctx, &fused_, &msg_fused);
+    ASSERT_EQ(st_fused.code(), st_ref.code()) << where << ": " << st_fused.to_string() << " vs " << st_ref.to_string();
+    if (st_ref.ok()) {
+      EXPECT_EQ(msg_fused, msg_ref) << where << ": message bytes differ";
+    }
+    expect_same_state(fused_, ref_, where);
+  }
+  std::unique_ptr<Codec> codec_;
+  std::unique_ptr<Memory> memory_;
+  MemoryState ref_, fused_;
+};
+
+TEST_P(FusedFeedback, SameBytesAndStateAsReference) {
+  const std::size_t n = GetParam().n;
+  for (std::uint32_t step = 0; step < 3; ++step) {
+    step_both(cached_gradient(n, 20 + step), step, "step " + std::to_string(step));
+    if (HasFatalFailure()) return;
+  }
+}
+
+TEST_P(FusedFeedback, NonFiniteBucketLeavesStateUntouched) {
+  const std::size_t n = GetParam().n;
+  step_both(cached_gradient(n, 30), 0, "warm-up step");
+  ASSERT_FALSE(HasFatalFailure());
+  const MemoryState before = fused_;
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    for (const std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+      std::vector<float> g = cached_gradient(n, 31);
+      g[at] = bad;
+      std::vector<std::uint8_t> msg;
+      const Status st = fused_step(*memory_, *codec_, g, SeedContext{77, 1, 3, 5}, &fused_, &msg);
+      EXPECT_EQ(st.code(), Errc::kNonFiniteInput) << "bad value at " << at << ": " << st.to_string();
+      expect_same_state(fused_, before, "after a refused bucket (bad value at " + std::to_string(at) + ")");
+    }
+  }
+  // The next good step continues exactly as the reference does.
+  step_both(cached_gradient(n, 32), 2, "step after the refused buckets");
+}
+
+TEST_P(FusedFeedback, HugeValuesTakeTheScratchPathAndMatch) {
+  // |p| >= 2^50 anywhere (finite) routes the bucket to the untiled scratch path; the
+  // reference may also refuse it (a statistic overflowing fp32): the same status either way.
+  const std::size_t n = GetParam().n;
+  step_both(cached_gradient(n, 40), 0, "warm-up step");
+  std::vector<float> g = cached_gradient(n, 41);
+  g[n - 1] = 0x1p60f;
+  step_both(g, 1, "step with 2^60");
+  g[n / 2] = -FLT_MAX;
+  step_both(g, 2, "step with -FLT_MAX");
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryCodecAndMemory, FusedFeedback, ::testing::ValuesIn(all_cases()), case_name);
+
+TEST(FusedFeedbackOverflow, ResidualPlusGradientOverflowIsRefusedUntouched) {
+  // g and e finite, g + e = Inf: the reference's encode refuses it, so must the fused path.
+  const auto memory = make_memory("ef");
+  for (const auto& spec : all_specs()) {
+    const auto codec = make_codec(spec);
+    MemoryState state;
+    state.residual.assign(100, 1.0f);
+    state.residual[60] = FLT_MAX;
+    const MemoryState before = state;
+    std::vector<float> g(100, 0.5f);
+    g[60] = FLT_MAX;
+    std::vector<std::uint8_t> msg;
+    EXPECT_EQ(fused_step(*memory, *codec, g, SeedContext{1, 1, 0, 0}, &state, &msg).code(), Errc::kNonFiniteInput)
+        << spec;
+    expect_same_state(state, before, spec);
+  }
+}
+
+TEST(FusedFeedbackArguments, BadArgumentsRefusedBeforeTheState) {
+  const auto memory = make_memory("ef");
+  const auto codec = make_codec("fp16");
+  const std::vector<float> g(10, 1.0f);
+  MemoryState state;
+  std::vector<std::uint8_t> out(codec->max_encoded_bytes(10));
+  std::size_t bytes = 0;
+  EXPECT_EQ(memory->encode_step(*codec, g.data(), 10, {}, &state, out.data(), out.size() - 1, &bytes).code(),
+            Errc::kBufferTooSmall);
+  SeedContext tile_ctx;
+  tile_ctx.first_element = 8;
+  EXPECT_EQ(memory->encode_step(*codec, g.data(), 10, tile_ctx, &state, out.data(), out.size(), &bytes).code(),
+            Errc::kInvalidArgument);
+  EXPECT_EQ(memory->encode_step(*codec, nullptr, 10, {}, &state, out.data(), out.size(), &bytes).code(),
+            Errc::kInvalidArgument);
+  for (float v : state.residual) EXPECT_EQ(v, 0.0f);
+  EXPECT_EQ(state.steps, 0u);
+}
+
+}  // namespace
+}  // namespace gradzip::quant

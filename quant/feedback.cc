@@ -26,6 +26,17 @@ struct CodecTiles {
 };
 }  // namespace detail
 
+std::uint32_t FeedbackOps::max_abs_bits(std::size_t i0, std::size_t cnt) const {
+  float p[1024];
+  std::uint32_t mx = 0;
+  for (std::size_t k0 = 0; k0 < cnt; k0 += 1024) {
+    const std::size_t m = std::min<std::size_t>(1024, cnt - k0);
+    compensated(i0 + k0, m, p);
+    mx = std::max(mx, max_abs_bits_of(m, [&](std::size_t j) { return p[j]; }));
+  }
+  return mx;
+}
+
 namespace {
 
 using detail::CodecTiles;
@@ -46,22 +57,6 @@ float* sized(std::vector<float>* v, std::size_t n) {
   return v->data();
 }
 
-/// max |p| over the bucket as IEEE bits of |p| (>= 0x7F800000: NaN/Inf), step 1.
-std::uint32_t max_abs_bits(const FeedbackOps& ops, std::size_t n) {
-  float p[1024];
-  std::uint32_t mx = 0;
-  for (std::size_t i0 = 0; i0 < n; i0 += 1024) {
-    const std::size_t cnt = std::min<std::size_t>(1024, n - i0);
-    ops.compensated(i0, cnt, p);
-    for (std::size_t j = 0; j < cnt; ++j) {
-      std::uint32_t u;
-      std::memcpy(&u, p + j, 4);
-      u &= 0x7FFFFFFFu;
-      mx = u > mx ? u : mx;
-    }
-  }
-  return mx;
-}
 
 Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx, std::uint8_t* out,
              std::size_t* out_bytes) {
@@ -76,11 +71,15 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
   CodecTiles::write_params(codec, out + kHeaderBytes);
   std::uint8_t* region0 = out + kHeaderBytes + params;
   std::uint8_t* region1 = region0 + codec.tile_region_bytes(0, n);
+  const bool one_region = codec.tile_region_bytes(1, n) == 0;
   SeedContext tctx = ctx;
   for (std::size_t t0 = 0; t0 < n; t0 += tile) {
     const std::size_t cnt = std::min(tile, n - t0);
     ops.compensated(t0, cnt, p);
-    PayloadSink sink{s.payload.data(), s.payload.size(), 0, 0};
+    // One-region payloads are encoded in place in the message; two-region ones through
+    // the scratch payload, whose regions are then copied to their places.
+    std::uint8_t* dst = one_region ? region0 + codec.tile_region_bytes(0, t0) : s.payload.data();
+    PayloadSink sink{dst, one_region ? tile_payload : s.payload.size(), 0, 0};
     tctx.first_element = t0;
     // Step 1 ruled out every data error of these codecs; a failure here is a codec bug.
     GZ_RETURN_IF_ERROR(CodecTiles::encode_payload(codec, p, cnt, tctx, &sink));
@@ -88,14 +87,16 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
     if (sink.flags != 0 || sink.bytes != r0 + codec.tile_region_bytes(1, cnt)) {
       return Status(Errc::kInvalidArgument, "codec " + codec.spec() + " broke its tiling contract");
     }
-    std::memcpy(region0 + codec.tile_region_bytes(0, t0), s.payload.data(), r0);
-    std::memcpy(region1 + codec.tile_region_bytes(1, t0), s.payload.data() + r0, sink.bytes - r0);
+    if (!one_region) {
+      std::memcpy(region0 + codec.tile_region_bytes(0, t0), dst, r0);
+      std::memcpy(region1 + codec.tile_region_bytes(1, t0), dst + r0, sink.bytes - r0);
+    }
     MessageView view;
     view.codec = codec.id();
     view.numel = cnt;
     view.params = out + kHeaderBytes;
     view.params_bytes = params;
-    view.payload = s.payload.data();
+    view.payload = dst;
     view.payload_bytes = sink.bytes;
     GZ_RETURN_IF_ERROR(CodecTiles::decode_payload(codec, view, d));
     ops.update(t0, cnt, p, d);
@@ -153,7 +154,7 @@ Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n,
   }
   std::uint32_t safe_bits;
   std::memcpy(&safe_bits, &kSafeMaxAbs, 4);
-  const std::uint32_t mx = max_abs_bits(ops, n);
+  const std::uint32_t mx = ops.max_abs_bits(0, n);
   if (mx >= 0x7F800000u) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
   if (mx >= safe_bits || n == 0) return generic(codec, ops, n, ctx, out, out_capacity, out_bytes);
   if (codec.tile_alignment() != 0) return tiled(codec, ops, n, ctx, out, out_bytes);

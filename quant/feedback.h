@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "quant/codec.h"
 #include "quant/status.h"
@@ -51,6 +52,9 @@ class FeedbackOps {
   /// j < cnt, without changing the state. p may alias the memory's residual at i0 (the
   /// in-place sparse path): each element is read before it is written.
   virtual void compensated(std::size_t i0, std::size_t cnt, float* p) const = 0;
+  /// max over j < cnt of the IEEE bits of |p[i0 + j]| (sign cleared; >= 0x7F800000 means
+  /// NaN or Inf): step 1. The default computes compensated() into a stack tile.
+  virtual std::uint32_t max_abs_bits(std::size_t i0, std::size_t cnt) const;
   /// Moves the state of elements [i0, i0 + cnt) to what compensate() then update(p, d)
   /// leave (p: the compensated values, d: the decoded message).
   virtual void update(std::size_t i0, std::size_t cnt, const float* p, const float* d) = 0;
@@ -65,6 +69,21 @@ class FeedbackOps {
   /// The state vector (n floats) of kResidualMinusDecoded / kStatePlusDecoded.
   virtual float* sparse_target() { return nullptr; }
 };
+
+/// max over i < cnt of the IEEE bits of |value(i)| (the building block of max_abs_bits):
+/// integer compares on the bit patterns, so NaN and Inf (>= 0x7F800000) count as large.
+template <typename Value>
+inline std::uint32_t max_abs_bits_of(std::size_t cnt, Value value) {
+  std::uint32_t mx = 0;
+  for (std::size_t j = 0; j < cnt; ++j) {
+    const float v = value(j);
+    std::uint32_t u;
+    std::memcpy(&u, &v, 4);
+    u &= 0x7FFFFFFFu;
+    mx = u > mx ? u : mx;
+  }
+  return mx;
+}
 
 /// Largest |p| (exclusive) the tiled and in-place paths accept: a codec statistic of a
 /// bucket of at most 2^24 elements below 2^50 in magnitude cannot overflow fp32

@@ -5,8 +5,9 @@
 //
 //   compensate(g):
 //     local gradient clipping (§3 "local gradient clipping"): if clip > 0 and
-//       ||g||_2 > clip, g <- g * (clip / ||g||_2). ||g||_2 = sqrtf(canonical_sum_sq(g))
-//       (quant/reduce.h order, so a CUDA twin gets the same bits); the factor is one
+//       ||g||_2 > clip, g <- g * (clip / ||g||_2). ||g||_2 = sqrtf(blocked_sum_sq(g))
+//       (quant/reduce.h's blocked order: many GPU blocks compute it, and the CUDA twin gets
+//       the same bits); the factor is one
 //       fp32 division, applied as one multiply per element. The paper clips the sum
 //       over the whole model with a threshold scaled by N^-1/2 for N workers; here the
 //       norm is per bucket and `clip` is used as given (pass the already scaled value).
@@ -117,7 +118,7 @@ class DgcMemory final : public Memory {
   /// clip / ||g||_2 when clip > 0 and ||g||_2 > clip, else 1 (local gradient clipping).
   float clip_factor(const float* grad, std::size_t n) const {
     if (clip_ <= 0.0f) return 1.0f;
-    const float norm = std::sqrt(canonical_sum_sq(grad, n));
+    const float norm = std::sqrt(blocked_sum_sq(grad, n));
     return norm > clip_ ? clip_ / norm : 1.0f;
   }
 

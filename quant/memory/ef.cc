@@ -23,6 +23,11 @@ class EfOps final : public FeedbackOps {
     const float* e = e_ + i0;
     for (std::size_t j = 0; j < cnt; ++j) p[j] = g[j] + e[j];  // p may alias e
   }
+  std::uint32_t max_abs_bits(std::size_t i0, std::size_t cnt) const override {
+    const float* __restrict g = g_ + i0;
+    const float* __restrict e = e_ + i0;
+    return max_abs_bits_of(cnt, [&](std::size_t j) { return g[j] + e[j]; });
+  }
   void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
     float* __restrict e = e_ + i0;
     for (std::size_t j = 0; j < cnt; ++j) e[j] = p[j] - d[j];

@@ -26,15 +26,15 @@ struct CodecTiles {
 };
 }  // namespace detail
 
-std::uint32_t FeedbackOps::max_abs_bits(std::size_t i0, std::size_t cnt) const {
+AbsClass FeedbackOps::classify(std::size_t i0, std::size_t cnt) const {
   float p[1024];
-  std::uint32_t mx = 0;
+  AbsClass worst = AbsClass::kSmall;
   for (std::size_t k0 = 0; k0 < cnt; k0 += 1024) {
     const std::size_t m = std::min<std::size_t>(1024, cnt - k0);
     compensated(i0 + k0, m, p);
-    mx = std::max(mx, max_abs_bits_of(m, [&](std::size_t j) { return p[j]; }));
+    worst = std::max(worst, classify_values(m, [&](std::size_t j) { return p[j]; }));
   }
-  return mx;
+  return worst;
 }
 
 namespace {
@@ -152,11 +152,10 @@ Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n,
     return Status(Errc::kBufferTooSmall, "encode of " + std::to_string(n) + " elements needs " +
                                              std::to_string(need) + " bytes, got " + std::to_string(out_capacity));
   }
-  std::uint32_t safe_bits;
-  std::memcpy(&safe_bits, &kSafeMaxAbs, 4);
-  const std::uint32_t mx = ops.max_abs_bits(0, n);
-  if (mx >= 0x7F800000u) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
-  if (mx >= safe_bits || n == 0) return generic(codec, ops, n, ctx, out, out_capacity, out_bytes);
+  static_assert(kSafeMaxAbs == 0x1p50f, "classify_values compares with the bits of 2^50");
+  const AbsClass worst = ops.classify(0, n);
+  if (worst == AbsClass::kNonFinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+  if (worst == AbsClass::kLarge || n == 0) return generic(codec, ops, n, ctx, out, out_capacity, out_bytes);
   if (codec.tile_alignment() != 0) return tiled(codec, ops, n, ctx, out, out_bytes);
   return untiled(codec, ops, n, ctx, out, out_capacity, out_bytes);
 }

@@ -5,9 +5,11 @@
 // The unfused reference is four passes over the bucket and two temporaries:
 //   p = compensate(g, state); msg = encode(p); d = decode(msg); state = update(p, d).
 // encode_with_feedback produces the same message bytes and the same state bits with:
-//   1. a read-only pass over the compensated values (grad and state; nothing is written):
-//      max |p|. A NaN/Inf refuses the bucket before any state is touched
-//      (kNonFiniteInput), so a bad bucket leaves the state as it was.
+//   1. a read-only pass over the compensated values (grad and state; nothing is written)
+//      classifies |p| (AbsClass). A NaN/Inf refuses the bucket before any state is touched
+//      (kNonFiniteInput), so a bad bucket leaves the state as it was. This pass is the
+//      price of that guarantee: the state is updated in place during step 2, so nothing
+//      found later could be undone.
 //   2. tiled codecs (Codec::tile_alignment > 0: identity, fp16, bf16, int8, qsgd,
 //      terngrad, sign, scaled-sign, onebit, natural): one pass in tiles of ~4096 elements;
 //      per tile p is computed into an L1-resident buffer, encoded, its bytes copied into the
@@ -38,9 +40,38 @@
 #include <cstring>
 
 #include "quant/codec.h"
+#include "quant/memory.h"
 #include "quant/status.h"
 
 namespace gradzip::quant {
+
+/// Largest |p| (exclusive) the tiled and in-place paths accept: a codec statistic of a
+/// bucket of at most 2^24 elements below 2^50 in magnitude cannot overflow fp32
+/// (a sum of squares stays below 2^124).
+constexpr float kSafeMaxAbs = 0x1p50f;
+
+/// Step 1's verdict on a range of compensated values, ordered: the largest element's.
+enum class AbsClass : std::uint32_t {
+  kSmall = 0,      ///< every |p| < kSafeMaxAbs
+  kLarge = 1,      ///< some finite |p| >= kSafeMaxAbs: the scratch path
+  kNonFinite = 2,  ///< some NaN or Inf: the bucket is refused
+};
+
+/// AbsClass of value(0 .. cnt-1). Compares IEEE bit patterns of |v| as signed integers
+/// and ORs flags, which vectorizes on baseline SSE2 (an unsigned max would not).
+template <typename Value>
+inline AbsClass classify_values(std::size_t cnt, Value value) {
+  std::int32_t large = 0, nonfinite = 0;
+  for (std::size_t j = 0; j < cnt; ++j) {
+    const float v = value(j);
+    std::int32_t u;
+    std::memcpy(&u, &v, 4);
+    u &= 0x7FFFFFFF;
+    large |= u >= 0x58800000 ? 1 : 0;  // bits of 2^50 = kSafeMaxAbs
+    nonfinite |= u >= 0x7F800000 ? 1 : 0;
+  }
+  return nonfinite ? AbsClass::kNonFinite : (large ? AbsClass::kLarge : AbsClass::kSmall);
+}
 
 /// What a memory contributes to the fused path, on element ranges [i0, i0 + cnt) of one
 /// bucket. Neither method may fail; both are called only after the whole bucket passed
@@ -52,9 +83,9 @@ class FeedbackOps {
   /// j < cnt, without changing the state. p may alias the memory's residual at i0 (the
   /// in-place sparse path): each element is read before it is written.
   virtual void compensated(std::size_t i0, std::size_t cnt, float* p) const = 0;
-  /// max over j < cnt of the IEEE bits of |p[i0 + j]| (sign cleared; >= 0x7F800000 means
-  /// NaN or Inf): step 1. The default computes compensated() into a stack tile.
-  virtual std::uint32_t max_abs_bits(std::size_t i0, std::size_t cnt) const;
+  /// Step 1 on elements [i0, i0 + cnt): the largest class of |p| (AbsClass). The default
+  /// computes compensated() into a stack tile.
+  virtual AbsClass classify(std::size_t i0, std::size_t cnt) const;
   /// Moves the state of elements [i0, i0 + cnt) to what compensate() then update(p, d)
   /// leave (p: the compensated values, d: the decoded message).
   virtual void update(std::size_t i0, std::size_t cnt, const float* p, const float* d) = 0;
@@ -70,26 +101,6 @@ class FeedbackOps {
   virtual float* sparse_target() { return nullptr; }
 };
 
-/// max over i < cnt of the IEEE bits of |value(i)| (the building block of max_abs_bits):
-/// integer compares on the bit patterns, so NaN and Inf (>= 0x7F800000) count as large.
-template <typename Value>
-inline std::uint32_t max_abs_bits_of(std::size_t cnt, Value value) {
-  std::uint32_t mx = 0;
-  for (std::size_t j = 0; j < cnt; ++j) {
-    const float v = value(j);
-    std::uint32_t u;
-    std::memcpy(&u, &v, 4);
-    u &= 0x7FFFFFFFu;
-    mx = u > mx ? u : mx;
-  }
-  return mx;
-}
-
-/// Largest |p| (exclusive) the tiled and in-place paths accept: a codec statistic of a
-/// bucket of at most 2^24 elements below 2^50 in magnitude cannot overflow fp32
-/// (a sum of squares stays below 2^124).
-constexpr float kSafeMaxAbs = 0x1p50f;
-
 /// Encodes the compensated bucket of n elements (ops.compensated) with `codec` into
 /// out[0, out_capacity), sets *out_bytes, and moves the state (ops.update); same bytes
 /// and state bits as the reference path above. Errors before anything is written:
@@ -98,5 +109,20 @@ constexpr float kSafeMaxAbs = 0x1p50f;
 /// Thread-safe for distinct ops/states (scratch is per thread).
 Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx,
                             std::uint8_t* out, std::size_t out_capacity, std::size_t* out_bytes);
+
+/// Memory::encode_step of a memory whose fused operations need only the residual (ef,
+/// ef21): refuses a null grad, sizes state->residual to n (zeros, as compensate does),
+/// runs encode_with_feedback with Ops(grad, residual) and counts the step on success.
+template <typename Ops>
+Status residual_feedback_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx,
+                              MemoryState* state, std::uint8_t* out, std::size_t out_capacity,
+                              std::size_t* out_bytes) {
+  if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
+  if (state->residual.size() != n) state->residual.assign(n, 0.0f);
+  Ops ops(grad, state->residual.data());
+  GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, out_capacity, out_bytes));
+  ++state->steps;
+  return Status::Ok();
+}
 
 }  // namespace gradzip::quant

@@ -23,10 +23,10 @@ class EfOps final : public FeedbackOps {
     const float* e = e_ + i0;
     for (std::size_t j = 0; j < cnt; ++j) p[j] = g[j] + e[j];  // p may alias e
   }
-  std::uint32_t max_abs_bits(std::size_t i0, std::size_t cnt) const override {
+  AbsClass classify(std::size_t i0, std::size_t cnt) const override {
     const float* __restrict g = g_ + i0;
     const float* __restrict e = e_ + i0;
-    return max_abs_bits_of(cnt, [&](std::size_t j) { return g[j] + e[j]; });
+    return classify_values(cnt, [&](std::size_t j) { return g[j] + e[j]; });
   }
   void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
     float* __restrict e = e_ + i0;
@@ -59,12 +59,7 @@ class EfMemory final : public Memory {
 
   Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
                      std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
-    if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
-    if (state->residual.size() != n) state->residual.assign(n, 0.0f);
-    EfOps ops(grad, state->residual.data());
-    GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, cap, out_bytes));
-    ++state->steps;
-    return Status::Ok();
+    return residual_feedback_step<EfOps>(codec, grad, n, ctx, state, out, cap, out_bytes);
   }
 };
 

@@ -67,12 +67,7 @@ class Ef21Memory final : public Memory {
 
   Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
                      std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
-    if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
-    if (state->residual.size() != n) state->residual.assign(n, 0.0f);
-    Ef21Ops ops(grad, state->residual.data());
-    GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, cap, out_bytes));
-    ++state->steps;
-    return Status::Ok();
+    return residual_feedback_step<Ef21Ops>(codec, grad, n, ctx, state, out, cap, out_bytes);
   }
 };
 

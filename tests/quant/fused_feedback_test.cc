@@ -174,6 +174,40 @@ TEST(FusedFeedbackOverflow, ResidualPlusGradientOverflowIsRefusedUntouched) {
   }
 }
 
+/// A memory without fused operations (keeps half of the error), to exercise the default
+/// Memory::encode_step that a newly added memory inherits.
+class HalfErrorMemory final : public Memory {
+ public:
+  std::string spec() const override { return "half-error"; }
+  void compensate(const float* grad, float* p, std::size_t n, MemoryState* state) const override {
+    if (state->residual.size() != n) state->residual.assign(n, 0.0f);
+    for (std::size_t i = 0; i < n; ++i) p[i] = grad[i] + state->residual[i];
+  }
+  void update(const float* p, const float* d, std::size_t n, MemoryState* state) const override {
+    for (std::size_t i = 0; i < n; ++i) state->residual[i] = 0.5f * (p[i] - d[i]);
+    ++state->steps;
+  }
+};
+
+TEST(FusedFeedbackDefault, MemoryWithoutFusedOpsMatchesReference) {
+  const HalfErrorMemory memory;
+  const auto codec = make_codec("int8:bucket=33");
+  MemoryState ref, fused;
+  for (std::uint64_t step = 0; step < 3; ++step) {
+    std::vector<float> g = cached_gradient(1001, 60 + static_cast<std::uint32_t>(step));
+    if (step == 1) g[500] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<std::uint8_t> msg_ref, msg_fused;
+    const SeedContext ctx{5, step, 0, 0};
+    const Status a = reference_step(memory, *codec, g, ctx, &ref, &msg_ref);
+    const Status b = fused_step(memory, *codec, g, ctx, &fused, &msg_fused);
+    ASSERT_EQ(a.code(), b.code()) << "step " << step;
+    if (a.ok()) {
+      EXPECT_EQ(msg_fused, msg_ref) << "step " << step;
+    }
+    expect_same_state(fused, ref, "step " + std::to_string(step));
+  }
+}
+
 TEST(FusedFeedbackArguments, BadArgumentsRefusedBeforeTheState) {
   const auto memory = make_memory("ef");
   const auto codec = make_codec("fp16");

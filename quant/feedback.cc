@@ -79,7 +79,7 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
     // One-region payloads are encoded in place in the message; two-region ones through
     // the scratch payload, whose regions are then copied to their places.
     std::uint8_t* dst = one_region ? region0 + codec.tile_region_bytes(0, t0) : s.payload.data();
-    PayloadSink sink{dst, one_region ? tile_payload : s.payload.size(), 0, 0};
+    PayloadSink sink{dst, one_region ? CodecTiles::max_payload_bytes(codec, cnt) : s.payload.size(), 0, 0};
     tctx.first_element = t0;
     // Step 1 ruled out every data error of these codecs; a failure here is a codec bug.
     GZ_RETURN_IF_ERROR(CodecTiles::encode_payload(codec, p, cnt, tctx, &sink));

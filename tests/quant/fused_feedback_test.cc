@@ -23,12 +23,7 @@ namespace {
 
 using namespace codec_testing;  // NOLINT(google-build-using-namespace): test helpers
 
-struct Case {
-  std::string codec, memory;
-  std::size_t n;
-};
-void PrintTo(const Case& c, std::ostream* os) { *os << c.memory << "+" << c.codec << " n=" << c.n; }
-
+/// Memory specs: every registered memory, plus dgc with clipping.
 std::vector<std::string> memory_specs() {
   std::vector<std::string> specs;
   for (const auto* e : memory_entries()) specs.push_back(e->name);
@@ -36,18 +31,13 @@ std::vector<std::string> memory_specs() {
   return specs;
 }
 
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
-  for (const auto& codec : all_specs()) {
-    for (const auto& memory : memory_specs()) {
-      for (std::size_t n : {1, 7, 33, 1000, 4099, 9001, 65537}) cases.push_back({codec, memory, n});
-    }
-  }
-  return cases;
-}
+/// Sizes that are not multiples of the tiles (4096), buckets or bytes.
+const std::size_t kSizes[] = {1, 7, 33, 1000, 4099, 9001, 65537};
 
-std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  std::string s = info.param.memory + "_" + info.param.codec + "_n" + std::to_string(info.param.n);
+/// One test case per codec spec (ctest runs each case as a process: few, larger cases);
+/// each loops over every memory and size.
+std::string case_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string s = info.param;
   for (char& c : s) {
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   }
@@ -92,69 +82,84 @@ void expect_same_state(const MemoryState& fused, const MemoryState& ref, const s
   EXPECT_EQ(fused.steps, ref.steps) << where;
 }
 
-class FusedFeedback : public ::testing::TestWithParam<Case> {
- protected:
-  void SetUp() override {
-    codec_ = make_codec(GetParam().codec);
-    memory_ = make_memory(GetParam().memory);
-  }
-  /// One step of both paths from equal states; asserts equal status, bytes and state.
+/// Both paths side by side for one codec and memory, from equal (empty) states.
+struct Pair {
+  Pair(const std::string& codec_spec, const std::string& memory_spec)
+      : codec(make_codec(codec_spec)), memory(make_memory(memory_spec)) {}
+  /// One step of both paths; asserts equal status, bytes and state.
   void step_both(const std::vector<float>& g, std::uint64_t step, const std::string& where) {
     const SeedContext ctx{77, step, 3, 5};
     std::vector<std::uint8_t> msg_ref, msg_fused;
-    const Status st_ref = reference_step(*memory_, *codec_, g, ctx, &ref_, &msg_ref);
-    const Status st_fused = fused_step(*memory_, *codec_, g, ctx, &fused_, &msg_fused);
+    const Status st_ref = reference_step(*memory, *codec, g, ctx, &ref, &msg_ref);
+    const Status st_fused = fused_step(*memory, *codec, g, ctx, &fused, &msg_fused);
     ASSERT_EQ(st_fused.code(), st_ref.code()) << where << ": " << st_fused.to_string() << " vs " << st_ref.to_string();
     if (st_ref.ok()) {
       EXPECT_EQ(msg_fused, msg_ref) << where << ": message bytes differ";
     }
-    expect_same_state(fused_, ref_, where);
+    expect_same_state(fused, ref, where);
   }
-  std::unique_ptr<Codec> codec_;
-  std::unique_ptr<Memory> memory_;
-  MemoryState ref_, fused_;
+  std::unique_ptr<Codec> codec;
+  std::unique_ptr<Memory> memory;
+  MemoryState ref, fused;
+};
+
+class FusedFeedback : public ::testing::TestWithParam<std::string> {
+ protected:
+  /// Runs body(pair, n) for every memory and size, each in a fresh Pair.
+  template <typename Body>
+  void for_each_memory_and_size(Body body) {
+    for (const auto& memory : memory_specs()) {
+      for (const std::size_t n : kSizes) {
+        SCOPED_TRACE(memory + "+" + GetParam() + " n=" + std::to_string(n));
+        Pair pair(GetParam(), memory);
+        body(pair, n);
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
 };
 
 TEST_P(FusedFeedback, SameBytesAndStateAsReference) {
-  const std::size_t n = GetParam().n;
-  for (std::uint32_t step = 0; step < 3; ++step) {
-    step_both(cached_gradient(n, 20 + step), step, "step " + std::to_string(step));
-    if (HasFatalFailure()) return;
-  }
+  for_each_memory_and_size([](Pair& pair, std::size_t n) {
+    for (std::uint32_t step = 0; step < 3; ++step) {
+      pair.step_both(cached_gradient(n, 20 + step), step, "step " + std::to_string(step));
+    }
+  });
 }
 
 TEST_P(FusedFeedback, NonFiniteBucketLeavesStateUntouched) {
-  const std::size_t n = GetParam().n;
-  step_both(cached_gradient(n, 30), 0, "warm-up step");
-  ASSERT_FALSE(HasFatalFailure());
-  const MemoryState before = fused_;
-  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
-    for (const std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
-      std::vector<float> g = cached_gradient(n, 31);
-      g[at] = bad;
-      std::vector<std::uint8_t> msg;
-      const Status st = fused_step(*memory_, *codec_, g, SeedContext{77, 1, 3, 5}, &fused_, &msg);
-      EXPECT_EQ(st.code(), Errc::kNonFiniteInput) << "bad value at " << at << ": " << st.to_string();
-      expect_same_state(fused_, before, "after a refused bucket (bad value at " + std::to_string(at) + ")");
+  for_each_memory_and_size([](Pair& pair, std::size_t n) {
+    pair.step_both(cached_gradient(n, 30), 0, "warm-up step");
+    const MemoryState before = pair.fused;
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+      for (const std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+        std::vector<float> g = cached_gradient(n, 31);
+        g[at] = bad;
+        std::vector<std::uint8_t> msg;
+        const Status st = fused_step(*pair.memory, *pair.codec, g, SeedContext{77, 1, 3, 5}, &pair.fused, &msg);
+        EXPECT_EQ(st.code(), Errc::kNonFiniteInput) << "bad value at " << at << ": " << st.to_string();
+        expect_same_state(pair.fused, before, "after a refused bucket (bad value at " + std::to_string(at) + ")");
+      }
     }
-  }
-  // The next good step continues exactly as the reference does.
-  step_both(cached_gradient(n, 32), 2, "step after the refused buckets");
+    // The next good step continues exactly as the reference does.
+    pair.step_both(cached_gradient(n, 32), 2, "step after the refused buckets");
+  });
 }
 
 TEST_P(FusedFeedback, HugeValuesTakeTheScratchPathAndMatch) {
   // |p| >= 2^50 anywhere (finite) routes the bucket to the untiled scratch path; the
   // reference may also refuse it (a statistic overflowing fp32): the same status either way.
-  const std::size_t n = GetParam().n;
-  step_both(cached_gradient(n, 40), 0, "warm-up step");
-  std::vector<float> g = cached_gradient(n, 41);
-  g[n - 1] = 0x1p60f;
-  step_both(g, 1, "step with 2^60");
-  g[n / 2] = -FLT_MAX;
-  step_both(g, 2, "step with -FLT_MAX");
+  for_each_memory_and_size([](Pair& pair, std::size_t n) {
+    pair.step_both(cached_gradient(n, 40), 0, "warm-up step");
+    std::vector<float> g = cached_gradient(n, 41);
+    g[n - 1] = 0x1p60f;
+    pair.step_both(g, 1, "step with 2^60");
+    g[n / 2] = -FLT_MAX;
+    pair.step_both(g, 2, "step with -FLT_MAX");
+  });
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryCodecAndMemory, FusedFeedback, ::testing::ValuesIn(all_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(EveryCodec, FusedFeedback, ::testing::ValuesIn(all_specs()), case_name);
 
 TEST(FusedFeedbackOverflow, ResidualPlusGradientOverflowIsRefusedUntouched) {
   // g and e finite, g + e = Inf: the reference's encode refuses it, so must the fused path.

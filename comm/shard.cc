@@ -47,7 +47,10 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   if (opt_.shard_id >= m) throw std::invalid_argument(fmt::format("shard id {} >= shards {}", opt_.shard_id, m));
   if (opt_.num_workers == 0) throw std::invalid_argument("shard: num_workers must be >= 1");
   try {
-    uplink_ = quant::make_codec(quant::parse_compressor_spec(sig_.compressor_spec).codec);
+    // One uplink codec per compressor spec of the layout (a hand-made layout without specs
+    // uses the signature's).
+    if (layout_.specs.empty()) layout_.specs = {sig_.compressor_spec};
+    for (const auto& spec : layout_.specs) uplinks_.push_back(quant::make_codec(quant::parse_compressor_spec(spec).codec));
     identity_ = quant::make_codec("identity");
     if (sig_.downlink_spec != "dense") downlink_ = quant::make_codec(sig_.downlink_spec);
   } catch (const quant::SpecError& e) {
@@ -115,7 +118,7 @@ std::uint64_t Shard::max_frame_bytes() const {
   std::uint64_t most = signature_to_json(sig_).size() + 4096;
   for (auto id : local_ids_) {
     const std::uint64_t n = layout_.buckets[id].numel;
-    most = std::max<std::uint64_t>(most, uplink_->max_encoded_bytes(n));
+    most = std::max<std::uint64_t>(most, push_codec(layout_.buckets[id]).max_encoded_bytes(n));
     most = std::max<std::uint64_t>(most, identity_->max_encoded_bytes(n));
   }
   return most;
@@ -237,7 +240,7 @@ std::string Shard::check_message(const FrameView& msg, std::size_t local, bool m
     return st.to_string();
   }
   const Bucket& b = local_bucket(local);
-  const quant::CodecId want = must_be_identity || !b.compressed ? quant::CodecId::kIdentity : uplink_->id();
+  const quant::CodecId want = must_be_identity ? quant::CodecId::kIdentity : push_codec(b).id();
   if (view.codec != want) {
     *err = ProtoErr::kCodecMismatch;
     return fmt::format("bucket {}: message codec '{}' but the handshake says '{}'", b.id, quant::codec_name(view.codec),

@@ -233,14 +233,15 @@ class Shard {
 
   std::size_t nlocal() const { return local_ids_.size(); }
   const Bucket& local_bucket(std::size_t local) const { return layout_.buckets[local_ids_[local]]; }
-  /// The codec of the gradients pushed for bucket `b` (identity for uncompressed buckets).
-  const quant::Codec& push_codec(const Bucket& b) const { return b.compressed ? *uplink_ : *identity_; }
+  /// The codec of the gradients pushed for bucket `b` (identity for uncompressed buckets;
+  /// with compressor rules, the codec of the bucket's spec).
+  const quant::Codec& push_codec(const Bucket& b) const { return b.compressed ? *uplinks_[b.spec] : *identity_; }
 
   ShardOptions opt_;
   ModelSignature sig_;
   Layout layout_;
   std::uint64_t sig_hash_ = 0;
-  std::unique_ptr<quant::Codec> uplink_;
+  std::vector<std::unique_ptr<quant::Codec>> uplinks_;  // one per Layout::specs entry
   std::unique_ptr<quant::Codec> identity_;
   std::unique_ptr<quant::Codec> downlink_;  // null = dense
   std::vector<std::uint32_t> local_ids_;    // local index -> bucket id

@@ -61,6 +61,9 @@ void bind_compression_options(OptionTable* t, CompressionOptions* o) {
   t->group("Compression (see 'gradzip compressors')");
   t->add("compressor", &o->compressor, "uplink compressor spec [memory+]codec[:key=value,...], e.g. ef+qsgd:bits=4");
   t->add("memory", &o->memory, "error-feedback memory spec; overrides the compressor's memory part when set");
+  t->add("compressor-rules", &o->compressor_rules,
+         "per-tensor specs, first match wins: FILE or inline 'GLOB=spec;numel<N=spec;...' (e.g. "
+         "'*bn*=identity;numel<1024=identity;fc.*=ef+fp16'); unmatched tensors use --compressor");
   t->add("downlink", &o->downlink, "'dense' (fp32 parameters) or a codec spec for the parameter delta");
   t->add("bucket-mb", &o->bucket_mb, "gradient bucket size in MiB", Range{0.001, 4096.0});
   t->add("min-compress-numel", &o->min_compress_numel, "tensors with fewer elements are sent uncompressed");

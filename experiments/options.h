@@ -34,6 +34,7 @@ void bind_optimizer_options(OptionTable* table, OptimizerOptions* opt);
 struct CompressionOptions {
   std::string compressor = "identity";  ///< uplink spec "[memory+]codec[:k=v,...]", see `gradzip compressors`
   std::string memory = "";              ///< overrides the spec's memory part when not empty
+  std::string compressor_rules = "";    ///< per-tensor rules (quant/rules.h): FILE, or inline "glob=spec;..."
   std::string downlink = "dense";       ///< "dense" (fp32 parameters) or a codec spec for the parameter delta
   double bucket_mb = 25.0;              ///< gradient bucket size in MiB (2^20 bytes of fp32)
   std::uint64_t min_compress_numel = 1024;  ///< tensors with fewer elements are sent dense (identity)

@@ -127,7 +127,8 @@ Status untiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCo
       float* e = ops.sparse_target();
       ops.compensated(0, n, e);  // e = p in place; unsent elements keep p - 0 = p
       GZ_RETURN_IF_ERROR(codec.encode(e, n, ctx, out, cap, out_bytes));
-      return codec.decode_add(out, *out_bytes, e, n, -1.0f);  // kept: p + (-1 * d) == p - d
+      ops.unsent_residual(n);
+      return codec.decode_add(out, *out_bytes, e, n, -1.0f);  // kept: e + (-1 * d) == e - d
     }
     case FeedbackOps::Sparse::kStatePlusDecoded: {
       float* p = sized(&scratch().p, n);

@@ -11,19 +11,24 @@
 //      price of that guarantee: the state is updated in place during step 2, so nothing
 //      found later could be undone.
 //   2. tiled codecs (Codec::tile_alignment > 0: identity, fp16, bf16, int8, qsgd,
-//      terngrad, sign, scaled-sign, onebit, natural): one pass in tiles of ~4096 elements;
+//      terngrad, sign, scaled-sign, onebit, natural, zipml with scope=bucket; the bucketed
+//      ones for buckets up to 2^16): one pass in tiles of ~4096 elements (or one bucket);
 //      per tile p is computed into an L1-resident buffer, encoded, its bytes copied into the
 //      message, decoded into a second tile buffer, and the state updated from both. Grad
 //      and state are read once and the state written once; the codec's per-bucket
-//      statistics (scales, norms) are computed inside the tile from p, which holds whole
-//      codec buckets.
-//      Untiled (sparse) codecs: topk, randk, threshold, dgc. Memory ef: p is written into
-//      the residual in place, encoded, and decode_add(msg, residual, -1) turns the kept
-//      elements into p - d; every other element keeps p - 0 = p. Only the kept elements
-//      are touched after selection. ef21: p into a scratch vector, encode, then
+//      statistics (scales, norms, zipml's levels) are computed inside the tile from p,
+//      which holds whole codec buckets.
+//      Untiled codecs: topk, randk, threshold, dgc, and zipml with scope=tensor (one set of
+//      levels per message). Memory ef: p is written into the residual in place, encoded,
+//      and decode_add(msg, residual, -1) turns the kept elements into p - d; every other
+//      element keeps p - 0 = p. Only the kept elements are touched after selection (ef
+//      with scale s != 1: one more pass, e = p / s, before the decode_add, since every
+//      element's state is p / s - d). ef21: p into a scratch vector, encode, then
 //      decode_add(msg, g_i, +1) on the kept elements. dgc: scratch p and d.
+//   Scaled ef (s != 1) performs the arithmetic of ef.cc's compensate and update:
+//   p = (g + e) * s, e = p / s - d.
 //   Why bit-identical: step 2 performs the reference's fp32 operations on the same
-//   operands (p + (-1 * d) == p - d and g + 1 * d == g + d exactly in IEEE arithmetic),
+//   operands (x + (-1 * d) == x - d and g + 1 * d == g + d exactly in IEEE arithmetic),
 //   the tile encodes write the bytes of the whole-message encode (Codec's tiling
 //   contract), and the codec cannot fail on the tiles once step 1 has seen every |p| below
 //   2^50 (no bucket statistic of a finite p that small overflows: see kSafeMaxAbs).
@@ -99,6 +104,11 @@ class FeedbackOps {
   virtual Sparse sparse() const { return Sparse::kGeneric; }
   /// The state vector (n floats) of kResidualMinusDecoded / kStatePlusDecoded.
   virtual float* sparse_target() { return nullptr; }
+  /// kResidualMinusDecoded, after the encode: turns sparse_target()[0, n), which holds p,
+  /// into the state of an element the message does not carry (update(p, 0)); the kept
+  /// elements then get target + (-1 * d). Default: nothing (the state is p - 0 = p); ef
+  /// with scale s != 1 divides by s, one pass over the bucket.
+  virtual void unsent_residual(std::size_t n) { (void)n; }
 };
 
 /// Encodes the compensated bucket of n elements (ops.compensated) with `codec` into
@@ -112,14 +122,15 @@ Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n,
 
 /// Memory::encode_step of a memory whose fused operations need only the residual (ef,
 /// ef21): refuses a null grad, sizes state->residual to n (zeros, as compensate does),
-/// runs encode_with_feedback with Ops(grad, residual) and counts the step on success.
-template <typename Ops>
+/// runs encode_with_feedback with Ops(grad, residual, args...) and counts the step on
+/// success.
+template <typename Ops, typename... Args>
 Status residual_feedback_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx,
                               MemoryState* state, std::uint8_t* out, std::size_t out_capacity,
-                              std::size_t* out_bytes) {
+                              std::size_t* out_bytes, Args... args) {
   if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
   if (state->residual.size() != n) state->residual.assign(n, 0.0f);
-  Ops ops(grad, state->residual.data());
+  Ops ops(grad, state->residual.data(), args...);
   GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, out_capacity, out_bytes));
   ++state->steps;
   return Status::Ok();

@@ -51,6 +51,9 @@ struct TrainConfig {
   comm::PlacementOptions placement;       ///< shards, bucket size, min_compress_numel
   std::string compressor = "identity";    ///< uplink "[memory+]codec[:k=v,...]"
   std::string memory;                     ///< overrides the compressor's memory part when set
+  /// Per-tensor compressor rules (quant/rules.h text, or a resolved "rules:..." list);
+  /// empty: every bucket uses `compressor`. Tensors no rule names use `compressor`.
+  std::string compressor_rules;
   // -- execution
   std::string device = "cpu";             ///< cpu | cuda | cuda:N
   int loader_threads = 2;

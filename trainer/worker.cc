@@ -54,7 +54,7 @@ struct Engine {
   comm::ModelSignature signature;
   std::uint64_t signature_hash = 0;  // what checkpoints record (comm/checkpoint.h)
   comm::Layout layout;
-  quant::Compressor compressor;
+  std::vector<quant::Compressor> compressors;  // one per layout.specs entry (Bucket::spec)
   std::unique_ptr<quant::Codec> identity;
   std::vector<float> compensated, decoded;  // scratch, largest bucket
   std::vector<WorkerSlot> workers;
@@ -82,7 +82,7 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
   e.signature = make_signature(cfg, tr.channels, tr.height, tr.width, tr.classes);
   e.signature_hash = comm::signature_hash(e.signature);
   e.layout = comm::make_layout(e.signature, cfg.placement);
-  e.compressor = quant::make_compressor(cfg.compressor, cfg.memory);
+  for (const auto& spec : e.layout.specs) e.compressors.push_back(quant::make_compressor(spec));
   e.identity = quant::make_codec("identity");
   std::uint64_t largest = 0;
   for (const auto& b : e.layout.buckets) largest = std::max(largest, b.numel);
@@ -133,7 +133,7 @@ void add_worker(Engine& e, std::uint32_t rank, comm::WorkerTransport* transport)
   w.messages.resize(e.layout.buckets.size());
   w.message_bytes.assign(e.layout.buckets.size(), 0);
   for (const auto& b : e.layout.buckets) {
-    const quant::Codec& c = b.compressed ? *e.compressor.codec : *e.identity;
+    const quant::Codec& c = b.compressed ? *e.compressors[b.spec].codec : *e.identity;
     w.messages[b.id].resize(c.max_encoded_bytes(b.numel));
   }
   e.workers.push_back(std::move(w));
@@ -191,8 +191,9 @@ bool compute_and_push(Engine& e, WorkerSlot& w, std::uint64_t step) {
 
   t0 = Clock::now();
   const float* grads = m.host_grads.data_ptr<float>();
-  const quant::Memory& mem = *e.compressor.memory;
   for (const comm::Bucket& b : e.layout.buckets) {
+    const quant::Memory& mem = *e.compressors[b.spec].memory;
+    const quant::Codec& codec = *e.compressors[b.spec].codec;
     const float* g = grads + b.offset;
     const quant::SeedContext ctx{e.cfg.seed, step, w.rank, b.id};
     std::uint8_t* out = w.messages[b.id].data();
@@ -202,9 +203,9 @@ bool compute_and_push(Engine& e, WorkerSlot& w, std::uint64_t step) {
       // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): encode g + residual,
       // keep what the receiver will not see.
       mem.compensate(g, e.compensated.data(), b.numel, &w.memory[b.id]);
-      s = e.compressor.codec->encode(e.compensated.data(), b.numel, ctx, out, cap, &w.message_bytes[b.id]);
+      s = codec.encode(e.compensated.data(), b.numel, ctx, out, cap, &w.message_bytes[b.id]);
       if (s.ok() && mem.needs_decoded()) {
-        s = e.compressor.codec->decode(out, w.message_bytes[b.id], e.decoded.data(), b.numel);
+        s = codec.decode(out, w.message_bytes[b.id], e.decoded.data(), b.numel);
       }
       if (s.ok()) mem.update(e.compensated.data(), e.decoded.data(), b.numel, &w.memory[b.id]);
     } else {

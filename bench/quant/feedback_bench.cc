@@ -1,7 +1,8 @@
 // Error feedback on the CPU (issue 11, point 3): the fused path (Memory::encode_step,
 // quant/feedback.h) against the unfused reference and a memcpy of the gradient, at
-// n = 25.6M fp32 elements (ResNet-50) of N(0, 1) data, memory "ef", every registered codec
-// with its defaults; then the thread pool (quant/encode_pool.h) with 1 and 2 threads.
+// n = 25.6M fp32 elements (ResNet-50) of N(0, 1) data, memory "ef" as make_compressor
+// builds it (scale=auto: 1/(1+omega) over the unbiased codecs qsgd, terngrad, natural,
+// zipml, 1 otherwise), every registered codec with its defaults; then the thread pool (quant/encode_pool.h) with 1 and 2 threads.
 //
 //   feedback/memcpy/n=N              memcpy of 4n bytes (the baseline)
 //   feedback/unfused/SPEC/n=N        compensate -> encode -> decode -> update (two n-float temporaries)
@@ -109,8 +110,9 @@ void bm_memcpy(benchmark::State& state) {
 
 /// One EF step of the whole gradient, fused or not; repeated from the same residual.
 void bm_step(benchmark::State& state, const std::string& spec, bool fused) {
-  const auto codec = make_codec(spec);
-  const auto memory = make_memory("ef");
+  const Compressor c = make_compressor("ef+" + spec);
+  const auto& codec = c.codec;
+  const auto& memory = c.memory;
   const auto& g = gradient();
   MemoryState ef;
   std::vector<float> p, d;

@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <sstream>
 
+#include "experiments/cmd_train_auto.h"
 #include "experiments/train/accounting.h"
 #include "quant/registry.h"
+#include "quant/rules.h"
 #include "trainer/augment_spec.h"
 #include "trainer/errors.h"
 
@@ -38,6 +40,25 @@ std::uint64_t milestone_period(const std::string& milestones) {
     }
   }
   return static_cast<std::uint64_t>(ms[0]);
+}
+
+/// The resolved compressor of every bucket and the tensors it covers (summary.json
+/// "buckets").
+nlohmann::json bucket_specs_json(const comm::Layout& layout, const comm::ModelSignature& sig) {
+  nlohmann::json out = nlohmann::json::array();
+  std::size_t t = 0;
+  std::uint64_t tensor_begin = 0;
+  for (const auto& b : layout.buckets) {
+    while (t < sig.tensors.size() && tensor_begin + sig.tensors[t].numel <= b.offset) tensor_begin += sig.tensors[t++].numel;
+    nlohmann::json names = nlohmann::json::array();
+    std::uint64_t begin = tensor_begin;
+    for (std::size_t u = t; u < sig.tensors.size() && begin < b.offset + b.numel; begin += sig.tensors[u++].numel) {
+      if (sig.tensors[u].numel > 0) names.push_back(sig.tensors[u].name);
+    }
+    out.push_back({{"id", b.id}, {"shard", b.shard}, {"offset", b.offset}, {"numel", b.numel}, {"tensors", names},
+                   {"spec", b.compressed ? layout.specs[b.spec] : "identity (below --min-compress-numel)"}});
+  }
+  return out;
 }
 
 }  // namespace
@@ -72,6 +93,13 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.placement.min_compress_numel = o.compression.min_compress_numel;
   c.compressor = o.compression.compressor;
   c.memory = o.compression.memory;
+  if (!o.compression.compressor_rules.empty()) {
+    try {
+      c.compressor_rules = quant::read_rules_argument(o.compression.compressor_rules);
+    } catch (const quant::SpecError& e) {
+      throw UsageError(e.what());
+    }
+  }
   c.device = o.data.device;
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;
@@ -117,10 +145,13 @@ RunPlan plan_run(const TrainingOptions& o) {
     const trainer::DataSplit data = trainer::load_config_data(probe);
     p.train_images = data.train.size();
     p.cfg = make_train_config(o, p.train_images);
+    const nlohmann::json auto_plan = resolve_auto_compressor(&p.cfg, data.train.channels, data.train.height,
+                                                             data.train.width, data.train.classes);
     try {
-      p.compressor_spec = quant::make_compressor(p.cfg.compressor, p.cfg.memory).spec();
+      p.compressor_spec = quant::run_compressor_string(p.cfg.compressor, p.cfg.memory, p.cfg.compressor_rules);
     } catch (const quant::SpecError& e) {
-      throw UsageError(std::string("--compressor: ") + e.what());
+      throw UsageError(std::string(p.cfg.compressor_rules.empty() ? "--compressor: " : "--compressor-rules: ") +
+                       e.what());
     }
     if (p.cfg.augment.pca_jitter > 0 && data.train.channels != 3) {
       throw UsageError("--augment pca: PCA colour jitter needs RGB images; " + o.data.dataset + " has " +
@@ -128,7 +159,13 @@ RunPlan plan_run(const TrainingOptions& o) {
     }
     p.signature = trainer::make_signature(p.cfg, data.train.channels, data.train.height, data.train.width,
                                           data.train.classes);
-    p.layout = comm::make_layout(p.signature, p.cfg.placement);
+    try {
+      p.layout = comm::make_layout(p.signature, p.cfg.placement);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    p.compressor_facts = {{"buckets", bucket_specs_json(p.layout, p.signature)}};
+    if (!auto_plan.is_null()) p.compressor_facts["auto"] = auto_plan;
   } catch (const trainer::DataError& e) {
     throw UsageError(e.what());
   } catch (const trainer::ConfigError& e) {
@@ -164,7 +201,7 @@ std::string run_config_ini(const OptionTable& table) {
 }
 
 nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const std::string& link_name) {
-  return {{"compressor", plan.compressor_spec},
+  nlohmann::json facts = {{"compressor", plan.compressor_spec},
           {"augment", trainer::augment_spec(plan.cfg.augment)},
           {"tta", plan.cfg.tta},
           {"workers", plan.cfg.workers},
@@ -174,7 +211,10 @@ nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const s
           {"dataset", plan.cfg.dataset},
           {"link", link_name},
           {"parameters", plan.parameters},
-          {"train_images", plan.train_images}};
+          {"train_images", plan.train_images},
+          {"buckets", plan.compressor_facts.at("buckets")}};
+  if (plan.compressor_facts.contains("auto")) facts["auto"] = plan.compressor_facts.at("auto");
+  return facts;
 }
 
 nlohmann::json stages_json(const trainer::StageSeconds& s) {

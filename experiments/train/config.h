@@ -41,10 +41,14 @@ struct RunPlan {
   std::string compressor_spec;        ///< canonical "[memory+]codec:..." of cfg.compressor
   std::uint64_t parameters = 0;       ///< model parameter count
   std::vector<double> shard_fraction; ///< each shard's share of the parameters (sum 1)
+  /// summary.json facts of the compressor: "buckets" (every bucket's tensors and resolved
+  /// spec) and, for --compressor auto, "auto" (the choice; experiments/auto_choice.h).
+  nlohmann::json compressor_facts;
 };
 
-/// Loads the data once (for its size and shape), builds the config, checks the
-/// compressor spec and computes the layout. Bad data, config or spec: UsageError.
+/// Loads the data once (for its size and shape), builds the config, resolves
+/// --compressor auto and --compressor-rules, checks the compressor spec and computes the
+/// layout. Bad data, config, spec or rules: UsageError.
 RunPlan plan_run(const TrainingOptions& o);
 
 /// Creates the run directory (--run-dir, or a fresh one under runs/) with its resolved

@@ -8,6 +8,7 @@
 // shaped to --link and records the veth byte counters.
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
 
 #include "comm/launch.h"
@@ -145,11 +146,21 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
 
   comm::LaunchOptions lo;
   const std::string self = self_executable();
+  // --compressor auto: the children use this process's choice (a rule file in the run
+  // directory), not a measurement of their own.
+  std::vector<std::string> auto_args;
+  if (plan.compressor_facts.contains("auto")) {
+    const fs::path rules = run->path() / "auto_rules.txt";
+    std::ofstream(rules) << plan.cfg.compressor_rules;
+    auto_args = {"--compressor", "identity", "--compressor-rules", rules.string()};
+  }
   auto base_args = [&](const std::string& role, std::uint32_t rank) {
-    return std::vector<std::string>{self,     "train",   "--config", (run->path() / "config.ini").string(),
-                                    "--role", role,      "--rank",   std::to_string(rank),
-                                    "--run-dir", run->path().string(), "--log-level", o.run.log_level,
-                                    "--resume-step", std::to_string(o.run.resume_step)};
+    std::vector<std::string> argv{self,     "train",   "--config", (run->path() / "config.ini").string(),
+                                  "--role", role,      "--rank",   std::to_string(rank),
+                                  "--run-dir", run->path().string(), "--log-level", o.run.log_level,
+                                  "--resume-step", std::to_string(o.run.resume_step)};
+    argv.insert(argv.end(), auto_args.begin(), auto_args.end());
+    return argv;
   };
   for (std::uint32_t s = 0; s < n_shards; ++s) {
     auto argv = base_args("shard", s);

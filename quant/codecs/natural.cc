@@ -149,6 +149,9 @@ std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std:
 
 std::unique_ptr<Codec> make_natural(const Params&) { return std::make_unique<NaturalCodec>(); }
 
+/// Horvath et al. 2019, Theorem 1: natural compression has variance factor 1/8.
+double variance_factor(const Params&) { return 0.125; }
+
 }  // namespace
 
 const CodecEntry& natural_entry() {
@@ -156,7 +159,8 @@ const CodecEntry& natural_entry() {
                                 "unbiased stochastic rounding to a power of two: sign + 8-bit exponent (9 bits/element)",
                                 "Horvath et al. 2019, Natural compression for distributed deep learning "
                                 "(arXiv:1905.10988), eq. (2)",
-                                {}, &make_natural, {&message_bytes}};
+                                {}, &make_natural, {&message_bytes},
+                                {&variance_factor, "1/8 (Horvath et al. 2019, Theorem 1)"}};
   return entry;
 }
 

@@ -72,7 +72,7 @@ TEST_P(MemoryTwinTest, CompensateAndUpdateMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMemories, MemoryTwinTest,
-                         ::testing::Combine(::testing::Values("none", "ef", "dgc:momentum=0.9,clip=0",
+                         ::testing::Combine(::testing::Values("none", "ef", "ef:scale=0.3", "dgc:momentum=0.9,clip=0",
                                                             "dgc:momentum=0.5,clip=2"),
                                            ::testing::ValuesIn(kSizes)),
                          [](const ::testing::TestParamInfo<MemoryTwinTest::ParamType>& p) {
@@ -99,8 +99,9 @@ INSTANTIATE_TEST_SUITE_P(DgcClipParts, MemoryTwinTest,
 TEST(MemoryTwin, EncodeWithMemoryTwoStepsMatchesCpu) {
   GZ_REQUIRE_GPU();
   const std::size_t n = 100003;
-  for (const char* codec_spec : {"qsgd:bits=4,bucket=512", "randk:ratio=0.05,scale=true", "dgc:ratio=0.01,warmup_steps=4"})
-  for (const char* mem_spec : {"none", "ef", "dgc:momentum=0.9,clip=0", "dgc:momentum=0.5,clip=3"}) {
+  for (const char* codec_spec : {"qsgd:bits=4,bucket=512", "randk:ratio=0.05,scale=true", "dgc:ratio=0.01,warmup_steps=4",
+                                 "zipml:bits=3,bucket=512"})
+  for (const char* mem_spec : {"none", "ef", "ef:scale=0.3", "dgc:momentum=0.9,clip=0", "dgc:momentum=0.5,clip=3"}) {
     SCOPED_TRACE(std::string(codec_spec) + " + " + mem_spec);
     const auto cpu_codec = make_codec(codec_spec);
     const auto cpu_mem = make_memory(mem_spec);

@@ -1,15 +1,18 @@
 // The fused error-feedback path (Memory::encode_step, quant/feedback.h) against the
 // reference compensate -> encode -> decode -> update, for every registered codec (defaults
 // and extra specs of codec_test_util.h) x every registered memory (plus dgc with
-// clipping), at sizes that are not multiples of the tiles, buckets or bytes: the same
+// clipping, ef:scale=0.5 and ef with its scale resolved against the codec as
+// make_compressor does: 1/(1+omega) over the unbiased codecs), at sizes that are not multiples of the tiles, buckets or bytes: the same
 // message bytes and the same state bits, step after step; a NaN/Inf bucket refused with
 // the state untouched; buckets with |p| >= 2^50 (the untiled scratch path) equal too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,12 +26,30 @@ namespace {
 
 using namespace codec_testing;  // NOLINT(google-build-using-namespace): test helpers
 
-/// Memory specs: every registered memory, plus dgc with clipping.
+/// Stands for "ef" as make_compressor builds it next to the codec (scale=auto resolved).
+const char kAutoEf[] = "ef:scale=auto";
+
+/// Memory specs: every registered memory, plus dgc with clipping, ef with an explicit
+/// scale and ef with the auto scale.
 std::vector<std::string> memory_specs() {
   std::vector<std::string> specs;
   for (const auto* e : memory_entries()) specs.push_back(e->name);
   if (find_memory("dgc") != nullptr) specs.push_back("dgc:momentum=0.5,clip=0.5");
+  specs.push_back("ef:scale=0.5");
+  specs.push_back(kAutoEf);
   return specs;
+}
+
+/// The memory of `memory_spec` next to codec `codec_spec`; kAutoEf resolves the scale
+/// against the codec (make_compressor), nullptr when it refuses (randk with a fixed k and
+/// scale=true has no size-independent omega).
+std::unique_ptr<Memory> memory_for(const std::string& memory_spec, const std::string& codec_spec) {
+  if (memory_spec != kAutoEf) return make_memory(memory_spec);
+  try {
+    return make_compressor("ef+" + codec_spec).memory;
+  } catch (const SpecError&) {
+    return nullptr;
+  }
 }
 
 /// Sizes that are not multiples of the tiles (4096), buckets or bytes.
@@ -85,7 +106,7 @@ void expect_same_state(const MemoryState& fused, const MemoryState& ref, const s
 /// Both paths side by side for one codec and memory, from equal (empty) states.
 struct Pair {
   Pair(const std::string& codec_spec, const std::string& memory_spec)
-      : codec(make_codec(codec_spec)), memory(make_memory(memory_spec)) {}
+      : codec(make_codec(codec_spec)), memory(memory_for(memory_spec, codec_spec)) {}
   /// One step of both paths; asserts equal status, bytes and state.
   void step_both(const std::vector<float>& g, std::uint64_t step, const std::string& where) {
     const SeedContext ctx{77, step, 3, 5};
@@ -112,6 +133,7 @@ class FusedFeedback : public ::testing::TestWithParam<std::string> {
       for (const std::size_t n : kSizes) {
         SCOPED_TRACE(memory + "+" + GetParam() + " n=" + std::to_string(n));
         Pair pair(GetParam(), memory);
+        if (pair.memory == nullptr) break;  // make_compressor refuses this pair
         body(pair, n);
         if (HasFatalFailure()) return;
       }
@@ -161,21 +183,45 @@ TEST_P(FusedFeedback, HugeValuesTakeTheScratchPathAndMatch) {
 
 INSTANTIATE_TEST_SUITE_P(EveryCodec, FusedFeedback, ::testing::ValuesIn(all_specs()), case_name);
 
-TEST(FusedFeedbackOverflow, ResidualPlusGradientOverflowIsRefusedUntouched) {
-  // g and e finite, g + e = Inf: the reference's encode refuses it, so must the fused path.
-  const auto memory = make_memory("ef");
+TEST(FusedFeedbackCases, ScaledEfAndZipmlAreCovered) {
+  // The case list derives from the registry; make sure it reaches the auto-scaled EF over
+  // every unbiased codec family, the explicit scale, and both zipml layouts (tiled with
+  // scope=bucket, untiled with scope=tensor).
+  std::set<std::string> scaled_over;
+  bool zipml_tiled = false, zipml_untiled = false;
   for (const auto& spec : all_specs()) {
-    const auto codec = make_codec(spec);
-    MemoryState state;
-    state.residual.assign(100, 1.0f);
-    state.residual[60] = FLT_MAX;
-    const MemoryState before = state;
-    std::vector<float> g(100, 0.5f);
-    g[60] = FLT_MAX;
-    std::vector<std::uint8_t> msg;
-    EXPECT_EQ(fused_step(*memory, *codec, g, SeedContext{1, 1, 0, 0}, &state, &msg).code(), Errc::kNonFiniteInput)
-        << spec;
-    expect_same_state(state, before, spec);
+    const auto memory = memory_for(kAutoEf, spec);
+    if (memory != nullptr && memory->spec() != "ef") scaled_over.insert(spec_name(spec));
+    if (spec_name(spec) == "zipml") (make_codec(spec)->tile_alignment() != 0 ? zipml_tiled : zipml_untiled) = true;
+  }
+  for (const char* name : {"qsgd", "terngrad", "natural", "randk", "zipml"}) {
+    EXPECT_EQ(scaled_over.count(name), 1u) << "no auto-scaled ef case over " << name;
+  }
+  EXPECT_EQ(scaled_over.count("topk"), 0u) << "ef over a biased codec must stay unscaled";
+  EXPECT_TRUE(zipml_tiled);
+  EXPECT_TRUE(zipml_untiled);
+  const auto specs = memory_specs();
+  EXPECT_NE(std::find(specs.begin(), specs.end(), "ef:scale=0.5"), specs.end());
+}
+
+TEST(FusedFeedbackOverflow, ResidualPlusGradientOverflowIsRefusedUntouched) {
+  // g and e finite, g + e = Inf (also after the scale): the reference's encode refuses it,
+  // so must the fused path.
+  for (const char* memory_spec : {"ef", "ef:scale=0.5"}) {
+    const auto memory = make_memory(memory_spec);
+    for (const auto& spec : all_specs()) {
+      const auto codec = make_codec(spec);
+      MemoryState state;
+      state.residual.assign(100, 1.0f);
+      state.residual[60] = FLT_MAX;
+      const MemoryState before = state;
+      std::vector<float> g(100, 0.5f);
+      g[60] = FLT_MAX;
+      std::vector<std::uint8_t> msg;
+      EXPECT_EQ(fused_step(*memory, *codec, g, SeedContext{1, 1, 0, 0}, &state, &msg).code(), Errc::kNonFiniteInput)
+          << memory_spec << "+" << spec;
+      expect_same_state(state, before, std::string(memory_spec) + "+" + spec);
+    }
   }
 }
 

@@ -56,7 +56,6 @@ struct Engine {
   comm::Layout layout;
   std::vector<quant::Compressor> compressors;  // one per layout.specs entry (Bucket::spec)
   std::unique_ptr<quant::Codec> identity;
-  std::vector<float> compensated, decoded;  // scratch, largest bucket
   std::vector<WorkerSlot> workers;
   StageSeconds stages;
   std::size_t steps_per_epoch = 0;
@@ -84,10 +83,6 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
   e.layout = comm::make_layout(e.signature, cfg.placement);
   for (const auto& spec : e.layout.specs) e.compressors.push_back(quant::make_compressor(spec));
   e.identity = quant::make_codec("identity");
-  std::uint64_t largest = 0;
-  for (const auto& b : e.layout.buckets) largest = std::max(largest, b.numel);
-  e.compensated.resize(largest);
-  e.decoded.resize(largest);
   const std::size_t shard = tr.size() / cfg.workers;
   e.steps_per_epoch = shard / cfg.batch_size;
   if (e.steps_per_epoch == 0) {
@@ -201,13 +196,9 @@ bool compute_and_push(Engine& e, WorkerSlot& w, std::uint64_t step) {
     quant::Status s;
     if (b.compressed) {
       // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): encode g + residual,
-      // keep what the receiver will not see.
-      mem.compensate(g, e.compensated.data(), b.numel, &w.memory[b.id]);
-      s = codec.encode(e.compensated.data(), b.numel, ctx, out, cap, &w.message_bytes[b.id]);
-      if (s.ok() && mem.needs_decoded()) {
-        s = codec.decode(out, w.message_bytes[b.id], e.decoded.data(), b.numel);
-      }
-      if (s.ok()) mem.update(e.compensated.data(), e.decoded.data(), b.numel, &w.memory[b.id]);
+      // keep what the receiver will not see; fused, same bytes and state as compensate ->
+      // encode -> decode -> update (quant/feedback.h).
+      s = mem.encode_step(codec, g, b.numel, ctx, &w.memory[b.id], out, cap, &w.message_bytes[b.id]);
     } else {
       s = e.identity->encode(g, b.numel, ctx, out, cap, &w.message_bytes[b.id]);
     }

@@ -44,17 +44,15 @@ struct Probe {
 Probe time_at(const quant::Compressor& c, const std::vector<float>& g, int reps) {
   const std::size_t n = g.size();
   quant::MemoryState state;
-  std::vector<float> x(n), d(n), acc(n, 0.0f);
+  std::vector<float> acc(n, 0.0f);
   std::vector<std::uint8_t> msg(c.codec->max_encoded_bytes(n));
   Probe p;
   p.worker_s = p.shard_s = 1e30;
   for (int r = 0; r < reps; ++r) {
     const quant::SeedContext ctx{7, static_cast<std::uint64_t>(r), 0, 0};
     auto t0 = Clock::now();
-    c.memory->compensate(g.data(), x.data(), n, &state);
-    quant::Status st = c.codec->encode(x.data(), n, ctx, msg.data(), msg.size(), &p.bytes);
-    if (st.ok() && c.memory->needs_decoded()) st = c.codec->decode(msg.data(), p.bytes, d.data(), n);
-    if (st.ok()) c.memory->update(x.data(), d.data(), n, &state);
+    // The worker's step as the trainer runs it: the fused error-feedback pass.
+    quant::Status st = c.memory->encode_step(*c.codec, g.data(), n, ctx, &state, msg.data(), msg.size(), &p.bytes);
     p.worker_s = std::min(p.worker_s, seconds_since(t0));
     t0 = Clock::now();
     if (st.ok()) st = c.codec->decode_add(msg.data(), p.bytes, acc.data(), n, 0.5f);

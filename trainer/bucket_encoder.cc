@@ -19,8 +19,6 @@ BucketEncoder::BucketEncoder(const comm::Layout& layout, const std::vector<quant
 }
 
 void BucketEncoder::encode(std::uint32_t id, std::uint64_t step, const float* grads) {
-  // Scratch of the largest bucket this thread encoded (the pool's threads keep theirs).
-  thread_local std::vector<float> compensated, decoded;
   const comm::Bucket& b = layout_.buckets[id];
   const float* g = grads + b.offset;
   const quant::SeedContext ctx{seed_, step, rank_, b.id};
@@ -28,18 +26,12 @@ void BucketEncoder::encode(std::uint32_t id, std::uint64_t step, const float* gr
   const std::size_t cap = messages_[id].size();
   quant::Status s;
   if (b.compressed) {
-    if (compensated.size() < b.numel) {
-      compensated.resize(b.numel);
-      decoded.resize(b.numel);
-    }
+    // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): encode g + residual and
+    // keep what the receiver will not see, in one fused pass with the same bytes and state
+    // as compensate -> encode -> decode -> update (quant/feedback.h).
     const quant::Memory& mem = *compressors_[b.spec].memory;
     const quant::Codec& codec = *compressors_[b.spec].codec;
-    mem.compensate(g, compensated.data(), b.numel, &memory_[id]);
-    s = codec.encode(compensated.data(), b.numel, ctx, out, cap, &message_bytes_[id]);
-    if (s.ok() && mem.needs_decoded()) {
-      s = codec.decode(out, message_bytes_[id], decoded.data(), b.numel);
-    }
-    if (s.ok()) mem.update(compensated.data(), decoded.data(), b.numel, &memory_[id]);
+    s = mem.encode_step(codec, g, b.numel, ctx, &memory_[id], out, cap, &message_bytes_[id]);
   } else {
     s = identity_.encode(g, b.numel, ctx, out, cap, &message_bytes_[id]);
   }

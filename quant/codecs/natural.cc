@@ -47,6 +47,9 @@ class NaturalCodec final : public Codec {
   std::size_t params_bytes() const override { return 0; }
   void write_params(std::uint8_t*) const override {}
   std::size_t max_payload_bytes(std::size_t n) const override { return n + packed_bytes(n, 1); }
+  // Region 0: the exponent bytes, region 1: the sign bits.
+  std::size_t tile_alignment() const override { return 8; }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override { return r == 0 ? c : packed_bytes(c, 1); }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     std::uint8_t* exps = sink->data;

@@ -116,6 +116,10 @@ class QsgdCodec final : public Codec {
   std::size_t max_payload_bytes(std::size_t n) const override {
     return bucketed::payload_bytes(n, p_.bucket, 1, p_.bits);
   }
+  std::size_t tile_alignment() const override { return bucketed::tile_alignment(p_.bucket); }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override {
+    return bucketed::tile_region_bytes(r, c, p_.bucket, 1, p_.bits);
+  }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     switch (p_.bits) {

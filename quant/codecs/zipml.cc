@@ -150,6 +150,13 @@ class ZipmlCodec final : public Codec {
   std::size_t params_bytes() const override { return zipml::kParamsBytes; }
   void write_params(std::uint8_t* dst) const override { zipml::write_params(s_, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override { return zipml::payload_bytes(s_, n); }
+  // Tiles of the fused EF path (quant/feedback.h): region 0 the levels, region 1 the codes;
+  // each bucket's levels depend only on its own elements. scope=tensor has one set of
+  // levels per message, which no tile can compute: untiled.
+  std::size_t tile_alignment() const override { return s_.bucket == 0 ? 0 : bucketed::tile_alignment(s_.bucket); }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override {
+    return bucketed::tile_region_bytes(r, c, s_.bucket, zipml::levels_of(s_.bits), s_.bits);
+  }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     switch (s_.bits) {

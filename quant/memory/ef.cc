@@ -23,14 +23,53 @@
 // "auto" (the default) means 1/(1+omega) when the codec is unbiased and 1 otherwise;
 // make_compressor (quant/registry.cc) resolves it, so a spec prints the number it used.
 // scale = 1 is the unscaled memory above, bit for bit.
+//
+// encode_step runs the fused path (quant/feedback.h) with the same fp32 operations:
+// p = (g + e) * s, e = p / s - d (s != 1), or p = g + e, e = p - d (s == 1).
 #include <cmath>
 #include <cstdio>
 #include <string>
 
+#include "quant/feedback.h"
 #include "quant/memory/memories.h"
 
 namespace gradzip::quant {
 namespace {
+
+/// Fused EF (quant/feedback.h) with scale s; kScaled == (s != 1).
+template <bool kScaled>
+class EfOps final : public FeedbackOps {
+ public:
+  EfOps(const float* g, float* e, float s) : g_(g), e_(e), s_(s) {}
+  void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
+    const float* g = g_ + i0;
+    const float* e = e_ + i0;
+    for (std::size_t j = 0; j < cnt; ++j) p[j] = value(g[j], e[j]);  // p may alias e
+  }
+  AbsClass classify(std::size_t i0, std::size_t cnt) const override {
+    const float* __restrict g = g_ + i0;
+    const float* __restrict e = e_ + i0;
+    return classify_values(cnt, [&](std::size_t j) { return value(g[j], e[j]); });
+  }
+  void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
+    float* __restrict e = e_ + i0;
+    for (std::size_t j = 0; j < cnt; ++j) e[j] = unscaled(p[j]) - d[j];
+  }
+  Sparse sparse() const override { return Sparse::kResidualMinusDecoded; }
+  float* sparse_target() override { return e_; }
+  void unsent_residual(std::size_t n) override {
+    if (kScaled) {
+      for (std::size_t i = 0; i < n; ++i) e_[i] = unscaled(e_[i]);  // p / s - 0 == p / s
+    }
+  }
+
+ private:
+  float value(float g, float e) const { return kScaled ? (g + e) * s_ : g + e; }
+  float unscaled(float p) const { return kScaled ? p / s_ : p; }
+  const float* g_;
+  float* e_;
+  float s_;
+};
 
 class EfMemory final : public Memory {
  public:
@@ -58,6 +97,14 @@ class EfMemory final : public Memory {
       for (std::size_t i = 0; i < n; ++i) e[i] = compensated[i] / scale_ - decoded[i];
     }
     ++state->steps;
+  }
+
+  Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
+                     std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
+    if (scale_ == 1.0f) {
+      return residual_feedback_step<EfOps<false>>(codec, grad, n, ctx, state, out, cap, out_bytes, scale_);
+    }
+    return residual_feedback_step<EfOps<true>>(codec, grad, n, ctx, state, out, cap, out_bytes, scale_);
   }
 
  private:

@@ -90,7 +90,6 @@ struct BucketEncoder {
   quant::Compressor compressor;
   std::unique_ptr<quant::Codec> identity = quant::make_codec("identity");
   std::vector<quant::MemoryState> states;
-  std::vector<float> compensated, decoded;
 
   explicit BucketEncoder(const std::string& spec) : compressor(quant::make_compressor(spec)) {}
 
@@ -104,13 +103,13 @@ struct BucketEncoder {
         out.push_back(identity->encode(grad + b.offset, b.numel, ctx));
         continue;
       }
-      compensated.resize(b.numel);
-      compressor.memory->compensate(grad + b.offset, compensated.data(), b.numel, &states[b.id]);
-      out.push_back(compressor.codec->encode(compensated.data(), b.numel, ctx));
-      decoded.resize(b.numel);
-      const quant::Status st = compressor.codec->decode(out.back().data(), out.back().size(), decoded.data(), b.numel);
+      std::vector<std::uint8_t> msg(compressor.codec->max_encoded_bytes(b.numel));
+      std::size_t bytes = 0;
+      const quant::Status st = compressor.memory->encode_step(*compressor.codec, grad + b.offset, b.numel, ctx,
+                                                              &states[b.id], msg.data(), msg.size(), &bytes);
       if (!st.ok()) throw quant::QuantError(st);
-      compressor.memory->update(compensated.data(), decoded.data(), b.numel, &states[b.id]);
+      msg.resize(bytes);
+      out.push_back(std::move(msg));
     }
     return out;
   }

@@ -81,6 +81,16 @@ INSTANTIATE_TEST_SUITE_P(AllMemories, MemoryTwinTest,
                            return name + "_n" + std::to_string(std::get<1>(p.param));
                          });
 
+// The DGC clip norm on many blocks (quant/reduce.h blocked order) at part boundaries
+// and beyond 1024 minimum-size parts (longer parts): the same factor as the CPU.
+INSTANTIATE_TEST_SUITE_P(DgcClipParts, MemoryTwinTest,
+                         ::testing::Combine(::testing::Values("dgc:momentum=0.5,clip=2"),
+                                            ::testing::Values(std::size_t{32768}, std::size_t{32769},
+                                                              std::size_t{40000001})),
+                         [](const ::testing::TestParamInfo<MemoryTwinTest::ParamType>& p) {
+                           return "dgc_clip_n" + std::to_string(std::get<1>(p.param));
+                         });
+
 // Two steps of encode_with_memory(memory, codec) == two steps of the CPU memory + codec
 // pipeline (messages and residual): the fused path (ef) and the general path (dgc:
 // compensate -> encode -> decode_own -> update) carry their state across steps. randk

@@ -73,15 +73,15 @@ struct Case {
 
 TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
   const Case cases[] = {
-      // codec study: 9 configurations x 1 seed (quick) or 3 seeds; standard is the default.
-      {"codec_study.sh", "--budget quick --dry-run", 9,
+      // codec study: 10 configurations x 1 seed (quick) or 3 seeds; standard is the default.
+      {"codec_study.sh", "--budget quick --dry-run", 10,
        {"--device cpu --width 8 --train-subset 2048 --test-subset 1000 --epochs 2"}},
-      {"codec_study.sh", "--dry-run", 27,
+      {"codec_study.sh", "--dry-run", 30,
        {"--width 8 --train-subset 0 --test-subset 0 --epochs 2 --warmup-epochs 0 --torch-threads 1",
         "--compressor ef+topk:ratio=0.01 --seed 3 ", ", 2 at a time"}},
-      {"codec_study.sh", "--budget full --dry-run", 27,
+      {"codec_study.sh", "--budget full --dry-run", 30,
        {"--device cuda --width 0 --train-subset 0 --test-subset 0 --epochs 15", ", 8 at a time"}},
-      {"codec_study.sh", "--budget full --device cpu --parallel 3 --dry-run", 27,
+      {"codec_study.sh", "--budget full --device cpu --parallel 3 --dry-run", 30,
        {"--device cpu --width 0", ", 3 at a time"}},
       // quickstart: 6 codecs; standard is quickstart.ini as it is.
       {"quickstart.sh", "--budget quick --dry-run", 6, {"--train-subset 512 --test-subset 500 --epochs 2"}},

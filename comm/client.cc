@@ -85,13 +85,9 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
   uninitialized_.assign(m, false);
 
   resume_step_ = 0;
-  const std::string json = signature_to_json(sig_);
+  hello_json_ = signature_to_json(sig_);
   Handle h = new_handle();
-  for (auto s : active_shards()) {
-    Envelope e;
-    e.type = MsgType::kHello;
-    start(s, e, {}, {std::vector<std::uint8_t>(json.begin(), json.end())}, h);
-  }
+  for (auto s : active_shards()) send_hello(s, h);
   wait(h);
   if (worker_rank == 0) {
     auto identity = quant::make_codec("identity");
@@ -142,11 +138,22 @@ Handle RequestClient::pull(std::uint64_t step, float* params) {
   return h;
 }
 
-void RequestClient::barrier() {
-  Handle h = new_handle();
+void RequestClient::send_hello(std::uint32_t shard, Handle handle) {
   Envelope e;
-  e.type = MsgType::kBarrier;
-  start(active_shards().front(), e, {}, {}, h);
+  e.type = MsgType::kHello;
+  e.aux = static_cast<std::uint64_t>(opt_.heartbeat_interval_s * 1000.0);  // promised heartbeats (ms); 0 = none
+  start(shard, e, {}, {std::vector<std::uint8_t>(hello_json_.begin(), hello_json_.end())}, handle);
+}
+
+void RequestClient::barrier() {
+  // Every shard: a shard's barrier releases once all of its live workers arrived, so
+  // returning means every worker reached it as every shard sees it.
+  Handle h = new_handle();
+  for (auto s : active_shards()) {
+    Envelope e;
+    e.type = MsgType::kBarrier;
+    start(s, e, {}, {}, h);
+  }
   wait(h);
 }
 
@@ -169,6 +176,23 @@ void RequestClient::shutdown() {
     start(s, e, {}, {}, h);
   }
   wait(h);
+}
+
+void RequestClient::rebind(std::uint32_t shard) {
+  for (const auto& [seq, r] : requests_) {
+    if (r.handle == kRebindHandle && r.shard == shard && !r.done) return;  // already in flight
+  }
+  spdlog::info("worker {}: shard {} does not know this connection (restarted?); saying hello again", worker_, shard);
+  send_hello(shard, kRebindHandle);
+}
+
+void RequestClient::fail_shard(std::uint32_t shard, const std::string& error, CommError::Kind kind) {
+  for (auto& [seq, r] : requests_) {
+    if (r.shard != shard || r.done || r.handle == kRebindHandle) continue;
+    r.error = error;
+    r.error_kind = kind;
+    r.done = true;
+  }
 }
 
 void RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
@@ -212,17 +236,31 @@ void RequestClient::dispatch(Received& rx) {
   if (e.type == MsgType::kError) {
     const auto err = static_cast<ProtoErr>(e.bucket);
     if (err == ProtoErr::kBusy || err == ProtoErr::kUninitialized) return;  // retried after request_timeout_s
+    if (err == ProtoErr::kNotBound && r.env.type != MsgType::kHello) {
+      rebind(rx.shard);  // a restarted shard that has not seen this worker's hello; r is resent after it
+      return;
+    }
     std::string text;
     if (rx.frames.size() > 1) text.assign(reinterpret_cast<const char*>(rx.frames[1].data), rx.frames[1].size);
     r.error = fmt::format("shard {} refused {}: {}: {}", rx.shard, r.is_push ? "push" : "request", proto_err_name(err),
                           text);
-    r.error_kind = err == ProtoErr::kSignatureMismatch ? CommError::Kind::kRefused : CommError::Kind::kProtocol;
+    const bool refused = err == ProtoErr::kSignatureMismatch || err == ProtoErr::kRankTaken ||
+                         err == ProtoErr::kDeclaredDead || err == ProtoErr::kNotBound;
+    r.error_kind = refused ? CommError::Kind::kRefused : CommError::Kind::kProtocol;
     r.done = true;
+    if (r.handle == kRebindHandle) fail_shard(r.shard, r.error, r.error_kind);
     return;
   }
   if (e.type != reply_type(r.env.type)) {
     spdlog::warn("worker {}: reply type {} does not match request {}", worker_, static_cast<int>(e.type),
                  static_cast<int>(r.env.type));
+    return;
+  }
+  if (r.handle == kRebindHandle) {  // bound again: resend what waits for this shard now
+    r.done = true;
+    for (auto& [seq, other] : requests_) {
+      if (other.shard == r.shard && !other.done && other.handle != kRebindHandle) transmit(other);
+    }
     return;
   }
   if (r.env.type == MsgType::kHello) {
@@ -243,10 +281,17 @@ void RequestClient::wait(Handle handle) {
     held_.clear();
     bool all_done = true;
     const auto now = Clock::now();
-    for (auto& [seq, r] : requests_) {
-      if (r.handle != handle || r.done) continue;
-      all_done = false;
-      if (now - r.last_sent > retry) transmit(r);
+    for (auto it = requests_.begin(); it != requests_.end();) {
+      Request& r = it->second;
+      if (r.handle == kRebindHandle && r.done) {
+        it = requests_.erase(it);
+        continue;
+      }
+      if ((r.handle == handle || r.handle == kRebindHandle) && !r.done) {
+        all_done = all_done && r.handle != handle;
+        if (now - r.last_sent > retry) transmit(r);
+      }
+      ++it;
     }
     if (all_done) break;
     if (now > deadline) {

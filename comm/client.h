@@ -7,6 +7,12 @@
 // same (worker, step, seq); the shard applies a push once (comm/shard.h) and answers a
 // repeated pull again, so retries are safe. After op_timeout_s wait() throws
 // CommError(kTimeout). Replies of an already completed request are ignored.
+//
+// Binding: a shard accepts requests for this worker's rank only from the connection
+// whose hello it accepted (comm/shard.h). A shard that answers kNotBound (restarted, it
+// has not seen this connection) gets a new hello, then the waiting requests again. A
+// refused hello (kRankTaken: another live connection holds the rank) and kDeclaredDead
+// (this worker timed out; call connect() again to rejoin) surface as kRefused.
 #pragma once
 
 #include <chrono>
@@ -37,6 +43,10 @@ struct ClientOptions {
   PlacementOptions placement;       ///< must match the shards' (checked in the handshake)
   double request_timeout_s = 2.0;   ///< resend a request unanswered this long
   double op_timeout_s = 60.0;       ///< give up (CommError kTimeout)
+  /// Heartbeat interval announced in the hello (0 = none). A worker that announces
+  /// heartbeats must send a request at least every worker timeout of the shards, or be
+  /// declared dead; RequestClient::heartbeat() sends one to every shard.
+  double heartbeat_interval_s = 0.0;
   FaultInjection faults;
 };
 
@@ -95,11 +105,19 @@ class RequestClient : public WorkerTransport {
   void transmit(Request& r);
   void dispatch(Received& rx);
   void on_pull_reply(Request& r, const Envelope& e, Received& rx);
+  void send_hello(std::uint32_t shard, Handle handle);
+  /// Sends a hello to `shard` (once at a time) after it answered kNotBound.
+  void rebind(std::uint32_t shard);
+  /// Fails every waiting request to `shard` with `error` (a refused rebind).
+  void fail_shard(std::uint32_t shard, const std::string& error, CommError::Kind kind);
+  /// Handle of internal hellos that rebind a restarted shard (nobody waits on it).
+  static constexpr Handle kRebindHandle = 0;
   Handle new_handle() { return ++last_handle_; }
   std::vector<std::uint32_t> active_shards() const;
 
   ClientOptions opt_;
   ModelSignature sig_;
+  std::string hello_json_;
   Layout layout_;
   std::uint32_t worker_ = 0;
   bool connected_ = false;

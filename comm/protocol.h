@@ -16,10 +16,14 @@
 //   24   8   seq       request id, unique per worker and monotonic; echoed in the reply;
 //                      a retried request reuses it (dedup key (worker, step, seq))
 //   32   8   aux       hello/push/pull reply: shard version (steps applied);
+//                      hello request: heartbeat interval the worker promises, ms (0 = none);
 //                      pull request: the step of the worker's replica (compressed downlink)
 //
 // Bodies by type:
 //   kHello     [signature JSON (signature_to_json)]      reply: none (flag kFlagUninitialized)
+//              A matching hello binds `worker` to the connection it came from; every
+//              other request type is refused (kNotBound) unless it comes from that
+//              connection (comm/shard.h, "who may speak for a worker").
 //   kInit      [one identity message per shard bucket]   reply: none (first init wins)
 //   kPush      [gradzip message of bucket `bucket`]      reply: none (flags stale/duplicate)
 //   kPull      none                                      reply: one gradzip message per
@@ -80,6 +84,9 @@ enum class ProtoErr : std::uint32_t {
   kSizeMismatch = 8,       ///< message numel differs from the bucket's
   kBusy = 9,               ///< too many steps pending; retry later
   kUninitialized = 10,     ///< push before the shard holds parameters
+  kNotBound = 11,          ///< request for a worker rank from a connection its hello did not bind
+  kRankTaken = 12,         ///< hello for a live worker rank bound to another connection
+  kDeclaredDead = 13,      ///< the rank was declared dead (timeout); a hello rejoins it
 };
 const char* proto_err_name(ProtoErr e);
 

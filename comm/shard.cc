@@ -68,6 +68,9 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   const std::uint32_t w = opt_.num_workers;
   live_.assign(w, true);
   shut_down_.assign(w, false);
+  bound_peer_.assign(w, "");
+  last_heard_.assign(w, Clock::now());
+  heartbeats_.assign(w, false);
   clock_.assign(w, 0);
   async_progress_.assign(w, {});
   bucket_updates_.assign(nlocal(), 0);
@@ -99,6 +102,7 @@ void Shard::restore_from_checkpoint() {
   last_checkpoint_version_ = version_;
   std::fill(clock_.begin(), clock_.end(), version_);
   initialized_ = true;
+  may_jump_ = true;
   spdlog::info("shard {}: restored step {} from {}", opt_.shard_id, version_, opt_.checkpoint_dir);
 }
 
@@ -172,11 +176,17 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
            fmt::format("worker rank {} but this run has {} workers", e.worker, opt_.num_workers), out);
     return;
   }
-  count_request(frames, count, &stats_.workers[e.worker].up);
   const FrameView* body = frames + 1;
   const std::size_t nbody = count - 1;
+  if (e.type == MsgType::kHello) {
+    on_hello(peer, e, body, nbody, now, out);
+    if (bound_peer_[e.worker] == peer) count_request(frames, count, &stats_.workers[e.worker].up);
+    return;
+  }
+  if (!admit_sender(peer, e, out)) return;
+  count_request(frames, count, &stats_.workers[e.worker].up);
+  last_heard_[e.worker] = now;
   switch (e.type) {
-    case MsgType::kHello: on_hello(peer, e, body, nbody, out); break;
     case MsgType::kInit: on_init(peer, e, body, nbody, out); break;
     case MsgType::kPush:
       if (nbody != 1) {
@@ -199,8 +209,27 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
   }
 }
 
+bool Shard::admit_sender(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
+  if (bound_peer_[e.worker] != peer) {
+    refuse(peer, e, ProtoErr::kNotBound,
+           bound_peer_[e.worker].empty()
+               ? fmt::format("worker {} has not said hello (no request is accepted before the handshake)", e.worker)
+               : fmt::format("worker rank {} is bound to another connection", e.worker),
+           out);
+    return false;
+  }
+  if (!live_[e.worker] && e.type != MsgType::kShutdown) {
+    refuse(peer, e, ProtoErr::kDeclaredDead,
+           fmt::format("worker {} was declared dead; the shard is at step {}; say hello again to rejoin", e.worker,
+                       version_),
+           out);
+    return false;
+  }
+  return true;
+}
+
 void Shard::on_hello(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
-                     std::vector<OutMessage>* out) {
+                     Clock::time_point now, std::vector<OutMessage>* out) {
   ModelSignature theirs;
   std::string why;
   if (n != 1 || !signature_from_json(body[0].data, body[0].size, &theirs, &why)) {
@@ -212,9 +241,27 @@ void Shard::on_hello(const std::string& peer, const Envelope& e, const FrameView
     refuse(peer, e, ProtoErr::kSignatureMismatch, "model signature differs (worker vs shard): " + diff, out);
     return;
   }
-  if (!live_[e.worker]) spdlog::info("shard {}: worker {} rejoined at step {}", opt_.shard_id, e.worker, version_);
-  live_[e.worker] = true;
-  shut_down_[e.worker] = false;
+  const std::uint32_t w = e.worker;
+  const bool other_peer = !bound_peer_[w].empty() && bound_peer_[w] != peer;
+  if (other_peer && live_[w] && !shut_down_[w]) {
+    refuse(peer, e, ProtoErr::kRankTaken,
+           fmt::format("worker rank {} is bound to another live connection (heard {:.1f} s ago); a restarted worker "
+                       "can rejoin once the shard declared the old one dead (worker timeout)",
+                       w, std::chrono::duration<double>(now - last_heard_[w]).count()),
+           out);
+    return;
+  }
+  if (!live_[w]) {
+    ++stats_.rejoins;
+    spdlog::info("shard {}: worker {} rejoined at step {}{}", opt_.shard_id, w, version_,
+                 other_peer ? " from a new connection" : "");
+  }
+  if (other_peer) drop_waiting(w);
+  bound_peer_[w] = peer;
+  live_[w] = true;
+  shut_down_[w] = false;
+  last_heard_[w] = now;
+  heartbeats_[w] = e.aux > 0;  // the hello's aux: the worker's heartbeat interval in ms (0 = none)
   Envelope r = ack(e);
   r.flags = initialized_ ? 0 : kFlagUninitialized;
   // Where this worker resumes: sync workers move in lockstep; an async/ssp worker
@@ -369,10 +416,35 @@ void Shard::on_barrier(const std::string& peer, const Envelope& e, std::vector<O
     }
   }
   if (!present) barrier_waiting_.push_back({peer, e});
-  const auto live = static_cast<std::size_t>(std::count(live_.begin(), live_.end(), true));
-  if (barrier_waiting_.size() < live) return;
+  release_barrier(out);
+}
+
+void Shard::release_barrier(std::vector<OutMessage>* out) {
+  if (barrier_waiting_.empty()) return;
+  for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
+    const bool waiting = std::any_of(barrier_waiting_.begin(), barrier_waiting_.end(),
+                                     [w](const PendingPull& b) { return b.env.worker == w; });
+    if (live_[w] && !waiting) return;
+  }
   for (const auto& b : barrier_waiting_) reply(b.peer, b.env.worker, ack(b.env), {}, out);
   barrier_waiting_.clear();
+}
+
+void Shard::drop_waiting(std::uint32_t w) {
+  auto of_w = [w](const PendingPull& p) { return p.env.worker == w; };
+  pending_pulls_.erase(std::remove_if(pending_pulls_.begin(), pending_pulls_.end(), of_w), pending_pulls_.end());
+  barrier_waiting_.erase(std::remove_if(barrier_waiting_.begin(), barrier_waiting_.end(), of_w),
+                         barrier_waiting_.end());
+}
+
+void Shard::declare_dead(std::uint32_t w, const std::string& why, std::vector<OutMessage>* out) {
+  live_[w] = false;
+  ++stats_.workers_declared_dead;
+  spdlog::warn("shard {}: worker {} declared dead at step {}: {}", opt_.shard_id, w, version_, why);
+  barrier_waiting_.erase(std::remove_if(barrier_waiting_.begin(), barrier_waiting_.end(),
+                                        [w](const PendingPull& b) { return b.env.worker == w; }),
+                         barrier_waiting_.end());
+  release_barrier(out);
 }
 
 void Shard::maybe_checkpoint() {

@@ -13,7 +13,16 @@
 //    one optimizer step. A pull(t) is answered once step t is applied. If a step stays
 //    incomplete for worker_timeout_s, missing workers are declared dead (logged,
 //    counted) and the step is applied with what arrived; a worker rejoins with a hello.
-//    A restored shard behind the workers jumps forward to the step they push.
+//    A shard restored from a checkpoint (and only such a shard, until it applied its
+//    first step) jumps forward to a step every live worker agrees on: each pushed it or
+//    pulled it without pushing (its pushes were lost with the old process).
+//  - who may speak for a worker: a hello whose signature matches binds the worker rank
+//    to the peer (connection) it came from. Every other request for that rank from
+//    another peer is refused (kNotBound), as is any request before a hello. A hello for
+//    a live rank bound to another peer is refused (kRankTaken). A rank is declared dead
+//    by the step timeout, or, for a worker that announced heartbeats in its hello (aux =
+//    interval in ms), after worker_timeout_s without any request; its requests are then
+//    refused (kDeclaredDead) until a hello (from any peer) rejoins it explicitly.
 //  - async (Hogwild-style PS, Dean et al. 2012 Downpour SGD): each push is applied on
 //    arrival; staleness = updates of that bucket since the pushing worker last pulled it.
 //  - ssp (Ho et al. 2013, Stale Synchronous Parallel): async application, but pull(t)
@@ -108,6 +117,7 @@ struct ShardStats {
   std::map<std::string, std::uint64_t> refused_by_reason;
   std::uint64_t timeout_completions = 0;    ///< sync steps applied without every worker
   std::uint64_t workers_declared_dead = 0;
+  std::uint64_t rejoins = 0;                ///< hellos that took back a rank declared dead
   std::uint64_t staleness_count = 0, staleness_sum = 0, staleness_max = 0;
   std::uint64_t checkpoints_written = 0;
   double apply_seconds = 0.0;               ///< time in aggregation + optimizer + downlink encode
@@ -126,12 +136,13 @@ class Shard {
   /// and skipped); otherwise the shard waits for worker 0's kInit.
   Shard(ShardOptions options, ModelSignature signature, Layout layout);
 
-  /// Processes one received multipart message from `peer` (an opaque routing id) and
+  /// Processes one received multipart message from `peer` (an opaque connection id that
+  /// the transport guarantees no other connection can present) and
   /// appends 0..n replies (to this or other peers: completed pulls) to `out`. Never
   /// throws on bad frames.
   void handle(const std::string& peer, const FrameView* frames, std::size_t count, Clock::time_point now,
               std::vector<OutMessage>* out);
-  /// Periodic work (worker timeouts). Call at least every ~100 ms.
+  /// Periodic work (step timeouts, silent workers). Call at least every ~100 ms.
   void tick(Clock::time_point now, std::vector<OutMessage>* out);
 
   /// Sets the partition directly (tests, simulation); same effect as a kInit.
@@ -174,8 +185,16 @@ class Shard {
   Envelope ack(const Envelope& req) const;
   /// True for a request of a step step_window or more steps ahead (refused: kWrongStep).
   bool beyond_step_window(const Envelope& e) const;
+  /// True when `peer` is bound to e.worker and the rank is live (or e is a shutdown);
+  /// otherwise refuses the request (kNotBound / kDeclaredDead) and returns false.
+  bool admit_sender(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   void on_hello(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
-                std::vector<OutMessage>* out);
+                Clock::time_point now, std::vector<OutMessage>* out);
+  /// Marks worker w dead (logged, counted) and completes what waited for it.
+  void declare_dead(std::uint32_t w, const std::string& why, std::vector<OutMessage>* out);
+  /// Forgets the pulls and barrier entries worker w left on `peer` (a rebound rank).
+  void drop_waiting(std::uint32_t w);
+  void release_barrier(std::vector<OutMessage>* out);
   void on_init(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
                std::vector<OutMessage>* out);
   void on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
@@ -245,10 +264,14 @@ class Shard {
   std::vector<std::int64_t> local_of_;      // bucket id -> local index or -1
   std::vector<float> params_, momentum_, replica_, scratch_;
   bool initialized_ = false;
+  bool may_jump_ = false;  // restored from a checkpoint and no step applied since
   std::uint64_t version_ = 0;
   std::uint64_t last_checkpoint_version_ = 0;
 
   std::vector<bool> live_, shut_down_;
+  std::vector<std::string> bound_peer_;                     // per worker: its hello's peer ("" = none)
+  std::vector<Clock::time_point> last_heard_;               // per worker: last admitted request
+  std::vector<bool> heartbeats_;                            // per worker: announced heartbeats
   std::vector<std::uint64_t> clock_;                        // async/ssp: steps completed per worker
   std::vector<std::map<std::uint64_t, std::uint32_t>> async_progress_;  // worker -> step -> buckets
   std::vector<std::uint64_t> bucket_updates_;               // async: updates per local bucket

@@ -24,7 +24,6 @@ Shard::PushOutcome Shard::apply_async(const std::string& peer, const Envelope& e
            b.numel);
   ++bucket_updates_[local];
   add_apply_time(t0);
-  live_[e.worker] = true;
   // The worker's clock advances once it pushed every bucket of this shard for the step.
   auto& progress = async_progress_[e.worker];
   if (++progress[e.step] == nlocal()) {

@@ -37,10 +37,6 @@ Shard::PushOutcome Shard::accumulate_sync(const std::string& peer, const Envelop
   p.received[e.worker][local] = true;
   ++p.contributors[local];
   ++p.done[e.worker];
-  if (!live_[e.worker]) {
-    spdlog::info("shard {}: worker {} is back (push for step {})", opt_.shard_id, e.worker, e.step);
-    live_[e.worker] = true;
-  }
   return PushOutcome::kApplied;
 }
 
@@ -96,6 +92,9 @@ void Shard::try_complete(std::vector<OutMessage>* out) {
     // A later step complete while this one is not: the missing pushes are not coming.
     const bool complete = step_complete(p) || (std::next(it) != pending_.end() && step_complete(std::next(it)->second));
     if (!complete) break;
+    // Only a shard restored from a checkpoint may move ahead of its own step, and only
+    // to a step every live worker pushed or pulled (step_complete above).
+    if (it->first > version_ && !may_jump_) break;
     if (it->first > version_) {
       spdlog::warn("shard {}: jumping from step {} to step {} (restored shard behind the workers)", opt_.shard_id,
                    version_, it->first);
@@ -123,29 +122,49 @@ void Shard::apply_sync(std::uint64_t step, Pending& p) {
     sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel);
   }
   version_ = step + 1;
+  may_jump_ = false;
   if (downlink_) encode_downlink(step);
   add_apply_time(t0);
   maybe_checkpoint();
 }
 
 void Shard::tick(Clock::time_point now, std::vector<OutMessage>* out) {
-  if (opt_.mode != SyncMode::kSync || opt_.worker_timeout_s <= 0.0 || pending_.empty()) return;
-  Pending& p = pending_.begin()->second;
-  if (std::chrono::duration<double>(now - p.first_push).count() < opt_.worker_timeout_s) return;
+  if (opt_.worker_timeout_s <= 0.0) return;
+  bool changed = false;
+  // Liveness by heartbeats: a worker that promised them and sent nothing for the timeout.
   for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
-    if (live_[w] && p.done[w] < nlocal()) {
-      live_[w] = false;
-      ++stats_.workers_declared_dead;
-      spdlog::warn("shard {}: worker {} missed step {} for {:.1f} s; continuing without it", opt_.shard_id, w,
-                   pending_.begin()->first, opt_.worker_timeout_s);
+    const double silent_s = std::chrono::duration<double>(now - last_heard_[w]).count();
+    if (live_[w] && heartbeats_[w] && !shut_down_[w] && silent_s > opt_.worker_timeout_s) {
+      declare_dead(w, fmt::format("no request or heartbeat for {:.1f} s", silent_s), out);
+      changed = true;
     }
   }
-  ++stats_.timeout_completions;
-  try_complete(out);
+  // The step timeout (sync): workers missing from a step pending that long.
+  if (opt_.mode == SyncMode::kSync && !pending_.empty()) {
+    const auto& [step, p] = *pending_.begin();
+    if (std::chrono::duration<double>(now - p.first_push).count() >= opt_.worker_timeout_s) {
+      bool missing = false;
+      for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
+        if (live_[w] && p.done[w] < nlocal()) {
+          declare_dead(w, fmt::format("missed step {} for {:.1f} s; continuing without it", step,
+                                      opt_.worker_timeout_s),
+                       out);
+          missing = true;
+        }
+      }
+      if (missing) ++stats_.timeout_completions;
+      changed = changed || missing;
+    }
+  }
+  if (!changed) return;
+  if (opt_.mode == SyncMode::kSync) try_complete(out);
+  after_version_change(out);  // SSP pulls may no longer wait for a dead worker
 }
 
 bool Shard::excuse_lost_pushes(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
-  if (opt_.mode != SyncMode::kSync || !initialized_ || e.step == kLatestStep || e.step < version_) return false;
+  if (opt_.mode != SyncMode::kSync || !may_jump_ || !initialized_ || e.step == kLatestStep || e.step < version_) {
+    return false;
+  }
   // Workers pull step t only after their pushes of t were acknowledged. If this shard
   // lacks them, it was restarted from a checkpoint and lost them: excuse the worker
   // from step t (the step completes with the pushes that did arrive) instead of

@@ -1,6 +1,9 @@
 #include "comm/zmq_client.h"
 
+#include <random>
 #include <stdexcept>
+
+#include <fmt/format.h>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -32,9 +35,15 @@ void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_ran
   Impl& s = *impl_;
   std::string pub, sec;
   if (!s.opt.curve_server_public_key.empty()) read_curve_keypair(s.opt.curve_key_file, &pub, &sec);
+  // The routing id names this transport's connections for the life of the process: it
+  // survives reconnects (a cut link), and a restarted worker gets a new one, so a shard
+  // can tell the worker bound by its hello from any other claimant of the rank.
+  std::random_device rd;
+  const std::uint64_t nonce = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  const std::string routing_id = fmt::format("w{}-{:016x}", worker_rank, nonce);
   for (std::uint32_t i = 0; i < num_shards; ++i) {
     zmq::socket_t sock(s.ctx, zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::routing_id, "w" + std::to_string(worker_rank));
+    sock.set(zmq::sockopt::routing_id, routing_id);
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::sndhwm, 0);
     sock.set(zmq::sockopt::rcvhwm, 0);

@@ -1,6 +1,9 @@
 // ZeroMQ worker transport: one DEALER socket per shard, the RequestClient protocol
-// (comm/client.h) on top. Routing id "w<rank>" so a restarted worker takes over its
-// old connection (the server sets ZMQ_ROUTER_HANDOVER).
+// (comm/client.h) on top. Routing id "w<rank>-<64 random bits>", fixed for the life of
+// the transport: a reconnect after a cut link keeps it (the server sets
+// ZMQ_ROUTER_HANDOVER, so the new connection takes over the old one's id), while a
+// restarted worker gets a new one and must rejoin by hello (comm/shard.h). The id is a
+// bearer token on plaintext TCP; use CURVE where the network is not trusted.
 //
 // Push bodies are copied into zmq messages when sent (the caller may reuse its buffer
 // as soon as wait() returns, and a retried copy may still sit in a queue then); pull

@@ -3,8 +3,9 @@
 // Socket settings and why:
 //  - ZMQ_ROUTER_MANDATORY: a reply to a peer that is gone raises EHOSTUNREACH instead of
 //    being dropped silently; it is logged and counted (send_failures).
-//  - ZMQ_ROUTER_HANDOVER: a restarted worker reconnecting with the same routing id
-//    ("w<rank>") takes over the old connection.
+//  - ZMQ_ROUTER_HANDOVER: a worker reconnecting (cut link) with its routing id takes
+//    over its old connection. Workers choose random per-process ids (comm/zmq_client.h);
+//    the Shard binds each worker rank to the id of its hello (comm/shard.h).
 //  - ZMQ_MAXMSGSIZE = Shard::max_frame_bytes() + 64 KiB: a peer that sends a larger frame
 //    is disconnected by libzmq before the bytes are buffered (oversized input refused).
 //  - ZMTP heartbeats (ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL): dead TCP peers are detected

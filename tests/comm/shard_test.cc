@@ -9,76 +9,14 @@
 #include "comm/checkpoint.h"
 #include "comm/shard.h"
 #include "quant/registry.h"
-#include "tests/comm/lsq.h"
+#include "tests/comm/shard_harness.h"
 
 namespace gradzip::comm {
 namespace {
 
-using testing::lsq_signature;
+using testing::err_of;
+using testing::Harness;
 
-// Drives a Shard with hand-built requests and decodes its replies.
-struct Harness {
-  ModelSignature sig;
-  Layout layout;
-  std::unique_ptr<Shard> shard;
-  std::vector<OutMessage> out;
-
-  Harness(ShardOptions o, std::uint32_t shards = 2, const std::string& spec = "identity") {
-    sig = lsq_signature();
-    sig.compressor_spec = spec;
-    PlacementOptions p;
-    p.num_shards = shards;
-    p.bucket_bytes = 4 * 40;
-    sig.placement = p.canonical();
-    layout = make_layout(sig, p);
-    shard = std::make_unique<Shard>(o, sig, layout);
-  }
-  void init(float value = 1.0f) {
-    std::vector<float> v(layout.shard_numel[0], value);
-    shard->initialize(v.data(), &out);
-  }
-  // Sends frames; returns the envelopes of the replies produced.
-  std::vector<Envelope> send(const std::vector<std::vector<std::uint8_t>>& frames) {
-    std::vector<FrameView> views;
-    for (const auto& f : frames) views.push_back({f.data(), f.size()});
-    out.clear();
-    shard->handle("peer", views.data(), views.size(), Shard::Clock::now(), &out);
-    std::vector<Envelope> envs;
-    for (const auto& m : out) {
-      Envelope e;
-      std::string why;
-      EXPECT_TRUE(read_envelope(m.frames[0]->data(), m.frames[0]->size(), &e, &why)) << why;
-      envs.push_back(e);
-    }
-    return envs;
-  }
-  static std::vector<std::uint8_t> env(MsgType t, std::uint32_t worker, std::uint32_t bucket, std::uint64_t step,
-                                       std::uint64_t seq) {
-    Envelope e;
-    e.type = t;
-    e.worker = worker;
-    e.bucket = bucket;
-    e.step = step;
-    e.seq = seq;
-    std::vector<std::uint8_t> b(kEnvelopeBytes);
-    write_envelope(e, b.data());
-    return b;
-  }
-  std::vector<std::uint8_t> grad_msg(std::uint32_t bucket, float value, const std::string& codec = "identity") {
-    std::vector<float> g(layout.buckets[bucket].numel, value);
-    return quant::make_codec(codec)->encode(g.data(), g.size(), quant::SeedContext{});
-  }
-  std::uint32_t owned(std::size_t i = 0) const { return layout.shard_buckets[0].at(i); }
-  // Worker w pushes `value` for every bucket of shard 0 at `step` (seq first_seq + i).
-  void push_all(std::uint32_t w, std::uint64_t step, float value, std::uint64_t first_seq) {
-    for (std::size_t i = 0; i < layout.shard_buckets[0].size(); ++i) {
-      send({env(MsgType::kPush, w, owned(i), step, first_seq + i), grad_msg(owned(i), value)});
-    }
-  }
-  std::uint32_t foreign() const { return layout.shard_buckets[1].at(0); }
-};
-
-ProtoErr err_of(const Envelope& e) { return static_cast<ProtoErr>(e.bucket); }
 
 TEST(Shard, MalformedBarrageIsRefusedAndTheShardKeepsServing) {
   ShardOptions o;
@@ -275,18 +213,28 @@ TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
 }
 
 TEST(Shard, StaleAndAheadStepsAfterRestoreJumpForward) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gz_jump_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
   ShardOptions o;
   o.num_workers = 1;
-  Harness h(o, 1);
-  h.init(0.0f);
-  // Workers continue at step 5 (the shard was restored to step 0): the shard jumps.
-  for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
-    const auto id = h.owned(i);
-    h.send({Harness::env(MsgType::kPush, 0, id, 5, 1 + i), h.grad_msg(id, 1.0f)});
+  o.checkpoint_dir = dir.string();
+  o.checkpoint_every = 1;
+  {
+    Harness h(o, 1);
+    h.init(0.0f);
+    h.push_all(0, 0, 1.0f, 1);
+    ASSERT_EQ(h.shard->version(), 1u);
   }
+  // Restored to step 1 while the worker continues at step 5: the shard jumps.
+  o.restore = true;
+  Harness h(o, 1);
+  ASSERT_EQ(h.shard->version(), 1u);
+  h.hello(0);
+  h.push_all(0, 5, 1.0f, 1);
   EXPECT_EQ(h.shard->version(), 6u);
   auto r = h.send({Harness::env(MsgType::kPush, 0, h.owned(), 3, 99), h.grad_msg(h.owned(), 1.0f)});
   EXPECT_EQ(r[0].flags & kFlagStale, kFlagStale);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -12,9 +12,52 @@
 
 namespace gradzip::comm {
 
-RequestClient::RequestClient(ClientOptions options) : opt_(std::move(options)), fault_rng_(opt_.faults.seed) {}
+RequestClient::RequestClient(ClientOptions options)
+    : opt_(std::move(options)),
+      request_faults_(opt_.faults.requests, opt_.faults.seed),
+      reply_faults_(opt_.faults.replies, opt_.faults.seed * 0x9E3779B97F4A7C15ull + 1) {}
 
-RequestClient::~RequestClient() = default;
+RequestClient::~RequestClient() { stop_heartbeats(); }
+
+void RequestClient::stop_heartbeats() {
+  {
+    std::lock_guard<std::mutex> lock(heartbeat_mu_);
+    heartbeat_stop_ = true;
+  }
+  heartbeat_cv_.notify_all();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+}
+
+void RequestClient::send_locked(std::uint32_t shard, const std::vector<FrameView>& frames) {
+  // Caller holds io_mu_.
+  send_frames(shard, frames);
+  if (shard < last_send_.size()) last_send_[shard] = Clock::now();
+}
+
+void RequestClient::heartbeat_loop() {
+  const auto interval = std::chrono::duration<double>(opt_.heartbeat_interval_s);
+  const auto shards = active_shards();
+  std::unique_lock<std::mutex> hb(heartbeat_mu_);
+  while (!heartbeat_cv_.wait_for(hb, interval / 2, [this] { return heartbeat_stop_; })) {
+    std::lock_guard<std::mutex> lock(io_mu_);
+    const auto now = Clock::now();
+    for (auto s : shards) {
+      if (now - last_send_[s] < interval) continue;
+      Envelope e;  // seq 0: no request waits for its reply, dispatch() ignores it
+      e.type = MsgType::kHeartbeat;
+      e.worker = worker_;
+      std::uint8_t head[kEnvelopeBytes];
+      write_envelope(e, head);
+      const std::size_t size = kEnvelopeBytes;
+      count_message(&counters_.up, &size, 1);
+      try {
+        send_locked(s, {{head, kEnvelopeBytes}});
+      } catch (const CommError& ex) {
+        spdlog::warn("worker {}: heartbeat to shard {} failed: {}", worker_, s, ex.what());
+      }
+    }
+  }
+}
 
 std::vector<std::uint32_t> RequestClient::active_shards() const {
   std::vector<std::uint32_t> s;
@@ -25,21 +68,46 @@ std::vector<std::uint32_t> RequestClient::active_shards() const {
 }
 
 void RequestClient::transmit(Request& r) {
+  std::lock_guard<std::mutex> lock(io_mu_);
   r.last_sent = Clock::now();
   std::vector<std::size_t> sizes;
   for (const auto& f : r.frames) sizes.push_back(f.size);
   count_message(&counters_.up, sizes.data(), sizes.size());
-  const auto& f = opt_.faults;
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  if (f.drop_probability > 0 && u(fault_rng_) < f.drop_probability) return;
-  if (f.reorder_probability > 0 && held_.empty() && u(fault_rng_) < f.reorder_probability) {
-    held_.emplace_back(r.shard, r.frames);
+  if (!request_faults_.active()) {
+    send_locked(r.shard, r.frames);
     return;
   }
-  send_frames(r.shard, r.frames);
-  if (f.duplicate_probability > 0 && u(fault_rng_) < f.duplicate_probability) send_frames(r.shard, r.frames);
-  for (auto& [shard, frames] : held_) send_frames(shard, frames);
-  held_.clear();
+  // A held or delayed copy may outlive the request (a retry completes it first).
+  OutgoingCopy copy;
+  copy.shard = r.shard;
+  for (const auto& f : r.frames) copy.frames.emplace_back(f.data, f.data + f.size);
+  request_faults_.pass(std::move(copy), r.last_sent, [this](OutgoingCopy& m) { send_copy(m); });
+}
+
+void RequestClient::send_copy(const OutgoingCopy& m) {
+  // Caller holds io_mu_.
+  std::vector<FrameView> views;
+  for (const auto& f : m.frames) views.push_back({f.data(), f.size()});
+  send_locked(m.shard, views);
+}
+
+void RequestClient::on_received(Received& rx) {
+  if (!reply_faults_.active() || !rx.refused.empty()) {
+    dispatch(rx);
+    return;
+  }
+  reply_faults_.pass(std::move(rx), Clock::now(), [this](Received& m) { dispatch(m); });
+}
+
+void RequestClient::release_faults(bool idle) {
+  const auto now = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(io_mu_);
+    request_faults_.release_due(now, [this](OutgoingCopy& m) { send_copy(m); });
+    if (idle) request_faults_.release_held([this](OutgoingCopy& m) { send_copy(m); });
+  }
+  reply_faults_.release_due(now, [this](Received& m) { dispatch(m); });
+  if (idle) reply_faults_.release_held([this](Received& m) { dispatch(m); });  // nothing else moves
 }
 
 std::uint64_t RequestClient::start(std::uint32_t shard, Envelope env, std::vector<FrameView> bodies,
@@ -79,7 +147,11 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
   }
   worker_ = worker_rank;
   const std::uint32_t m = opt_.placement.num_shards;
-  if (!connected_) open(m, worker_rank);
+  const bool first_connect = !connected_;
+  if (first_connect) {
+    open(m, worker_rank);
+    last_send_.assign(m, Clock::now());
+  }
   connected_ = true;
   replica_version_.assign(m, kLatestStep);
   uninitialized_.assign(m, false);
@@ -108,6 +180,7 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
     if (any) wait(hi);
   }
   wait(pull(kLatestStep, params));
+  if (first_connect && opt_.heartbeat_interval_s > 0) heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
 }
 
 Handle RequestClient::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
@@ -178,17 +251,23 @@ void RequestClient::shutdown() {
   wait(h);
 }
 
-void RequestClient::rebind(std::uint32_t shard) {
+void RequestClient::rebind(std::uint32_t shard, ProtoErr why) {
   for (const auto& [seq, r] : requests_) {
     if (r.handle == kRebindHandle && r.shard == shard && !r.done) return;  // already in flight
   }
-  spdlog::info("worker {}: shard {} does not know this connection (restarted?); saying hello again", worker_, shard);
+  if (why == ProtoErr::kDeclaredDead) {
+    ++rejoins_;
+    spdlog::warn("worker {}: shard {} declared this worker dead (timeout); rejoining with a hello", worker_, shard);
+  } else {
+    spdlog::info("worker {}: shard {} does not know this connection (restarted?); saying hello again", worker_,
+                 shard);
+  }
   send_hello(shard, kRebindHandle);
 }
 
 void RequestClient::fail_shard(std::uint32_t shard, const std::string& error, CommError::Kind kind) {
   for (auto& [seq, r] : requests_) {
-    if (r.shard != shard || r.done || r.handle == kRebindHandle) continue;
+    if (r.shard != shard || r.done) continue;
     r.error = error;
     r.error_kind = kind;
     r.done = true;
@@ -221,6 +300,10 @@ void RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
 }
 
 void RequestClient::dispatch(Received& rx) {
+  if (!rx.refused.empty()) {
+    fail_shard(rx.shard, rx.refused, CommError::Kind::kRefused);
+    return;
+  }
   std::vector<std::size_t> sizes;
   for (const auto& f : rx.frames) sizes.push_back(f.size);
   count_message(&counters_.down, sizes.data(), sizes.size());
@@ -236,8 +319,11 @@ void RequestClient::dispatch(Received& rx) {
   if (e.type == MsgType::kError) {
     const auto err = static_cast<ProtoErr>(e.bucket);
     if (err == ProtoErr::kBusy || err == ProtoErr::kUninitialized) return;  // retried after request_timeout_s
-    if (err == ProtoErr::kNotBound && r.env.type != MsgType::kHello) {
-      rebind(rx.shard);  // a restarted shard that has not seen this worker's hello; r is resent after it
+    const bool rejoin = err == ProtoErr::kDeclaredDead && opt_.rejoin_when_declared_dead;
+    if ((err == ProtoErr::kNotBound || rejoin) && r.env.type != MsgType::kHello) {
+      // A restarted shard that has not seen this worker's hello, or one that declared it
+      // dead: say hello again (an explicit rejoin), then r is resent.
+      rebind(rx.shard, err);
       return;
     }
     std::string text;
@@ -277,8 +363,7 @@ void RequestClient::wait(Handle handle) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(opt_.op_timeout_s);
   const auto retry = std::chrono::duration<double>(opt_.request_timeout_s);
   for (;;) {
-    for (auto& [shard, frames] : held_) send_frames(shard, frames);
-    held_.clear();
+    release_faults(/*idle=*/false);
     bool all_done = true;
     const auto now = Clock::now();
     for (auto it = requests_.begin(); it != requests_.end();) {
@@ -306,7 +391,16 @@ void RequestClient::wait(Handle handle) {
                       fmt::format("worker {}: no reply within {:.1f} s:{}", worker_, opt_.op_timeout_s, what));
     }
     Received rx;
-    if (receive(0.05, &rx)) dispatch(rx);
+    bool got = false;
+    {
+      std::lock_guard<std::mutex> lock(io_mu_);
+      got = receive(0.05, &rx);
+    }
+    if (got) {
+      on_received(rx);
+    } else {
+      release_faults(/*idle=*/true);
+    }
   }
   std::string error;
   CommError::Kind kind = CommError::Kind::kProtocol;

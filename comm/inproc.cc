@@ -13,7 +13,10 @@ class InprocWorker final : public RequestClient {
         box_(std::make_shared<InprocCluster::Mailbox>()) {
     cluster_->register_mailbox(peer_, box_);
   }
-  ~InprocWorker() override { cluster_->unregister_mailbox(peer_); }
+  ~InprocWorker() override {
+    stop_heartbeats();
+    cluster_->unregister_mailbox(peer_);
+  }
 
  protected:
   void open(std::uint32_t, std::uint32_t) override {}

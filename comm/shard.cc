@@ -71,6 +71,7 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   bound_peer_.assign(w, "");
   last_heard_.assign(w, Clock::now());
   heartbeats_.assign(w, false);
+  barrier_released_seq_.assign(w, 0);
   clock_.assign(w, 0);
   async_progress_.assign(w, {});
   bucket_updates_.assign(nlocal(), 0);
@@ -408,6 +409,10 @@ void Shard::forget_old_pushes() {
 }
 
 void Shard::on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
+  if (barrier_released_seq_[e.worker] == e.seq) {  // a retry whose reply was lost: released already
+    reply(peer, e.worker, ack(e), {}, out);
+    return;
+  }
   bool present = false;
   for (auto& b : barrier_waiting_) {
     if (b.env.worker == e.worker) {
@@ -426,7 +431,10 @@ void Shard::release_barrier(std::vector<OutMessage>* out) {
                                      [w](const PendingPull& b) { return b.env.worker == w; });
     if (live_[w] && !waiting) return;
   }
-  for (const auto& b : barrier_waiting_) reply(b.peer, b.env.worker, ack(b.env), {}, out);
+  for (const auto& b : barrier_waiting_) {
+    barrier_released_seq_[b.env.worker] = b.env.seq;
+    reply(b.peer, b.env.worker, ack(b.env), {}, out);
+  }
   barrier_waiting_.clear();
 }
 

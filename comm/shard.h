@@ -281,6 +281,7 @@ class Shard {
   std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> seen_pushes_;
   std::vector<PendingPull> pending_pulls_;
   std::vector<PendingPull> barrier_waiting_;
+  std::vector<std::uint64_t> barrier_released_seq_;  // per worker: seq of its last released barrier
   std::vector<SharedBytes> dense_cache_, delta_cache_;
   std::vector<std::uint64_t> dense_cache_tag_;
   ShardStats stats_;

@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "comm/zmq_handshake.h"
 #include "comm/zmq_server.h"
 
 namespace gradzip::comm {
@@ -16,7 +17,8 @@ struct ZmqWorkerTransport::Impl {
   ZmqClientOptions opt;
   zmq::context_t ctx{1};
   std::vector<zmq::socket_t> sockets;
-  std::vector<zmq::pollitem_t> items;
+  std::vector<std::unique_ptr<HandshakeWatch>> watches;  // per shard: refusals in the handshake
+  std::vector<zmq::pollitem_t> items;                     // sockets, then watches
 };
 
 ZmqWorkerTransport::ZmqWorkerTransport(ZmqClientOptions options)
@@ -29,7 +31,7 @@ ZmqWorkerTransport::ZmqWorkerTransport(ZmqClientOptions options)
   impl_->opt = std::move(options);
 }
 
-ZmqWorkerTransport::~ZmqWorkerTransport() = default;
+ZmqWorkerTransport::~ZmqWorkerTransport() { stop_heartbeats(); }
 
 void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_rank) {
   Impl& s = *impl_;
@@ -56,10 +58,13 @@ void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_ran
       sock.set(zmq::sockopt::curve_publickey, pub);
       sock.set(zmq::sockopt::curve_secretkey, sec);
     }
+    s.watches.push_back(std::make_unique<HandshakeWatch>(
+        s.ctx, sock, fmt::format("inproc://gz-handshake-{}", i), !s.opt.curve_server_public_key.empty()));
     sock.connect(s.opt.shard_endpoints[i]);
     s.sockets.push_back(std::move(sock));
   }
   for (auto& sock : s.sockets) s.items.push_back({sock.handle(), 0, ZMQ_POLLIN, 0});
+  for (auto& w : s.watches) s.items.push_back(w->pollitem());
 }
 
 void ZmqWorkerTransport::send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) {
@@ -79,7 +84,17 @@ bool ZmqWorkerTransport::receive(double timeout_s, Received* out) {
   Impl& s = *impl_;
   for (auto& it : s.items) it.revents = 0;
   zmq::poll(s.items.data(), s.items.size(), std::chrono::milliseconds(static_cast<long>(timeout_s * 1000)));
-  for (std::uint32_t i = 0; i < s.items.size(); ++i) {
+  const std::size_t n = s.sockets.size();
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (!(s.items[n + i].revents & ZMQ_POLLIN)) continue;
+    const std::string refused = s.watches[i]->drain();
+    if (refused.empty()) continue;
+    out->shard = i;
+    out->frames.clear();
+    out->refused = fmt::format("shard {} ({}) refused the connection: {}", i, s.opt.shard_endpoints[i], refused);
+    return true;
+  }
+  for (std::uint32_t i = 0; i < n; ++i) {
     if (!(s.items[i].revents & ZMQ_POLLIN)) continue;
     auto msgs = std::make_shared<std::vector<zmq::message_t>>();
     if (!zmq::recv_multipart(s.sockets[i], std::back_inserter(*msgs), zmq::recv_flags::dontwait)) continue;

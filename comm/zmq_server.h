@@ -44,6 +44,7 @@ struct ShardServerOptions {
   std::string stats_file;          ///< JSON lines of ShardStats ("" = none)
   double stats_interval_s = 5.0;
   double idle_exit_s = 0.0;        ///< exit after this long with no request (0 = never)
+  double shutdown_linger_s = 0.5;  ///< after every worker's shutdown, keep answering retries this long
 };
 
 /// A bound shard server. Construct (binds), then run() on one thread; stop() from any
@@ -59,13 +60,18 @@ class ShardServer {
 
   /// The endpoint actually bound (tcp://127.0.0.1:<port>).
   const std::string& endpoint() const;
-  /// Serves until stop(), until every worker sent shutdown, or idle_exit_s.
+  /// Serves until stop(), until shutdown_linger_s after every worker sent shutdown, or
+  /// idle_exit_s.
   void run();
   void stop();
   /// Counters (thread-safe snapshot; updated by run()).
   ShardStats stats() const;
   std::uint64_t send_failures() const;
+  /// Clients whose CURVE key the ZAP handler refused.
   std::uint64_t auth_refusals() const;
+  /// Connections whose ZMTP handshake failed (any cause: unknown key, plaintext client
+  /// on a CURVE shard, wrong server key, not ZMTP at all).
+  std::uint64_t handshake_failures() const;
 
  private:
   struct Impl;

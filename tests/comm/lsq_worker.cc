@@ -4,11 +4,17 @@
 //   lsq_worker --rank=R --workers=N --endpoints=tcp://..,tcp://.. --steps=S
 //              [--sizes=..] [--compressor=identity] [--strategy=greedy] [--bucket-bytes=N]
 //              [--rows=24] [--out=params.bin] [--step-sleep-ms=0] [--op-timeout=60]
+//              [--heartbeat=S] [--fault-drop=P --fault-dup=P --fault-reorder=P
+//              --fault-delay=P --fault-delay-s=S --fault-seed=N --faults-out=F.json]
+// Fault probabilities apply to requests and to replies alike (comm/faults.h); the
+// counts of both directions go to --faults-out.
 // Exit code 0 after `steps` steps (and params written to --out); 1 on a CommError.
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "comm/zmq_client.h"
 #include "tests/comm/flags.h"
@@ -31,6 +37,16 @@ int main(int argc, char** argv) {
     o.client.placement.min_compress_numel = static_cast<std::uint64_t>(f.num("min-compress", 0));
     o.client.request_timeout_s = f.num("request-timeout", 1.0);
     o.client.op_timeout_s = f.num("op-timeout", 60.0);
+    o.client.heartbeat_interval_s = f.num("heartbeat", 0.0);
+    FaultSpec faults;
+    faults.drop_probability = f.num("fault-drop", 0.0);
+    faults.duplicate_probability = f.num("fault-dup", 0.0);
+    faults.reorder_probability = f.num("fault-reorder", 0.0);
+    faults.delay_probability = f.num("fault-delay", 0.0);
+    faults.delay_s = f.num("fault-delay-s", 0.05);
+    o.client.faults.requests = faults;
+    o.client.faults.replies = faults;
+    o.client.faults.seed = static_cast<std::uint64_t>(f.num("fault-seed", 1));
     const auto rank = static_cast<std::uint32_t>(f.num("rank", 0));
     const auto steps = static_cast<std::uint64_t>(f.num("steps", 10));
     const auto rows = static_cast<std::size_t>(f.num("rows", 24));
@@ -39,8 +55,7 @@ int main(int argc, char** argv) {
     const std::size_t d = sig.total_numel();
     testing::LsqProblem prob(d, rows, rank);
     testing::BucketEncoder enc(sig.compressor_spec);
-    std::vector<float> x(d), g(d);
-    for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
+    std::vector<float> x = testing::lsq_initial_params(d), g(d);
     t.connect(sig, rank, x.data());
     const std::uint64_t first = t.resume_step();
     double loss = 0.0;
@@ -66,6 +81,15 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(c.up.tcpip_bytes), static_cast<unsigned long long>(c.down.payload_bytes),
                 static_cast<unsigned long long>(c.down.framing_bytes),
                 static_cast<unsigned long long>(c.down.tcpip_bytes));
+    if (f.has("faults-out")) {
+      const auto json = [](const FaultCounts& n) {
+        return nlohmann::json{{"passed", n.passed},     {"dropped", n.dropped}, {"duplicated", n.duplicated},
+                              {"reordered", n.reordered}, {"delayed", n.delayed}};
+      };
+      std::ofstream(f.str("faults-out")) << nlohmann::json{{"requests", json(t.request_fault_counts())},
+                                                           {"replies", json(t.reply_fault_counts())}}
+                                                .dump();
+    }
     t.shutdown();
     return 0;
   } catch (const std::exception& e) {

@@ -174,6 +174,23 @@ TEST(Shard, EveryRequestTypeIsAnsweredWithItsReplyTypeAndItsSeq) {
   EXPECT_TRUE(h.shard->all_workers_shut_down());
 }
 
+TEST(Shard, BarrierReleasesWhenEveryLiveWorkerArrivedAndAnswersARetryAtOnce) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init();
+  EXPECT_TRUE(h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 5)}).empty());
+  const auto released = h.send({Harness::env(MsgType::kBarrier, 1, 0, 0, 9)});
+  ASSERT_EQ(released.size(), 2u);
+  for (const auto& r : released) EXPECT_EQ(r.type, reply_type(MsgType::kBarrier));
+  // Worker 0's reply was lost; its retry (same seq) must not wait for a new barrier.
+  const auto retry = h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 5)});
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].seq, 5u);
+  // A new barrier (new seq) waits again.
+  EXPECT_TRUE(h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 6)}).empty());
+}
+
 TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
   const auto dir = std::filesystem::temp_directory_path() / ("gz_ckpt_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

@@ -4,6 +4,7 @@
 // errors). In-process ShardServer on loopback; every wait is bounded in time.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <thread>
 
 #include <zmq.hpp>
@@ -92,38 +93,91 @@ TEST(ZmqServer, ASecondConnectionClaimingABoundRankAndARawPeerWithoutHelloAreRef
   EXPECT_EQ(st.refused_by_reason.at("not_bound"), 2u);
 }
 
-TEST(ZmqServer, CurveAdmitsKnownKeysAndRefusesUnknownOnes) {
+// A CURVE shard that admits the key pair in client.key; stranger.key is unknown to it.
+struct CurveShard {
   TempDir dir;
-  const std::string server_pub = generate_curve_keypair(dir / "server.key");
-  const std::string client_pub = generate_curve_keypair(dir / "client.key");
-  generate_curve_keypair(dir / "stranger.key");
-  {
-    std::ofstream f(dir / "authorized");
-    f << client_pub << "\n";
+  std::string server_pub, client_pub;
+  std::unique_ptr<ShardServer> server;
+  std::thread loop;
+  CurveShard() {
+    server_pub = generate_curve_keypair(dir / "server.key");
+    client_pub = generate_curve_keypair(dir / "client.key");
+    generate_curve_keypair(dir / "stranger.key");
+    generate_curve_keypair(dir / "impostor-server.key");
+    {
+      std::ofstream f(dir / "authorized");
+      f << client_pub << "\n";
+    }
+    auto o = server_options(1);
+    o.curve_key_file = dir / "server.key";
+    o.curve_authorized_keys_file = dir / "authorized";
+    server = std::make_unique<ShardServer>(o);
+    loop = std::thread([this] { server->run(); });
   }
-  auto o = server_options(1);
-  o.curve_key_file = dir / "server.key";
-  o.curve_authorized_keys_file = dir / "authorized";
-  ShardServer server(o);
-  std::thread loop([&] { server.run(); });
-  {
-    auto c = client_options(server.endpoint());
-    c.curve_server_public_key = server_pub;
-    c.curve_key_file = dir / "stranger.key";
-    c.client.op_timeout_s = 1.5;
-    ZmqWorkerTransport stranger(c);
+  ~CurveShard() {
+    server->stop();
+    join();
+  }
+  void join() {
+    if (loop.joinable()) loop.join();
+  }
+  // Connects with `c` and returns the CommError (kind and text); fails when it connects.
+  static CommError refusal(const ZmqClientOptions& c) {
+    ZmqWorkerTransport t(c);
     std::vector<float> x(lsq_signature().total_numel());
-    EXPECT_THROW(stranger.connect(lsq_signature(), 0, x.data()), CommError);
+    try {
+      t.connect(lsq_signature(), 0, x.data());
+    } catch (const CommError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "the shard admitted the client";
+    return CommError(CommError::Kind::kProtocol, "admitted");
   }
-  EXPECT_GE(server.auth_refusals(), 1u);
-  auto c = client_options(server.endpoint());
-  c.curve_server_public_key = server_pub;
-  c.curve_key_file = dir / "client.key";
-  ZmqWorkerTransport friendly(c);
+  ZmqClientOptions client(const std::string& server_key, const std::string& key_file) const {
+    auto c = client_options(server->endpoint());
+    c.curve_server_public_key = server_key;
+    c.curve_key_file = key_file.empty() ? "" : dir / key_file;
+    c.client.op_timeout_s = 30.0;  // a refusal must not wait for this: kTimeout would say it did
+    return c;
+  }
+};
+
+TEST(ZmqServer, CurveRefusesAPlaintextClientWithKRefused) {
+  CurveShard shard;
+  const CommError e = CurveShard::refusal(shard.client("", ""));
+  EXPECT_EQ(e.kind(), CommError::Kind::kRefused) << e.what();
+  EXPECT_NE(std::string(e.what()).find("mechanism mismatch"), std::string::npos) << e.what();
+  EXPECT_GE(shard.server->handshake_failures(), 1u);
+  EXPECT_EQ(shard.server->stats().version, 0u);
+}
+
+TEST(ZmqServer, CurveRefusesAClientWithAWrongServerKeyWithKRefused) {
+  CurveShard shard;
+  std::string impostor_pub, impostor_sec;
+  read_curve_keypair(shard.dir / "impostor-server.key", &impostor_pub, &impostor_sec);
+  const CommError e = CurveShard::refusal(shard.client(impostor_pub, "client.key"));
+  EXPECT_EQ(e.kind(), CommError::Kind::kRefused) << e.what();
+  EXPECT_NE(std::string(e.what()).find("wrong server public key"), std::string::npos) << e.what();
+  EXPECT_GE(shard.server->handshake_failures(), 1u);
+}
+
+TEST(ZmqServer, CurveRefusesAnUnknownClientKeyWithKRefusedFromTheZapStatus) {
+  CurveShard shard;
+  const CommError e = CurveShard::refusal(shard.client(shard.server_pub, "stranger.key"));
+  EXPECT_EQ(e.kind(), CommError::Kind::kRefused) << e.what();
+  EXPECT_NE(std::string(e.what()).find("ZAP handler refused this CURVE key (status 400)"), std::string::npos)
+      << e.what();
+  EXPECT_GE(shard.server->auth_refusals(), 1u);
+}
+
+TEST(ZmqServer, CurveAdmitsAKnownKeyThatTrains) {
+  CurveShard shard;
+  ZmqWorkerTransport friendly(shard.client(shard.server_pub, "client.key"));
   train_steps(friendly, 0, 2);
   friendly.shutdown();
-  loop.join();
-  EXPECT_EQ(server.stats().version, 2u);
+  shard.join();  // the shard exits once its only worker shut down
+  EXPECT_EQ(shard.server->stats().version, 2u);
+  EXPECT_EQ(shard.server->auth_refusals(), 0u);
 }
 
 }  // namespace

@@ -46,27 +46,12 @@ TEST(ZmqProcesses, SyncIdentityFourWorkersTwoShardsEqualsReference) {
     ASSERT_TRUE(s.wait_for(20s)) << s.name() << " did not exit after every worker shut down";
     EXPECT_EQ(s.exit_code(), 0);
   }
-  // Reference.
-  const auto sig = lsq_signature();
-  const std::size_t d = sig.total_numel();
   OptimizerOptions o;
   o.lr = 0.3;
   o.momentum = 0.9;
   o.nesterov = true;
   o.weight_decay = 0.001;
-  std::vector<float> x(d), mom(d, 0.0f), sum(d), g(d);
-  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
-  std::vector<LsqProblem> probs;
-  for (std::uint32_t w = 0; w < 4; ++w) probs.emplace_back(d, 24, w);
-  for (std::uint64_t step = 0; step < steps; ++step) {
-    std::fill(sum.begin(), sum.end(), 0.0f);
-    for (auto& p : probs) {
-      p.gradient(x.data(), g.data());
-      for (std::size_t i = 0; i < d; ++i) sum[i] += g[i];
-    }
-    for (auto& v : sum) v *= 0.25f;
-    sgd_step(o, step, x.data(), sum.data(), mom.data(), d);
-  }
+  const std::vector<float> x = sync_reference(lsq_signature(), 4, steps, o);
   for (std::uint32_t w = 0; w < 4; ++w) {
     EXPECT_LE(rel_diff(read_floats(dir / ("w" + std::to_string(w) + ".bin")), x), 1e-6) << "worker " << w;
   }
@@ -79,6 +64,47 @@ TEST(ZmqProcesses, SyncIdentityFourWorkersTwoShardsEqualsReference) {
     EXPECT_GT(st["total"]["up"]["payload_bytes"].get<std::uint64_t>(), 4 * steps * 4 * 50);
     EXPECT_GT(st["total"]["up"]["tcpip_bytes"].get<std::uint64_t>(), 0u);
   }
+}
+
+// Real processes: two lsq_worker processes whose requests and replies are dropped,
+// duplicated, reordered across the two shards and delayed; the shard processes end
+// with exactly the parameters of the fault-free single-process reference.
+TEST(ZmqProcesses, DroppedDuplicatedReorderedDelayedRequestsAndRepliesOfWorkerProcessesGiveTheFaultFreeParams) {
+  TempDir dir;
+  const std::uint64_t steps = 8;
+  Shards shards(dir, 2, {"--workers=2", "--bucket-bytes=160"});
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    workers.push_back(start_worker(dir, w, shards.joined(),
+                                   {"--steps=8", "--bucket-bytes=160", "--request-timeout=0.05",
+                                    "--fault-drop=0.1", "--fault-dup=0.1", "--fault-reorder=0.2", "--fault-delay=0.1",
+                                    "--fault-delay-s=0.08", "--fault-seed=" + std::to_string(w + 1),
+                                    "--faults-out=" + dir / ("faults" + std::to_string(w) + ".json")}));
+  }
+  for (auto& w : workers) {
+    ASSERT_TRUE(w.wait_for(60s)) << w.name() << " hung";
+    EXPECT_EQ(w.exit_code(), 0) << log_text(dir / (w.name() + ".log"));
+  }
+  for (auto& s : shards.procs) ASSERT_TRUE(s.wait_for(20s));
+  const std::vector<float> x = sync_reference(lsq_signature(), 2, steps, OptimizerOptions{});
+  for (std::uint32_t w = 0; w < 2; ++w) EXPECT_EQ(read_floats(dir / ("w" + std::to_string(w) + ".bin")), x) << w;
+  for (const char* direction : {"requests", "replies"}) {
+    for (const char* kind : {"dropped", "duplicated", "reordered", "delayed"}) {
+      std::uint64_t n = 0;
+      for (std::uint32_t w = 0; w < 2; ++w) {
+        std::ifstream f(dir / ("faults" + std::to_string(w) + ".json"));
+        n += nlohmann::json::parse(f)[direction][kind].get<std::uint64_t>();
+      }
+      EXPECT_GT(n, 0u) << direction << " " << kind;
+    }
+  }
+  std::uint64_t duplicates = 0;
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    const auto st = last_stats(dir / ("shard" + std::to_string(s) + ".stats"));
+    EXPECT_EQ(st["version"], steps);
+    duplicates += st["duplicates"].get<std::uint64_t>();
+  }
+  EXPECT_GT(duplicates, 0u) << "duplicated and retried pushes reach the shards and are applied once";
 }
 
 TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {

@@ -133,6 +133,35 @@ TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {
   EXPECT_NE(log_text(dir / "shard0.log").find("rejoined"), std::string::npos);
 }
 
+// SSP has no step timeout: without heartbeats the survivors would wait for the killed
+// worker's clock until their request timeout. With heartbeats announced, its silence
+// declares it dead and the bounded-staleness pulls stop waiting for it.
+TEST(ZmqProcesses, KillDashNineOfAnSspWorkerIsDeclaredDeadByHeartbeatsAndTheOthersFinish) {
+  TempDir dir;
+  Shards shards(dir, 2, {"--workers=3", "--bucket-bytes=160", "--mode=ssp", "--slack=1", "--worker-timeout=0.8"});
+  const std::vector<std::string> flags = {"--steps=40", "--bucket-bytes=160", "--step-sleep-ms=20", "--heartbeat=0.1",
+                                          "--op-timeout=120"};
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 3; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(workers[2].running());
+  workers[2].signal(SIGKILL);
+  ASSERT_TRUE(workers[2].wait_for(5s));
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    ASSERT_TRUE(workers[w].wait_for(60s)) << workers[w].name() << " hung";
+    EXPECT_EQ(workers[w].exit_code(), 0) << log_text(dir / (workers[w].name() + ".log"));
+  }
+  // The dead worker never shut down: stop the shards.
+  for (auto& s : shards.procs) s.signal(SIGTERM);
+  for (auto& s : shards.procs) ASSERT_TRUE(s.wait_for(20s));
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    const auto st = last_stats(dir / ("shard" + std::to_string(s) + ".stats"));
+    EXPECT_EQ(st["workers_declared_dead"], 1) << "shard " << s;
+    EXPECT_NE(log_text(dir / ("shard" + std::to_string(s) + ".log")).find("no request or heartbeat"),
+              std::string::npos);
+  }
+}
+
 TEST(ZmqProcesses, KillAndRestoreOfAShardFinishesTheRun) {
   TempDir dir;
   const std::vector<std::string> shard_flags = {"--workers=2", "--bucket-bytes=160", "--checkpoint-dir=" + dir / "ckpt",

@@ -108,7 +108,12 @@ void Shard::restore_from_checkpoint() {
 }
 
 bool Shard::all_workers_shut_down() const {
-  return std::all_of(shut_down_.begin(), shut_down_.end(), [](bool b) { return b; });
+  bool any = false;
+  for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
+    if (!shut_down_[w] && live_[w]) return false;
+    any = any || shut_down_[w];
+  }
+  return any;
 }
 
 std::uint64_t Shard::max_frame_bytes() const {

@@ -151,7 +151,7 @@ class Shard {
   /// The partition (shard_numel elements, bucket order).
   const std::vector<float>& params() const { return params_; }
   std::uint64_t version() const { return version_; }
-  /// True once every worker sent kShutdown.
+  /// True once every worker sent kShutdown or was declared dead (and one shut down).
   bool all_workers_shut_down() const;
   /// Largest frame a valid request can carry (for ZMQ_MAXMSGSIZE).
   std::uint64_t max_frame_bytes() const;

@@ -4,7 +4,7 @@
 //   lsq_worker --rank=R --workers=N --endpoints=tcp://..,tcp://.. --steps=S
 //              [--sizes=..] [--compressor=identity] [--strategy=greedy] [--bucket-bytes=N]
 //              [--rows=24] [--out=params.bin] [--step-sleep-ms=0] [--op-timeout=60]
-//              [--heartbeat=S] [--fault-drop=P --fault-dup=P --fault-reorder=P
+//              [--heartbeat=S] [--no-rejoin] [--fault-drop=P --fault-dup=P --fault-reorder=P
 //              --fault-delay=P --fault-delay-s=S --fault-seed=N --faults-out=F.json]
 // Fault probabilities apply to requests and to replies alike (comm/faults.h); the
 // counts of both directions go to --faults-out.
@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
     o.client.request_timeout_s = f.num("request-timeout", 1.0);
     o.client.op_timeout_s = f.num("op-timeout", 60.0);
     o.client.heartbeat_interval_s = f.num("heartbeat", 0.0);
+    o.client.rejoin_when_declared_dead = !f.has("no-rejoin");
     FaultSpec faults;
     faults.drop_probability = f.num("fault-drop", 0.0);
     faults.duplicate_probability = f.num("fault-dup", 0.0);

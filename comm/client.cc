@@ -28,9 +28,10 @@ void RequestClient::stop_heartbeats() {
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
 }
 
-void RequestClient::send_locked(std::uint32_t shard, const std::vector<FrameView>& frames) {
+void RequestClient::send_locked(std::uint32_t shard, const std::vector<FrameView>& frames,
+                                const std::vector<SharedBytes>& owners) {
   // Caller holds io_mu_.
-  send_frames(shard, frames);
+  send_frames(shard, frames, owners);
   if (shard < last_send_.size()) last_send_[shard] = Clock::now();
 }
 
@@ -51,7 +52,7 @@ void RequestClient::heartbeat_loop() {
       const std::size_t size = kEnvelopeBytes;
       count_message(&counters_.up, &size, 1);
       try {
-        send_locked(s, {{head, kEnvelopeBytes}});
+        send_locked(s, {{head, kEnvelopeBytes}}, {});
       } catch (const CommError& ex) {
         spdlog::warn("worker {}: heartbeat to shard {} failed: {}", worker_, s, ex.what());
       }
@@ -74,7 +75,7 @@ void RequestClient::transmit(Request& r) {
   for (const auto& f : r.frames) sizes.push_back(f.size);
   count_message(&counters_.up, sizes.data(), sizes.size());
   if (!request_faults_.active()) {
-    send_locked(r.shard, r.frames);
+    send_locked(r.shard, r.frames, r.owners);
     return;
   }
   // A held or delayed copy may outlive the request (a retry completes it first).
@@ -88,7 +89,7 @@ void RequestClient::send_copy(const OutgoingCopy& m) {
   // Caller holds io_mu_.
   std::vector<FrameView> views;
   for (const auto& f : m.frames) views.push_back({f.data(), f.size()});
-  send_locked(m.shard, views);
+  send_locked(m.shard, views, {});
 }
 
 void RequestClient::on_received(Received& rx) {
@@ -110,8 +111,8 @@ void RequestClient::release_faults(bool idle) {
   if (idle) reply_faults_.release_held([this](Received& m) { dispatch(m); });  // nothing else moves
 }
 
-std::uint64_t RequestClient::start(std::uint32_t shard, Envelope env, std::vector<FrameView> bodies,
-                                   std::vector<std::vector<std::uint8_t>> owned, Handle handle, float* params) {
+std::uint64_t RequestClient::start(std::uint32_t shard, Envelope env, std::vector<FrameView> borrowed,
+                                   std::vector<SharedBytes> shared, Handle handle, float* params) {
   const std::uint64_t seq = next_seq_++;
   env.seq = seq;
   env.worker = worker_;
@@ -123,10 +124,16 @@ std::uint64_t RequestClient::start(std::uint32_t shard, Envelope env, std::vecto
   r.is_push = env.type == MsgType::kPush;
   r.envelope.resize(kEnvelopeBytes);
   write_envelope(env, r.envelope.data());
-  r.owned_bodies = std::move(owned);
   r.frames.push_back({r.envelope.data(), r.envelope.size()});
-  for (const auto& b : bodies) r.frames.push_back(b);
-  for (const auto& b : r.owned_bodies) r.frames.push_back({b.data(), b.size()});
+  r.owners.push_back(nullptr);
+  for (const auto& b : borrowed) {
+    r.frames.push_back(b);
+    r.owners.push_back(nullptr);
+  }
+  for (auto& b : shared) {
+    r.frames.push_back({b->data(), b->size()});
+    r.owners.push_back(std::move(b));
+  }
   r.started = Clock::now();
   transmit(r);
   return seq;
@@ -167,10 +174,11 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
     bool any = false;
     for (auto s : active_shards()) {
       if (!uninitialized_[s]) continue;
-      std::vector<std::vector<std::uint8_t>> msgs;
+      std::vector<SharedBytes> msgs;
       for (auto id : layout_.shard_buckets[s]) {
         const Bucket& b = layout_.buckets[id];
-        msgs.push_back(identity->encode(params + b.offset, b.numel, quant::SeedContext{}));
+        msgs.push_back(std::make_shared<const std::vector<std::uint8_t>>(
+            identity->encode(params + b.offset, b.numel, quant::SeedContext{})));
       }
       Envelope e;
       e.type = MsgType::kInit;
@@ -184,6 +192,16 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
 }
 
 Handle RequestClient::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
+  return start_push(step, bucket, {{msg, bytes}}, {});
+}
+
+Handle RequestClient::push(std::uint64_t step, std::uint32_t bucket, SharedBytes msg) {
+  if (!msg) throw CommError(CommError::Kind::kInvalidArgument, "push of a null message");
+  return start_push(step, bucket, {}, {std::move(msg)});
+}
+
+Handle RequestClient::start_push(std::uint64_t step, std::uint32_t bucket, std::vector<FrameView> borrowed,
+                                 std::vector<SharedBytes> shared) {
   if (!connected_) throw CommError(CommError::Kind::kInvalidArgument, "push before connect");
   if (bucket >= layout_.buckets.size()) {
     throw CommError(CommError::Kind::kInvalidArgument,
@@ -194,7 +212,7 @@ Handle RequestClient::push(std::uint64_t step, std::uint32_t bucket, const std::
   e.step = step;
   e.bucket = bucket;
   Handle h = new_handle();
-  start(layout_.buckets[bucket].shard, e, {{msg, bytes}}, {}, h);
+  start(layout_.buckets[bucket].shard, e, std::move(borrowed), std::move(shared), h);
   return h;
 }
 
@@ -215,7 +233,8 @@ void RequestClient::send_hello(std::uint32_t shard, Handle handle) {
   Envelope e;
   e.type = MsgType::kHello;
   e.aux = static_cast<std::uint64_t>(opt_.heartbeat_interval_s * 1000.0);  // promised heartbeats (ms); 0 = none
-  start(shard, e, {}, {std::vector<std::uint8_t>(hello_json_.begin(), hello_json_.end())}, handle);
+  start(shard, e, {}, {std::make_shared<const std::vector<std::uint8_t>>(hello_json_.begin(), hello_json_.end())},
+        handle);
 }
 
 void RequestClient::barrier() {

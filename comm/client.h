@@ -59,6 +59,7 @@ class RequestClient : public WorkerTransport {
   void connect(const ModelSignature& signature, std::uint32_t worker_rank, float* params) override;
   std::uint64_t resume_step() const override { return resume_step_; }
   Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
+  Handle push(std::uint64_t step, std::uint32_t bucket, SharedBytes msg) override;
   Handle pull(std::uint64_t step, float* params) override;
   void wait(Handle handle) override;
   void barrier() override;
@@ -91,9 +92,12 @@ class RequestClient : public WorkerTransport {
   };
   /// Called once from connect() with the number of shards, before any send.
   virtual void open(std::uint32_t num_shards, std::uint32_t worker_rank) = 0;
-  /// Sends one multipart message to `shard`; the frame bytes stay valid until the reply
-  /// arrives (zero-copy sends may keep pointers). Throws CommError(kIo) on failure.
-  virtual void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) = 0;
+  /// Sends one multipart message to `shard`. owners[i] (when owners is not empty and
+  /// owners[i] is set) holds frame i's bytes: the transport may keep a reference and send
+  /// them without a copy. Frames without an owner stay valid only during the call.
+  /// Throws CommError(kIo) on failure.
+  virtual void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames,
+                           const std::vector<SharedBytes>& owners) = 0;
   /// Waits up to timeout_s for one reply; false on timeout.
   virtual bool receive(double timeout_s, Received* out) = 0;
   /// Stops the heartbeat thread (heartbeat_interval_s > 0), which calls send_frames():
@@ -107,7 +111,7 @@ class RequestClient : public WorkerTransport {
     std::uint32_t shard = 0;
     std::vector<std::uint8_t> envelope;
     std::vector<FrameView> frames;   // envelope + bodies
-    std::vector<std::vector<std::uint8_t>> owned_bodies;
+    std::vector<SharedBytes> owners; // per frame: the bytes' owner (null: borrowed, or the envelope)
     Envelope env;
     Clock::time_point started, last_sent;
     bool done = false;
@@ -116,8 +120,10 @@ class RequestClient : public WorkerTransport {
     float* params = nullptr;          // pull target
     bool is_push = false;
   };
-  std::uint64_t start(std::uint32_t shard, Envelope env, std::vector<FrameView> bodies,
-                      std::vector<std::vector<std::uint8_t>> owned, Handle handle, float* params = nullptr);
+  /// Starts a request: `borrowed` bodies stay valid until its wait() returns (the
+  /// caller's push message); `shared` bodies are held by the request.
+  std::uint64_t start(std::uint32_t shard, Envelope env, std::vector<FrameView> borrowed,
+                      std::vector<SharedBytes> shared, Handle handle, float* params = nullptr);
   void transmit(Request& r);
   void dispatch(Received& rx);
   void on_pull_reply(Request& r, const Envelope& e, Received& rx);
@@ -132,10 +138,12 @@ class RequestClient : public WorkerTransport {
   /// Sends/dispatches delayed messages that are due, and (idle) those held back.
   void release_faults(bool idle);
   /// send_frames() under io_mu_, remembering when `shard` last heard from this worker.
-  void send_locked(std::uint32_t shard, const std::vector<FrameView>& frames);
+  void send_locked(std::uint32_t shard, const std::vector<FrameView>& frames, const std::vector<SharedBytes>& owners);
   /// The heartbeat thread: a heartbeat to every shard not sent anything for an interval.
   void heartbeat_loop();
   void send_hello(std::uint32_t shard, Handle handle);
+  Handle start_push(std::uint64_t step, std::uint32_t bucket, std::vector<FrameView> borrowed,
+                    std::vector<SharedBytes> shared);
   /// Sends a hello to `shard` (once at a time) after it answered kNotBound or kDeclaredDead.
   void rebind(std::uint32_t shard, ProtoErr why);
   /// Fails every waiting request to `shard` with `error` (a refused rebind).

@@ -20,7 +20,8 @@ class InprocWorker final : public RequestClient {
 
  protected:
   void open(std::uint32_t, std::uint32_t) override {}
-  void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) override {
+  void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames,
+                   const std::vector<SharedBytes>& /*owners: delivery is synchronous*/) override {
     cluster_->deliver(peer_, shard, frames);
   }
   bool receive(double timeout_s, Received* out) override {

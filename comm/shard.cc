@@ -336,8 +336,7 @@ void Shard::initialize(const float* partition, std::vector<OutMessage>* out) {
   after_version_change(out);
 }
 
-bool Shard::admit_push(const std::string& peer, const Envelope& e, const FrameView& msg, std::size_t* local,
-                       std::vector<OutMessage>* out) {
+bool Shard::admit_push(const std::string& peer, const Envelope& e, std::size_t* local, std::vector<OutMessage>* out) {
   if (!initialized_) {
     refuse(peer, e, ProtoErr::kUninitialized, "push before the shard holds parameters", out);
     return false;
@@ -359,19 +358,23 @@ bool Shard::admit_push(const std::string& peer, const Envelope& e, const FrameVi
     refuse(peer, e, ProtoErr::kWrongStep, "push with the 'latest' step marker", out);
     return false;
   }
-  ProtoErr err = ProtoErr::kMalformed;
-  const std::string why = check_message(msg, *local, false, &err);
-  if (!why.empty()) {
-    refuse(peer, e, err, why, out);
-    return false;
-  }
+  // The message itself (checksum, codec, size) is validated once, by the decoder that
+  // reads it (accumulate_sync / apply_async): refuse_message() types its verdict.
   return true;
+}
+
+void Shard::refuse_message(const std::string& peer, const Envelope& e, std::size_t local, const quant::Status& st,
+                           std::vector<OutMessage>* out) {
+  ProtoErr err = ProtoErr::kBadMessage;
+  if (st.code() == quant::Errc::kCodecMismatch) err = ProtoErr::kCodecMismatch;
+  if (st.code() == quant::Errc::kSizeMismatch) err = ProtoErr::kSizeMismatch;
+  refuse(peer, e, err, fmt::format("bucket {}: {}", local_bucket(local).id, st.to_string()), out);
 }
 
 void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
                     std::vector<OutMessage>* out) {
   std::size_t local = 0;
-  if (!admit_push(peer, e, msg, &local, out)) return;
+  if (!admit_push(peer, e, &local, out)) return;
   const bool sync = opt_.mode == SyncMode::kSync;
   const auto key = std::make_tuple(e.worker, e.step, e.seq);
   PushOutcome outcome = PushOutcome::kDuplicate;

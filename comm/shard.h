@@ -56,6 +56,7 @@
 #include <tuple>
 #include <vector>
 
+#include "comm/buffer_pool.h"
 #include "comm/layout.h"
 #include "comm/optimizer.h"
 #include "comm/protocol.h"
@@ -95,8 +96,6 @@ struct FrameView {
   const std::uint8_t* data = nullptr;
   std::size_t size = 0;
 };
-/// Immutable shared bytes: replies share cached parameter messages without copies.
-using SharedBytes = std::shared_ptr<const std::vector<std::uint8_t>>;
 /// One reply to send: frames[0] is the envelope.
 struct OutMessage {
   std::string peer;
@@ -199,10 +198,13 @@ class Shard {
                std::vector<OutMessage>* out);
   void on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
                std::vector<OutMessage>* out);
-  /// Checks a push (shard initialized, bucket owned, step, message); refuses it and
-  /// returns false, or sets *local to the bucket's local index.
-  bool admit_push(const std::string& peer, const Envelope& e, const FrameView& msg, std::size_t* local,
-                  std::vector<OutMessage>* out);
+  /// Checks a push (shard initialized, bucket owned, step); refuses it and returns
+  /// false, or sets *local to the bucket's local index.
+  bool admit_push(const std::string& peer, const Envelope& e, std::size_t* local, std::vector<OutMessage>* out);
+  /// Refuses a push whose message failed to decode: kCodecMismatch, kSizeMismatch or
+  /// kBadMessage from the decoder's status.
+  void refuse_message(const std::string& peer, const Envelope& e, std::size_t local, const quant::Status& st,
+                      std::vector<OutMessage>* out);
   void forget_old_pushes();
   void on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   /// Validates a gradzip message for local bucket `local`; empty string when valid.
@@ -282,6 +284,7 @@ class Shard {
   std::vector<PendingPull> pending_pulls_;
   std::vector<PendingPull> barrier_waiting_;
   std::vector<std::uint64_t> barrier_released_seq_;  // per worker: seq of its last released barrier
+  BufferPool message_pool_;  // dense parameter messages (declared before their cache: outlives it)
   std::vector<SharedBytes> dense_cache_, delta_cache_;
   std::vector<std::uint64_t> dense_cache_tag_;
   ShardStats stats_;

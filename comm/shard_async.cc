@@ -14,7 +14,7 @@ Shard::PushOutcome Shard::apply_async(const std::string& peer, const Envelope& e
   scratch_.resize(b.numel);
   const quant::Status st = push_codec(b).decode(msg.data, msg.size, scratch_.data(), b.numel);
   if (!st.ok()) {
-    refuse(peer, e, ProtoErr::kBadMessage, st.to_string(), out);
+    refuse_message(peer, e, local, st, out);
     return PushOutcome::kRefused;
   }
   const auto t0 = Clock::now();

@@ -78,7 +78,14 @@ SharedBytes Shard::dense_message(std::size_t local) {
   if (dense_cache_[local] && dense_cache_tag_[local] == tag) return dense_cache_[local];
   const Bucket& b = local_bucket(local);
   const float* src = (downlink_ ? replica_.data() : params_.data()) + b.shard_offset;
-  dense_cache_[local] = share(identity_->encode(src, b.numel, quant::SeedContext{}));
+  // On a pooled buffer: the previous message of this bucket returns to the pool once the
+  // replies that carry it are sent, and the next step reuses its pages.
+  auto buf = message_pool_.acquire(identity_->max_encoded_bytes(b.numel));
+  std::size_t bytes = 0;
+  const quant::Status st = identity_->encode(src, b.numel, quant::SeedContext{}, buf->data(), buf->size(), &bytes);
+  if (!st.ok()) throw quant::QuantError(st);  // non-finite parameters: what encode() did before
+  buf->resize(bytes);
+  dense_cache_[local] = std::move(buf);
   dense_cache_tag_[local] = tag;
   return dense_cache_[local];
 }

@@ -18,7 +18,8 @@ Shard::PushOutcome Shard::accumulate_sync(const std::string& peer, const Envelop
                                           std::vector<OutMessage>* out) {
   if (e.step < version_) return PushOutcome::kStale;
   auto it = pending_.find(e.step);
-  if (it == pending_.end()) {
+  const bool created = it == pending_.end();
+  if (created) {
     if (pending_.size() >= opt_.max_pending_steps) {
       refuse(peer, e, ProtoErr::kBusy, fmt::format("{} steps already pending", pending_.size()), out);
       return PushOutcome::kRefused;
@@ -30,8 +31,12 @@ Shard::PushOutcome Shard::accumulate_sync(const std::string& peer, const Envelop
   const Bucket& b = local_bucket(local);
   const quant::Status st = accumulate_message(msg, push_codec(b), p.acc.data() + b.shard_offset, b.numel,
                                               /*first=*/p.contributors[local] == 0);
-  if (!st.ok()) {
-    refuse(peer, e, ProtoErr::kBadMessage, st.to_string(), out);
+  if (!st.ok()) {  // nothing was written; a step this push opened goes again
+    if (created) {
+      if (acc_pool_.size() < 2) acc_pool_.push_back(std::move(p.acc));
+      pending_.erase(it);
+    }
+    refuse_message(peer, e, local, st, out);
     return PushOutcome::kRefused;
   }
   p.received[e.worker][local] = true;

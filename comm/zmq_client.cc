@@ -1,5 +1,6 @@
 #include "comm/zmq_client.h"
 
+#include <cstring>
 #include <random>
 #include <stdexcept>
 
@@ -8,13 +9,22 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "comm/buffer_pool.h"
 #include "comm/zmq_handshake.h"
 #include "comm/zmq_server.h"
 
 namespace gradzip::comm {
 
+namespace {
+void release_shared_bytes(void* /*data*/, void* hint) { delete static_cast<SharedBytes*>(hint); }
+// Smaller frames (envelopes, hellos) are copied into the zmq message: cheaper than a
+// reference count and a free function.
+constexpr std::size_t kCopyBelowBytes = 64 << 10;
+}  // namespace
+
 struct ZmqWorkerTransport::Impl {
   ZmqClientOptions opt;
+  BufferPool pool;
   zmq::context_t ctx{1};
   std::vector<zmq::socket_t> sockets;
   std::vector<std::unique_ptr<HandshakeWatch>> watches;  // per shard: refusals in the handshake
@@ -35,6 +45,7 @@ ZmqWorkerTransport::~ZmqWorkerTransport() { stop_heartbeats(); }
 
 void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_rank) {
   Impl& s = *impl_;
+  keep_freed_message_memory();
   std::string pub, sec;
   if (!s.opt.curve_server_public_key.empty()) read_curve_keypair(s.opt.curve_key_file, &pub, &sec);
   // The routing id names this transport's connections for the life of the process: it
@@ -67,12 +78,28 @@ void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_ran
   for (auto& w : s.watches) s.items.push_back(w->pollitem());
 }
 
-void ZmqWorkerTransport::send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) {
-  auto& sock = impl_->sockets.at(shard);
+void ZmqWorkerTransport::send_frames(std::uint32_t shard, const std::vector<FrameView>& frames,
+                                     const std::vector<SharedBytes>& owners) {
+  Impl& s = *impl_;
+  auto& sock = s.sockets.at(shard);
   try {
     for (std::size_t i = 0; i < frames.size(); ++i) {
-      zmq::message_t m(frames[i].data, frames[i].size);
       const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+      SharedBytes owner = i < owners.size() ? owners[i] : nullptr;
+      if (!owner && frames[i].size > kCopyBelowBytes) {
+        // A borrowed body: one copy into a pooled buffer (no page faults), then zero-copy.
+        auto copy = s.pool.acquire(frames[i].size);
+        std::memcpy(copy->data(), frames[i].data, frames[i].size);
+        owner = std::move(copy);
+      }
+      if (!owner) {
+        zmq::message_t m(frames[i].data, frames[i].size);
+        sock.send(m, flags);
+        continue;
+      }
+      // Zero-copy: libzmq reads the owner's bytes and releases the reference when sent.
+      auto* hold = new SharedBytes(std::move(owner));
+      zmq::message_t m(const_cast<std::uint8_t*>(frames[i].data), frames[i].size, &release_shared_bytes, hold);
       sock.send(m, flags);
     }
   } catch (const zmq::error_t& e) {

@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "comm/buffer_pool.h"
 #include "comm/zmq_handshake.h"
 
 namespace gradzip::comm {
@@ -142,6 +143,7 @@ struct ShardServer::Impl {
 
 ShardServer::ShardServer(const ShardServerOptions& options) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
+  keep_freed_message_memory();  // libzmq's receive buffers for large pushes reuse mapped memory
   s.opt = options;
   if (s.opt.signature.placement.empty()) s.opt.signature.placement = s.opt.placement.canonical();
   Layout layout = make_layout(s.opt.signature, s.opt.placement);

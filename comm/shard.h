@@ -163,6 +163,7 @@ class Shard {
     std::vector<std::uint32_t> contributors;          // per local bucket
     std::vector<std::vector<bool>> received;          // [worker][local bucket]
     std::vector<std::uint32_t> done;                  // per worker: buckets received
+    std::vector<bool> applied;                        // per local bucket: optimizer step taken
     Clock::time_point first_push;
   };
   struct PendingPull {
@@ -220,7 +221,15 @@ class Shard {
   Pending new_pending(Clock::time_point now);
   /// True when every live worker pushed all of this shard's buckets for the step.
   bool step_complete(const Pending& p) const;
+  /// Applies what is complete: first the buckets of the current step that every live
+  /// worker pushed (their optimizer step and reply message while other buckets are still
+  /// arriving), then whole steps.
   void try_complete(std::vector<OutMessage>* out);
+  /// True when every live worker pushed local bucket i of p.
+  bool bucket_complete(const Pending& p, std::size_t i) const;
+  /// Mean (or vote) and optimizer step of local bucket i at `step`, once.
+  void apply_bucket(std::uint64_t step, Pending& p, std::size_t i);
+  /// Applies the buckets not applied yet, then moves the shard to step + 1.
   void apply_sync(std::uint64_t step, Pending& p);
   /// Sync pull of a step whose pushes this (restarted) shard lost: excuses the worker;
   /// true if the pull was answered.
@@ -238,8 +247,9 @@ class Shard {
   void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   void after_version_change(std::vector<OutMessage>* out);
   SharedBytes dense_message(std::size_t local);
-  /// Compressed downlink after sync step `step`: encodes C(x - x^) per bucket, x^ += it.
-  void encode_downlink(std::uint64_t step);
+  /// Compressed downlink of local bucket i after sync step `step`: encodes C(x - x^),
+  /// x^ += it.
+  void encode_downlink(std::uint64_t step, std::size_t i);
 
   // Counting: shard_stats.cc.
   static void count_request(const FrameView* frames, std::size_t count, DirectionCounters* c);
@@ -281,6 +291,7 @@ class Shard {
   std::map<std::uint64_t, Pending> pending_;
   std::vector<std::vector<float>> acc_pool_;  // accumulators of applied steps, reused
   std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> seen_pushes_;
+  std::uint64_t pruned_at_version_ = 0;  // version_ when seen_pushes_ was last pruned
   std::vector<PendingPull> pending_pulls_;
   std::vector<PendingPull> barrier_waiting_;
   std::vector<std::uint64_t> barrier_released_seq_;  // per worker: seq of its last released barrier

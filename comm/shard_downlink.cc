@@ -74,7 +74,7 @@ void Shard::after_version_change(std::vector<OutMessage>* out) {
 }
 
 SharedBytes Shard::dense_message(std::size_t local) {
-  const std::uint64_t tag = opt_.mode == SyncMode::kSync ? version_ : bucket_updates_[local];
+  const std::uint64_t tag = bucket_updates_[local];  // bumped by every change of the bucket's params/replica
   if (dense_cache_[local] && dense_cache_tag_[local] == tag) return dense_cache_[local];
   const Bucket& b = local_bucket(local);
   const float* src = (downlink_ ? replica_.data() : params_.data()) + b.shard_offset;
@@ -90,19 +90,16 @@ SharedBytes Shard::dense_message(std::size_t local) {
   return dense_cache_[local];
 }
 
-void Shard::encode_downlink(std::uint64_t step) {
+void Shard::encode_downlink(std::uint64_t step, std::size_t i) {
   // x^ += C(x - x^): the residual x - x^ carries what was not yet sent (error feedback).
-  for (std::size_t i = 0; i < nlocal(); ++i) {
-    const Bucket& b = local_bucket(i);
-    scratch_.resize(b.numel);
-    for (std::size_t k = 0; k < b.numel; ++k) scratch_[k] = params_[b.shard_offset + k] - replica_[b.shard_offset + k];
-    const quant::SeedContext ctx{opt_.downlink_seed, step, 0xFFFFFFFFu, b.id};
-    auto msg = downlink_->encode(scratch_.data(), b.numel, ctx);
-    const quant::Status st =
-        downlink_->decode_add(msg.data(), msg.size(), replica_.data() + b.shard_offset, b.numel, 1.0f);
-    if (!st.ok()) spdlog::error("shard {}: downlink self-decode failed: {}", opt_.shard_id, st.to_string());
-    delta_cache_[i] = share(std::move(msg));
-  }
+  const Bucket& b = local_bucket(i);
+  scratch_.resize(b.numel);
+  for (std::size_t k = 0; k < b.numel; ++k) scratch_[k] = params_[b.shard_offset + k] - replica_[b.shard_offset + k];
+  const quant::SeedContext ctx{opt_.downlink_seed, step, 0xFFFFFFFFu, b.id};
+  auto msg = downlink_->encode(scratch_.data(), b.numel, ctx);
+  const quant::Status st = downlink_->decode_add(msg.data(), msg.size(), replica_.data() + b.shard_offset, b.numel, 1.0f);
+  if (!st.ok()) spdlog::error("shard {}: downlink self-decode failed: {}", opt_.shard_id, st.to_string());
+  delta_cache_[i] = share(std::move(msg));
 }
 
 }  // namespace gradzip::comm

@@ -28,6 +28,7 @@ Shard::PushOutcome Shard::accumulate_sync(const std::string& peer, const Envelop
   }
   Pending& p = it->second;
   if (p.received[e.worker][local]) return PushOutcome::kDuplicate;
+  if (p.applied[local]) return PushOutcome::kStale;  // applied without it (a worker that rejoined mid-step)
   const Bucket& b = local_bucket(local);
   const quant::Status st = accumulate_message(msg, push_codec(b), p.acc.data() + b.shard_offset, b.numel,
                                               /*first=*/p.contributors[local] == 0);
@@ -78,6 +79,7 @@ Shard::Pending Shard::new_pending(Clock::time_point now) {
   p.contributors.assign(nlocal(), 0);
   p.received.assign(opt_.num_workers, std::vector<bool>(nlocal(), false));
   p.done.assign(opt_.num_workers, 0);
+  p.applied.assign(nlocal(), false);
   p.first_push = now;
   return p;
 }
@@ -89,7 +91,20 @@ bool Shard::step_complete(const Pending& p) const {
   return true;
 }
 
+bool Shard::bucket_complete(const Pending& p, std::size_t i) const {
+  for (std::uint32_t w = 0; w < opt_.num_workers; ++w) {
+    if (live_[w] && !p.received[w][i]) return false;
+  }
+  return true;
+}
+
 void Shard::try_complete(std::vector<OutMessage>* out) {
+  if (!pending_.empty() && pending_.begin()->first == version_) {
+    Pending& p = pending_.begin()->second;
+    for (std::size_t i = 0; i < nlocal(); ++i) {
+      if (!p.applied[i] && bucket_complete(p, i)) apply_bucket(version_, p, i);
+    }
+  }
   bool changed = false;
   while (!pending_.empty()) {
     auto it = pending_.begin();
@@ -112,11 +127,12 @@ void Shard::try_complete(std::vector<OutMessage>* out) {
   if (changed) after_version_change(out);
 }
 
-void Shard::apply_sync(std::uint64_t step, Pending& p) {
+void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i) {
+  if (p.applied[i]) return;
   const auto t0 = Clock::now();
-  for (std::size_t i = 0; i < nlocal(); ++i) {
-    if (p.contributors[i] == 0) continue;  // nobody's gradient arrived: no update
-    const Bucket& b = local_bucket(i);
+  p.applied[i] = true;
+  const Bucket& b = local_bucket(i);
+  if (p.contributors[i] > 0) {  // nobody's gradient arrived: no update
     float* g = p.acc.data() + b.shard_offset;
     if (opt_.aggregation == Aggregation::kMajorityVote) {
       quant::majority_vote(g, b.numel);  // the sign of the summed votes
@@ -126,10 +142,24 @@ void Shard::apply_sync(std::uint64_t step, Pending& p) {
     }
     sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel);
   }
+  if (downlink_) encode_downlink(step, i);
+  ++bucket_updates_[i];
+  // Every worker pulls this bucket next: encode its reply now, while later buckets
+  // arrive. (Non-finite parameters cannot be encoded: the pull reports it, as before.)
+  if (!downlink_) {
+    try {
+      dense_message(i);
+    } catch (const quant::QuantError&) {
+    }
+  }
+  add_apply_time(t0);
+}
+
+void Shard::apply_sync(std::uint64_t step, Pending& p) {
+  for (std::size_t i = 0; i < nlocal(); ++i) apply_bucket(step, p, i);
   version_ = step + 1;
   may_jump_ = false;
-  if (downlink_) encode_downlink(step);
-  add_apply_time(t0);
+  stats_.version = version_;
   maybe_checkpoint();
 }
 

@@ -4,11 +4,14 @@
 //   lsq_worker --rank=R --workers=N --endpoints=tcp://..,tcp://.. --steps=S
 //              [--sizes=..] [--compressor=identity] [--strategy=greedy] [--bucket-bytes=N]
 //              [--rows=24] [--out=params.bin] [--step-sleep-ms=0] [--op-timeout=60]
-//              [--heartbeat=S] [--no-rejoin] [--fault-drop=P --fault-dup=P --fault-reorder=P
+//              [--heartbeat=S] [--no-rejoin] [--stop-file=F] [--stats-out=F.json] [--fault-drop=P --fault-dup=P --fault-reorder=P
 //              --fault-delay=P --fault-delay-s=S --fault-seed=N --faults-out=F.json]
 // Fault probabilities apply to requests and to replies alike (comm/faults.h); the
-// counts of both directions go to --faults-out.
+// counts of both directions go to --faults-out. With --stop-file, the worker stops
+// after the step written in that file (a soak driver's way to stop every worker at the
+// same step); --stats-out gets the steps done and the message counters.
 // Exit code 0 after `steps` steps (and params written to --out); 1 on a CommError.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -60,7 +63,13 @@ int main(int argc, char** argv) {
     t.connect(sig, rank, x.data());
     const std::uint64_t first = t.resume_step();
     double loss = 0.0;
-    for (std::uint64_t step = first; step < steps; ++step) {
+    std::uint64_t last = steps;
+    for (std::uint64_t step = first; step < last; ++step) {
+      if (f.has("stop-file")) {  // the soak driver names the last step once it wants to stop
+        std::ifstream stop(f.str("stop-file"));
+        std::uint64_t stop_at = 0;
+        if (stop >> stop_at) last = std::min(last, std::max(stop_at, step + 1));
+      }
       loss = prob.gradient(x.data(), g.data());
       auto msgs = enc.encode(t.layout(), g.data(), step, rank);
       std::vector<Handle> hs;
@@ -76,8 +85,16 @@ int main(int argc, char** argv) {
       std::rename((f.str("out") + ".tmp").c_str(), f.str("out").c_str());
     }
     const auto c = t.counters();
+    if (f.has("stats-out")) {
+      std::ofstream(f.str("stats-out")) << nlohmann::json{{"first_step", first},
+                                                         {"last_step", last},
+                                                         {"up_messages", c.up.messages},
+                                                         {"down_messages", c.down.messages},
+                                                         {"rejoins", t.rejoins()}}
+                                                .dump();
+    }
     std::printf("worker %u: steps %llu..%llu loss %.6g up %llu+%llu+%llu B down %llu+%llu+%llu B\n", rank,
-                static_cast<unsigned long long>(first), static_cast<unsigned long long>(steps), loss,
+                static_cast<unsigned long long>(first), static_cast<unsigned long long>(last), loss,
                 static_cast<unsigned long long>(c.up.payload_bytes), static_cast<unsigned long long>(c.up.framing_bytes),
                 static_cast<unsigned long long>(c.up.tcpip_bytes), static_cast<unsigned long long>(c.down.payload_bytes),
                 static_cast<unsigned long long>(c.down.framing_bytes),

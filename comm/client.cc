@@ -293,17 +293,36 @@ void RequestClient::fail_shard(std::uint32_t shard, const std::string& error, Co
   }
 }
 
-void RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
+bool RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
   const auto& ids = layout_.shard_buckets[r.shard];
+  if ((e.flags & kFlagPart) != 0) {  // one bucket of a dense reply
+    if (rx.frames.size() != 2 || e.bucket >= ids.size()) {
+      r.error = fmt::format("pull reply part from shard {}: {} frames, bucket index {} of {}", r.shard,
+                            rx.frames.size() - 1, e.bucket, ids.size());
+      return true;
+    }
+    if (r.parts.empty()) r.parts.assign(ids.size(), false);
+    if (r.parts[e.bucket]) return false;  // a retry's copy
+    const Bucket& b = layout_.buckets[ids[e.bucket]];
+    const quant::Status st = quant::decode_any(rx.frames[1].data, rx.frames[1].size, r.params + b.offset, b.numel);
+    if (!st.ok()) {
+      r.error = fmt::format("pull reply from shard {} bucket {}: {}", r.shard, b.id, st.to_string());
+      return true;
+    }
+    r.parts[e.bucket] = true;
+    if (++r.parts_received < ids.size()) return false;
+    replica_version_[r.shard] = e.aux;
+    return true;
+  }
   if (rx.frames.size() != ids.size() + 1) {
     r.error = fmt::format("pull reply from shard {} has {} frames, expected {}", r.shard, rx.frames.size() - 1,
                           ids.size());
-    return;
+    return true;
   }
   const bool delta = (e.flags & kFlagDelta) != 0;
   if (delta && replica_version_[r.shard] + 1 != e.aux) {
     r.error = "delta reply for a replica version this worker does not hold";
-    return;
+    return true;
   }
   for (std::size_t i = 0; i < ids.size(); ++i) {
     const Bucket& b = layout_.buckets[ids[i]];
@@ -312,10 +331,11 @@ void RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
                                    : quant::decode_any(f.data, f.size, r.params + b.offset, b.numel);
     if (!st.ok()) {
       r.error = fmt::format("pull reply from shard {} bucket {}: {}", r.shard, b.id, st.to_string());
-      return;
+      return true;
     }
   }
   replica_version_[r.shard] = e.aux;
+  return true;
 }
 
 void RequestClient::dispatch(Received& rx) {
@@ -372,7 +392,7 @@ void RequestClient::dispatch(Received& rx) {
     uninitialized_[r.shard] = (e.flags & kFlagUninitialized) != 0;
     resume_step_ = std::max(resume_step_, e.aux);
   }
-  if (r.env.type == MsgType::kPull) on_pull_reply(r, e, rx);
+  if (r.env.type == MsgType::kPull && !on_pull_reply(r, e, rx)) return;  // more parts to come
   const double secs = std::chrono::duration<double>(Clock::now() - r.started).count();
   (r.env.type == MsgType::kPull ? counters_.down : counters_.up).seconds += secs;
   r.done = true;

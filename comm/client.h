@@ -118,6 +118,8 @@ class RequestClient : public WorkerTransport {
     std::string error;
     CommError::Kind error_kind = CommError::Kind::kProtocol;
     float* params = nullptr;          // pull target
+    std::vector<bool> parts;          // pull: buckets received as parts (kFlagPart)
+    std::size_t parts_received = 0;
     bool is_push = false;
   };
   /// Starts a request: `borrowed` bodies stay valid until its wait() returns (the
@@ -126,7 +128,8 @@ class RequestClient : public WorkerTransport {
                       std::vector<SharedBytes> shared, Handle handle, float* params = nullptr);
   void transmit(Request& r);
   void dispatch(Received& rx);
-  void on_pull_reply(Request& r, const Envelope& e, Received& rx);
+  /// Decodes a pull reply (whole, or one part); true when the request is complete (or failed).
+  bool on_pull_reply(Request& r, const Envelope& e, Received& rx);
   /// A request's bytes, owned (fault injection may send them after the request is gone).
   struct OutgoingCopy {
     std::uint32_t shard = 0;

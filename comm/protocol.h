@@ -7,11 +7,12 @@
 // Envelope, little-endian, offsets in bytes:
 //   off size field
 //    0   4   magic     "GZPS" (0x47 0x5A 0x50 0x53)
-//    4   2   version   kProtocolVersion (1)
+//    4   2   version   kProtocolVersion (2)
 //    6   1   type      MsgType (requests < 0x80; reply = request | 0x80; kError = 0xFF)
 //    7   1   flags     kFlag* bits below
 //    8   4   worker    worker rank (requests) / echoed (replies)
-//   12   4   bucket    push: bucket id; pull reply: number of body frames; error: ProtoErr
+//   12   4   bucket    push: bucket id; pull reply: number of body frames (kFlagPart: the
+//                      bucket's index in Layout::shard_buckets); error: ProtoErr
 //   16   8   step      training step (0-based) of a push or pull; kLatestStep = "now"
 //   24   8   seq       request id, unique per worker and monotonic; echoed in the reply;
 //                      a retried request reuses it (dedup key (worker, step, seq))
@@ -28,7 +29,10 @@
 //   kPush      [gradzip message of bucket `bucket`]      reply: none (flags stale/duplicate)
 //   kPull      none                                      reply: one gradzip message per
 //              shard bucket in Layout::shard_buckets order: dense = identity message of
-//              the parameters; with kFlagDelta = the compressed update to add
+//              the parameters; with kFlagDelta = the compressed update to add.
+//              A dense reply comes as one message per bucket (kFlagPart, one body
+//              frame, aux = the step count the bucket reflects), each sent as soon as
+//              its bucket is final, so a worker decodes while the rest is in flight
 //   kBarrier, kHeartbeat, kShutdown: none                reply: none
 //   kError (reply only) [UTF-8 text naming what was wrong]; bucket = ProtoErr
 #pragma once
@@ -42,7 +46,7 @@
 namespace gradzip::comm {
 
 constexpr std::uint32_t kProtocolMagic = 0x53505A47u;  // "GZPS"
-constexpr std::uint16_t kProtocolVersion = 1;
+constexpr std::uint16_t kProtocolVersion = 2;  // 2: pull replies in parts (kFlagPart)
 constexpr std::size_t kEnvelopeBytes = 40;
 constexpr std::uint64_t kLatestStep = ~std::uint64_t{0};
 
@@ -71,6 +75,7 @@ constexpr std::uint8_t kFlagDelta = 0x01;          ///< pull reply: frames are u
 constexpr std::uint8_t kFlagStale = 0x02;          ///< push reply: step already applied; dropped
 constexpr std::uint8_t kFlagDuplicate = 0x04;      ///< push reply: already received; not re-applied
 constexpr std::uint8_t kFlagUninitialized = 0x08;  ///< hello reply: shard holds no parameters yet
+constexpr std::uint8_t kFlagPart = 0x10;           ///< pull reply: one bucket (index in `bucket`)
 
 /// Why a request was refused (sent in the error envelope's bucket field). Stable values.
 enum class ProtoErr : std::uint32_t {

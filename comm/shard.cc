@@ -207,7 +207,7 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
     case MsgType::kShutdown: {
       shut_down_[e.worker] = true;
       Envelope r = ack(e);
-      r.aux = e.aux;  // the shutdown reply echoes the request's aux (protocol version 1)
+      r.aux = e.aux;  // the shutdown reply echoes the request's aux
       reply(peer, e.worker, r, {}, out);
       break;
     }
@@ -427,11 +427,11 @@ void Shard::on_barrier(const std::string& peer, const Envelope& e, std::vector<O
   bool present = false;
   for (auto& b : barrier_waiting_) {
     if (b.env.worker == e.worker) {
-      b = {peer, e};
+      b = {peer, e, {}};
       present = true;
     }
   }
-  if (!present) barrier_waiting_.push_back({peer, e});
+  if (!present) barrier_waiting_.push_back({peer, e, {}});
   release_barrier(out);
 }
 

@@ -169,6 +169,7 @@ class Shard {
   struct PendingPull {
     std::string peer;
     Envelope env;
+    std::vector<bool> parts_sent;  // dense pulls: buckets already sent (kFlagPart); empty = none
   };
   /// What became of a push that passed validation (on_push replies accordingly).
   enum class PushOutcome { kApplied, kDuplicate, kStale, kRefused };
@@ -227,10 +228,11 @@ class Shard {
   void try_complete(std::vector<OutMessage>* out);
   /// True when every live worker pushed local bucket i of p.
   bool bucket_complete(const Pending& p, std::size_t i) const;
-  /// Mean (or vote) and optimizer step of local bucket i at `step`, once.
-  void apply_bucket(std::uint64_t step, Pending& p, std::size_t i);
+  /// Mean (or vote) and optimizer step of local bucket i at `step`, once; then its part
+  /// of the waiting dense pulls of that step goes out.
+  void apply_bucket(std::uint64_t step, Pending& p, std::size_t i, std::vector<OutMessage>* out);
   /// Applies the buckets not applied yet, then moves the shard to step + 1.
-  void apply_sync(std::uint64_t step, Pending& p);
+  void apply_sync(std::uint64_t step, Pending& p, std::vector<OutMessage>* out);
   /// Sync pull of a step whose pushes this (restarted) shard lost: excuses the worker;
   /// true if the pull was answered.
   bool excuse_lost_pushes(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
@@ -244,7 +246,12 @@ class Shard {
   // Downlink (pull replies): shard_downlink.cc.
   void on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   bool pull_ready(const Envelope& e) const;
-  void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  /// Answers a pull: a delta reply in one message, or the dense parts not in *sent yet.
+  void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out,
+                   std::vector<bool>* sent = nullptr);
+  /// Sends local bucket i of a dense pull reply (kFlagPart), reflecting `steps` steps.
+  void send_part(const std::string& peer, const Envelope& e, std::size_t i, std::uint64_t steps,
+                 std::vector<OutMessage>* out);
   void after_version_change(std::vector<OutMessage>* out);
   SharedBytes dense_message(std::size_t local);
   /// Compressed downlink of local bucket i after sync step `step`: encodes C(x - x^),

@@ -25,10 +25,11 @@ void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutM
   for (auto& p : pending_pulls_) {
     if (p.env.worker == e.worker && p.env.seq == e.seq) {
       p.peer = peer;
+      p.parts_sent.clear();  // its earlier parts may be what was lost: send all again
       return;
     }
   }
-  pending_pulls_.push_back({peer, e});
+  pending_pulls_.push_back({peer, e, {}});
 }
 
 bool Shard::pull_ready(const Envelope& e) const {
@@ -42,22 +43,38 @@ bool Shard::pull_ready(const Envelope& e) const {
   return true;
 }
 
-void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
-  Envelope r = ack(e);
-  r.bucket = static_cast<std::uint32_t>(nlocal());
-  r.flags = 0;
+void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out,
+                        std::vector<bool>* sent) {
   // A worker whose replica is one step behind gets the compressed update; any other
   // (a new or rejoining worker, a 'latest' pull) the dense replica.
   const bool delta = downlink_ && version_ > 0 && e.aux == version_ - 1 && e.step != kLatestStep &&
                      nlocal() > 0 && delta_cache_[0] != nullptr;
-  if (delta) r.flags = kFlagDelta;
+  if (!delta) {
+    for (std::size_t i = 0; i < nlocal(); ++i) {
+      if (sent == nullptr || sent->empty() || !(*sent)[i]) send_part(peer, e, i, version_, out);
+    }
+    return;
+  }
+  Envelope r = ack(e);
+  r.bucket = static_cast<std::uint32_t>(nlocal());
+  r.flags = kFlagDelta;
   std::vector<SharedBytes> bodies;
   bodies.reserve(nlocal());
   for (std::size_t i = 0; i < nlocal(); ++i) {
-    bodies.push_back(delta ? delta_cache_[i] : dense_message(i));
+    bodies.push_back(delta_cache_[i]);
     seen_updates_[e.worker][i] = bucket_updates_[i];
   }
   reply(peer, e.worker, r, std::move(bodies), out);
+}
+
+void Shard::send_part(const std::string& peer, const Envelope& e, std::size_t i, std::uint64_t steps,
+                      std::vector<OutMessage>* out) {
+  Envelope r = ack(e);
+  r.bucket = static_cast<std::uint32_t>(i);
+  r.flags = kFlagPart;
+  r.aux = steps;
+  seen_updates_[e.worker][i] = bucket_updates_[i];
+  reply(peer, e.worker, r, {dense_message(i)}, out);
 }
 
 void Shard::after_version_change(std::vector<OutMessage>* out) {
@@ -65,7 +82,7 @@ void Shard::after_version_change(std::vector<OutMessage>* out) {
   std::vector<PendingPull> still;
   for (auto& p : pending_pulls_) {
     if (pull_ready(p.env)) {
-      answer_pull(p.peer, p.env, out);
+      answer_pull(p.peer, p.env, out, &p.parts_sent);
     } else {
       still.push_back(std::move(p));
     }

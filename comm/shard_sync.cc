@@ -102,7 +102,7 @@ void Shard::try_complete(std::vector<OutMessage>* out) {
   if (!pending_.empty() && pending_.begin()->first == version_) {
     Pending& p = pending_.begin()->second;
     for (std::size_t i = 0; i < nlocal(); ++i) {
-      if (!p.applied[i] && bucket_complete(p, i)) apply_bucket(version_, p, i);
+      if (!p.applied[i] && bucket_complete(p, i)) apply_bucket(version_, p, i, out);
     }
   }
   bool changed = false;
@@ -119,7 +119,7 @@ void Shard::try_complete(std::vector<OutMessage>* out) {
       spdlog::warn("shard {}: jumping from step {} to step {} (restored shard behind the workers)", opt_.shard_id,
                    version_, it->first);
     }
-    if (it->first >= version_) apply_sync(it->first, p);
+    if (it->first >= version_) apply_sync(it->first, p, out);
     if (acc_pool_.size() < 2) acc_pool_.push_back(std::move(p.acc));
     pending_.erase(it);
     changed = true;
@@ -127,7 +127,7 @@ void Shard::try_complete(std::vector<OutMessage>* out) {
   if (changed) after_version_change(out);
 }
 
-void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i) {
+void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i, std::vector<OutMessage>* out) {
   if (p.applied[i]) return;
   const auto t0 = Clock::now();
   p.applied[i] = true;
@@ -150,13 +150,24 @@ void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i) {
     try {
       dense_message(i);
     } catch (const quant::QuantError&) {
+      add_apply_time(t0);
+      return;
     }
   }
   add_apply_time(t0);
+  if (downlink_) return;
+  // Pulls of this step already waiting get this bucket now (pulls pipelined with pushes).
+  for (auto& pull : pending_pulls_) {
+    if (pull.env.step != step) continue;
+    if (pull.parts_sent.empty()) pull.parts_sent.assign(nlocal(), false);
+    if (pull.parts_sent[i]) continue;
+    pull.parts_sent[i] = true;
+    send_part(pull.peer, pull.env, i, step + 1, out);
+  }
 }
 
-void Shard::apply_sync(std::uint64_t step, Pending& p) {
-  for (std::size_t i = 0; i < nlocal(); ++i) apply_bucket(step, p, i);
+void Shard::apply_sync(std::uint64_t step, Pending& p, std::vector<OutMessage>* out) {
+  for (std::size_t i = 0; i < nlocal(); ++i) apply_bucket(step, p, i, out);
   version_ = step + 1;
   may_jump_ = false;
   stats_.version = version_;

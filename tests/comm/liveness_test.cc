@@ -87,14 +87,17 @@ TEST(Liveness, TheBarrierReachesEveryShard) {
     workers.push_back(cluster.make_worker());
     workers[w]->connect(cluster.signature(), w, x[w].data());
   }
-  std::vector<std::uint64_t> before;
-  for (std::uint32_t s = 0; s < 3; ++s) before.push_back(cluster.shard_stats(s).total.up.messages);
+  std::vector<std::uint64_t> up_before, down_before;
+  for (std::uint32_t s = 0; s < 3; ++s) {
+    up_before.push_back(cluster.shard_stats(s).total.up.messages);
+    down_before.push_back(cluster.shard_stats(s).total.down.messages);
+  }
   std::thread other([&] { workers[1]->barrier(); });
   workers[0]->barrier();
   other.join();
   for (std::uint32_t s = 0; s < 3; ++s) {
-    EXPECT_EQ(cluster.shard_stats(s).total.up.messages - before[s], 2u) << "shard " << s;
-    EXPECT_EQ(cluster.shard_stats(s).total.down.messages - before[s], 2u) << "shard " << s;
+    EXPECT_EQ(cluster.shard_stats(s).total.up.messages - up_before[s], 2u) << "shard " << s;
+    EXPECT_EQ(cluster.shard_stats(s).total.down.messages - down_before[s], 2u) << "shard " << s;
   }
 }
 

@@ -166,10 +166,13 @@ TEST(Shard, EveryRequestTypeIsAnsweredWithItsReplyTypeAndItsSeq) {
     std::string why;
     ASSERT_TRUE(read_envelope(requests[i][0].data(), requests[i][0].size(), &req, &why)) << why;
     const auto r = h.send(requests[i]);
-    ASSERT_EQ(r.size(), 1u) << i;
-    EXPECT_EQ(r[0].type, reply_type(req.type)) << i;
-    EXPECT_EQ(r[0].seq, req.seq) << i;
-    EXPECT_EQ(r[0].worker, req.worker) << i;
+    // A dense pull is answered in parts, one message per bucket; every other request once.
+    ASSERT_EQ(r.size(), req.type == MsgType::kPull ? h.owned_count() : 1u) << i;
+    for (const auto& reply : r) {
+      EXPECT_EQ(reply.type, reply_type(req.type)) << i;
+      EXPECT_EQ(reply.seq, req.seq) << i;
+      EXPECT_EQ(reply.worker, req.worker) << i;
+    }
   }
   EXPECT_TRUE(h.shard->all_workers_shut_down());
 }
@@ -189,6 +192,37 @@ TEST(Shard, BarrierReleasesWhenEveryLiveWorkerArrivedAndAnswersARetryAtOnce) {
   EXPECT_EQ(retry[0].seq, 5u);
   // A new barrier (new seq) waits again.
   EXPECT_TRUE(h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 6)}).empty());
+}
+
+TEST(Shard, AWaitingPullGetsEachBucketAsSoonAsEveryWorkerPushedIt) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init(0.0f);
+  ASSERT_GE(h.owned_count(), 3u);
+  h.push_all(0, 0, 1.0f, 1);
+  EXPECT_TRUE(h.send({Harness::env(MsgType::kPull, 0, 0, 0, 50)}).empty()) << "step 0 is not complete";
+  std::vector<int> parts(h.owned_count(), 0);
+  for (std::size_t i = 0; i < h.owned_count(); ++i) {
+    // Worker 1's push of bucket i completes that bucket: its part of worker 0's pull goes
+    // out with the push's ack, before the step is complete.
+    const auto r = h.send({Harness::env(MsgType::kPush, 1, h.owned(i), 0, 100 + i), h.grad_msg(h.owned(i), 3.0f)});
+    for (const auto& e : r) {
+      if (e.type != reply_type(MsgType::kPull)) continue;
+      EXPECT_EQ(e.seq, 50u);
+      EXPECT_EQ(e.flags & kFlagPart, kFlagPart);
+      ASSERT_LT(e.bucket, parts.size());
+      ++parts[e.bucket];
+      EXPECT_EQ(e.aux, 1u) << "the part reflects step 0 applied";
+    }
+    EXPECT_EQ(parts[i], 1) << "bucket " << i << " was not sent when it was complete";
+    if (i + 1 < h.owned_count()) {
+      EXPECT_EQ(h.shard->version(), 0u);
+    }
+  }
+  EXPECT_EQ(h.shard->version(), 1u);
+  EXPECT_EQ(parts, std::vector<int>(h.owned_count(), 1)) << "every part exactly once";
+  for (float v : h.shard->params()) EXPECT_FLOAT_EQ(v, -0.2f);  // 0 - 0.1 * mean(1, 3)
 }
 
 TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {

@@ -71,8 +71,8 @@ class FaultyChannel {
     }
     if (draw(spec_.delay_probability)) {
       ++counts_.delayed;
-      delayed_.emplace_back(now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec_.delay_s)),
-                            std::move(m));
+      const auto delay = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec_.delay_s));
+      delayed_.emplace_back(now + delay, std::move(m));
       return;
     }
     const bool twice = draw(spec_.duplicate_probability);

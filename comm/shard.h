@@ -40,10 +40,11 @@
 //
 // Thread-safety: none; the owning transport serializes calls (one thread or a mutex).
 //
-// Implementation, one idea a file: shard.cc (construction and restore, dispatch,
-// handshake, init, push admission and dedup, checkpoints), shard_sync.cc (the sync
-// round), shard_async.cc (async / SSP application), shard_downlink.cc (pulls and their
-// replies, compressed downlink), shard_stats.cc (ShardStats and counting).
+// Implementation, one idea a file: shard.cc (construction and restore, dispatch, init,
+// push admission and dedup, checkpoints), shard_workers.cc (handshake and binding,
+// liveness, barrier), shard_sync.cc (the sync round), shard_async.cc (async / SSP
+// application), shard_downlink.cc (pulls and their replies, compressed downlink),
+// shard_stats.cc (ShardStats and counting).
 #pragma once
 
 #include <chrono>

@@ -114,7 +114,8 @@ void Shard::encode_downlink(std::uint64_t step, std::size_t i) {
   for (std::size_t k = 0; k < b.numel; ++k) scratch_[k] = params_[b.shard_offset + k] - replica_[b.shard_offset + k];
   const quant::SeedContext ctx{opt_.downlink_seed, step, 0xFFFFFFFFu, b.id};
   auto msg = downlink_->encode(scratch_.data(), b.numel, ctx);
-  const quant::Status st = downlink_->decode_add(msg.data(), msg.size(), replica_.data() + b.shard_offset, b.numel, 1.0f);
+  const quant::Status st =
+      downlink_->decode_add(msg.data(), msg.size(), replica_.data() + b.shard_offset, b.numel, 1.0f);
   if (!st.ok()) spdlog::error("shard {}: downlink self-decode failed: {}", opt_.shard_id, st.to_string());
   delta_cache_[i] = share(std::move(msg));
 }

@@ -46,47 +46,42 @@ FaultRun run_with(const FaultSpec& spec) {
   return run;
 }
 
+// Runs with `spec` on requests and replies; `kind` happened in both directions and the
+// parameters equal the fault-free run's.
+FaultRun run_and_check(const FaultSpec& spec, std::uint64_t FaultCounts::*kind) {
+  FaultRun run = run_with(spec);
+  EXPECT_GT(TrainResult::total(run.result.request_faults, kind), 0u) << "requests";
+  EXPECT_GT(TrainResult::total(run.result.reply_faults, kind), 0u) << "replies";
+  EXPECT_EQ(run.faulty, run.clean);
+  return run;
+}
+
 TEST(Faults, DroppedRequestsAndRepliesAreRetriedToTheFaultFreeParams) {
   FaultSpec spec;
   spec.drop_probability = 0.15;
-  const FaultRun run = run_with(spec);
-  EXPECT_GT(TrainResult::total(run.result.request_faults, &FaultCounts::dropped), 0u);
-  EXPECT_GT(TrainResult::total(run.result.reply_faults, &FaultCounts::dropped), 0u);
   // A dropped push reply makes the retried push a duplicate at the shard.
-  EXPECT_GT(run.shard_duplicates, 0u);
-  EXPECT_EQ(run.faulty, run.clean);
+  EXPECT_GT(run_and_check(spec, &FaultCounts::dropped).shard_duplicates, 0u);
 }
 
 TEST(Faults, DuplicatedRequestsAndRepliesAreAppliedOnceToTheFaultFreeParams) {
   FaultSpec spec;
   spec.duplicate_probability = 0.3;
-  const FaultRun run = run_with(spec);
-  const auto dup_requests = TrainResult::total(run.result.request_faults, &FaultCounts::duplicated);
-  EXPECT_GT(dup_requests, 0u);
-  EXPECT_GT(TrainResult::total(run.result.reply_faults, &FaultCounts::duplicated), 0u);
   // Every duplicated push reached the shard and was acknowledged as a duplicate.
-  EXPECT_GT(run.shard_duplicates, 0u);
-  EXPECT_EQ(run.faulty, run.clean);
+  EXPECT_GT(run_and_check(spec, &FaultCounts::duplicated).shard_duplicates, 0u);
 }
 
 TEST(Faults, RequestsAndRepliesReorderedAcrossShardsGiveTheFaultFreeParams) {
   FaultSpec spec;
   spec.reorder_probability = 0.4;
   spec.reorder_depth = 3;  // up to three messages, to any shard, held back at once
-  const FaultRun run = run_with(spec);
-  EXPECT_GT(TrainResult::total(run.result.request_faults, &FaultCounts::reordered), 0u);
-  EXPECT_GT(TrainResult::total(run.result.reply_faults, &FaultCounts::reordered), 0u);
-  EXPECT_EQ(run.faulty, run.clean);
+  run_and_check(spec, &FaultCounts::reordered);
 }
 
 TEST(Faults, DelayedRequestsAndRepliesGiveTheFaultFreeParams) {
   FaultSpec spec;
   spec.delay_probability = 0.2;
   spec.delay_s = 0.05;  // longer than the 0.03 s retry: late copies arrive after their retries
-  const FaultRun run = run_with(spec);
-  EXPECT_GT(TrainResult::total(run.result.request_faults, &FaultCounts::delayed), 0u);
-  EXPECT_GT(TrainResult::total(run.result.reply_faults, &FaultCounts::delayed), 0u);
-  EXPECT_EQ(run.faulty, run.clean);
+  run_and_check(spec, &FaultCounts::delayed);
 }
 
 TEST(Faults, AChannelHoldsBackSeveralMessagesAndReleasesThemNewestFirst) {

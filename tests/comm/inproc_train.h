@@ -62,7 +62,9 @@ inline TrainResult train(InprocCluster& cluster, std::uint32_t workers, std::uin
           res.last_loss[w] = loss;
           auto msgs = enc.encode(t->layout(), g.data(), step, w);
           std::vector<Handle> hs;
-          for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
+          for (std::uint32_t b = 0; b < msgs.size(); ++b) {
+            hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
+          }
           for (auto h : hs) t->wait(h);
           t->wait(t->pull(step, x.data()));
         }

@@ -44,7 +44,8 @@ struct NetRun {
         argv.push_back(a);
       }
       argv.insert(argv.end(), shard_flags.begin(), shard_flags.end());
-      shards.emplace_back(tag + "-shard" + std::to_string(i), argv, dir / (tag + "-shard" + std::to_string(i) + ".log"));
+      const std::string shard_name = tag + "-shard" + std::to_string(i);
+      shards.emplace_back(shard_name, argv, dir / (shard_name + ".log"));
       const std::string ep = wait_endpoint(ep_file, shards.back());
       EXPECT_FALSE(ep.empty()) << "shard " << i << " did not start";
       ports.push_back(ep.substr(ep.rfind(':') + 1));
@@ -61,7 +62,8 @@ struct NetRun {
       argv.push_back(a);
     }
     argv.insert(argv.end(), flags.begin(), flags.end());
-    workers.emplace_back(tag + "-worker" + std::to_string(w), argv, dir / (tag + "-worker" + std::to_string(w) + ".log"));
+    const std::string name = tag + "-worker" + std::to_string(w);
+    workers.emplace_back(name, argv, dir / (name + ".log"));
   }
   std::string out(std::uint32_t w) const { return dir / (tag + "-w" + std::to_string(w) + ".bin"); }
   nlohmann::json stats(std::uint32_t shard) const {

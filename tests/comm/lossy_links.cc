@@ -127,7 +127,9 @@ void LossyStar::build() {
 void LossyStar::teardown() noexcept {
   for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
     const CommandResult r = run("ip netns del " + *it);
-    if (r.status != 0) std::fprintf(stderr, "LossyStar: cannot delete namespace %s: %s\n", it->c_str(), r.output.c_str());
+    if (r.status != 0) {
+      std::fprintf(stderr, "LossyStar: cannot delete namespace %s: %s\n", it->c_str(), r.output.c_str());
+    }
   }
   created_.clear();
 }

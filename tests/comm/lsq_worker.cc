@@ -4,8 +4,9 @@
 //   lsq_worker --rank=R --workers=N --endpoints=tcp://..,tcp://.. --steps=S
 //              [--sizes=..] [--compressor=identity] [--strategy=greedy] [--bucket-bytes=N]
 //              [--rows=24] [--out=params.bin] [--step-sleep-ms=0] [--op-timeout=60]
-//              [--heartbeat=S] [--no-rejoin] [--stop-file=F] [--stats-out=F.json] [--fault-drop=P --fault-dup=P --fault-reorder=P
-//              --fault-delay=P --fault-delay-s=S --fault-seed=N --faults-out=F.json]
+//              [--heartbeat=S] [--no-rejoin] [--stop-file=F] [--stats-out=F.json]
+//              [--fault-drop=P --fault-dup=P --fault-reorder=P --fault-delay=P
+//               --fault-delay-s=S --fault-seed=N --faults-out=F.json]
 // Fault probabilities apply to requests and to replies alike (comm/faults.h); the
 // counts of both directions go to --faults-out. With --stop-file, the worker stops
 // after the step written in that file (a soak driver's way to stop every worker at the
@@ -95,8 +96,9 @@ int main(int argc, char** argv) {
     }
     std::printf("worker %u: steps %llu..%llu loss %.6g up %llu+%llu+%llu B down %llu+%llu+%llu B\n", rank,
                 static_cast<unsigned long long>(first), static_cast<unsigned long long>(last), loss,
-                static_cast<unsigned long long>(c.up.payload_bytes), static_cast<unsigned long long>(c.up.framing_bytes),
-                static_cast<unsigned long long>(c.up.tcpip_bytes), static_cast<unsigned long long>(c.down.payload_bytes),
+                static_cast<unsigned long long>(c.up.payload_bytes),
+                static_cast<unsigned long long>(c.up.framing_bytes), static_cast<unsigned long long>(c.up.tcpip_bytes),
+                static_cast<unsigned long long>(c.down.payload_bytes),
                 static_cast<unsigned long long>(c.down.framing_bytes),
                 static_cast<unsigned long long>(c.down.tcpip_bytes));
     if (f.has("faults-out")) {

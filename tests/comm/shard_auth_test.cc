@@ -33,7 +33,8 @@ Harness bound_shard(std::uint32_t workers, ShardOptions o = {}) {
 // Every worker pushes `value` for step `step` from its own peer.
 void honest_step(Harness& h, std::uint64_t step) {
   for (std::uint32_t w = 0; w < h.options.num_workers; ++w) {
-    for (const auto& r : h.push_all(w, step, 0.5f + static_cast<float>(w), 100 * step + 10 * w, "w" + std::to_string(w))) {
+    const std::string peer = "w" + std::to_string(w);
+    for (const auto& r : h.push_all(w, step, 0.5f + static_cast<float>(w), 100 * step + 10 * w, peer)) {
       EXPECT_EQ(r.type, reply_type(MsgType::kPush));
       EXPECT_EQ(r.flags & (kFlagStale | kFlagDuplicate), 0) << "honest push of step " << step << " not applied";
     }

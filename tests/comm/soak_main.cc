@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
                                                   "--shards=" + std::to_string(kShards),
                                                   "--workers=" + std::to_string(kWorkers), "--sizes=" + sizes,
                                                   bucket_bytes, "--lr=0.05", "--momentum=0.9", "--endpoint-file=" + ep,
-                                                  "--stats-file=" + (dir / ("shard" + std::to_string(s) + ".stats")).string(),
+                                                  "--stats-file=" +
+                                                      (dir / ("shard" + std::to_string(s) + ".stats")).string(),
                                                   "--stats-interval=1", "--idle-exit=120"},
                          (dir / ("shard" + std::to_string(s) + ".log")).string());
       const auto deadline = Clock::now() + std::chrono::seconds(30);
@@ -119,10 +120,12 @@ int main(int argc, char** argv) {
     for (std::uint32_t w = 0; w < kWorkers; ++w) {
       procs.emplace_back("worker" + std::to_string(w),
                          std::vector<std::string>{kBin + "lsq_worker", "--rank=" + std::to_string(w),
-                                                  "--endpoints=" + endpoints[0] + "," + endpoints[1], "--sizes=" + sizes,
+                                                  "--endpoints=" + endpoints[0] + "," + endpoints[1],
+                                                  "--sizes=" + sizes,
                                                   bucket_bytes, "--steps=1000000000", "--stop-file=" + stop_file,
                                                   "--out=" + (dir / ("w" + std::to_string(w) + ".bin")).string(),
-                                                  "--stats-out=" + (dir / ("w" + std::to_string(w) + ".json")).string()},
+                                                  "--stats-out=" +
+                                                      (dir / ("w" + std::to_string(w) + ".json")).string()},
                          (dir / ("worker" + std::to_string(w) + ".log")).string());
     }
 
@@ -156,7 +159,8 @@ int main(int argc, char** argv) {
     Checks check;
     for (auto& p : procs) {
       const bool exited = p.wait_for(std::chrono::seconds(180));
-      check.expect(exited && p.exit_code() == 0, p.name() + " exited cleanly (exit " + std::to_string(p.exit_code()) + ")");
+      check.expect(exited && p.exit_code() == 0,
+                   p.name() + " exited cleanly (exit " + std::to_string(p.exit_code()) + ")");
     }
     for (const auto& [name, base] : baseline) {
       const double growth = base > 0 ? static_cast<double>(peak[name]) / static_cast<double>(base) - 1.0 : 0.0;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -138,6 +139,14 @@ inline double rel_diff(const std::vector<float>& a, const std::vector<float>& b)
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
+}
+
+// Kills `worker` with SIGKILL once it has run for `after`, and reaps it.
+inline void kill_after(ChildProcess& worker, std::chrono::milliseconds after) {
+  std::this_thread::sleep_for(after);
+  ASSERT_TRUE(worker.running()) << worker.name() << " ended before it was killed";
+  worker.signal(SIGKILL);
+  ASSERT_TRUE(worker.wait_for(5s));
 }
 
 inline ShardServerOptions server_options(std::uint32_t workers) {

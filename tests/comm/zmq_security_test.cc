@@ -64,7 +64,8 @@ TEST(ZmqServer, ASecondConnectionClaimingABoundRankAndARawPeerWithoutHelloAreRef
       e.seq = 1 + w;
       const Envelope r = raw_request(raw, e);
       EXPECT_EQ(r.type, MsgType::kError);
-      EXPECT_EQ(static_cast<ProtoErr>(r.bucket), ProtoErr::kNotBound) << proto_err_name(static_cast<ProtoErr>(r.bucket));
+      const auto err = static_cast<ProtoErr>(r.bucket);
+      EXPECT_EQ(err, ProtoErr::kNotBound) << proto_err_name(err);
     }
   }
   // Rank 1 connects normally and both train: the shard's step moved only with them.

@@ -114,10 +114,7 @@ TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {
                                           "--request-timeout=0.5"};
   std::vector<ChildProcess> workers;
   for (std::uint32_t w = 0; w < 3; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
-  std::this_thread::sleep_for(300ms);
-  ASSERT_TRUE(workers[2].running());
-  workers[2].signal(SIGKILL);
-  ASSERT_TRUE(workers[2].wait_for(5s));
+  kill_after(workers[2], 300ms);
   EXPECT_EQ(workers[2].exit_code(), 128 + SIGKILL);
   std::this_thread::sleep_for(1500ms);  // the shards declare it dead and go on
   ChildProcess again = start_worker(dir, 2, shards.joined(), flags);
@@ -143,10 +140,7 @@ TEST(ZmqProcesses, KillDashNineOfAnSspWorkerIsDeclaredDeadByHeartbeatsAndTheOthe
                                           "--op-timeout=120"};
   std::vector<ChildProcess> workers;
   for (std::uint32_t w = 0; w < 3; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
-  std::this_thread::sleep_for(300ms);
-  ASSERT_TRUE(workers[2].running());
-  workers[2].signal(SIGKILL);
-  ASSERT_TRUE(workers[2].wait_for(5s));
+  kill_after(workers[2], 300ms);
   for (std::uint32_t w = 0; w < 2; ++w) {
     ASSERT_TRUE(workers[w].wait_for(60s)) << workers[w].name() << " hung";
     EXPECT_EQ(workers[w].exit_code(), 0) << log_text(dir / (workers[w].name() + ".log"));

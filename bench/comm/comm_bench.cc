@@ -6,7 +6,9 @@
 //     repetition, which runs first);
 //   - small-message round trip (heartbeat) vs a raw TCP 64-byte ping-pong
 //     (counter x_raw_rtt = ZeroMQ round trip / raw round trip);
-//   - throughput vs number of workers through one shard (ratio_vs_raw as above).
+//   - throughput vs number of workers through one shard (ratio_vs_raw as above);
+//   - the same comparisons interleaved (BM_Interleaved_*: a raw round, then a ZeroMQ
+//     one, and again): on a shared machine whose load drifts, the robust ratios.
 // Every benchmark warms both sides with an untimed iteration (the first touch of 100 MB
 // costs ~350 ms on these VMs), runs >= 2 s and is repeated 3 times (report medians).
 // Process CPU seconds per GB moved (cpu_s_per_GB) counts every thread of the process.
@@ -110,34 +112,67 @@ struct RawPair {
   }
 };
 
-void BM_RawTcp_PushPull(benchmark::State& state) {
-  const std::size_t n = kModelBytes;
-  std::vector<std::uint8_t> out(n, 1), in(n), echo(n);
+// `bytes` there and back: the peer thread reads them all, then writes them back; the
+// client sends and receives at once so the echo never blocks on a full buffer.
+struct RawEcho {
+  std::size_t n;
+  std::vector<std::uint8_t> out, in, echo;
   RawPair pair;
-  std::thread peer([&] {
-    while (RawPair::recv_all(pair.server, echo.data(), n)) {
-      if (!RawPair::send_all(pair.server, echo.data(), n)) break;
-    }
-  });
-  // Concurrent send/recv on the client so the peer's echo never blocks on a full buffer.
-  const auto round = [&] {
-    std::thread sender([&] { RawPair::send_all(pair.client, out.data(), n); });
+  std::thread peer;
+  explicit RawEcho(std::size_t bytes) : n(bytes), out(bytes, 1), in(bytes), echo(bytes) {
+    peer = std::thread([this] {
+      while (RawPair::recv_all(pair.server, echo.data(), n)) {
+        if (!RawPair::send_all(pair.server, echo.data(), n)) break;
+      }
+    });
+    round();  // warm: first touch of every buffer, TCP windows opened
+  }
+  ~RawEcho() {
+    ::shutdown(pair.client, SHUT_RDWR);
+    peer.join();
+  }
+  void round() {
+    std::thread sender([this] { RawPair::send_all(pair.client, out.data(), n); });
     RawPair::recv_all(pair.client, in.data(), n);
     sender.join();
-  };
-  round();  // warm: first touch of every buffer, TCP windows opened
+  }
+};
+
+// A 64-byte ping-pong over a raw loopback socket.
+struct RawPing {
+  RawPair pair;
+  std::thread peer;
+  std::uint8_t msg[64] = {};
+  RawPing() {
+    peer = std::thread([this] {
+      std::uint8_t buf[64];
+      while (RawPair::recv_all(pair.server, buf, 64) && RawPair::send_all(pair.server, buf, 64)) {
+      }
+    });
+    for (int i = 0; i < 100; ++i) ping();  // warm
+  }
+  ~RawPing() {
+    ::shutdown(pair.client, SHUT_RDWR);
+    peer.join();
+  }
+  void ping() {
+    RawPair::send_all(pair.client, msg, 64);
+    RawPair::recv_all(pair.client, msg, 64);
+  }
+};
+
+void BM_RawTcp_PushPull(benchmark::State& state) {
+  RawEcho raw(kModelBytes);
   const double cpu0 = process_cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) round();
+  for (auto _ : state) raw.round();
   const double wall = seconds_since(t0);
   const double cpu = process_cpu_seconds() - cpu0;
-  g_raw_bytes_per_s = static_cast<double>(state.iterations() * 2 * n) / wall;
-  ::shutdown(pair.client, SHUT_RDWR);
-  peer.join();
-  state.counters["cpu_s_per_GB"] = cpu / (static_cast<double>(state.iterations() * 2 * n) / 1e9);
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 2 * n));
-  state.counters["bytes_per_s"] = benchmark::Counter(static_cast<double>(state.iterations() * 2 * n),
-                                                     benchmark::Counter::kIsRate);
+  const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
+  g_raw_bytes_per_s = bytes / wall;
+  state.counters["cpu_s_per_GB"] = cpu / (bytes / 1e9);
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
 }
 
 // ---- ZeroMQ parameter server --------------------------------------------------------
@@ -239,42 +274,87 @@ void BM_Zmq_PushPull(benchmark::State& state) {
 }
 
 void BM_RawTcp_RoundTrip64B(benchmark::State& state) {
-  RawPair pair;
-  std::thread peer([&] {
-    std::uint8_t buf[64];
-    while (RawPair::recv_all(pair.server, buf, 64) && RawPair::send_all(pair.server, buf, 64)) {
-    }
-  });
-  std::uint8_t msg[64] = {};
-  const auto ping = [&] {
-    RawPair::send_all(pair.client, msg, 64);
-    RawPair::recv_all(pair.client, msg, 64);
-  };
-  for (int i = 0; i < 100; ++i) ping();  // warm
+  RawPing raw;
   const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) ping();
+  for (auto _ : state) raw.ping();
   g_raw_round_trip_s = seconds_since(t0) / static_cast<double>(state.iterations());
-  ::shutdown(pair.client, SHUT_RDWR);
-  peer.join();
 }
 
-void BM_Zmq_HeartbeatRoundTrip(benchmark::State& state) {
+// A worker connected to a one-shard server of a 16-element model: heartbeat round trips.
+struct ZmqPing {
   ModelSignature sig;
-  sig.tensors.push_back({"w", {16}, 16});
-  sig.compressor_spec = "identity";
   PlacementOptions place;
-  PsCluster cluster(sig, place, 1);
-  ZmqClientOptions o;
-  o.client.placement = place;
-  o.shard_endpoints = cluster.endpoints;
-  ZmqWorkerTransport t(o);
-  std::vector<float> p(16, 0.0f);
-  t.connect(sig, 0, p.data());
-  for (int i = 0; i < 100; ++i) t.heartbeat();  // warm
+  std::unique_ptr<PsCluster> cluster;
+  std::unique_ptr<ZmqWorkerTransport> t;  // destroyed before the cluster
+  ZmqPing() {
+    sig.tensors.push_back({"w", {16}, 16});
+    sig.compressor_spec = "identity";
+    cluster = std::make_unique<PsCluster>(sig, place, 1);
+    ZmqClientOptions o;
+    o.client.placement = place;
+    o.shard_endpoints = cluster->endpoints;
+    t = std::make_unique<ZmqWorkerTransport>(o);
+    std::vector<float> p(16, 0.0f);
+    t->connect(sig, 0, p.data());
+    for (int i = 0; i < 100; ++i) t->heartbeat();  // warm
+  }
+};
+
+void BM_Zmq_HeartbeatRoundTrip(benchmark::State& state) {
+  ZmqPing zmq;
   const auto t0 = std::chrono::steady_clock::now();
-  for (auto _ : state) t.heartbeat();
+  for (auto _ : state) zmq.t->heartbeat();
   const double rtt = seconds_since(t0) / static_cast<double>(state.iterations());
   if (g_raw_round_trip_s > 0) state.counters["x_raw_rtt"] = rtt / g_raw_round_trip_s;
+}
+
+// The two sides interleaved in one benchmark (200 raw pings, 200 heartbeats, ...): the
+// load of a shared machine drifts, and both sides then see the same drift.
+void BM_Interleaved_RoundTrip64B(benchmark::State& state) {
+  RawPing raw;
+  ZmqPing zmq;
+  double raw_s = 0, zmq_s = 0;
+  std::int64_t pings = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) raw.ping();
+    raw_s += seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) zmq.t->heartbeat();
+    zmq_s += seconds_since(t0);
+    pings += 200;
+  }
+  state.counters["raw_us"] = 1e6 * raw_s / static_cast<double>(pings);
+  state.counters["zmq_us"] = 1e6 * zmq_s / static_cast<double>(pings);
+  state.counters["x_raw_rtt"] = zmq_s / raw_s;
+}
+
+// 100 MB push+pull through `shards` shards and the raw echo, alternating step by step.
+void BM_Interleaved_PushPull(benchmark::State& state) {
+  const auto shards = static_cast<std::uint32_t>(state.range(0));
+  const ModelSignature sig = big_model(kModelBytes);
+  PlacementOptions place;
+  place.num_shards = shards;
+  place.strategy = PlacementStrategy::kPartitioned;
+  place.bucket_bytes = 4 << 20;
+  PsCluster cluster(sig, place, 1);
+  BenchWorker w(sig, place, cluster.endpoints, 0);
+  std::uint64_t step = 0;
+  w.step(step++);  // warm
+  RawEcho raw(kModelBytes);
+  double raw_s = 0, zmq_s = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    raw.round();
+    raw_s += seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    w.step(step++);
+    zmq_s += seconds_since(t0);
+  }
+  const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
+  state.counters["raw_GB_per_s"] = bytes / raw_s / 1e9;
+  state.counters["zmq_GB_per_s"] = bytes / zmq_s / 1e9;
+  state.counters["ratio_vs_raw"] = raw_s / zmq_s;
 }
 
 void BM_Zmq_WorkersThroughOneShard(benchmark::State& state) {
@@ -317,6 +397,14 @@ BENCHMARK(BM_RawTcp_PushPull)->Unit(benchmark::kMillisecond)->UseRealTime()->Min
 BENCHMARK(BM_Zmq_PushPull)->Arg(1)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
 BENCHMARK(BM_RawTcp_RoundTrip64B)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
 BENCHMARK(BM_Zmq_HeartbeatRoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
+BENCHMARK(BM_Interleaved_PushPull)
+    ->Arg(1)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0)
+    ->Repetitions(3);
+BENCHMARK(BM_Interleaved_RoundTrip64B)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
 BENCHMARK(BM_Zmq_WorkersThroughOneShard)
     ->Arg(1)
     ->Arg(2)

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -88,81 +89,188 @@ bool ChildProcess::wait_for(std::chrono::milliseconds timeout) {
 namespace {
 std::atomic<int> g_forward_signal{0};
 extern "C" void on_launch_signal(int sig) { g_forward_signal.store(sig); }
-}  // namespace
 
-int run_launch(const LaunchOptions& o) {
-  struct sigaction sa{};
-  sa.sa_handler = &on_launch_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  auto log_of = [&](const std::string& name) {
-    return o.log_dir.empty() ? std::string() : (std::filesystem::path(o.log_dir) / (name + ".log")).string();
-  };
-  if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
-  std::vector<ChildProcess> shards, workers;
-  auto fail = [&](const std::string& why) {
-    spdlog::error("launch: {}; stopping every process", why);
-    for (auto* group : {&workers, &shards}) {
-      for (auto& c : *group) c.signal(SIGTERM);
+/// Installs the flag-setting SIGINT/SIGTERM handler for its lifetime, then restores the
+/// previous dispositions.
+class SignalScope {
+ public:
+  SignalScope() {
+    g_forward_signal.store(0);
+    struct sigaction sa{};
+    sa.sa_handler = &on_launch_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &previous_int_);
+    sigaction(SIGTERM, &sa, &previous_term_);
+  }
+  ~SignalScope() {
+    sigaction(SIGINT, &previous_int_, nullptr);
+    sigaction(SIGTERM, &previous_term_, nullptr);
+  }
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+
+ private:
+  struct sigaction previous_int_{};
+  struct sigaction previous_term_{};
+};
+
+/// Polls `p` until it exits or `timeout` passes; true when it exited.
+bool wait_exit(Process& p, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (p.running()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+/// First line of `path`, or "" while the file is missing or empty.
+std::string first_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  if (f) std::getline(f, line);
+  return line;
+}
+
+struct Named {
+  std::string name;
+  std::unique_ptr<Process> process;
+};
+
+/// One launch: the started processes and the rules for stopping them.
+class Supervisor {
+ public:
+  explicit Supervisor(const LaunchOptions& o) : o_(o), start_(std::chrono::steady_clock::now()) {}
+
+  int run() {
+    try {
+      return run_steps();
+    } catch (const std::exception& e) {
+      return fail(e.what());
     }
-    for (auto* group : {&workers, &shards}) {
-      for (auto& c : *group) {
-        if (!c.wait_for(std::chrono::milliseconds(2000))) c.signal(SIGKILL);
-      }
+  }
+  const std::string& failure() const { return failure_; }
+
+ private:
+  int run_steps() {
+    if (!o_.log_dir.empty()) std::filesystem::create_directories(o_.log_dir);
+    for (std::size_t i = 0; i < o_.shard_commands.size(); ++i) {
+      shards_.push_back(start(i, "shard" + std::to_string(i), o_.shard_commands[i]));
     }
-    return 1;
-  };
-  const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-  try {
-    for (std::size_t i = 0; i < o.shard_commands.size(); ++i) {
-      const std::string name = "shard" + std::to_string(i);
-      shards.emplace_back(name, o.shard_commands[i], log_of(name));
-    }
-    for (const auto& f : o.shard_endpoint_files) {
-      while (!std::filesystem::exists(f)) {
-        for (auto& c : shards) {
-          if (!c.running()) return fail(c.name() + " exited with status " + std::to_string(c.exit_code()) + " at start");
-        }
-        if (elapsed() > o.shard_start_timeout_s) return fail("shards did not start within the timeout");
+    std::vector<std::string> endpoints;
+    for (const auto& f : o_.shard_endpoint_files) {
+      std::string ep;
+      while ((ep = first_line(f)).empty()) {
+        if (const std::string why = shard_exited(); !why.empty()) return fail(why + " at start");
+        if (elapsed() > o_.shard_start_timeout_s) return fail("shards did not start within the timeout");
         if (g_forward_signal.load()) return fail("interrupted");
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
+      endpoints.push_back(ep);
     }
-    for (std::size_t i = 0; i < o.worker_commands.size(); ++i) {
-      const std::string name = "worker" + std::to_string(i);
-      workers.emplace_back(name, o.worker_commands[i], log_of(name));
+    std::vector<std::vector<std::string>> commands = o_.worker_commands;
+    if (o_.on_shards_ready) o_.on_shards_ready(endpoints, &commands);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+      workers_.push_back(start(shards_.size() + i, "worker" + std::to_string(i), commands[i]));
     }
-  } catch (const std::exception& e) {
-    return fail(e.what());
+    if (const int rc = follow_workers(); rc != 0) return rc;
+    return stop_shards();
   }
-  for (;;) {
-    if (const int sig = g_forward_signal.load()) return fail("received signal " + std::to_string(sig));
-    bool all_done = true;
-    for (auto& w : workers) {
-      if (w.running()) {
-        all_done = false;
-      } else if (w.exit_code() != 0) {
-        return fail(w.name() + " failed with exit status " + std::to_string(w.exit_code()));
+
+  Named start(std::size_t slot, const std::string& name, const std::vector<std::string>& argv) {
+    const std::string log = o_.log_dir.empty() ? std::string() : (std::filesystem::path(o_.log_dir) / (name + ".log")).string();
+    if (o_.spawn) return {name, o_.spawn(slot, name, argv, log)};
+    return {name, std::make_unique<ChildProcess>(name, argv, log)};
+  }
+
+  // Until every worker exited 0: fails on a worker or shard exiting non-zero, a signal or the timeout.
+  int follow_workers() {
+    auto last_progress = std::chrono::steady_clock::now();
+    for (;;) {
+      if (const int sig = g_forward_signal.load()) return fail("received signal " + std::to_string(sig));
+      bool all_done = true;
+      for (auto& w : workers_) {
+        if (w.process->running()) {
+          all_done = false;
+        } else if (w.process->exit_code() != 0) {
+          return fail(w.name + " failed with exit status " + std::to_string(w.process->exit_code()) + see_log(w));
+        }
+      }
+      if (const std::string why = shard_exited(/*any_status=*/false); !why.empty()) return fail(why);
+      const auto now = std::chrono::steady_clock::now();
+      if (o_.on_progress && (all_done || std::chrono::duration<double>(now - last_progress).count() >=
+                                             o_.progress_interval_s)) {
+        o_.on_progress();
+        last_progress = now;
+      }
+      if (all_done) return 0;
+      if (o_.timeout_s > 0 && elapsed() > o_.timeout_s) {
+        return fail("timeout after " + std::to_string(o_.timeout_s) + " s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  int stop_shards() {
+    for (auto& s : shards_) {
+      wait_exit(*s.process, std::chrono::milliseconds(static_cast<long>(o_.shard_exit_grace_s * 1000)));
+    }
+    for (auto& s : shards_) s.process->signal(SIGTERM);
+    for (auto& s : shards_) {
+      if (!wait_exit(*s.process, std::chrono::milliseconds(10000))) return fail(s.name + " did not stop");
+      if (s.process->exit_code() != 0) {
+        return fail(s.name + " exited with status " + std::to_string(s.process->exit_code()) + see_log(s));
       }
     }
-    for (auto& s : shards) {
-      if (!s.running() && s.exit_code() != 0) {
-        return fail(s.name() + " failed with status " + std::to_string(s.exit_code()));
+    spdlog::debug("launch: {} workers and {} shards finished in {:.1f} s", workers_.size(), shards_.size(), elapsed());
+    return 0;
+  }
+
+  // A message naming a shard that exited (any status, or only non-zero), or "".
+  std::string shard_exited(bool any_status = true) {
+    for (auto& s : shards_) {
+      if (!s.process->running() && (any_status || s.process->exit_code() != 0)) {
+        return s.name + " exited with status " + std::to_string(s.process->exit_code()) + see_log(s);
       }
     }
-    if (all_done) break;
-    if (o.timeout_s > 0 && elapsed() > o.timeout_s) return fail("timeout after " + std::to_string(o.timeout_s) + " s");
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return "";
   }
-  for (auto& s : shards) s.signal(SIGTERM);
-  for (auto& s : shards) {
-    if (!s.wait_for(std::chrono::milliseconds(10000))) return fail(s.name() + " did not stop");
-    if (s.exit_code() != 0) return fail(s.name() + " exited with status " + std::to_string(s.exit_code()));
+
+  std::string see_log(const Named& p) const {
+    if (o_.log_dir.empty()) return "";
+    return "; see " + (std::filesystem::path(o_.log_dir) / (p.name + ".log")).string();
   }
-  spdlog::info("launch: {} workers and {} shards finished in {:.1f} s", workers.size(), shards.size(), elapsed());
-  return 0;
+
+  int fail(const std::string& why) {
+    failure_ = why;
+    spdlog::error("launch: {}; stopping every process", why);
+    for (auto* group : {&workers_, &shards_}) {
+      for (auto& c : *group) c.process->signal(SIGTERM);
+    }
+    for (auto* group : {&workers_, &shards_}) {
+      for (auto& c : *group) {
+        if (!wait_exit(*c.process, std::chrono::milliseconds(2000))) c.process->signal(SIGKILL);
+      }
+    }
+    return 1;
+  }
+
+  double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+  const LaunchOptions& o_;
+  std::chrono::steady_clock::time_point start_;
+  std::vector<Named> shards_, workers_;
+  std::string failure_;
+};
+
+}  // namespace
+
+int run_launch(const LaunchOptions& o, std::string* failure) {
+  SignalScope signals;
+  Supervisor supervisor(o);
+  const int rc = supervisor.run();
+  if (failure) *failure = supervisor.failure();
+  return rc;
 }
 
 }  // namespace gradzip::comm

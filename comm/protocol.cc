@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+
 #include "quant/wire.h"
 
 namespace gradzip::comm {
@@ -85,16 +87,34 @@ bool signature_from_json(const std::uint8_t* text, std::size_t bytes, ModelSigna
     *why = "signature is not a JSON object";
     return false;
   }
+  const auto refuse = [why](const std::string& problem) {
+    *why = "signature JSON: " + problem;
+    return false;
+  };
   try {
     ModelSignature out;
     out.compressor_spec = j.at("compressor").get<std::string>();
     out.downlink_spec = j.at("downlink").get<std::string>();
     out.placement = j.at("placement").get<std::string>();
-    for (const auto& t : j.at("tensors")) {
+    const auto& tensors = j.at("tensors");
+    if (!tensors.is_array()) return refuse("\"tensors\" is not an array");
+    for (const auto& t : tensors) {
       TensorInfo ti;
       ti.name = t.at("name").get<std::string>();
-      ti.shape = t.at("shape").get<std::vector<std::int64_t>>();
-      ti.numel = t.at("numel").get<std::uint64_t>();
+      // Sizes must be JSON integers: nlohmann converts a float such as 1e46 to an integer
+      // with a plain cast (undefined behaviour out of range), and a negative integer to a
+      // huge unsigned one.
+      const auto& shape = t.at("shape");
+      if (!shape.is_array()) return refuse("tensor '" + ti.name + "': \"shape\" is not an array");
+      for (const auto& dim : shape) {
+        if (!dim.is_number_unsigned() || dim.get<std::uint64_t>() > std::uint64_t{INT64_MAX}) {
+          return refuse("tensor '" + ti.name + "': shape entry " + dim.dump() + " is not a size");
+        }
+        ti.shape.push_back(dim.get<std::int64_t>());
+      }
+      const auto& numel = t.at("numel");
+      if (!numel.is_number_unsigned()) return refuse("tensor '" + ti.name + "': numel " + numel.dump() + " is not a count");
+      ti.numel = numel.get<std::uint64_t>();
       out.tensors.push_back(std::move(ti));
     }
     *s = std::move(out);

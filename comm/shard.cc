@@ -89,9 +89,14 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
 void Shard::restore_from_checkpoint() {
   ShardCheckpoint c;
   std::vector<std::string> skipped;
+  const std::uint64_t newest = opt_.restore_version == 0 ? UINT64_MAX : opt_.restore_version;
   const bool found = load_newest_checkpoint(opt_.checkpoint_dir, opt_.shard_id, layout_.options.num_shards, sig_hash_,
-                                            params_.size(), &c, &skipped);
+                                            params_.size(), &c, &skipped, newest);
   for (const auto& s : skipped) spdlog::warn("shard {}: skipped checkpoint {}", opt_.shard_id, s);
+  if (opt_.restore_version != 0 && (!found || c.version != opt_.restore_version)) {
+    throw std::runtime_error(fmt::format("shard {}: no valid checkpoint of step {} in {}", opt_.shard_id,
+                                         opt_.restore_version, opt_.checkpoint_dir));
+  }
   if (!found) {
     spdlog::info("shard {}: no valid checkpoint in {}; waiting for initial parameters", opt_.shard_id,
                  opt_.checkpoint_dir);

@@ -88,6 +88,7 @@ struct ShardOptions {
   std::string checkpoint_dir;                   ///< "" = no checkpoints
   std::uint64_t checkpoint_every = 0;           ///< steps; 0 = never
   bool restore = false;                         ///< load the newest valid checkpoint at start
+  std::uint64_t restore_version = 0;            ///< with restore: exactly this step (0 = the newest valid)
   unsigned keep_checkpoints = 3;
   std::uint64_t downlink_seed = 0;              ///< Philox seed of a stochastic downlink codec
 };
@@ -133,7 +134,8 @@ class Shard {
   /// signature.placement's options). Throws std::invalid_argument on a bad configuration
   /// (unknown codec spec, compressed downlink outside sync mode, shard id >= shards).
   /// With options.restore, loads the newest valid checkpoint (corrupt ones are logged
-  /// and skipped); otherwise the shard waits for worker 0's kInit.
+  /// and skipped), or the one of step restore_version, whose absence throws
+  /// std::runtime_error; otherwise the shard waits for worker 0's kInit.
   Shard(ShardOptions options, ModelSignature signature, Layout layout);
 
   /// Processes one received multipart message from `peer` (an opaque connection id that

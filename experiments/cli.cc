@@ -129,6 +129,19 @@ std::string first_line(const std::string& s) {
   return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
+/// One line describing a Boost.PO error about `input` (the arguments or config lines).
+/// Boost builds what() by replacing placeholders such as %canonical_option% with the
+/// user's tokens until none is left, which never ends when a token holds a placeholder
+/// itself (found by fuzzing: `--x%canonical_option%` hung the CLI). With a '%' in the
+/// input, the message is built from the option name instead.
+std::string po_message(const po::error& e, const std::string& input) {
+  if (input.find('%') == std::string::npos) return first_line(e.what());
+  if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) {
+    return "unrecognised or malformed option '" + first_line(named->get_option_name()) + "'";
+  }
+  return "malformed options";
+}
+
 }  // namespace
 
 OptionTable::OptionTable(std::string command, std::string summary)
@@ -425,7 +438,9 @@ ParseOutcome OptionTable::parse(int argc, const char* const* argv, std::ostream&
     }
     po::store(parsed, vm);
   } catch (const po::error& e) {
-    throw UsageError(first_line(e.what()) + " (see 'gradzip " + command_ + " --help')");
+    std::string input;
+    for (const auto& a : args) input += a + "\n";
+    throw UsageError(po_message(e, input) + " (see 'gradzip " + command_ + " --help')");
   }
   if (vm.count("help")) {
     out << help();
@@ -433,11 +448,12 @@ ParseOutcome OptionTable::parse(int argc, const char* const* argv, std::ostream&
   }
   if (vm.count("config")) {
     const std::string path = vm["config"].as<std::string>();
-    std::istringstream kept(read_config_file(path, command_));
+    const std::string kept_lines = read_config_file(path, command_);
+    std::istringstream kept(kept_lines);
     try {
       po::store(po::parse_config_file(kept, file_keys, /*allow_unregistered=*/false), vm);
     } catch (const po::error& e) {
-      throw UsageError("config file '" + path + "': " + first_line(e.what()));
+      throw UsageError("config file '" + path + "': " + po_message(e, kept_lines));
     }
   }
   for (const auto& b : impl_->bindings) {

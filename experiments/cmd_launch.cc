@@ -16,6 +16,7 @@ int cmd_launch(int argc, char** argv) {
   return run_command(table, argc, argv, [&] {
     if (!opt.role.empty()) throw UsageError("gradzip launch: --role is set by launch for its children; leave it unset");
     if (opt.cluster == "sim") throw UsageError("gradzip launch: --cluster sim runs in one process; use gradzip train");
+    if (!opt.resume.empty()) throw UsageError("gradzip launch: use gradzip train --resume RUN_DIR to continue a run");
     return run_train(opt, table);
   });
 }

@@ -5,4 +5,4 @@
 // section [launch]. `--cluster` defaults to local here.
 #pragma once
 
-#include "experiments/cmd_train.h"
+#include "experiments/train/run.h"

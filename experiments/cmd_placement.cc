@@ -8,6 +8,7 @@
 
 #include "comm/layout.h"
 #include "experiments/commands.h"
+#include "experiments/options.h"
 #include "trainer/models.h"
 
 namespace gradzip::cli {
@@ -38,9 +39,7 @@ int cmd_placement(int argc, char** argv) {
     }
     comm::PlacementOptions p;
     p.num_shards = static_cast<std::uint32_t>(opt.shards);
-    p.strategy = opt.strategy == "round-robin"   ? comm::PlacementStrategy::kRoundRobin
-                 : opt.strategy == "partitioned" ? comm::PlacementStrategy::kPartitioned
-                                                 : comm::PlacementStrategy::kGreedyBytes;
+    p.strategy = placement_strategy(opt.strategy);
     p.bucket_bytes = std::max<std::uint64_t>(4, static_cast<std::uint64_t>(opt.bucket_mb * 1048576.0) / 4 * 4);
     const comm::Layout layout = comm::make_layout(sig, p);
     if (opt.format == "json") {

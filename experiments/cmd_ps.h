@@ -6,4 +6,4 @@
 // Its INI section is [ps] (plus [common]).
 #pragma once
 
-#include "experiments/cmd_train.h"
+#include "experiments/train/run.h"

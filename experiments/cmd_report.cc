@@ -14,7 +14,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "comm/link_model.h"
+#include "experiments/link_model.h"
 #include "experiments/commands.h"
 #include "experiments/report.h"
 
@@ -97,8 +97,8 @@ int run_report(const ReportOptions& opt, const std::vector<std::string>& positio
   }
   experiments::ReportSettings settings;
   try {
-    settings.links = comm::parse_link_list(opt.links);
-  } catch (const comm::LinkModelError& e) {
+    settings.links = experiments::parse_link_list(opt.links);
+  } catch (const experiments::LinkModelError& e) {
     throw UsageError(std::string("--links: ") + e.what());
   }
   if (opt.target > 0) settings.target_accuracy = opt.target;

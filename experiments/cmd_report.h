@@ -14,7 +14,7 @@ struct ReportOptions {
   std::string runs = "";          ///< comma-separated run directories (positional arguments also count)
   std::string out = "report";     ///< output directory for the table and figures
   std::string format = "png,svg"; ///< figure formats: png | svg | png,svg
-  /// Link profiles for modeled time-to-accuracy columns (comm/link_model.h specs).
+  /// Link profiles for modeled time-to-accuracy columns (experiments/link_model.h specs).
   std::string links = "eth1g,eth10g,eth25g,eth100g,pcie3";
   double target = 0;              ///< target test accuracy in (0, 1]; 0 = automatic (reached by every run)
   bool plots = true;              ///< render figures with plots/plot_runs.py

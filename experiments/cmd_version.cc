@@ -2,7 +2,7 @@
 // whether the NCCL library was found, torch version and this machine's GPUs.
 #include <iostream>
 
-#include "comm/hostinfo.h"
+#include "experiments/runlog/hostinfo.h"
 #include "experiments/commands.h"
 
 #ifndef GRADZIP_TORCH_VERSION
@@ -14,8 +14,8 @@ namespace gradzip::cli {
 int cmd_version(int argc, char** argv) {
   OptionTable table("version", "Print the gradzip version and how this binary was built.");
   return run_command(table, argc, argv, [] {
-    const comm::BuildInfo b = comm::build_info();
-    const comm::HostInfo h = comm::host_info();
+    const runlog::BuildInfo b = runlog::build_info();
+    const runlog::HostInfo h = runlog::host_info();
     const std::string torch = GRADZIP_TORCH_VERSION;
     std::cout << "gradzip " << b.version << "\n"
               << "git revision: " << b.git_revision << "\n"

@@ -16,6 +16,7 @@ int cmd_compressors(int argc, char** argv);
 int cmd_placement(int argc, char** argv);
 int cmd_report(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
+int cmd_keys(int argc, char** argv);
 int cmd_version(int argc, char** argv);
 
 }  // namespace gradzip::cli

@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"placement", "show how parameters are placed on shards", gradzip::cli::cmd_placement},
     {"report", "compare run directories: table and figures", gradzip::cli::cmd_report},
     {"sweep", "run a sweep file (codecs x workers x links x seeds), resumable", gradzip::cli::cmd_sweep},
+    {"keys", "write CURVE key pairs for the shards and workers of a run", gradzip::cli::cmd_keys},
     {"version", "print version and build information", gradzip::cli::cmd_version},
 };
 

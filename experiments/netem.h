@@ -7,7 +7,7 @@
 //   egress: tbf rate [+ netem delay/loss]      egress of p<i>: tbf rate
 //
 // So each host has one full-duplex port of `rate` bits/s per direction (the hose model
-// of comm/link_model.h); one-way delay and loss are added once, at the sender's eth0.
+// of experiments/link_model.h); one-way delay and loss are added once, at the sender's eth0.
 // Needs root, iproute2 and the sch_tbf (and, for delay/loss, sch_netem) kernel modules.
 //
 // Lifetime: NetemCluster is RAII. The constructor builds everything or, on any failure,
@@ -30,6 +30,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "comm/launch.h"
 
 namespace gradzip::experiments {
 
@@ -110,8 +112,9 @@ class NetemCluster {
 
 /// A child process whose network namespace is one of a cluster's. RAII: the destructor
 /// kills (SIGKILL) and reaps it if it still runs. While alive, its pid is registered so
-/// the SIGINT/SIGTERM handler kills it before deleting namespaces.
-class NetnsProcess {
+/// the SIGINT/SIGTERM handler kills it before deleting namespaces. A comm::Process, so
+/// comm::run_launch supervises it (its spawn hook: netns_spawner).
+class NetnsProcess final : public comm::Process {
  public:
   /// Forks; the child enters `netns` (setns) and execs argv[0] (PATH lookup) with
   /// stdout and stderr appended to `log_path` (empty: inherited). Throws NetemError.
@@ -133,12 +136,23 @@ class NetnsProcess {
   int wait(double timeout_s);
   /// Sends SIGKILL (if running) and reaps.
   void kill();
+  /// comm::Process: non-blocking reap, signal, exit status once reaped.
+  bool running() override;
+  void signal(int sig) override;
+  int exit_code() const override { return exit_code_; }
 
  private:
   explicit NetnsProcess(pid_t pid);
+  /// Reaps the child if it exited (or waits when `block`); true once reaped.
+  bool reap(bool block);
   pid_t pid_ = -1;
   bool reaped_ = false;
+  int exit_code_ = -1;
 };
+
+/// comm::run_launch's spawn hook for a cluster: process `slot` runs in the namespace of
+/// host `slot` (so shards 0..M-1 are hosts 0..M-1 and workers follow).
+comm::SpawnFn netns_spawner(const NetemCluster& cluster);
 
 /// Deletes namespaces named "gz<pid36>-..." whose owner process no longer exists (left by
 /// a run killed with SIGKILL). Returns how many were removed.

@@ -5,22 +5,22 @@
 
 namespace gradzip::cli {
 
-const char* sync_mode_name(SyncMode mode) {
-  switch (mode) {
-    case SyncMode::kSync: return "sync";
-    case SyncMode::kAsync: return "async";
-    case SyncMode::kSsp: return "ssp";
-  }
-  return "?";
+comm::OptimizerOptions cli_default_sgd() {
+  comm::OptimizerOptions o;
+  o.lr = 0.1;
+  o.momentum = 0.9;
+  o.nesterov = false;
+  o.weight_decay = 5e-4;
+  o.schedule = comm::LrSchedule::kCosine;
+  o.gamma = 0.1;
+  return o;
 }
 
-const char* lr_schedule_name(LrSchedule schedule) {
-  switch (schedule) {
-    case LrSchedule::kConstant: return "constant";
-    case LrSchedule::kStep: return "step";
-    case LrSchedule::kCosine: return "cosine";
-  }
-  return "?";
+comm::PlacementStrategy placement_strategy(const std::string& name) {
+  if (name == "balanced") return comm::PlacementStrategy::kGreedyBytes;
+  if (name == "round-robin") return comm::PlacementStrategy::kRoundRobin;
+  if (name == "partitioned") return comm::PlacementStrategy::kPartitioned;
+  throw UsageError("bad placement '" + name + "': allowed are balanced, round-robin, partitioned");
 }
 
 bool valid_device(const std::string& device) {
@@ -34,19 +34,19 @@ bool valid_device(const std::string& device) {
 
 void bind_optimizer_options(OptionTable* t, OptimizerOptions* o) {
   t->group("Optimizer (SGD on the parameter-server shards)");
-  t->add("lr", &o->lr, "base learning rate after warm-up", Range{0.0, 1e6});
-  t->add("momentum", &o->momentum, "momentum coefficient; 0 = plain SGD", Range{0.0, 1.0});
-  t->add("nesterov", &o->nesterov, "use Nesterov momentum");
-  t->add("weight-decay", &o->weight_decay, "L2 weight decay coefficient", Range{0.0, 1.0});
-  t->add_enum("lr-schedule", &o->schedule,
+  t->add("lr", &o->sgd.lr, "base learning rate after warm-up", Range{0.0, 1e6});
+  t->add("momentum", &o->sgd.momentum, "momentum coefficient; 0 = plain SGD", Range{0.0, 1.0});
+  t->add("nesterov", &o->sgd.nesterov, "use Nesterov momentum");
+  t->add("weight-decay", &o->sgd.weight_decay, "L2 weight decay coefficient", Range{0.0, 1.0});
+  using comm::LrSchedule;
+  t->add_enum("lr-schedule", &o->sgd.schedule,
               {{"constant", LrSchedule::kConstant}, {"step", LrSchedule::kStep}, {"cosine", LrSchedule::kCosine}},
               "learning-rate schedule");
   t->add("lr-milestones", &o->lr_milestones, "comma-separated epochs where 'step' multiplies lr by --lr-gamma");
-  t->add("lr-gamma", &o->lr_gamma, "factor applied at each milestone", Range{0.0, 1.0});
+  t->add("lr-gamma", &o->sgd.gamma, "factor applied at each milestone", Range{0.0, 1.0});
   t->add("warmup-epochs", &o->warmup_epochs, "linear warm-up from lr/10, in epochs", Range{0.0, 1e6});
-  t->add_check([t, o] {
-    (void)t;
-    if (o->schedule == LrSchedule::kStep && o->lr_milestones.empty()) {
+  t->add_check([o] {
+    if (o->sgd.schedule == LrSchedule::kStep && o->lr_milestones.empty()) {
       throw UsageError("--lr-schedule step needs --lr-milestones (e.g. 30,60)");
     }
     for (char c : o->lr_milestones) {
@@ -70,8 +70,9 @@ void bind_topology_options(OptionTable* t, TopologyOptions* o) {
   t->group("Topology and synchronisation");
   t->add("workers", &o->workers, "number of workers", Range{1, 4096});
   t->add("shards", &o->shards, "number of parameter-server shards", Range{1, 1024});
-  t->add_choice("placement", &o->placement, {"balanced", "round-robin", "hash"},
+  t->add_choice("placement", &o->placement, {"balanced", "round-robin"},
                 "how parameter tensors are placed on shards");
+  using comm::SyncMode;
   t->add_enum("mode", &o->mode, {{"sync", SyncMode::kSync}, {"async", SyncMode::kAsync}, {"ssp", SyncMode::kSsp}},
               "aggregation: sync, async, or stale-synchronous (ssp, with --slack)");
   t->add("slack", &o->slack, "steps a worker may run ahead of the slowest one (ssp only)", Range{0, 1000000});
@@ -81,7 +82,7 @@ void bind_topology_options(OptionTable* t, TopologyOptions* o) {
     if (o->mode == SyncMode::kSsp && o->slack < 1) throw UsageError("--mode ssp needs --slack >= 1");
     if (o->mode != SyncMode::kSsp && o->slack != 0) {
       throw UsageError("--slack is only meaningful with --mode ssp (got --mode " +
-                       std::string(sync_mode_name(o->mode)) + ")");
+                       std::string(comm::sync_mode_name(o->mode)) + ")");
     }
   });
 }
@@ -106,8 +107,12 @@ void bind_run_options(OptionTable* t, RunOptions* o) {
   t->add("run-dir", &o->run_dir, "output directory; empty = runs/<UTC time>-<command>");
   t->add_choice("log-level", &o->log_level, {"trace", "debug", "info", "warn", "error"}, "console log level");
   t->add("seed", &o->seed, "master random seed");
-  t->add("checkpoint-every", &o->checkpoint_every, "epochs between checkpoints; 0 = never", Range{0, 1000000});
+  t->add("checkpoint-every", &o->checkpoint_every,
+         "epochs between checkpoints of every shard and worker (for --resume); 0 = never", Range{0, 1000000});
   t->add("checkpoint-dir", &o->checkpoint_dir, "checkpoint directory; empty = <run dir>/checkpoints");
+  t->add("resume-step", &o->resume_step,
+         "start from the shard and worker checkpoints of this step (an epoch end; set by train --resume "
+         "for its processes); 0 = fresh start");
 }
 
 }  // namespace gradzip::cli

@@ -7,36 +7,26 @@
 #include <cstdint>
 #include <string>
 
+#include "comm/optimizer.h"
+#include "comm/shard.h"
 #include "experiments/cli.h"
 
 namespace gradzip::cli {
 
-/// How the parameter-server shards aggregate pushes.
-enum class SyncMode {
-  kSync,   ///< a step completes when every live worker pushed it
-  kAsync,  ///< apply each push at once (Hogwild-style PS)
-  kSsp,    ///< stale-synchronous parallel: a worker may run `slack` steps ahead (Ho et al., 2013)
-};
-const char* sync_mode_name(SyncMode mode);
+/// The CLI's optimizer defaults: lr 0.1, momentum 0.9, weight decay 5e-4, cosine schedule
+/// (Loshchilov & Hutter, 2017, SGDR without restarts), gamma 0.1.
+comm::OptimizerOptions cli_default_sgd();
 
-/// Learning-rate schedule applied per step.
-enum class LrSchedule {
-  kConstant,
-  kStep,    ///< multiply by lr_gamma at each epoch in lr_milestones
-  kCosine,  ///< cosine decay to 0 over the run (Loshchilov & Hutter, 2017, SGDR without restarts)
-};
-const char* lr_schedule_name(LrSchedule schedule);
-
-/// SGD on the PS shards' flat parameter partitions.
+/// SGD on the PS shards' flat parameter partitions, as the user states it: the per-step
+/// optimizer of comm/optimizer.h (lr, momentum, Nesterov, weight decay, schedule, step
+/// factor) with the CLI's defaults, plus the two settings given in epochs, which the
+/// training-config builder turns into steps (experiments/train/config.h).
 struct OptimizerOptions {
-  double lr = 0.1;                ///< base learning rate (after warm-up)
-  double momentum = 0.9;          ///< heavy-ball coefficient; 0 = plain SGD
-  bool nesterov = false;          ///< Nesterov momentum (Sutskever et al., 2013)
-  double weight_decay = 5e-4;     ///< L2 coefficient added to the gradient
-  LrSchedule schedule = LrSchedule::kCosine;
-  std::string lr_milestones = "";  ///< comma-separated epochs for kStep, e.g. "30,60"
-  double lr_gamma = 0.1;          ///< factor at each milestone for kStep
-  double warmup_epochs = 0.0;     ///< linear warm-up from lr/10 over this many epochs (Goyal et al., 2017)
+  /// lr, momentum, nesterov, weight_decay, schedule and gamma are options; warmup_steps,
+  /// step_size and total_steps are derived from the epoch settings below.
+  comm::OptimizerOptions sgd = cli_default_sgd();
+  std::string lr_milestones = "";  ///< comma-separated epochs for the step schedule, e.g. "30,60"
+  double warmup_epochs = 0.0;      ///< linear warm-up from lr/10 over this many epochs (Goyal et al., 2017)
 };
 void bind_optimizer_options(OptionTable* table, OptimizerOptions* opt);
 
@@ -54,12 +44,17 @@ void bind_compression_options(OptionTable* table, CompressionOptions* opt);
 struct TopologyOptions {
   int workers = 2;                       ///< number of worker processes/threads
   int shards = 1;                        ///< number of parameter-server shards
-  std::string placement = "balanced";    ///< balanced | round-robin | hash (comm/placement)
-  SyncMode mode = SyncMode::kSync;
+  std::string placement = "balanced";    ///< balanced | round-robin (placement_strategy)
+  comm::SyncMode mode = comm::SyncMode::kSync;
   int slack = 0;                         ///< max steps a worker may lead the slowest (ssp only)
   double worker_timeout_s = 60.0;        ///< a worker silent this long is declared dead (seconds)
 };
 void bind_topology_options(OptionTable* table, TopologyOptions* opt);
+
+/// comm/layout.h's strategy of a CLI placement name: balanced (largest tensor to the
+/// least-loaded shard), round-robin, partitioned. Throws UsageError naming the allowed
+/// names.
+comm::PlacementStrategy placement_strategy(const std::string& name);
 
 /// Model and data for a worker.
 struct ModelDataOptions {
@@ -79,6 +74,7 @@ struct RunOptions {
   std::uint64_t seed = 42;         ///< master seed (Philox keys derive from it)
   int checkpoint_every = 0;        ///< epochs between checkpoints; 0 = never
   std::string checkpoint_dir = ""; ///< empty: <run dir>/checkpoints
+  std::uint64_t resume_step = 0;   ///< > 0: restore the checkpoints of this step (set by train --resume)
 };
 void bind_run_options(OptionTable* table, RunOptions* opt);
 

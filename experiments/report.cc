@@ -172,11 +172,11 @@ RunRecord load_run(const std::string& dir) {
   return run;
 }
 
-std::vector<comm::RunSegment> run_segments(const RunRecord& run) {
-  std::vector<comm::RunSegment> segs;
+std::vector<RunSegment> run_segments(const RunRecord& run) {
+  std::vector<RunSegment> segs;
   MetricRow prev;  // step 0, zero bytes
   for (const auto& r : run.rows) {
-    comm::RunSegment seg;
+    RunSegment seg;
     const double steps = r.step - prev.step;
     seg.steps = static_cast<std::uint64_t>(std::max(0.0, steps));
     const double wall = r.seconds - prev.seconds;
@@ -186,10 +186,10 @@ std::vector<comm::RunSegment> run_segments(const RunRecord& run) {
     seg.mean_step_traffic.num_shards = run.shards;
     seg.mean_step_traffic.shard_fraction = run.shard_fraction;
     const double per = steps > 0 ? 1.0 / (steps * run.workers) : 0.0;
-    comm::WireBytes up{(r.up.payload_bytes - prev.up.payload_bytes) * per,
+    WireBytes up{(r.up.payload_bytes - prev.up.payload_bytes) * per,
                        (r.up.framing_bytes - prev.up.framing_bytes) * per,
                        (r.up.tcpip_bytes - prev.up.tcpip_bytes) * per};
-    comm::WireBytes down{(r.down.payload_bytes - prev.down.payload_bytes) * per,
+    WireBytes down{(r.down.payload_bytes - prev.down.payload_bytes) * per,
                          (r.down.framing_bytes - prev.down.framing_bytes) * per,
                          (r.down.tcpip_bytes - prev.down.tcpip_bytes) * per};
     seg.mean_step_traffic.up.assign(run.workers, up);
@@ -254,12 +254,12 @@ ReportTable make_report(const std::vector<RunRecord>& runs, const ReportSettings
     if (std::isfinite(table.target_accuracy)) {
       std::vector<double> measured;
       for (const auto& r : run.rows) measured.push_back(r.seconds);
-      if (auto t = comm::time_to_accuracy(segs, measured, table.target_accuracy)) row.tta_measured_s = *t;
+      if (auto t = time_to_accuracy(segs, measured, table.target_accuracy)) row.tta_measured_s = *t;
     }
     for (const auto& link : settings.links) {
       double t = kNaN;
       if (std::isfinite(table.target_accuracy)) {
-        if (auto v = comm::time_to_accuracy(segs, comm::modeled_timeline(link, segs), table.target_accuracy)) t = *v;
+        if (auto v = time_to_accuracy(segs, modeled_timeline(link, segs), table.target_accuracy)) t = *v;
       }
       row.tta_modeled_s.push_back(t);
     }
@@ -273,7 +273,7 @@ std::string report_markdown(const ReportTable& t) {
   os << "Target test accuracy: "
      << (std::isfinite(t.target_accuracy) ? fmt("%.1f%%", t.target_accuracy * 100) : std::string("n/a"))
      << ". Bytes are per worker per step (payload + ZeroMQ framing + TCP/IP estimate); "
-        "ratio = fp32 gradient bytes / uplink payload bytes; modeled times use comm/link_model.h "
+        "ratio = fp32 gradient bytes / uplink payload bytes; modeled times use experiments/link_model.h "
         "(measured compute + modeled communication with incast).\n\n";
   os << "| run | codec | W x S | up B/step | down B/step | ratio | best acc | final acc | steps/s | TTA measured |";
   for (const auto& l : t.links) os << " TTA " << l << " |";
@@ -281,7 +281,7 @@ std::string report_markdown(const ReportTable& t) {
   for (std::size_t i = 0; i < t.links.size(); ++i) os << "---:|";
   os << "---|\n";
   auto pct = [](double v) { return std::isfinite(v) ? fmt("%.2f%%", v * 100) : std::string("n/a"); };
-  auto secs = [](double v) { return std::isfinite(v) ? comm::format_seconds(v) : std::string("not reached"); };
+  auto secs = [](double v) { return std::isfinite(v) ? format_seconds(v) : std::string("not reached"); };
   for (const auto& r : t.rows) {
     os << "| " << r.run << " | `" << r.compressor << "` | " << r.workers << " x " << r.shards << " | "
        << human_bytes(r.up_bytes_per_step) << " | " << human_bytes(r.down_bytes_per_step) << " | "
@@ -317,13 +317,13 @@ std::string report_csv(const ReportTable& t) {
   return os.str();
 }
 
-std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<comm::LinkProfile>& links) {
+std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<LinkProfile>& links) {
   std::ostringstream os;
   os << "run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy\n";
   for (const auto& run : runs) {
     const auto segs = run_segments(run);
     for (const auto& link : links) {
-      const auto modeled = comm::modeled_timeline(link, segs);
+      const auto modeled = modeled_timeline(link, segs);
       for (std::size_t i = 0; i < run.rows.size(); ++i) {
         os << '"' << run.name << "\",\"" << run.compressor << "\",\"" << link.name << "\"," << full(run.rows[i].step)
            << "," << full(run.rows[i].seconds) << "," << full(modeled[i]) << "," << full(run.rows[i].test_accuracy)

@@ -1,7 +1,7 @@
 // Reading run directories and turning several of them into one comparison table
 // (`gradzip report`): codec, bytes up/down per step, compression ratio, best and final
 // test accuracy, steps/s, time to a target accuracy (measured, and modeled per link with
-// comm/link_model.h), bottleneck stage. Markdown and CSV renderings.
+// experiments/link_model.h), bottleneck stage. Markdown and CSV renderings.
 //
 // What is read from a run directory (written by `gradzip train`):
 //   summary.json  object with at least
@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/link_model.h"
+#include "experiments/link_model.h"
 
 namespace gradzip::experiments {
 
@@ -43,8 +43,8 @@ struct MetricRow {
   double step = 0;
   double seconds = 0;
   double test_accuracy = 0;  ///< NaN when not evaluated at this row
-  comm::WireBytes up;        ///< cumulative, all workers
-  comm::WireBytes down;      ///< cumulative, all workers
+  WireBytes up;        ///< cumulative, all workers
+  WireBytes down;      ///< cumulative, all workers
 };
 
 /// Everything the report needs from one run directory.
@@ -67,15 +67,15 @@ struct RunRecord {
 RunRecord load_run(const std::string& dir);
 
 /// Cuts a run into segments between consecutive metric rows (the first starts at step
-/// 0 with zero bytes) for comm/link_model.h. Per segment: steps, compute time =
+/// 0 with zero bytes) for experiments/link_model.h. Per segment: steps, compute time =
 /// steps * compute_seconds_per_step (or, if unknown, the measured wall time of the
 /// segment), the mean traffic of one step per worker (segment bytes / steps / workers),
 /// and the accuracy at its end.
-std::vector<comm::RunSegment> run_segments(const RunRecord& run);
+std::vector<RunSegment> run_segments(const RunRecord& run);
 
 /// Settings of make_report.
 struct ReportSettings {
-  std::vector<comm::LinkProfile> links;  ///< one modeled time-to-accuracy column each
+  std::vector<LinkProfile> links;  ///< one modeled time-to-accuracy column each
   /// Target test accuracy in [0, 1]; NaN: automatic = the lowest best accuracy over the
   /// runs (the highest accuracy every run reached), floored to 0.005.
   double target_accuracy = std::numeric_limits<double>::quiet_NaN();
@@ -118,6 +118,6 @@ std::string report_csv(const ReportTable& table);
 ///   run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy
 /// (what plots/plot_runs.py draws as "accuracy vs modeled wall time per link", so the
 /// model has one implementation).
-std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<comm::LinkProfile>& links);
+std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<LinkProfile>& links);
 
 }  // namespace gradzip::experiments

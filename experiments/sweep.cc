@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -60,6 +61,26 @@ std::string slug(const std::string& s) {
     out += keep ? c : '_';
   }
   return out;
+}
+
+// "45 s", "12m05s", "2h03m".
+std::string duration_text(double seconds) {
+  const long t = std::isfinite(seconds) && seconds > 0 ? std::lround(seconds) : 0;
+  char buf[48];
+  if (t < 60) {
+    std::snprintf(buf, sizeof buf, "%ld s", t);
+  } else if (t < 3600) {
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  }
+  return buf;
+}
+
+std::string printf_text(const char* format, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, value);
+  return buf;
 }
 
 double parse_positive(const std::string& origin, int line, const std::string& key, const std::string& value) {
@@ -202,6 +223,30 @@ bool run_finished(const std::string& run_dir) {
   return true;
 }
 
+std::string run_result_line(const std::string& run_dir) {
+  std::ifstream f(fs::path(run_dir) / "summary.json");
+  if (!f) return "";
+  const nlohmann::json j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return "";
+  const auto number = [&j](const char* key, double* v) {
+    const auto it = j.find(key);
+    if (it == j.end() || !it->is_number()) return false;
+    *v = it->get<double>();
+    return true;
+  };
+  std::string line;
+  const auto add = [&line](const std::string& part) { line += (line.empty() ? "" : ", ") + part; };
+  double v = 0;
+  if (number("final_test_accuracy", &v)) {
+    add(printf_text("final test accuracy %.2f%%", 100 * v));
+    if (number("best_test_accuracy", &v)) line += printf_text(" (best %.2f%%)", 100 * v);
+  }
+  if (number("steps", &v)) add(printf_text("%.0f steps", v));
+  if (number("bytes_up", &v)) add(printf_text("%.1f MB up", v / 1e6));
+  if (number("bytes_down", &v)) add(printf_text("%.1f MB down", v / 1e6));
+  return line;
+}
+
 SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) {
   if (options.command.empty()) throw SweepError("sweep runner: empty command");
   if (spec.parallel < 1) throw SweepError("sweep: parallel must be >= 1");
@@ -240,30 +285,54 @@ SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) 
   struct Running {
     pid_t pid;
     std::string name;
+    std::string dir;
     std::chrono::steady_clock::time_point started;
   };
   std::vector<Running> running;
   std::size_t next = 0;
   const fs::path log_dir = fs::path(spec.out_dir) / "logs";
+
+  // Progress: runs done / total, elapsed, and time left from the pace of this invocation.
+  using Clock = std::chrono::steady_clock;
+  const auto sweep_start = Clock::now();
+  auto last_line = sweep_start;
+  const std::size_t total = result.skipped.size() + queue.size();
+  std::size_t ended = 0;  // runs of `queue` that completed or failed
+  const auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  const auto say = [&](const std::string& line) {
+    last_line = Clock::now();
+    if (options.progress == nullptr) return;
+    const double elapsed = seconds_since(sweep_start);
+    std::string where = std::to_string(result.skipped.size() + ended) + "/" + std::to_string(total) +
+                        " done, elapsed " + duration_text(elapsed);
+    if (ended > 0 && ended < queue.size()) {
+      const double left = elapsed / static_cast<double>(ended) * static_cast<double>(queue.size() - ended);
+      where += ", about " + duration_text(left) + " left";
+    }
+    *options.progress << "sweep [" << where << "] " << line << std::endl;
+  };
+  const auto fail = [&](const std::string& reason) {
+    result.failed.push_back(reason);
+    ++ended;
+    say("FAILED " + reason);
+  };
+  if (!result.skipped.empty()) say(std::to_string(result.skipped.size()) + " runs already finished, skipped");
+
   auto start = [&](const Pending& p) {
     // An unfinished directory is what a failed or interrupted attempt left: start clean
     // (the run writes its own directory; `gradzip train` refuses a non-empty one).
     fs::remove_all(p.run.dir, ec);
     fs::create_directories(log_dir, ec);
-    if (ec) {
-      result.failed.push_back(p.run.name + ": cannot prepare " + log_dir.string() + ": " + ec.message());
-      return;
-    }
+    if (ec) return fail(p.run.name + ": cannot prepare " + log_dir.string() + ": " + ec.message());
     {
       std::ofstream cmd(log_dir / (p.run.name + ".cmd"));
       for (const auto& a : p.argv) cmd << a << "\n";
     }
     const std::string log = (log_dir / (p.run.name + ".log")).string();
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      result.failed.push_back(p.run.name + ": cannot open " + log);
-      return;
-    }
+    if (fd < 0) return fail(p.run.name + ": cannot open " + log);
     std::vector<char*> args;
     for (const auto& a : p.argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -276,11 +345,9 @@ SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) 
       _exit(127);
     }
     ::close(fd);
-    if (pid < 0) {
-      result.failed.push_back(p.run.name + ": fork failed");
-      return;
-    }
-    running.push_back({pid, p.run.name, std::chrono::steady_clock::now()});
+    if (pid < 0) return fail(p.run.name + ": fork failed");
+    running.push_back({pid, p.run.name, p.run.dir, Clock::now()});
+    say("started " + p.run.name);
   };
 
   while (next < queue.size() || !running.empty()) {
@@ -293,11 +360,14 @@ SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) 
       if (w == it->pid) {
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
           result.completed.push_back(it->name);
+          ++ended;
+          const std::string outcome = run_result_line(it->dir);
+          say("completed " + it->name + " in " + duration_text(age) + (outcome.empty() ? "" : ": " + outcome));
         } else if (WIFEXITED(status)) {
-          result.failed.push_back(it->name + ": exit status " + std::to_string(WEXITSTATUS(status)) +
-                                  (WEXITSTATUS(status) == 127 ? " (command not found)" : "") + "; see logs/" + it->name + ".log");
+          fail(it->name + ": exit status " + std::to_string(WEXITSTATUS(status)) +
+               (WEXITSTATUS(status) == 127 ? " (command not found)" : "") + "; see logs/" + it->name + ".log");
         } else {
-          result.failed.push_back(it->name + ": killed by signal " + std::to_string(WTERMSIG(status)));
+          fail(it->name + ": killed by signal " + std::to_string(WTERMSIG(status)));
         }
         it = running.erase(it);
         reaped = true;
@@ -305,12 +375,19 @@ SweepResult run_sweep(const SweepSpec& spec, const SweepRunnerOptions& options) 
         ::kill(-it->pid, SIGKILL);
         ::kill(it->pid, SIGKILL);
         waitpid(it->pid, &status, 0);
-        result.failed.push_back(it->name + ": timed out after " + std::to_string(spec.run_timeout_s) + " s");
+        fail(it->name + ": timed out after " + std::to_string(spec.run_timeout_s) + " s");
         it = running.erase(it);
         reaped = true;
       } else {
         ++it;
       }
+    }
+    if (!running.empty() && seconds_since(last_line) >= options.heartbeat_s) {
+      std::string names;
+      for (const auto& r : running) {
+        names += (names.empty() ? "" : ", ") + r.name + " (" + duration_text(seconds_since(r.started)) + ")";
+      }
+      say("still running: " + names);
     }
     if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

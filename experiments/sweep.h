@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -67,11 +68,24 @@ std::vector<SweepRun> expand_sweep(const SweepSpec& spec);
 /// a "status" field, says "complete" (what a finished `gradzip train` writes).
 bool run_finished(const std::string& run_dir);
 
+/// One line about a finished run from its summary.json, e.g. "final test accuracy 71.20%
+/// (best 72.00%), 1152 steps, 2.0 MB up, 30.4 MB down" (final_test_accuracy,
+/// best_test_accuracy, steps, bytes_up, bytes_down); fields the summary lacks are left
+/// out, and "" when there is no readable summary.json.
+std::string run_result_line(const std::string& run_dir);
+
 /// How to start one run: argv prefix (e.g. {"/path/gradzip", "train"}); the runner
 /// appends --config BASE (when set), then --<option> <value> per setting, then --run-dir DIR.
 struct SweepRunnerOptions {
   std::vector<std::string> command;
   bool dry_run = false;  ///< only list what would run
+  /// Progress lines, flushed as they happen (nullptr: none): how many runs were already
+  /// finished, then for each run its start and its end — runs done / total, elapsed time,
+  /// an estimate of the time left (elapsed / runs ended so far x runs still to end) and
+  /// the run's result line (run_result_line) or why it failed — and, while runs go on,
+  /// a line every `heartbeat_s` naming them. `gradzip sweep` prints them on stdout.
+  std::ostream* progress = &std::cout;
+  double heartbeat_s = 300;  ///< seconds between "still running" lines
 };
 
 struct SweepResult {

@@ -6,7 +6,7 @@
                          downlink is the same for every codec and is in bytes_per_step)
   accuracy_vs_time_<L>   test accuracy vs modeled wall time on link L (needs the
                          timelines CSV that `gradzip report` writes; the model itself is
-                         comm/link_model.h, not re-implemented here)
+                         experiments/link_model.h, not re-implemented here)
   bytes_per_step         bytes per worker per step by codec, up and down
   step_breakdown         stacked step-time breakdown per run (summary.json "stages")
 

@@ -4,6 +4,7 @@
 // nvcc time stays low.
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -19,19 +20,31 @@ Status cuda_error(cudaError_t err, const char* expr, const char* file, int line)
                                  cudaGetErrorName(err) + ": " + cudaGetErrorString(err));
 }
 
-bool device_available(std::string* why) {
+DeviceProbe classify_device_count(cudaError_t err, int count) {
+  if (err == cudaSuccess) return count > 0 ? DeviceProbe::kAvailable : DeviceProbe::kNoDevice;
+  if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) return DeviceProbe::kNoDevice;
+  return DeviceProbe::kError;
+}
+
+DeviceProbe probe_device(std::string* why) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the sticky "no driver" error for later callers
-    if (why) *why = std::string("no usable CUDA device: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
-    return false;
+  if (err != cudaSuccess) (void)cudaGetLastError();  // clear the sticky error for later callers
+  const DeviceProbe probe = classify_device_count(err, count);
+  if (why != nullptr && probe != DeviceProbe::kAvailable) {
+    *why = err == cudaSuccess ? std::string("no CUDA device on this machine (cudaGetDeviceCount returned 0)")
+                              : std::string(probe == DeviceProbe::kNoDevice ? "no usable CUDA device: "
+                                                                            : "CUDA runtime error: ") +
+                                    cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
   }
-  if (count == 0) {
-    if (why) *why = "no CUDA device on this machine (cudaGetDeviceCount returned 0)";
-    return false;
-  }
-  return true;
+  return probe;
+}
+
+bool device_available(std::string* why) { return probe_device(why) == DeviceProbe::kAvailable; }
+
+bool gpu_required() {
+  const char* value = std::getenv("GRADZIP_REQUIRE_GPU");
+  return value != nullptr && std::string(value) == "1";
 }
 
 Status finalize_message(std::uint8_t* h_msg, std::size_t capacity, std::size_t* message_bytes) {
@@ -110,6 +123,15 @@ void decode_workspace(std::size_t need, const void* d_workspace, std::size_t* wo
   if (*query) *workspace_bytes = need;
   *available = (workspace_bytes != nullptr && d_workspace != nullptr) ? *workspace_bytes : 0;
 }
+
+/// Host checks shared by decode and decode_own before any kernel reads the message.
+Status check_decode_pointers(const std::uint8_t* d_msg, const float* d_out, std::size_t n) {
+  if ((d_out == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
+  if (reinterpret_cast<std::uintptr_t>(d_msg) % kMessageAlignment != 0) {
+    return Status(Errc::kInvalidArgument, "d_msg must be " + std::to_string(kMessageAlignment) + "-byte aligned");
+  }
+  return Status::Ok();
+}
 }  // namespace
 
 Status CudaCodec::decode_impl(const std::uint8_t* h_msg, const std::uint8_t* d_msg, std::size_t bytes, float* d_out,
@@ -119,10 +141,7 @@ Status CudaCodec::decode_impl(const std::uint8_t* h_msg, const std::uint8_t* d_m
   std::size_t available = 0;
   decode_workspace(decode_workspace_bytes(n), d_workspace, workspace_bytes, &available, &query);
   if (query) return Status::Ok();
-  if ((d_out == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
-  if (reinterpret_cast<std::uintptr_t>(d_msg) % kMessageAlignment != 0) {
-    return Status(Errc::kInvalidArgument, "d_msg must be " + std::to_string(kMessageAlignment) + "-byte aligned");
-  }
+  GZ_RETURN_IF_ERROR(check_decode_pointers(d_msg, d_out, n));
   MessageView m;
   GZ_RETURN_IF_ERROR(parse_message_for(h_msg, bytes, id(), n, &m));
   if (accumulate && !(scale - scale == 0.0f)) return Status(Errc::kInvalidArgument, "non-finite decode_add scale");
@@ -136,7 +155,9 @@ Status CudaCodec::decode_own_impl(const std::uint8_t* d_msg, std::size_t n, floa
   std::size_t available = 0;
   decode_workspace(decode_workspace_bytes(n), d_workspace, workspace_bytes, &available, &query);
   if (query) return Status::Ok();
-  if ((d_out == nullptr && n != 0) || d_msg == nullptr) return Status(Errc::kInvalidArgument, "null device pointer");
+  // The kernels read the header and payload with 8-byte loads: a misaligned message must be
+  // refused here, as decode does, not fault on the device.
+  GZ_RETURN_IF_ERROR(check_decode_pointers(d_msg, d_out, n));
   return decode_payload_ws(nullptr, d_msg, n, d_out, scale, accumulate, d_workspace, available, stream);
 }
 
@@ -258,22 +279,15 @@ std::vector<std::uint8_t> cpu_params_block(const Codec& cpu) {
 namespace {
 
 const std::vector<const CudaCodecEntry*>& cuda_codec_entries() {
-  // Same order as the CPU registry (quant/registry.cc); one line per CUDA twin.
+  // The rows of quant/codecs/codec_list.inc marked CUDA, in its order (the CPU registry's).
   static const std::vector<const CudaCodecEntry*> entries = {
-      &cuda_identity_entry(),
-      &cuda_fp16_entry(),
-      &cuda_bf16_entry(),
-      &cuda_int8_entry(),
-      &cuda_qsgd_entry(),
-      &cuda_terngrad_entry(),
-      &cuda_sign_entry(),
-      &cuda_scaled_sign_entry(),
-      &cuda_onebit_entry(),
-      &cuda_natural_entry(),
-      &cuda_topk_entry(),
-      &cuda_randk_entry(),
-      &cuda_threshold_entry(),
-      &cuda_dgc_entry(),
+#define GRADZIP_CODEC(enumerator, wire_id, stem, twin) GRADZIP_CODEC_TWIN_ENTRY_##twin(stem)
+#define GRADZIP_CODEC_TWIN_ENTRY_CUDA(stem) &cuda_##stem##_entry(),
+#define GRADZIP_CODEC_TWIN_ENTRY_CPU_ONLY(stem)
+#include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
+#undef GRADZIP_CODEC_TWIN_ENTRY_CUDA
+#undef GRADZIP_CODEC_TWIN_ENTRY_CPU_ONLY
   };
   return entries;
 }

@@ -46,9 +46,30 @@ namespace gradzip::quant::cuda {
 /// Status for a failed CUDA runtime call: Errc::kCuda, "file:line: expr: cudaErrorName: text".
 Status cuda_error(cudaError_t err, const char* expr, const char* file, int line);
 
+/// What probing for a CUDA device found.
+///   kAvailable: at least one device.
+///   kNoDevice:  this machine has no CUDA device: cudaGetDeviceCount succeeded with 0, or
+///               returned cudaErrorNoDevice, or cudaErrorInsufficientDriver — the runtime's
+///               answer when no driver library is loaded at all (a host without a GPU
+///               driver), so it counts as "no device", not as a fault.
+///   kError:     any other error (driver/runtime broken, device busy or lost, ...): a GPU
+///               host that cannot run kernels, which GPU tests report as a failure.
+enum class DeviceProbe { kAvailable, kNoDevice, kError };
+
+/// Classifies a cudaGetDeviceCount result (pure: no CUDA call; unit-tested on the CPU).
+DeviceProbe classify_device_count(cudaError_t err, int count);
+
+/// Probes the runtime (cudaGetDeviceCount); *why (may be null) names the reason when the
+/// result is not kAvailable.
+DeviceProbe probe_device(std::string* why);
+
 /// True when a CUDA device can run kernels; otherwise false and *why says why (no driver,
-/// no device, ...). Tests use it to GTEST_SKIP with the reason.
+/// no device, runtime error, ...).
 bool device_available(std::string* why);
+
+/// True when the environment sets GRADZIP_REQUIRE_GPU=1: GPU tests then fail instead of
+/// skipping when no device is found.
+bool gpu_required();
 
 }  // namespace gradzip::quant::cuda
 

@@ -149,11 +149,12 @@ __device__ __forceinline__ float load_x(const float* g, const float* r, std::siz
 }
 
 /// Encodes group [i0, i0 + cnt) whose elements all use `prep` (or, when per-element
-/// scales are needed, `prep_of(i)`); writes the packed bytes and, if `update_residual`,
-/// e' = x - C(x) (Memory "ef" update).
+/// scales are needed, `prep_of(i)`); writes the packed bytes and, for element i0 + j with
+/// bit j of `update_mask` set, e' = x - C(x) (Memory "ef" update). A group may straddle
+/// buckets: the mask clears only the elements of a bucket that held NaN/Inf.
 template <class Op, bool kEf, class PrepOf>
 __device__ __forceinline__ void encode_group(const BucketedEncodeArgs<Op>& a, std::size_t i0, unsigned cnt,
-                                             PrepOf prep_of, bool update_residual) {
+                                             PrepOf prep_of, std::uint32_t update_mask) {
   Philox4x32 lo{}, hi{};
   if constexpr (Op::kRandom) {
     lo = random_block(a.ctx, RandomStream::kRounding, i0 / 4);
@@ -168,7 +169,7 @@ __device__ __forceinline__ void encode_group(const BucketedEncodeArgs<Op>& a, st
     const std::uint32_t field = a.op.quant(x, prep, Op::kRandom ? group_random(lo, hi, j) : 0u);
     w |= static_cast<std::uint64_t>(field) << (j * bits);
     if constexpr (kEf) {
-      if (update_residual) a.d_residual[i] = x - a.op.dequant(field, prep);  // e' = p - C(p)
+      if ((update_mask >> j) & 1u) a.d_residual[i] = x - a.op.dequant(field, prep);  // e' = p - C(p)
     }
   }
   store_group(a.d_codes + i0 / 8 * bits, w, bits, cnt);
@@ -202,7 +203,7 @@ __global__ void __launch_bounds__(kBlockThreads) bucketed_fused_kernel(BucketedE
     for (std::uint32_t gi = lane; gi < groups; gi += 32) {
       const std::uint32_t first = gi * 8;
       encode_group<Op, kEf>(a, b0 + first, m - first < 8 ? m - first : 8,
-                            [&](std::size_t) { return prep; }, ok);
+                            [&](std::size_t) { return prep; }, ok ? 0xFFu : 0u);
     }
   }
   if (__syncthreads_or(bad) && threadIdx.x == 0) report_device_error(a.d_out, Errc::kNonFiniteInput);
@@ -249,8 +250,8 @@ __global__ void __launch_bounds__(kBlockThreads) bucketed_group_kernel(BucketedE
   for (std::size_t t = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < groups; t += stride) {
     const std::size_t i0 = 8 * t;
     const unsigned cnt = a.n - i0 < 8 ? static_cast<unsigned>(a.n - i0) : 8u;
-    bool ok = true;
     if constexpr (Op::kScales > 0) {
+      std::uint32_t update_mask = 0;
       // Per-element bucket lookup; the scales were written by bucketed_stats_kernel.
       using Prep = decltype(a.op.prepare(static_cast<const float*>(nullptr)));
       Prep preps[8];
@@ -264,19 +265,22 @@ __global__ void __launch_bounds__(kBlockThreads) bucketed_group_kernel(BucketedE
           bucket_end += a.op.bucket;
         }
         float s[Op::kScales];
+        bool bucket_ok = true;  // NaN scales mark a bucket that held NaN/Inf (stats kernel)
         for (int k = 0; k < Op::kScales; ++k) {
           s[k] = scales[b * Op::kScales + k];
-          ok &= is_finite_f(s[k]);
+          bucket_ok &= is_finite_f(s[k]);
         }
+        update_mask |= bucket_ok ? 1u << j : 0u;
         preps[j] = a.op.prepare(s);
       }
-      encode_group<Op, kEf>(a, i0, cnt, [&](std::size_t i) { return preps[i - i0]; }, ok);
+      encode_group<Op, kEf>(a, i0, cnt, [&](std::size_t i) { return preps[i - i0]; }, update_mask);
     } else {
       // No statistic: finiteness is checked per group (the CPU checks every element).
+      bool ok = true;
       for (unsigned j = 0; j < cnt; ++j) ok &= is_finite_f(load_x<kEf>(a.d_grad, a.d_residual, i0 + j));
       bad |= !ok;
       const auto prep = a.op.prepare(nullptr);
-      encode_group<Op, kEf>(a, i0, cnt, [&](std::size_t) { return prep; }, ok);
+      encode_group<Op, kEf>(a, i0, cnt, [&](std::size_t) { return prep; }, ok ? 0xFFu : 0u);
     }
   }
   if (__syncthreads_or(bad) && threadIdx.x == 0) report_device_error(a.d_out, Errc::kNonFiniteInput);

@@ -9,8 +9,8 @@
 //     static const char* name();                // spec string (no parameters)
 //     __device__ static Word encode(float x);   // same float ops as the CPU twin
 //     __device__ static float decode(Word w);
-//     static Status check_payload(const MessageView& m);  // host: the CPU decoder's
-//   };                                                    // payload scan (e.g. no Inf)
+//     static Status check_message(const MessageView& m);  // host: the CPU decoder's
+//   };                                                    // checks (quant/codecs/elementwise.h)
 // Payload layout (all three codecs): numel words, no params, so the payload starts at
 // byte 40 of the message, aligned for Word.
 #pragma once
@@ -103,14 +103,7 @@ class ElementwiseCudaCodec final : public CudaCodec {
   Status decode_payload(const MessageView* m, const std::uint8_t* d_msg, std::size_t n, float* d_out, float scale,
                         bool accumulate, cudaStream_t stream) const override {
     if (m != nullptr) {
-      // The CPU twin's checks, in its order.
-      if (m->params_bytes != 0) return Status(Errc::kBadParams, std::string(Op::name()) + " takes no params");
-      if (m->flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-      if (m->payload_bytes != sizeof(typename Op::Word) * m->numel) {
-        return Status(Errc::kBadLength, "payload is not " + std::to_string(sizeof(typename Op::Word)) +
-                                            " bytes per element");
-      }
-      GZ_RETURN_IF_ERROR(Op::check_payload(*m));
+      GZ_RETURN_IF_ERROR(Op::check_message(*m));  // the CPU twin's checks (quant/codecs/elementwise.h)
     }
     if (n == 0) return Status::Ok();
     const unsigned blocks = grid_for(n, 4);

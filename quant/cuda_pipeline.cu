@@ -97,11 +97,35 @@ Status CudaEncodePipeline::consume_slot(std::size_t bucket, Slot& slot, const Me
   return consume(bucket, slot.h_msg, bytes);
 }
 
+namespace {
+
+/// Waits, when it leaves scope, for everything queued on the pipeline's streams: a run that
+/// returns early (consumer error, bad bucket, failed CUDA call) must not leave an encode or
+/// a copy in flight, or the next run would reuse a slot (device message, pinned host
+/// buffer) that is still being written.
+class InFlightGuard {
+ public:
+  InFlightGuard(cudaStream_t compute, cudaStream_t copy) : compute_(compute), copy_(copy) {}
+  ~InFlightGuard() {
+    (void)cudaStreamSynchronize(compute_);
+    (void)cudaStreamSynchronize(copy_);
+  }
+  InFlightGuard(const InFlightGuard&) = delete;
+  InFlightGuard& operator=(const InFlightGuard&) = delete;
+
+ private:
+  cudaStream_t compute_;
+  cudaStream_t copy_;
+};
+
+}  // namespace
+
 Status CudaEncodePipeline::run(const std::vector<PipelineBucket>& buckets, cudaStream_t producer,
                                const MessageConsumer& consume, PipelineStats* stats) {
   if (!consume) return Status(Errc::kInvalidArgument, "pipeline needs a consumer");
   PipelineStats local;
   const std::size_t depth = slots_.size();
+  const InFlightGuard in_flight(compute_, copy_);  // every exit path waits for queued work
   // Gradients (and residuals) were produced on `producer`; the non-blocking pipeline
   // streams do not order with it implicitly.
   GZ_CUDA_CHECK(cudaEventRecord(run_start_, producer));

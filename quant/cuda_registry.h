@@ -1,6 +1,8 @@
-// Registry of the CUDA twins: each quant/codecs/<codec>.cu and quant/memory/<memory>.cu
-// defines one entry; quant/cuda_registry.cu lists them. Parameters are declared once, by
-// the CPU entry of the same name (quant/registry.h), and resolved with its ParamInfo.
+// Registry of the CUDA twins. Codecs: each row of quant/codecs/codec_list.inc marked CUDA
+// has a quant/codecs/<stem>.cu defining cuda_<stem>_entry() (declared below from that
+// list); memories: each quant/memory/<memory>.cu defines one entry, declared below by
+// hand. quant/cuda.cu holds both tables. Parameters are declared once, by the CPU entry
+// of the same name (quant/registry.h), and resolved with its ParamInfo.
 #pragma once
 
 #include <memory>
@@ -31,21 +33,15 @@ struct CudaMemoryEntry {
   std::unique_ptr<CudaMemory> (*make)(const Params& params);
 };
 
-// One function per .cu file.
-const CudaCodecEntry& cuda_identity_entry();
-const CudaCodecEntry& cuda_fp16_entry();
-const CudaCodecEntry& cuda_bf16_entry();
-const CudaCodecEntry& cuda_int8_entry();
-const CudaCodecEntry& cuda_qsgd_entry();
-const CudaCodecEntry& cuda_terngrad_entry();
-const CudaCodecEntry& cuda_sign_entry();
-const CudaCodecEntry& cuda_scaled_sign_entry();
-const CudaCodecEntry& cuda_onebit_entry();
-const CudaCodecEntry& cuda_natural_entry();
-const CudaCodecEntry& cuda_topk_entry();
-const CudaCodecEntry& cuda_randk_entry();
-const CudaCodecEntry& cuda_threshold_entry();
-const CudaCodecEntry& cuda_dgc_entry();
+// One function per codec twin (quant/codecs/<stem>.cu), from the codec list.
+#define GRADZIP_CODEC_TWIN_CUDA(stem) const CudaCodecEntry& cuda_##stem##_entry();
+#define GRADZIP_CODEC_TWIN_CPU_ONLY(stem)
+#define GRADZIP_CODEC(enumerator, wire_id, stem, twin) GRADZIP_CODEC_TWIN_##twin(stem)
+#include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
+#undef GRADZIP_CODEC_TWIN_CUDA
+#undef GRADZIP_CODEC_TWIN_CPU_ONLY
+// One function per memory twin (quant/memory/<memory>.cu).
 const CudaMemoryEntry& cuda_none_memory_entry();
 const CudaMemoryEntry& cuda_ef_memory_entry();
 const CudaMemoryEntry& cuda_dgc_memory_entry();

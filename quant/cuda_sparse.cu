@@ -34,6 +34,8 @@ struct AbsKeys {
     if constexpr (kEf) r[i] = p;
     return abs_key_d(p);
   }
+  /// With EF: p(i) is NaN/Inf, given its key (read-only; the residual must then stay e).
+  __device__ bool nonfinite(std::size_t, std::uint32_t key) const { return kEf && key >= 0x7F800000u; }
 };
 
 /// randk: ~random_bits(ctx, kSelection, i), so the k largest are the k smallest Philox
@@ -51,6 +53,11 @@ struct PhiloxKeys {
   __device__ std::uint32_t key_store(std::size_t i) const {
     if constexpr (kEf) r[i] = g[i] + r[i];  // Memory "ef" compensate: p = g + e
     return key(i);
+  }
+  /// With EF: p(i) = g + e is NaN/Inf (the key does not depend on the values).
+  __device__ bool nonfinite(std::size_t i, std::uint32_t) const {
+    if constexpr (kEf) return abs_key_d(g[i] + r[i]) >= 0x7F800000u;
+    return false;
   }
 };
 
@@ -149,10 +156,11 @@ __global__ void __launch_bounds__(kThreads)
   for (int b = threadIdx.x; b < kRadixBins; b += blockDim.x) hist[b] = 0;
 }
 
-/// Per chunk of kChunk elements: keys > T and keys == T.
+/// Per chunk of kChunk elements: keys > T and keys == T; with EF, sets state->nonfinite
+/// when some p is NaN/Inf (before the write pass, which then leaves the residual alone).
 template <typename Source>
 __global__ void __launch_bounds__(kThreads)
-    select_count_kernel(Source src, std::size_t n, const SelectState* state, std::uint64_t* chunk_gt,
+    select_count_kernel(Source src, std::size_t n, SelectState* state, std::uint64_t* chunk_gt,
                         std::uint64_t* chunk_eq) {
   src.load();
   using Reduce = cub::BlockReduce<std::uint64_t, kThreads>;
@@ -160,14 +168,17 @@ __global__ void __launch_bounds__(kThreads)
   const std::uint32_t T = state->threshold;
   const std::size_t base = static_cast<std::size_t>(blockIdx.x) * kChunk + static_cast<std::size_t>(threadIdx.x) * kItems;
   std::uint64_t gt = 0, eq = 0;
+  bool bad = false;
   for (int j = 0; j < kItems; ++j) {
     const std::size_t i = base + j;
     if (i < n) {
       const std::uint32_t key = src.key(i);
       gt += key > T ? 1u : 0u;
       eq += key == T ? 1u : 0u;
+      bad = bad || src.nonfinite(i, key);
     }
   }
+  if (__syncthreads_or(bad) && threadIdx.x == 0) state->nonfinite = 1;  // every writer stores 1
   // Pack both counts: each is <= kChunk < 2^32.
   const std::uint64_t packed = Reduce(temp).Sum(gt << 32 | eq);
   if (threadIdx.x == 0) {
@@ -219,6 +230,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ typename Scan::TempStorage temp;
   const std::uint32_t T = state->threshold;
   const std::uint64_t take = state->take;
+  const bool keep_residual = state->nonfinite != 0;  // a NaN/Inf p: the residual keeps e
   const std::size_t base = static_cast<std::size_t>(blockIdx.x) * kChunk + static_cast<std::size_t>(threadIdx.x) * kItems;
   std::uint32_t keys[kItems];
   std::uint32_t eq = 0;
@@ -226,7 +238,7 @@ __global__ void __launch_bounds__(kThreads)
     const std::size_t i = base + j;
     keys[j] = 0;
     if (i < n) {
-      keys[j] = src.key_store(i);
+      keys[j] = keep_residual ? src.key(i) : src.key_store(i);
       eq += keys[j] == T ? 1u : 0u;
     }
   }
@@ -429,6 +441,8 @@ __device__ __forceinline__ void store_u32_le(std::uint8_t* dst, std::uint32_t v)
 
 /// Per chunk of kept pairs: value block entries, indices (u32 or varint at the offsets of
 /// sparse_header_kernel), and with EF the kept residuals e = p - C(p) (x holds p there).
+/// With EF and state->nonfinite the residual still holds e (the write pass left it): no
+/// element is updated and the message only carries the kNonFiniteInput status.
 template <bool kEf>
 __global__ void __launch_bounds__(kThreads)
     sparse_emit_kernel(const float* x, float* r, const std::uint64_t* idx, Values fmt, const SelectState* state,
@@ -442,7 +456,8 @@ __global__ void __launch_bounds__(kThreads)
   // int8: scale = M / 127 (IEEE division), as write_value_block.
   const float scale = __uint_as_float(state->max_abs_bits) / 127.0f;
   const std::uint64_t base = static_cast<std::uint64_t>(blockIdx.x) * kChunk + static_cast<std::uint64_t>(threadIdx.x) * kItems;
-  bool bad = false;
+  const bool keep_residual = kEf && state->nonfinite != 0;
+  bool bad = keep_residual;
   std::uint32_t my_bytes = 0;
   for (int jj = 0; jj < kItems; ++jj) {
     const std::uint64_t j = base + jj;
@@ -451,9 +466,9 @@ __global__ void __launch_bounds__(kThreads)
     const float v = x[i];
     const float dec = write_kept_value(values, fmt, j, v, scale);
     if (abs_key_d(v) >= 0x7F800000u) {
-      bad = true;  // NaN/Inf is always kept (largest keys): the residual keeps p
+      bad = true;  // NaN/Inf is always kept (largest keys)
     } else if constexpr (kEf) {
-      r[i] = v - dec;  // Memory "ef" update for the kept element; the others hold p already
+      if (!keep_residual) r[i] = v - dec;  // Memory "ef" update; the others hold p already
     }
     my_bytes += varint_len_d(gap_at(idx, j));
   }

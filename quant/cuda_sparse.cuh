@@ -46,7 +46,7 @@ __host__ __device__ inline std::uint64_t value_bytes(std::uint64_t count, Values
 struct SelectState {
   std::uint64_t k;         // elements to keep
   std::uint32_t prefix;    // key bits found so far
-  std::uint32_t pad0;
+  std::uint32_t nonfinite;  // 1 when some p = g + e is NaN/Inf (EF only): the residual stays untouched
   std::uint64_t above;     // keys strictly above the current prefix range
   std::uint32_t threshold; // T: the k-th largest key
   std::uint32_t all_ties;  // 1 when every key equal to T is kept

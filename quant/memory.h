@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "quant/status.h"
+
 namespace gradzip::quant {
 
 /// Per-bucket error-feedback state. Vectors are sized lazily by the memory to the
@@ -38,5 +40,16 @@ class Memory {
   /// False when update() ignores `decoded` (the caller may skip the decode).
   virtual bool needs_decoded() const { return true; }
 };
+
+/// Appends the byte image of `state` to *out, for worker checkpoints (comm/checkpoint.h,
+/// which versions and checksums the file). Little-endian: u64 steps, u64 r, r fp32
+/// residual values, u64 m, m fp32 momentum values.
+void serialize_memory_state(const MemoryState& state, std::vector<std::uint8_t>* out);
+
+/// Reads one image written by serialize_memory_state from data[0, size) into *state and
+/// sets *consumed to its length in bytes. Truncated input is kTruncated, a vector longer
+/// than `max_elements` is kBadLength; on error *state is unchanged. Never reads past size.
+Status restore_memory_state(const std::uint8_t* data, std::size_t size, std::size_t max_elements, MemoryState* state,
+                            std::size_t* consumed);
 
 }  // namespace gradzip::quant

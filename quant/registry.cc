@@ -8,22 +8,12 @@
 namespace gradzip::quant {
 
 const std::vector<const CodecEntry*>& codec_entries() {
-  // One line per codec; the order is the display order of `gradzip compressors`.
+  // One row per codec in quant/codecs/codec_list.inc; its order is the display order of
+  // `gradzip compressors`.
   static const std::vector<const CodecEntry*> entries = {
-      &identity_entry(),
-      &fp16_entry(),
-      &bf16_entry(),
-      &int8_entry(),
-      &qsgd_entry(),
-      &terngrad_entry(),
-      &sign_entry(),
-      &scaled_sign_entry(),
-      &onebit_entry(),
-      &natural_entry(),
-      &topk_entry(),
-      &randk_entry(),
-      &threshold_entry(),
-      &dgc_entry(),
+#define GRADZIP_CODEC(enumerator, wire_id, stem, twin) &stem##_entry(),
+#include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
   };
   return entries;
 }

@@ -1,8 +1,11 @@
 // The registry of codecs and memories: a table, not an if/else factory. Each codec file
 // defines one CodecEntry (name, wire id, parameters with defaults and ranges, paper);
-// quant/registry.cc lists them. `gradzip compressors` prints this table.
+// the codec list quant/codecs/codec_list.inc registers the codecs, quant/registry.cc the
+// memories. `gradzip compressors` prints this table.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,13 +16,25 @@
 
 namespace gradzip::quant {
 
+/// A codec's documented message size (the "Size:" of its file's format comment), in bytes:
+/// kHeaderBytes + params block + payload of a message of n elements. The registry-wide
+/// test suite (tests/quant/codec_property_test.cc) checks every message against it.
+struct SizeFormula {
+  /// `kept`: the ascending positions a sparse codec keeps, when `needs_kept`; empty and
+  /// ignored otherwise. nullptr: the codec documents no formula (its size test fails).
+  std::size_t (*bytes)(const Params& params, std::uint64_t n, const std::vector<std::uint64_t>& kept) = nullptr;
+  /// True when the size depends on which elements are kept, not only on n and params.
+  bool needs_kept = false;
+};
+
 struct CodecEntry {
   std::string name;                 ///< spec name, e.g. "qsgd"
-  CodecId id;                       ///< wire id
+  CodecId id;                       ///< wire id (its row in quant/codecs/codec_list.inc)
   std::string summary;              ///< one line: what it sends
   std::string paper;                ///< one line: author, year, venue
   std::vector<ParamInfo> params;    ///< declared parameters
   std::unique_ptr<Codec> (*make)(const Params& params);  ///< params already validated
+  SizeFormula size;                 ///< documented message size
 };
 
 struct MemoryEntry {

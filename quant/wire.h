@@ -36,22 +36,12 @@ constexpr std::size_t kHeaderBytes = 40;
 /// Largest element count a message may declare (2^34: the Philox counter layout limit).
 constexpr std::uint64_t kMaxMessageNumel = std::uint64_t{1} << 34;
 
-/// Codec ids on the wire. Stable: never renumber, only append.
+/// Codec ids on the wire, one per row of quant/codecs/codec_list.inc (the codec list).
+/// Stable: never renumber, only append.
 enum class CodecId : std::uint8_t {
-  kIdentity = 1,
-  kFp16 = 2,
-  kBf16 = 3,
-  kInt8 = 4,
-  kQsgd = 5,
-  kTernGrad = 6,
-  kSign = 7,
-  kScaledSign = 8,
-  kOneBit = 9,
-  kNatural = 10,
-  kTopK = 11,
-  kRandK = 12,
-  kThreshold = 13,
-  kDgc = 14,
+#define GRADZIP_CODEC(enumerator, wire_id, stem, twin) enumerator = wire_id,
+#include "quant/codecs/codec_list.inc"
+#undef GRADZIP_CODEC
 };
 
 /// Header flag bits. A codec declares which it may set; others are refused on decode.

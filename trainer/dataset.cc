@@ -75,10 +75,12 @@ IdxArray read_idx(const std::string& path) {
   if (bytes.size() < header) throw DataError(path, "truncated IDX header");
   IdxArray a;
   std::uint64_t count = 1;
+  bool overflow = false;  // four 32-bit sizes can multiply past 2^64 and wrap to the byte count
   for (std::size_t d = 0; d < ndims; ++d) {
     a.dims.push_back(be32(bytes.data() + 4 + 4 * d));
-    count *= a.dims.back();
+    overflow = __builtin_mul_overflow(count, std::uint64_t{a.dims.back()}, &count) || overflow;
   }
+  if (overflow) throw DataError(path, "IDX sizes multiply to more than 2^64 elements");
   const std::uint64_t have = bytes.size() - header;
   if (have != count) {
     throw DataError(path, "IDX data has " + std::to_string(have) + " bytes but the header promises " +
@@ -93,6 +95,10 @@ Dataset read_idx_dataset(const std::string& images_path, const std::string& labe
   IdxArray lab = read_idx(labels_path);
   if (img.dims.size() != 3) throw DataError(images_path, "expected a rank-3 IDX image file (N x H x W)");
   if (lab.dims.size() != 1) throw DataError(labels_path, "expected a rank-1 IDX label file");
+  if (img.dims[1] == 0 || img.dims[2] == 0 || img.dims[1] > 65536 || img.dims[2] > 65536) {
+    throw DataError(images_path, "image size " + std::to_string(img.dims[1]) + " x " + std::to_string(img.dims[2]) +
+                                     " is outside 1..65536");
+  }
   if (img.dims[0] != lab.dims[0]) {
     throw DataError(labels_path, "has " + std::to_string(lab.dims[0]) + " labels but " + images_path + " has " +
                                      std::to_string(img.dims[0]) + " images");

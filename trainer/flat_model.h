@@ -20,8 +20,9 @@
 
 namespace gradzip::trainer {
 
-/// "cpu", "cuda", "cuda:N". Throws ConfigError for other text or when CUDA is requested
-/// but not available in this build/machine.
+/// "cpu", "cuda", "cuda:N", "auto" (cuda:0 when CUDA is available, else cpu). Throws
+/// ConfigError for other text or when CUDA is requested but not available in this
+/// build/machine.
 torch::Device parse_device(const std::string& device);
 
 class FlatModel {

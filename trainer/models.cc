@@ -303,6 +303,7 @@ namespace gradzip::trainer {
 
 torch::Device parse_device(const std::string& device) {
   if (device == "cpu") return torch::Device(torch::kCPU);
+  if (device == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
     if (!torch::cuda::is_available()) {
       throw ConfigError("device '" + device + "' requested but CUDA is not available (this libtorch or machine)");
@@ -320,7 +321,7 @@ torch::Device parse_device(const std::string& device) {
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
-  throw ConfigError("bad device '" + device + "'; allowed: cpu|cuda|cuda:N");
+  throw ConfigError("bad device '" + device + "'; allowed: cpu|cuda|cuda:N|auto");
 }
 
 FlatModel::FlatModel(const ModelSpec& spec, torch::Device dev) : net(make_model(spec)), device(dev) {

@@ -99,6 +99,17 @@ RecordReader::RecordReader(const std::string& path) : path_(path), in_(path, std
       width_ > 65536) {
     throw DataError(path, "implausible image shape in record shard header");
   }
+  // The header's record count and shape fix the file size exactly: check it before any
+  // reader sizes a buffer from them (a corrupt count must not become a huge allocation).
+  const std::uint64_t record_bytes = 16 + static_cast<std::uint64_t>(channels_) * height_ * width_;
+  in_.seekg(0, std::ios::end);
+  const auto file_bytes = static_cast<std::uint64_t>(in_.tellg());
+  in_.seekg(kHeaderBytes, std::ios::beg);
+  if (!in_ || file_bytes < kHeaderBytes || (file_bytes - kHeaderBytes) / record_bytes != count_ ||
+      (file_bytes - kHeaderBytes) % record_bytes != 0) {
+    throw DataError(path, "header promises " + std::to_string(count_) + " records of " + std::to_string(record_bytes) +
+                              " bytes, but the file has " + std::to_string(file_bytes) + " bytes");
+  }
 }
 
 bool RecordReader::next(Record* r) {

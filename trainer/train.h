@@ -21,6 +21,7 @@
 
 #include "comm/layout.h"
 #include "comm/optimizer.h"
+#include "comm/shard.h"
 #include "comm/transport.h"
 #include "trainer/augment.h"
 #include "trainer/dataset.h"
@@ -56,6 +57,10 @@ struct TrainConfig {
   int prefetch_batches = 4;
   std::uint64_t seed = 1;
   int torch_threads = 0;                  ///< intra-op threads (0: leave torch's default)
+  // -- checkpoints (comm/checkpoint.h): shards and workers write theirs at the same steps
+  std::string checkpoint_dir;             ///< where; "" = no checkpoints
+  int checkpoint_every = 0;               ///< epochs between checkpoints (0 = never)
+  std::uint64_t resume_step = 0;          ///< > 0: start from the checkpoints of this step (an epoch end)
 };
 
 /// Accuracy and loss after one epoch.
@@ -108,6 +113,11 @@ AugmentOptions default_augment(const std::string& dataset, int channels);
 /// Called after each epoch's evaluation (e.g. to append to metrics.csv).
 using EpochCallback = std::function<void(const EpochMetrics&)>;
 
+/// Sets the checkpoint settings of `shard` from `config`: directory, every
+/// checkpoint_every epochs of `steps_per_epoch` steps, and a restore of exactly
+/// resume_step when it is set. Shared by the simulation's shards and shard processes.
+void set_shard_checkpoints(const TrainConfig& config, std::uint64_t steps_per_epoch, comm::ShardOptions* shard);
+
 /// The model signature of a config (parameters in flat order, compressor spec).
 comm::ModelSignature make_signature(const TrainConfig& config, int channels, int height, int width, int classes);
 
@@ -118,6 +128,12 @@ DataSplit load_config_data(const TrainConfig& config);
 /// in-process transport (comm/inproc.h): placement.num_shards synchronous shards that
 /// average the workers' gradients and apply `optimizer`. Throws ConfigError, DataError,
 /// quant::SpecError, comm::CommError, std::runtime_error (training diverged).
+///
+/// Checkpoints (here and in run_worker): with checkpoint_every, the shards and every
+/// worker write theirs (parameters and optimizer state; error-feedback memory and
+/// BatchNorm statistics) after each checkpoint_every-th epoch; with resume_step, the run
+/// continues from those of that step and ends bit-identical to a run that was never
+/// stopped. A missing or corrupt worker checkpoint throws comm::CheckpointError naming it.
 TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoch = {});
 
 /// One real worker process of rank `rank` over `transport` (already constructed, not yet

@@ -42,6 +42,14 @@ DataSplit load_config_data(const TrainConfig& config) {
   return s;
 }
 
+void set_shard_checkpoints(const TrainConfig& config, std::uint64_t steps_per_epoch, comm::ShardOptions* shard) {
+  shard->checkpoint_dir = config.checkpoint_dir;
+  shard->checkpoint_every =
+      config.checkpoint_dir.empty() ? 0 : static_cast<std::uint64_t>(config.checkpoint_every) * steps_per_epoch;
+  shard->restore = config.resume_step > 0;
+  shard->restore_version = config.resume_step;
+}
+
 AugmentOptions default_augment(const std::string& dataset, int channels) {
   AugmentOptions a;
   if (channels == 3 || dataset == "cifar10" || dataset == "cifar100") {

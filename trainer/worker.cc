@@ -8,12 +8,14 @@
 
 #include <torch/cuda.h>
 
+#include "comm/checkpoint.h"
 #include "comm/inproc.h"
 #include "quant/registry.h"
 #include "trainer/errors.h"
 #include "trainer/flat_model.h"
 #include "trainer/loader.h"
 #include "trainer/train.h"
+#include "trainer/worker_state.h"
 
 namespace gradzip::trainer {
 namespace {
@@ -50,6 +52,7 @@ struct Engine {
   ChannelStats norm;
   RgbPca pca;
   comm::ModelSignature signature;
+  std::uint64_t signature_hash = 0;  // what checkpoints record (comm/checkpoint.h)
   comm::Layout layout;
   quant::Compressor compressor;
   std::unique_ptr<quant::Codec> identity;
@@ -77,6 +80,7 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
   e.norm = channel_stats(tr);
   if (tr.channels == 3) e.pca = compute_rgb_pca(tr);
   e.signature = make_signature(cfg, tr.channels, tr.height, tr.width, tr.classes);
+  e.signature_hash = comm::signature_hash(e.signature);
   e.layout = comm::make_layout(e.signature, cfg.placement);
   e.compressor = quant::make_compressor(cfg.compressor, cfg.memory);
   e.identity = quant::make_codec("identity");
@@ -90,6 +94,22 @@ void init_engine(Engine& e, const TrainConfig& cfg) {
     throw ConfigError("batch size " + std::to_string(cfg.batch_size) + " exceeds a worker's data shard of " +
                       std::to_string(shard) + " images");
   }
+  if (cfg.resume_step % e.steps_per_epoch != 0) {
+    throw ConfigError("resume step " + std::to_string(cfg.resume_step) + " is not an epoch end (" +
+                      std::to_string(e.steps_per_epoch) + " steps per epoch)");
+  }
+}
+
+/// After connect(): a resumed worker checks that the shards restored its step and takes
+/// back its error-feedback memory and BatchNorm statistics.
+void resume_worker(Engine& e, WorkerSlot& w) {
+  if (e.cfg.resume_step == 0) return;
+  if (w.transport->resume_step() != e.cfg.resume_step) {
+    throw std::runtime_error("worker " + std::to_string(w.rank) + " resumes at step " +
+                             std::to_string(e.cfg.resume_step) + ", the shards are at step " +
+                             std::to_string(w.transport->resume_step()));
+  }
+  restore_worker_state(e.cfg, e.signature_hash, e.layout, w.rank, &w.memory, *w.model->net);
 }
 
 void add_worker(Engine& e, std::uint32_t rank, comm::WorkerTransport* transport) {
@@ -268,9 +288,11 @@ TrainResult train_loop(Engine& e, bool evaluate_here, const EpochCallback& on_ep
   r.parameters = e.signature.total_numel();
   r.layout_description = e.layout.describe(e.signature);
   const auto start = Clock::now();
-  std::uint64_t step = 0;
+  std::uint64_t step = e.cfg.resume_step;  // an epoch end (init_engine)
+  std::uint64_t saved = step;              // step of the newest worker checkpoint
+  const std::uint64_t checkpoint_steps = static_cast<std::uint64_t>(e.cfg.checkpoint_every) * e.steps_per_epoch;
   bool done = false;
-  for (int epoch = 0; epoch < e.cfg.epochs && !done; ++epoch) {
+  for (int epoch = static_cast<int>(step / e.steps_per_epoch); epoch < e.cfg.epochs && !done; ++epoch) {
     for (auto& w : e.workers) {
       w.loader->start_epoch(epoch);
       w.loss_sum = 0;
@@ -302,6 +324,11 @@ TrainResult train_loop(Engine& e, bool evaluate_here, const EpochCallback& on_ep
     }
     r.epochs.push_back(em);
     if (on_epoch) on_epoch(em);
+    // After the epoch's record, so a checkpoint's step always has its metrics row.
+    if (checkpoint_steps > 0 && !e.cfg.checkpoint_dir.empty() && step > saved && step % checkpoint_steps == 0) {
+      for (auto& w : e.workers) save_worker_state(e.cfg, e.signature_hash, w.rank, step, w.memory, *w.model->net);
+      saved = step;
+    }
   }
   r.steps = step;
   if (!r.epochs.empty()) {
@@ -324,6 +351,7 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   shard.mode = comm::SyncMode::kSync;
   shard.aggregation = comm::Aggregation::kMean;
   shard.optimizer = config.optimizer;
+  set_shard_checkpoints(config, e.steps_per_epoch, &shard);
   comm::InprocCluster cluster(e.signature, config.placement, shard, config.workers);
   std::vector<std::unique_ptr<comm::RequestClient>> transports;
   for (std::uint32_t r = 0; r < config.workers; ++r) {
@@ -334,6 +362,7 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   for (auto& w : e.workers) {
     w.transport->connect(e.signature, w.rank, w.model->host_params.data_ptr<float>());
     w.model->params_to_device();
+    resume_worker(e, w);
   }
   return train_loop(e, /*evaluate_here=*/true, on_epoch);
 }
@@ -346,6 +375,7 @@ TrainResult run_worker(const TrainConfig& config, comm::WorkerTransport& transpo
   add_worker(e, rank, &transport);
   transport.connect(e.signature, rank, e.workers.front().model->host_params.data_ptr<float>());
   e.workers.front().model->params_to_device();
+  resume_worker(e, e.workers.front());
   return train_loop(e, /*evaluate_here=*/rank == 0, on_epoch);
 }
 

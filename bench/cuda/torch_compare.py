@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """gradzip CUDA twins vs. the PyTorch-ops (GRACE-style) equivalents, same GPU, same run.
 
-Times, on one 25.6M-float random gradient (CUDA events, median of --iters runs):
+Times both sides in one invocation, on the same GPU, with the same statistic: the median
+of per-iteration CUDA-event times after untimed warm-up iterations (gradzip_bench_cuda is
+run here and its `time_ms` counter is that median; the PyTorch ops are timed right after
+it). Error-feedback operations on both sides start every timed iteration from the same
+residual (the one a warm-up step from zero left, restored outside the timed events), so
+each iteration does the same work. On one 25.6M-float random gradient:
   * a device-to-device copy (the bandwidth baseline: read 4n + write 4n bytes),
   * GRACE-style PyTorch-op compressors (Xu et al. 2021, "GRACE: A compressed communication
     framework for distributed machine learning", grace_dl/torch/compressor/*.py):
@@ -12,8 +17,8 @@ Times, on one 25.6M-float random gradient (CUDA events, median of --iters runs):
       fp16              g.half()
       topk 1% + EF      x = g + r; torch.topk(|x|, k); gather; r = x; r[idx] = 0
       torch.topk 1%     torch.topk(|g|, k) alone
-and reads the gradzip numbers of the same operations from gradzip_bench_cuda's JSON
-output (run here, or given with --gradzip-json). Prints one table: time, GB/s under the
+and the gradzip numbers of the same operations from gradzip_bench_cuda's JSON output.
+Prints one table: time, GB/s under the
 bytes-moved model, % of the D2D copy bandwidth measured by each side, and the speedup of
 gradzip over PyTorch ops.
 
@@ -23,10 +28,10 @@ same model bytes (the work the algorithm needs), so their GB/s shows how far the
 version is from the memory bound.
 
 Usage (on a GPU host, from the build directory):
-  python3 ../bench/cuda/torch_compare.py --bench ./bench/gradzip_bench_cuda
-  python3 bench/cuda/torch_compare.py --gradzip-json results.json   # pre-recorded
+  python3 ../bench/cuda/torch_compare.py --bench ./bench/gradzip_bench_cuda [--save-json FILE]
 """
 import argparse
+import functools
 import json
 import math
 import subprocess
@@ -119,30 +124,37 @@ def torch_ops(torch, g, r):
     }
 
 
-def time_torch(torch, fn, iters):
+def median(values):
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else 0.5 * (v[mid - 1] + v[mid])
+
+
+def time_torch(torch, fn, iters, reset=None):
+    """Median CUDA-event time (ms) of fn over `iters` calls after 3 untimed ones. `reset`
+    runs before every call, enqueued ahead of the start event, so it is not timed."""
     start = torch.cuda.Event(enable_timing=True)
     stop = torch.cuda.Event(enable_timing=True)
-    for _ in range(3):
-        fn()
     times = []
-    for _ in range(iters):
+    for i in range(3 + iters):
+        if reset is not None:
+            reset()
         start.record()
         fn()
         stop.record()
         torch.cuda.synchronize()
-        times.append(start.elapsed_time(stop))
-    times.sort()
-    return times[len(times) // 2]
+        if i >= 3:
+            times.append(start.elapsed_time(stop))
+    return median(times)
 
 
 def load_gradzip(args):
-    if args.gradzip_json:
-        with open(args.gradzip_json) as f:
-            data = json.load(f)
-    else:
-        out = subprocess.run([args.bench, "--benchmark_format=json", "--benchmark_min_time=0.2s"],
-                             check=True, capture_output=True, text=True).stdout
-        data = json.loads(out)
+    out = subprocess.run([args.bench, "--benchmark_format=json", "--benchmark_min_time=0.2"],
+                         check=True, capture_output=True, text=True).stdout
+    if args.save_json:
+        with open(args.save_json, "w", encoding="utf-8") as f:
+            f.write(out)
+    data = json.loads(out)
     runs = {}
     for b in data.get("benchmarks", []):
         if "error_message" in b:
@@ -154,7 +166,7 @@ def load_gradzip(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", default="./bench/gradzip_bench_cuda", help="gradzip_bench_cuda binary")
-    ap.add_argument("--gradzip-json", help="use this JSON (--benchmark_format=json output) instead of running")
+    ap.add_argument("--save-json", help="also write gradzip_bench_cuda's JSON output to this file")
     ap.add_argument("--iters", type=int, default=50)
     args = ap.parse_args()
 
@@ -182,8 +194,12 @@ def main():
     print("-" * len(hdr))
     topk_torch_ms = None
     for name, (fn, ef, size_key, gz_name) in torch_ops(torch, g, r).items():
-        r.zero_()
-        ms = time_torch(torch, fn, args.iters)
+        reset = None
+        if ef:  # as gradzip_bench_cuda: one step from a zero residual, then restore that residual
+            r.zero_()
+            fn()
+            reset = functools.partial(r.copy_, r.clone())
+        ms = time_torch(torch, fn, args.iters, reset)
         moved = model_bytes(N, ef, message_bytes(size_key, N))
         t_bw = moved / (ms * 1e-3)
         line = f"{name:<24}{ms:>10.3f}{t_bw / 1e9:>8.0f}{100 * t_bw / torch_copy_bw:>6.0f}%   "

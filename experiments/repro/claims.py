@@ -1,154 +1,310 @@
 #!/usr/bin/python3
-"""Markdown report of a codec study against published claims.
+"""Markdown report of a codec study against published claims, judged against the seed spread.
 
-Reads the report.csv that `gradzip report` writes (one row per run), averages each
-compressor over its seeds (mean and standard deviation of the final test accuracy) and
-checks, against the uncompressed baseline (identity):
+Reads run directories as `gradzip train` writes them (summary.json, config.ini,
+metrics.csv; a folder of run directories is read as all of them). Runs that did not
+finish (summary.json status other than "complete") are counted and left out.
 
-  1. QSGD 4-bit reaches about the baseline accuracy
+Matching is exact. A run's configuration is the compressor its config.ini requested
+(`compressor`, with `memory` replacing the memory part when set) and its `downlink`
+(default dense): two runs are seeds of one configuration when the memory name, codec
+name and the full set of parameters (values compared as numbers where they are numbers)
+and the downlink are all equal. A claim names one configuration the same way, so
+`ef+topk:k=5` is not "top-k 1%" and `ef+qsgd:bits=4` is not "QSGD 4-bit" (no EF); a run
+that spelled out a default (`qsgd:bits=4,bucket=512`) is a different configuration from
+`qsgd:bits=4` here, and shows up in the table under its own name. Runs whose other
+settings differ (any config.ini key except the seed and where things are written, e.g.
+epochs or width) are never pooled: each such set is its own row, labelled with those
+settings, and a claim that would match more than one row is answered "n/a".
+
+Statistics: final test accuracy, mean ± sample standard deviation over seeds. A
+difference between two configurations counts only beyond the noise: beyond twice its
+standard error, sqrt(s_a^2/n_a + s_b^2/n_b) (with fewer than 2 seeds on either side there
+is no noise estimate and the verdict is "inconclusive"). The claims:
+
+  1. QSGD 4-bit (no EF) reaches about the baseline accuracy
      (Alistarh et al. 2017, "QSGD", NeurIPS, sec. 5: 4-bit QSGD matches 32-bit on ResNets).
   2. Error feedback fixes sign compression: scaled sign with EF beats it without EF and
      is close to the baseline (Karimireddy et al. 2019, "Error Feedback Fixes SignSGD",
      ICML, sec. 6).
   3. Top-k at 1% density with EF is close to the baseline
      (Stich et al. 2018, "Sparsified SGD with Memory", NeurIPS; Lin et al. 2018).
-  4. DGC at 0.1% density keeps the baseline accuracy with a compression ratio in the
-     hundreds (Lin et al. 2018, "Deep Gradient Compression", ICLR, Table 2: ResNet-110
-     on CIFAR-10, no accuracy loss at 99.9% sparsity).
+  4. DGC at 0.1% density (with EF) keeps the baseline accuracy with an uplink reduction
+     in the hundreds (Lin et al. 2018, "Deep Gradient Compression", ICLR, Table 2).
 
-"Close" means within `--tolerance` accuracy points (default 1.0) of the baseline mean.
-Usage: claims.py --report report.csv [--figure accuracy_vs_bytes.png] [--tolerance 1.0]
+"Close to the baseline" (identity, dense downlink) holds when even the pessimistic end
+of the noise band, gap - 2 SE, is above -tolerance (default 1.0 accuracy points); it
+does not hold when the optimistic end, gap + 2 SE, is below -tolerance; otherwise it is
+inconclusive. "Beats" holds when gap - 2 SE > 0 and does not when gap + 2 SE < 0.
+
+Bytes are wire bytes of all workers over the whole run (payload + framing + TCP/IP
+estimate, from metrics.csv): uplink, and the total up + down (with a dense downlink the
+pull of the parameters is most of the traffic).
+
+Usage: claims.py --runs DIR... [--figure accuracy_vs_bytes.png] [--tolerance 1.0]
 Exit status 2 with one line on stderr for bad input.
 """
 
 import argparse
-import csv
+import configparser
 import math
+import os
+import re
 import statistics
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "plots"))
+import rundir  # noqa: E402  (plots/rundir.py)
+
+BASELINE = "identity"
+# config.ini keys that do not change the accuracy or bytes a run measures: the seed,
+# paths, logging, process roles, thread counts and timeouts (the compressor and downlink
+# are matched separately).
+NOT_SETTINGS = {"seed", "run-dir", "checkpoint-dir", "checkpoint-every", "data-dir", "log-level", "role", "rank",
+                "endpoints", "bind", "torch-threads", "loader-threads", "process-timeout", "report-links",
+                "compressor", "memory", "downlink"}
+CLAIMS = [
+    {"title": "QSGD 4-bit ≈ baseline", "source": "Alistarh et al. 2017", "close": "qsgd:bits=4"},
+    {"title": "EF fixes sign compression", "source": "Karimireddy et al. 2019", "close": "ef+scaled-sign",
+     "beats": "scaled-sign"},
+    {"title": "top-k 1% + EF ≈ baseline", "source": "Stich et al. 2018", "close": "ef+topk:ratio=0.01"},
+    {"title": "DGC 0.1% + EF ≈ baseline", "source": "Lin et al. 2018", "close": "ef+dgc:ratio=0.001"},
+]
 
 
 class ClaimsError(Exception):
     pass
 
 
-def parse_spec(spec):
-    """'ef+qsgd:bits=4,bucket=512' -> ('ef', 'qsgd', {'bits': '4', 'bucket': '512'})."""
-    memory, _, codec = spec.rpartition("+")
-    name, _, params = codec.partition(":")
+def _value(v):
+    """Parameter value for comparison: a number when it reads as one ("0.010" == "0.01")."""
+    try:
+        return repr(float(v))
+    except ValueError:
+        return v.strip().lower()
+
+
+def _params(text):
+    name, _, params = text.partition(":")
     kv = {}
     for item in filter(None, params.split(",")):
         k, _, v = item.partition("=")
-        kv[k] = v
-    return (memory or "none", name, kv)
+        kv[k.strip()] = _value(v)
+    return name.strip(), frozenset(kv.items())
 
 
-def load(path):
+def parse_spec(spec, memory=""):
+    """'[memory+]codec[:k=v,...]' (memory overridden by `memory` when not empty) ->
+    ((memory name, memory params), (codec name, codec params)), params as frozensets.
+    The memory part ends at the last '+' that starts a name (so '1e+30' stays a number)."""
+    cuts = [m.start() for m in re.finditer(r"\+(?=[A-Za-z])", spec)]
+    mem_text, codec_text = (spec[: cuts[-1]], spec[cuts[-1] + 1:]) if cuts else ("none", spec)
+    if memory.strip():
+        mem_text = memory
+    return _params(mem_text or "none"), _params(codec_text)
+
+
+def read_config(path):
+    """[train] (or the top) keys of a run's config.ini as a dict; {} when missing."""
+    cp = configparser.ConfigParser(interpolation=None, default_section="__none__")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise ClaimsError(f"{path}: {e.strerror}") from None
-    if not rows or "compressor" not in rows[0] or "final_accuracy" not in rows[0]:
-        raise ClaimsError(f"{path}: not a gradzip report.csv (needs compressor, final_accuracy)")
-    groups = {}
-    for r in rows:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    try:
+        cp.read_string("[__top__]\n" + text)
+    except configparser.Error as e:
+        raise ClaimsError(f"{path}: not an INI file ({e})") from None
+    out = {}
+    for section in ("__top__", "common", "train"):
+        if cp.has_section(section):
+            out.update(cp.items(section))
+    return out
+
+
+def run_paths(paths):
+    found = []
+    for p in paths:
+        if os.path.isfile(os.path.join(p, "summary.json")):
+            found.append(p)
+        elif os.path.isdir(p):
+            found.extend(os.path.join(p, d) for d in sorted(os.listdir(p))
+                         if os.path.isfile(os.path.join(p, d, "summary.json")))
+        else:
+            raise ClaimsError(f"{p}: not a directory")
+    if not found:
+        raise ClaimsError("no run directories (with summary.json) under " + ", ".join(paths))
+    return found
+
+
+def load(paths):
+    """Configurations {key: group} and the number of unfinished runs."""
+    runs, unfinished = [], 0
+    for path in run_paths(paths):
         try:
-            acc = float(r["final_accuracy"]) * 100 if r["final_accuracy"] else math.nan
-            ratio = float(r["compression_ratio"]) if r.get("compression_ratio") else math.nan
-        except ValueError:
-            raise ClaimsError(f"{path}: bad number in run {r.get('run')}") from None
-        g = groups.setdefault(r["compressor"], {"acc": [], "ratio": []})
-        g["acc"].append(acc)
-        g["ratio"].append(ratio)
-    return groups
+            run = rundir.Run(path)
+        except rundir.RunDirError as e:
+            raise ClaimsError(str(e)) from None
+        if run.summary.get("status", "complete") != "complete":
+            unfinished += 1
+            continue
+        runs.append((run, read_config(os.path.join(path, "config.ini"))))
+    if not runs:
+        raise ClaimsError("no finished run among " + ", ".join(paths))
+    # Settings that differ between runs (other than the compressor) split configurations.
+    varying = sorted(k for k in {k for _, cfg in runs for k in cfg if k not in NOT_SETTINGS}
+                     if len({cfg.get(k) for _, cfg in runs}) > 1)
+    groups = {}
+    for run, cfg in runs:
+        requested = cfg.get("compressor") or run.compressor
+        downlink = cfg.get("downlink") or "dense"
+        settings = tuple((k, cfg.get(k, "")) for k in varying)
+        key = (parse_spec(requested, cfg.get("memory", "")),
+               "dense" if downlink == "dense" else parse_spec(downlink), settings)
+        label = requested + ("" if downlink == "dense" else f" (downlink {downlink})")
+        if settings:
+            label += " [" + ", ".join(f"{k}={v}" for k, v in settings) + "]"
+        g = groups.setdefault(key, {"label": label, "acc": [], "up": [], "total": []})
+        acc = run.summary.get("final_test_accuracy")
+        g["acc"].append(100.0 * acc if isinstance(acc, (int, float)) else math.nan)
+        g["up"].append(run.bytes_sent(("up",))[-1])
+        g["total"].append(run.bytes_sent(("up", "down"))[-1])
+    return groups, unfinished
 
 
-def stats(spec, g):
-    """Mean/std accuracy, mean ratio and seed count of one compressor group (None if no accuracy)."""
+def stats(g):
     accs = [a for a in g["acc"] if not math.isnan(a)]
-    if not accs:
-        return None
     return {
-        "spec": spec,
-        "mean": statistics.mean(accs),
-        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-        "ratio": statistics.mean(g["ratio"]),
-        "n": len(accs),
+        "label": g["label"], "n": len(accs),
+        "mean": statistics.mean(accs) if accs else math.nan,
+        "std": statistics.stdev(accs) if len(accs) > 1 else math.nan,
+        "up": statistics.mean(g["up"]), "total": statistics.mean(g["total"]),
     }
 
 
-def find(groups, memory, name, **params):
-    """Mean/std accuracy, mean ratio and seeds of the group matching memory+name(+params)."""
-    for spec, g in groups.items():
-        m, n, kv = parse_spec(spec)
-        if n != name or (memory is not None and m != memory):
-            continue
-        if any(abs(float(kv.get(k, "nan")) - v) > 1e-12 for k, v in params.items()):
-            continue
-        found = stats(spec, g)
-        if found is not None:
-            return found
-    return None
+class Ambiguous(Exception):
+    """More than one configuration (differing in other settings) matches a spec."""
+
+
+def find(groups, spec):
+    """Stats of the configuration `spec` with a dense downlink, exactly; None if not run.
+    Raises Ambiguous when runs of that spec differ in other settings."""
+    matches = [g for (spec_key, down, _), g in groups.items() if spec_key == parse_spec(spec) and down == "dense"]
+    if len(matches) > 1:
+        raise Ambiguous(f"`{spec}` was run with different settings: " + ", ".join(f"`{g['label']}`" for g in matches))
+    return stats(matches[0]) if matches else None
+
+
+def gap(a, b):
+    """(a.mean - b.mean, noise band = 2 standard errors of the difference, or None)."""
+    d = a["mean"] - b["mean"]
+    if a["n"] < 2 or b["n"] < 2:
+        return d, None
+    return d, 2.0 * math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+
+
+def judge_close(g, base, tol):
+    """('holds'|'does not hold'|'inconclusive'|'n/a', text) for "g is within tol of base"."""
+    d, band = gap(g, base)
+    if band is None:
+        return "inconclusive", f"{d:+.2f} pts vs baseline (fewer than 2 seeds: no noise estimate)"
+    text = f"{d:+.2f} ± {band:.2f} pts vs baseline"
+    if d - band >= -tol:
+        return "holds", text
+    if d + band < -tol:
+        return "does not hold", text
+    return "inconclusive", text + f" (noise band reaches past -{tol:g})"
+
+
+def judge_beats(a, b):
+    d, band = gap(a, b)
+    if band is None:
+        return "inconclusive", f"{d:+.2f} pts (fewer than 2 seeds: no noise estimate)"
+    text = f"{d:+.2f} ± {band:.2f} pts"
+    if d - band > 0:
+        return "holds", text
+    if d + band < 0:
+        return "does not hold", text
+    return "inconclusive", text + " (within the noise)"
+
+
+def verdict(claim, groups, base, tol):
+    """(measured text, verdict text) of one claim; `base` is the baseline's stats, None
+    when not run, or the Ambiguous error when its runs differ in settings."""
+    specs = [claim["close"]] + ([claim["beats"]] if "beats" in claim else [])
+    try:
+        if isinstance(base, Ambiguous):
+            raise base
+        found = {s: find(groups, s) for s in specs}
+    except Ambiguous as e:
+        return "runs not comparable", f"n/a ({e})"
+    missing = [s for s in specs if found[s] is None] + ([BASELINE] if base is None else [])
+    measured = "; ".join(f"`{s}` {fmt(found[s])}" for s in specs)
+    if missing:
+        return measured, "n/a (not run: " + ", ".join(f"`{s}`" for s in missing) + ")"
+    parts = [judge_close(found[claim["close"]], base, tol)]
+    if "beats" in claim:
+        v, text = judge_beats(found[claim["close"]], found[claim["beats"]])
+        parts.insert(0, (v, f"over `{claim['beats']}` {text}"))
+    outcomes = [v for v, _ in parts]
+    overall = ("does not hold" if "does not hold" in outcomes else
+               "holds" if all(v == "holds" for v in outcomes) else "inconclusive")
+    g = found[claim["close"]]
+    detail = "; ".join(t for _, t in parts)
+    if base["up"] > 0 and g["up"] > 0:
+        detail += f"; uplink {base['up'] / g['up']:.0f}x smaller than the baseline's"
+    return measured, f"**{overall}** ({detail})"
 
 
 def fmt(g):
     if g is None:
         return "not run"
-    return f"{g['mean']:.2f} ± {g['std']:.2f} % ({g['n']} seeds, {g['ratio']:.0f}x)"
+    std = f"{g['std']:.2f}" if not math.isnan(g["std"]) else "n/a"
+    return f"{g['mean']:.2f} ± {std} % ({g['n']} seed{'s' if g['n'] != 1 else ''})"
+
+
+def report(groups, unfinished, figure, tol):
+    try:
+        base = find(groups, BASELINE)
+    except Ambiguous as e:
+        base = e
+    out = ["# Codec study: accuracy against bytes, and the published claims\n",
+           "Final test accuracy, mean ± standard deviation over seeds. Runs are matched to a claim by "
+           "exact configuration (memory, codec, every parameter, downlink). A difference counts only "
+           "beyond the noise, 2 standard errors of the difference; 'close to the baseline' means within "
+           f"{tol:g} accuracy points even at the pessimistic end of that band. Bytes: wire bytes of all "
+           "workers per run (payload + framing + TCP/IP estimate), mean over seeds.\n"]
+    if figure:
+        out.append(f"![accuracy vs bytes]({figure})\n")
+    out.append("| configuration | seeds | final accuracy | uplink MB | total MB (up + down) | uplink vs baseline |")
+    out.append("|---|---:|---|---:|---:|---:|")
+    for key in sorted(groups, key=lambda k: groups[k]["label"]):
+        g = stats(groups[key])
+        rel = f"{base['up'] / g['up']:.1f}x" if isinstance(base, dict) and g["up"] > 0 else "n/a"
+        out.append(f"| `{g['label']}` | {g['n']} | {fmt(g)} | {g['up'] / 1e6:.1f} | {g['total'] / 1e6:.1f} | {rel} |")
+    if unfinished:
+        out.append(f"\n{unfinished} unfinished run(s) left out.")
+    out.append("\n| claim (source) | measured | verdict |\n|---|---|---|")
+    for claim in CLAIMS:
+        measured, v = verdict(claim, groups, base, tol)
+        baseline = fmt(base) if not isinstance(base, Ambiguous) else "not comparable"
+        out.append(f"| {claim['title']} ({claim['source']}) | {measured}; baseline {baseline} | {v} |")
+    return "\n".join(out)
 
 
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--report", required=True)
-    p.add_argument("--figure", default="accuracy_vs_bytes.png")
-    p.add_argument("--tolerance", type=float, default=1.0)
+    p.add_argument("--runs", nargs="+", required=True, help="run directories, or folders of them")
+    p.add_argument("--figure", default="", help="figure to show above the tables (path relative to the report)")
+    p.add_argument("--tolerance", type=float, default=1.0, help="accuracy points that count as 'close'")
     a = p.parse_args(argv)
     try:
-        groups = load(a.report)
+        groups, unfinished = load(a.runs)
     except ClaimsError as e:
         print(f"claims: {e}", file=sys.stderr)
         return 2
-    base = find(groups, None, "identity")
-    tol = a.tolerance
-
-    def close(g):
-        if g is None or base is None:
-            return "n/a (missing runs)"
-        gap = g["mean"] - base["mean"]
-        return ("holds" if abs(gap) <= tol else "does not hold") + f" ({gap:+.2f} pts vs baseline)"
-
-    qsgd = find(groups, "ef", "qsgd", bits=4) or find(groups, "none", "qsgd", bits=4)
-    sign = find(groups, "none", "scaled-sign")
-    sign_ef = find(groups, "ef", "scaled-sign")
-    topk = find(groups, "none", "topk", ratio=0.01)
-    topk_ef = find(groups, "ef", "topk", ratio=0.01)
-    dgc = find(groups, None, "dgc", ratio=0.001)
-
-    if sign is None or sign_ef is None:
-        ef_sign = "n/a (missing runs)"
-    else:
-        better = sign_ef["mean"] > sign["mean"]
-        ef_sign = ("holds" if better and close(sign_ef).startswith("holds") else "does not hold") + (
-            f" (EF {sign_ef['mean'] - sign['mean']:+.2f} pts over no EF; {close(sign_ef)})")
-    dgc_verdict = close(dgc)
-    if dgc is not None and not math.isnan(dgc["ratio"]):
-        dgc_verdict += f"; ratio {dgc['ratio']:.0f}x"
-
-    out = []
-    out.append("# Codec study: accuracy against bytes, and the published claims\n")
-    out.append(f"Final test accuracy, mean ± standard deviation over seeds (compression ratio = fp32 "
-               f"gradient bytes / uplink payload bytes). Tolerance for 'close': {tol:.1f} points.\n")
-    out.append(f"![accuracy vs bytes]({a.figure})\n")
-    out.append("| compressor | final accuracy |\n|---|---|")
-    for spec in sorted(groups):
-        out.append(f"| `{spec}` | {fmt(stats(spec, groups[spec]))} |")
-    out.append("\n| claim (source) | measured | verdict |\n|---|---|---|")
-    out.append(f"| QSGD 4-bit ≈ baseline (Alistarh et al. 2017) | {fmt(qsgd)} vs {fmt(base)} | {close(qsgd)} |")
-    out.append(f"| EF fixes sign compression (Karimireddy et al. 2019) | EF {fmt(sign_ef)}; no EF {fmt(sign)} | {ef_sign} |")
-    out.append(f"| top-k 1% + EF ≈ baseline (Stich et al. 2018) | EF {fmt(topk_ef)}; no EF {fmt(topk)} | {close(topk_ef)} |")
-    out.append(f"| DGC 0.1% density ≈ baseline (Lin et al. 2018) | {fmt(dgc)} | {dgc_verdict} |")
-    print("\n".join(out))
+    print(report(groups, unfinished, a.figure, a.tolerance))
     return 0
 
 

@@ -1,6 +1,18 @@
 # Shared helpers of the reproducibility scripts (sourced, not run).
 # Locates the gradzip binary: $GRADZIP if set, else <repo>/build/experiments/gradzip,
 # else <repo>/build-*/experiments/gradzip; exits with a message saying how to build.
+#
+# Every script takes the same options (parse_repro_args):
+#   --budget quick|standard|full  quick: a few minutes, a smoke test of the whole pipeline
+#                                 (numbers far from converged); standard (default): what
+#                                 fits this project's 2-core CPU machine (each script says
+#                                 its sizes and time); full: paper scale, for a GPU host
+#                                 (--device cuda is then the default)
+#   --device cpu|cuda|cuda:N      where training runs (default: cuda for full, else cpu)
+#   --parallel N                  runs at once (default: the budget's)
+#   --dry-run                     write the sweep file and print the runs' commands only
+#   -h, --help                    print the script's header
+#   OUT_DIR                       where results go (default: out/<script name>)
 set -euo pipefail
 repro_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$repro_dir/../.." && pwd)
@@ -31,4 +43,65 @@ run_list() {
   if [[ ${#dirs[@]} -eq 0 ]]; then echo "no finished runs under $1" >&2; exit 1; fi
   local IFS=,
   echo "${dirs[*]}"
+}
+
+# The calling script's header comment (its usage).
+repro_usage() { sed -n '2,/^source /{/^source /d;s/^# \{0,1\}//;p}' "$0"; }
+
+repro_usage_error() {
+  echo "$(basename "$0"): $1 (see --help)" >&2
+  exit 2
+}
+
+# Parses the shared options (header of this file) into budget, device (empty when not
+# given), parallel (empty when not given), dry_run (0/1) and out (absolute, created;
+# default out/<script name without .sh>). A script with options of its own defines
+# script_option: called with the remaining arguments, it sets `consumed` to how many it
+# used and returns 0, or returns 1 for an option it does not know.
+parse_repro_args() {
+  budget=standard; device=""; parallel=""; dry_run=0; out=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --budget|--device|--parallel)
+        [[ $# -ge 2 ]] || repro_usage_error "$1 needs a value"
+        case "$1" in
+          --budget) budget=$2 ;;
+          --device) device=$2 ;;
+          --parallel) parallel=$2 ;;
+        esac
+        shift 2 ;;
+      --dry-run) dry_run=1; shift ;;
+      -h|--help) repro_usage; exit 0 ;;
+      -*)
+        consumed=0
+        if declare -F script_option > /dev/null && script_option "$@"; then shift "$consumed"; else
+          repro_usage_error "unknown option $1"
+        fi ;;
+      *) [[ -z "$out" ]] || repro_usage_error "more than one OUT_DIR ('$out', '$1')"; out=$1; shift ;;
+    esac
+  done
+  case "$budget" in
+    quick|standard|full) ;;
+    *) repro_usage_error "--budget must be quick, standard or full, not '$budget'" ;;
+  esac
+  if [[ -n "$parallel" && ! "$parallel" =~ ^[1-9][0-9]?$ ]]; then
+    repro_usage_error "--parallel must be an integer 1..99, not '$parallel'"
+  fi
+  local name
+  name=$(basename "$0" .sh)
+  out=$(mkdir -p "${out:-$repo/out/$name}" && cd "${out:-$repo/out/$name}" && pwd)
+}
+
+# --device as given, else cuda for the full budget and cpu otherwise.
+training_device() {
+  if [[ -n "$device" ]]; then echo "$device"; elif [[ $budget == full ]]; then echo cuda; else echo cpu; fi
+}
+
+# Runs the sweep file $1 with gradzip $2 (--dry-run: prints the commands and exits 0).
+run_sweep_file() {
+  if [[ $dry_run -eq 1 ]]; then
+    "$2" sweep --file "$1" --dry-run
+    exit 0
+  fi
+  "$2" sweep --file "$1"
 }

@@ -1,32 +1,52 @@
 #!/usr/bin/env bash
 # Quickstart: accuracy vs bytes for six codecs from real multi-process training.
-#   Fashion-MNIST (Debian's dataset-fashion-mnist), ResNet-20 at base width 8, 4 worker
-#   processes + 2 parameter-server shard processes talking ZeroMQ over loopback TCP;
-#   codecs identity, fp16, QSGD 4-bit + EF, scaled sign + EF, top-k 1% + EF, DGC 0.1%
-#   (DGC's sampled-threshold sparsifier with residual error feedback. DGC's own memory,
+#   Fashion-MNIST (Debian's dataset-fashion-mnist), ResNet-20, 4 worker processes + 2
+#   parameter-server shard processes talking ZeroMQ over loopback TCP; codecs identity,
+#   fp16, QSGD 4-bit + EF, scaled sign + EF, top-k 1% + EF, DGC 0.1% (DGC's sampled-
+#   threshold sparsifier with residual error feedback. DGC's own memory,
 #   `dgc+dgc:ratio=0.001`, moves momentum to the workers (Lin et al. 2018, momentum
 #   correction); with the shards' SGD momentum of 0.9 still on it would count momentum
 #   twice, so set --momentum 0 on the shards when comparing it.)
-#   Data: 2048 training images x 6 epochs, 1000 test images (experiments/configs/quickstart.ini).
-# Expected run time: about 10 minutes on a 2-core CPU, once gradzip is built.
-# Usage: experiments/repro/quickstart.sh [OUT_DIR]   (default out/quickstart; resumable:
+#
+# Budgets (--budget; shared options in experiments/repro/common.sh):
+#   quick     width 8, 512 training / 500 test images, 2 epochs: a smoke test of the
+#             pipeline in a few minutes (not timed yet); accuracies mean little.
+#   standard  experiments/configs/quickstart.ini: width 8, 2048 training / 1000 test
+#             images, 6 epochs: about 8-10 minutes on a 2-core CPU.
+#   full      the published width (16), all 60k training / 10k test images, 10 epochs,
+#             --device cuda, 2 runs at once (for a GPU host; not yet run on one).
+# Usage: experiments/repro/quickstart.sh [--budget quick|standard|full] [--device D]
+#        [--parallel N] [--dry-run] [OUT_DIR]   (default out/quickstart; resumable:
 #        finished runs are skipped when run again)
 # Writes OUT_DIR/runs/<codec>/ (run directories), OUT_DIR/report/{report.md,report.csv,
 # timelines.csv,*.png,*.svg}, and prints the comparison table.
 source "$(dirname "$0")/common.sh"
-out=$(mkdir -p "${1:-$repo/out/quickstart}" && cd "${1:-$repo/out/quickstart}" && pwd)
+parse_repro_args "$@"
+case "$budget" in
+  quick)    sizes="train-subset = 512
+test-subset = 500
+epochs = 2"; default_parallel=1; timeout=600 ;;
+  standard) sizes=""; default_parallel=1; timeout=900 ;;
+  full)     sizes="width = 0
+train-subset = 0
+test-subset = 0
+epochs = 10"; default_parallel=2; timeout=3600 ;;
+esac
 gz=$(find_gradzip)
 cat > "$out/quickstart.sweep" <<SWEEP
-# written by experiments/repro/quickstart.sh
+# written by experiments/repro/quickstart.sh --budget $budget
 [sweep]
 base = $repo/experiments/configs/quickstart.ini
 out = $out/runs
-parallel = 1
-timeout = 900
+parallel = ${parallel:-$default_parallel}
+timeout = $timeout
 [axes]
 codecs = identity fp16 ef+qsgd:bits=4 ef+scaled-sign ef+topk:ratio=0.01 ef+dgc:ratio=0.001
+[fixed]
+device = $(training_device)
+$sizes
 SWEEP
 start=$(date +%s)
-"$gz" sweep --file "$out/quickstart.sweep"
+run_sweep_file "$out/quickstart.sweep" "$gz"
 "$gz" report --runs "$(run_list "$out/runs")" --out "$out/report" --links eth1g,eth10g,eth25g,pcie3
-echo "quickstart: $(( $(date +%s) - start )) s; figures and tables in $out/report"
+echo "quickstart ($budget budget): $(( $(date +%s) - start )) s; figures and tables in $out/report"

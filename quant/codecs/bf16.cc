@@ -31,12 +31,15 @@ inline std::uint16_t bf16_saturate(float x) {
 
 struct Bf16Traits {
   static constexpr CodecId kId = CodecId::kBf16;
-  static constexpr const char* kName = "bf16";
-  static constexpr std::uint16_t kExpMask = 0x7F80u;
-  static constexpr const char* kNonFiniteMessage = "a value in the message is a bfloat16 Inf or NaN";
+  static constexpr elementwise::HalfFormat kFormat = elementwise::kBf16;
   static std::uint16_t encode(float x) { return bf16_saturate(x); }
   static float decode(std::uint16_t h) { return bf16_to_float(h); }
 };
+
+/// The documented message size: 40 + 2n bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + 2 * n;
+}
 
 std::unique_ptr<Codec> make_bf16(const Params&) { return std::make_unique<HalfCodec<Bf16Traits>>(); }
 
@@ -46,7 +49,7 @@ const CodecEntry& bf16_entry() {
   static const CodecEntry entry{"bf16", CodecId::kBf16,
                                 "bfloat16, round to nearest even, overflow saturates (16 bits/element)",
                                 "Kalamkar et al. 2019, A study of BFLOAT16 for deep learning training (arXiv:1905.12322)",
-                                {}, &make_bf16};
+                                {}, &make_bf16, {&message_bytes}};
   return entry;
 }
 

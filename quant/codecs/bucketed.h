@@ -1,6 +1,9 @@
 // Shared machinery of the dense bucketed codecs (int8, qsgd, terngrad, scaled-sign,
 // onebit): how elements are grouped into buckets, where the per-bucket scales and the
-// packed codes sit in the payload, and the block loop that fills them.
+// packed codes sit in the payload, the block loop that fills them, and the message checks
+// of the codecs whose params block is only the bucket size (int8, scaled-sign, onebit:
+// BucketOnlyCodec, read by the CPU codecs and their CUDA twins; qsgd.h and terngrad.h hold
+// those of the other two).
 //
 // Payload layout of every bucketed codec (n elements, bucket size B, S scales per bucket,
 // nb = ceil(n / B) buckets, kBits bits per element):
@@ -211,6 +214,38 @@ inline Status check_common(const MessageView& m, std::size_t params_size, std::u
     return Status(Errc::kBadLength, "payload is " + std::to_string(m.payload_bytes) + " bytes, the format needs " +
                                         std::to_string(want));
   }
+  return Status::Ok();
+}
+
+/// A bucketed codec whose params block is only its bucket size (u32 LE): int8,
+/// scaled-sign and onebit. One definition of each, read by the CPU codec and its CUDA twin.
+struct BucketOnlyCodec {
+  const char* name;                 ///< spec name, also used in error messages
+  int scales;                       ///< scales per bucket
+  unsigned bits;                    ///< bits per element
+  bool (*nonneg)(std::size_t k);    ///< whether scale k of a bucket must be >= 0 (else <= 0)
+};
+constexpr BucketOnlyCodec kInt8{"int8", 1, 8, [](std::size_t) { return true; }};
+constexpr BucketOnlyCodec kScaledSign{"scaled-sign", 1, 1, [](std::size_t) { return true; }};
+/// onebit: scale 0 is the mean of the non-negative elements (>= 0), scale 1 the mean of
+/// the negative ones (<= 0).
+constexpr BucketOnlyCodec kOneBit{"onebit", 2, 1, [](std::size_t k) { return k == 0; }};
+constexpr std::size_t kBucketOnlyParamsBytes = 4;
+
+/// The bucket size of a spec's validated params ("bucket").
+inline std::uint32_t bucket_from(const Params& p) { return static_cast<std::uint32_t>(p.get_int("bucket")); }
+
+/// The decoder's checks of a message of codec `c` (both twins run them before writing
+/// anything): params block size, flags, bucket range, payload length and every scale.
+/// Sets *bucket to the message's bucket size.
+inline Status parse_bucket_only(const MessageView& m, const BucketOnlyCodec& c, std::uint32_t* bucket) {
+  if (m.params_bytes != kBucketOnlyParamsBytes) {
+    return Status(Errc::kBadParams, std::string(c.name) + " params block must be 4 bytes");
+  }
+  const std::uint32_t b = load_le<std::uint32_t>(m.params);
+  GZ_RETURN_IF_ERROR(check_common(m, kBucketOnlyParamsBytes, b, static_cast<std::size_t>(c.scales), c.bits));
+  GZ_RETURN_IF_ERROR(check_scales(m.payload, num_buckets(m.numel, b), static_cast<std::size_t>(c.scales), c.nonneg));
+  *bucket = b;
   return Status::Ok();
 }
 

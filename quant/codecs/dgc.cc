@@ -68,16 +68,13 @@ namespace {
 using dgc::count_in_band;
 using dgc::kMaxLowerings;
 using dgc::kMinSamples;
-constexpr std::size_t kDgcParamsBytes = dgc::kParamsBytes;
 
 /// Steps 3-6: the kept indices (ascending) for target k.
 void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample, const SeedContext& ctx,
                 std::vector<std::uint64_t>* kept) {
   const auto exact = [&] { select_top_keys(n, k, [x](std::uint64_t i) { return abs_key(x[i]); }, kept); };
   if (n <= kMinSamples || k >= n) return exact();
-  const double m_real = std::ceil(sample * static_cast<double>(n));
-  std::uint64_t m = m_real >= static_cast<double>(n) ? n : static_cast<std::uint64_t>(m_real);
-  m = std::min(n, std::max(m, kMinSamples));
+  const std::uint64_t m = dgc::sample_count(sample, n);
   std::vector<std::uint32_t> s(m);
   const std::uint64_t n_hi = n >> 32, n_lo = n & 0xFFFFFFFFu;
   const auto position = [n_hi, n_lo](std::uint64_t r) { return r * n_hi + ((r * n_lo) >> 32); };
@@ -90,9 +87,7 @@ void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample,
   }
   for (std::uint64_t j = m / 4 * 4; j < m; ++j) pos[j] = position(random_bits(ctx, RandomStream::kSampling, j));
   for (std::uint64_t j = 0; j < m; ++j) s[j] = abs_key(x[pos[j]]);
-  const double expected = static_cast<double>(m) * static_cast<double>(k) / static_cast<double>(n);
-  const double rank_real = std::ceil(expected + 2.0 * std::sqrt(expected));
-  std::uint64_t rank = rank_real < 1.0 ? 1 : (rank_real >= static_cast<double>(m) ? m : static_cast<std::uint64_t>(rank_real));
+  std::uint64_t rank = dgc::initial_rank(m, k, n);
   std::vector<std::uint64_t> cand(4 * k + 4096);  // room for the cap: the scan never regrows it
   for (int lowering = 0; lowering <= kMaxLowerings; ++lowering) {
     std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(rank - 1), s.end(), std::greater<>());
@@ -119,79 +114,51 @@ void dgc_select(const float* x, std::uint64_t n, std::uint64_t k, double sample,
 
 class DgcCodec final : public Codec {
  public:
-  DgcCodec(double ratio, double sample, std::uint32_t warmup_steps, SparseValues values, std::string canonical)
-      : ratio_(ratio), sample_(sample), warmup_steps_(warmup_steps), values_(values), canonical_(std::move(canonical)) {}
+  DgcCodec(dgc::Settings s, std::string canonical) : s_(s), canonical_(std::move(canonical)) {}
 
   CodecId id() const override { return CodecId::kDgc; }
   std::string spec() const override { return "dgc:" + canonical_; }
 
  protected:
-  std::size_t params_bytes() const override { return kDgcParamsBytes; }
-  void write_params(std::uint8_t* dst) const override {
-    std::fill(dst, dst + kDgcParamsBytes, std::uint8_t{0});
-    dst[0] = static_cast<std::uint8_t>(values_);
-    store_le<std::uint32_t>(dst + 4, warmup_steps_);
-    store_le<double>(dst + 8, ratio_);
-    store_le<double>(dst + 16, sample_);
-  }
+  std::size_t params_bytes() const override { return dgc::kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override { dgc::write_params(s_, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override {
-    // Largest k over the schedule (stage 0 of the warm-up), times 1.25.
-    const std::uint64_t k = count_for_ratio(n, warmup_steps_ ? std::max(ratio_, 0.25) : ratio_);
-    const std::uint64_t c_max = std::min<std::uint64_t>(n, (5 * k) / 4);
-    return 8 + sparse_block_max_bytes(n, c_max, values_);
+    return dgc::kStepBytes + sparse_block_max_bytes(n, dgc::max_kept(s_, n), s_.values);
   }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     GZ_RETURN_IF_ERROR(check_seed_context(ctx));
-    const std::uint64_t k = count_for_ratio(n, dgc::density(ratio_, warmup_steps_, ctx.step));
+    const std::uint64_t k = count_for_ratio(n, dgc::density(s_.ratio, s_.warmup_steps, ctx.step));
     std::vector<std::uint64_t> kept;
-    dgc_select(grad, n, k, sample_, ctx, &kept);
+    dgc_select(grad, n, k, s_.sample, ctx, &kept);
     // Every path keeps the largest abs_key, and NaN/Inf have the largest keys, so
     // non-finite input shows up among the kept elements (no separate pass).
-    GZ_RETURN_IF_ERROR(write_kept_block(grad, n, kept, values_, 8, sink));
+    GZ_RETURN_IF_ERROR(write_kept_block(grad, n, kept, s_.values, dgc::kStepBytes, sink));
     store_le<std::uint64_t>(sink->data, ctx.step);
     return Status::Ok();
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kDgcParamsBytes) return Status(Errc::kBadParams, "dgc params must be 24 bytes");
-    SparseValues fmt;
-    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
-    if (m.params[1] != 0 || m.params[2] != 0 || m.params[3] != 0) {
-      return Status(Errc::kBadParams, "dgc reserved param bytes are not zero");
-    }
-    const auto warmup = load_le<std::uint32_t>(m.params + 4);
-    const auto ratio = load_le<double>(m.params + 8);
-    const auto sample = load_le<double>(m.params + 16);
-    if (!(ratio > 0.0 && ratio <= 1.0) || !(sample > 0.0 && sample <= 1.0)) {
-      return Status(Errc::kBadParams, "dgc ratio/sample outside (0, 1]");
-    }
-    if (m.payload_bytes < 8) return Status(Errc::kTruncated, "dgc payload lacks its step field");
-    const auto step = load_le<std::uint64_t>(m.payload);
-    if (step >= (std::uint64_t{1} << 32)) return Status(Errc::kBadParams, "dgc step exceeds 2^32");
-    SparseBlockView view;
-    GZ_RETURN_IF_ERROR(parse_sparse_block(m.payload + 8, m.payload_bytes - 8, m.numel, m.flags, fmt, &view));
-    const std::uint64_t k = count_for_ratio(m.numel, dgc::density(ratio, warmup, step));
-    if (!count_in_band(view.count, k)) {
-      return Status(Errc::kBadLength, "dgc message holds " + std::to_string(view.count) +
-                                          " values, outside [0.8, 1.25] x the target " + std::to_string(k));
-    }
-    apply_sparse_block(view, out, scale, accumulate);
+    dgc::Parsed msg;
+    GZ_RETURN_IF_ERROR(dgc::parse_message(m, &msg));
+    apply_sparse_block(msg.view, out, scale, accumulate);
     return Status::Ok();
   }
 
  private:
-  double ratio_;
-  double sample_;
-  std::uint32_t warmup_steps_;
-  SparseValues values_;
+  dgc::Settings s_;
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 24 + 8 (step) + the sparse block of the kept indices.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>& kept) {
+  const SparseValues values = sparse_values_from_name(p.get_enum("values"));
+  const std::uint64_t block = sparse_block_bytes(n, kept.data(), kept.size(), values, nullptr);
+  return kHeaderBytes + dgc::kParamsBytes + dgc::kStepBytes + block;
+}
+
 std::unique_ptr<Codec> make_dgc(const Params& p) {
-  return std::make_unique<DgcCodec>(p.get_float("ratio"), p.get_float("sample"),
-                                    static_cast<std::uint32_t>(p.get_int("warmup_steps")),
-                                    sparse_values_from_name(p.get_enum("values")), p.canonical());
+  return std::make_unique<DgcCodec>(dgc::from_params(p), p.canonical());
 }
 
 }  // namespace
@@ -208,7 +175,7 @@ const CodecEntry& dgc_entry() {
        {"warmup_steps", ParamKind::kInt, "0", 0, 4294967295.0, {},
         "warm-up length in steps: density 25%, 6.25%, 1.5625%, 0.39% per quarter, then ratio"},
        sparse_values_param()},
-      &make_dgc};
+      &make_dgc, {&message_bytes, true}};
   return entry;
 }
 

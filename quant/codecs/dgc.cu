@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "quant/codecs/codecs.h"
 #include "quant/codecs/dgc.h"
 #include "quant/cuda_registry.h"
 #include "quant/cuda_sparse.cuh"
@@ -44,10 +43,8 @@ namespace {
 using sparse::SparseWorkspace;
 using sparse::Values;
 
-using dgc::count_in_band;
 using dgc::kMaxLowerings;
 using dgc::kMinSamples;
-constexpr std::size_t kDgcParamsBytes = dgc::kParamsBytes;
 
 /// Decision state of the sampled selection (device).
 struct DgcState {
@@ -153,16 +150,14 @@ __global__ void dgc_finalize_kernel(const DgcState* state, sparse::SelectState* 
 
 class DgcCudaCodec final : public CudaCodec {
  public:
-  DgcCudaCodec(double ratio, double sample, std::uint32_t warmup_steps, Values fmt, std::string spec,
-               std::vector<std::uint8_t> params)
-      : ratio_(ratio), sample_(sample), warmup_steps_(warmup_steps), fmt_(fmt), spec_(std::move(spec)),
-        params_(std::move(params)) {}
+  DgcCudaCodec(dgc::Settings s, std::string spec, std::vector<std::uint8_t> params)
+      : s_(s), fmt_(static_cast<Values>(s.values)), spec_(std::move(spec)), params_(std::move(params)) {}
 
   CodecId id() const override { return CodecId::kDgc; }
   std::string spec() const override { return spec_; }
   bool exact_size() const override { return false; }
   std::size_t max_encoded_bytes(std::size_t n) const override {
-    return kHeaderBytes + params_.size() + 8 + sparse_block_max_bytes(n, c_max(n), static_cast<SparseValues>(fmt_));
+    return kHeaderBytes + params_.size() + dgc::kStepBytes + sparse_block_max_bytes(n, c_max(n), s_.values);
   }
 
   Status encode(const float* d_grad, float* d_residual, std::size_t n, const SeedContext& ctx, std::uint8_t* d_out,
@@ -176,11 +171,12 @@ class DgcCudaCodec final : public CudaCodec {
     if (query) return Status::Ok();
     if (ctx.step >= (std::uint64_t{1} << 32)) return Status(Errc::kInvalidArgument, "step must be < 2^32 (Philox layout)");
     const DgcWorkspace ws = DgcWorkspace::layout(d_workspace, n, c_max(n), m);
-    const std::uint64_t k = count_for_ratio(n, dgc::density(ratio_, warmup_steps_, ctx.step));
-    std::uint8_t lead[8];
+    const std::uint64_t k = count_for_ratio(n, dgc::density(s_.ratio, s_.warmup_steps, ctx.step));
+    std::uint8_t lead[dgc::kStepBytes];
     store_le<std::uint64_t>(lead, ctx.step);
     MessagePrefix prefix;
-    GZ_RETURN_IF_ERROR(make_prefix(CodecId::kDgc, 0, n, params_.data(), params_.size(), 0, &prefix, lead, 8));
+    GZ_RETURN_IF_ERROR(
+        make_prefix(CodecId::kDgc, 0, n, params_.data(), params_.size(), 0, &prefix, lead, dgc::kStepBytes));
     GZ_RETURN_IF_ERROR(clear_device_status(d_out, stream));
     GZ_RETURN_IF_ERROR(sparse::launch_select_init(ws.sel, k, stream));
     if (n <= kMinSamples || k >= n) {
@@ -190,10 +186,7 @@ class DgcCudaCodec final : public CudaCodec {
                                         stream);
     }
     // Step 4's initial rank and the rank of every later scan (dgc.cc, same doubles).
-    const double expected = static_cast<double>(m) * static_cast<double>(k) / static_cast<double>(n);
-    const double rank_real = std::ceil(expected + 2.0 * std::sqrt(expected));
-    std::uint64_t rank =
-        rank_real < 1.0 ? 1 : (rank_real >= static_cast<double>(m) ? m : static_cast<std::uint64_t>(rank_real));
+    std::uint64_t rank = dgc::initial_rank(m, k, n);
     std::uint64_t ranks[kMaxLowerings + 1];
     int scans = 0;
     for (int lowering = 0; lowering <= kMaxLowerings; ++lowering) {
@@ -244,64 +237,30 @@ class DgcCudaCodec final : public CudaCodec {
     plan.count = c_max(n);  // bound over the schedule; decode_own reads the count on the device
     std::size_t params_bytes = params_.size();
     if (m != nullptr) {
-      // The CPU twin's validation, in its order (quant/codecs/dgc.cc).
-      if (m->params_bytes != kDgcParamsBytes) return Status(Errc::kBadParams, "dgc params must be 24 bytes");
-      SparseValues wire_fmt;
-      GZ_RETURN_IF_ERROR(sparse_values_from_wire(m->params[0], &wire_fmt));
-      if (m->params[1] != 0 || m->params[2] != 0 || m->params[3] != 0) {
-        return Status(Errc::kBadParams, "dgc reserved param bytes are not zero");
-      }
-      const auto warmup = load_le<std::uint32_t>(m->params + 4);
-      const auto ratio = load_le<double>(m->params + 8);
-      const auto sample = load_le<double>(m->params + 16);
-      if (!(ratio > 0.0 && ratio <= 1.0) || !(sample > 0.0 && sample <= 1.0)) {
-        return Status(Errc::kBadParams, "dgc ratio/sample outside (0, 1]");
-      }
-      if (m->payload_bytes < 8) return Status(Errc::kTruncated, "dgc payload lacks its step field");
-      const auto step = load_le<std::uint64_t>(m->payload);
-      if (step >= (std::uint64_t{1} << 32)) return Status(Errc::kBadParams, "dgc step exceeds 2^32");
-      SparseBlockView view;
-      GZ_RETURN_IF_ERROR(parse_sparse_block(m->payload + 8, m->payload_bytes - 8, m->numel, m->flags, wire_fmt, &view));
-      const std::uint64_t k = count_for_ratio(m->numel, dgc::density(ratio, warmup, step));
-      if (!count_in_band(view.count, k)) {
-        return Status(Errc::kBadLength, "dgc message holds " + std::to_string(view.count) +
-                                            " values, outside [0.8, 1.25] x the target " + std::to_string(k));
-      }
-      sparse::plan_validated_block(wire_fmt, view, &plan);
+      dgc::Parsed msg;
+      GZ_RETURN_IF_ERROR(dgc::parse_message(*m, &msg));
+      sparse::plan_validated_block(msg.s.values, msg.view, &plan);
       params_bytes = m->params_bytes;
     }
     // The sparse block follows the 8-byte step field.
-    return sparse::launch_sparse_decode(plan, d_msg, d_msg + kHeaderBytes + params_bytes + 8, n, d_out, scale,
-                                        accumulate, stream);
+    const std::uint8_t* d_block = d_msg + kHeaderBytes + params_bytes + dgc::kStepBytes;
+    return sparse::launch_sparse_decode(plan, d_msg, d_block, n, d_out, scale, accumulate, stream);
   }
 
  private:
-  /// Largest kept count over the schedule (dgc.cc max_payload_bytes): 1.25 x stage-0 k.
-  std::uint64_t c_max(std::uint64_t n) const {
-    const std::uint64_t k = count_for_ratio(n, warmup_steps_ ? std::max(ratio_, 0.25) : ratio_);
-    return std::min<std::uint64_t>(n, (5 * k) / 4);
-  }
+  /// Largest kept count over the schedule (dgc.cc max_payload_bytes).
+  std::uint64_t c_max(std::uint64_t n) const { return dgc::max_kept(s_, n); }
   /// Step 3's sample count m (0 when the exact path is always taken).
-  std::uint64_t sample_count(std::uint64_t n) const {
-    if (n <= kMinSamples) return 0;
-    const double m_real = std::ceil(sample_ * static_cast<double>(n));
-    std::uint64_t m = m_real >= static_cast<double>(n) ? n : static_cast<std::uint64_t>(m_real);
-    return std::min(n, std::max(m, kMinSamples));
-  }
+  std::uint64_t sample_count(std::uint64_t n) const { return n <= kMinSamples ? 0 : dgc::sample_count(s_.sample, n); }
 
-  double ratio_;
-  double sample_;
-  std::uint32_t warmup_steps_;
+  dgc::Settings s_;
   Values fmt_;
   std::string spec_;
   std::vector<std::uint8_t> params_;
 };
 
 std::unique_ptr<CudaCodec> make_dgc(const Params& p, const Codec& cpu) {
-  return std::make_unique<DgcCudaCodec>(p.get_float("ratio"), p.get_float("sample"),
-                                        static_cast<std::uint32_t>(p.get_int("warmup_steps")),
-                                        static_cast<Values>(sparse_values_from_name(p.get_enum("values"))),
-                                        cpu.spec(), cpu_params_block(cpu));
+  return std::make_unique<DgcCudaCodec>(dgc::from_params(p), cpu.spec(), cpu_params_block(cpu));
 }
 
 }  // namespace

@@ -63,12 +63,15 @@ inline float fp16_decode(std::uint16_t h) {
 
 struct Fp16Traits {
   static constexpr CodecId kId = CodecId::kFp16;
-  static constexpr const char* kName = "fp16";
-  static constexpr std::uint16_t kExpMask = 0x7C00u;
-  static constexpr const char* kNonFiniteMessage = "a value in the message is an fp16 Inf or NaN";
+  static constexpr elementwise::HalfFormat kFormat = elementwise::kFp16;
   static std::uint16_t encode(float x) { return fp16_saturate(x); }
   static float decode(std::uint16_t h) { return fp16_decode(h); }
 };
+
+/// The documented message size: 40 + 2n bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + 2 * n;
+}
 
 std::unique_ptr<Codec> make_fp16(const Params&) { return std::make_unique<HalfCodec<Fp16Traits>>(); }
 
@@ -78,7 +81,7 @@ const CodecEntry& fp16_entry() {
   static const CodecEntry entry{"fp16", CodecId::kFp16,
                                 "IEEE binary16, round to nearest even, overflow saturates to +-65504 (16 bits/element)",
                                 "IEEE 754-2008 binary16; Micikevicius et al. 2018, mixed precision training (ICLR)",
-                                {}, &make_fp16};
+                                {}, &make_fp16, {&message_bytes}};
   return entry;
 }
 

@@ -2,6 +2,7 @@
 // the same bit manipulation on host and device), overflow saturated to +-65504.
 // Decode refuses a message holding an fp16 Inf/NaN (kNonFiniteScale), checked on the
 // host copy before anything is launched, as the CPU decoder does.
+#include "quant/codecs/elementwise.h"
 #include "quant/cuda_elementwise.cuh"
 #include "quant/cuda_registry.h"
 #include "quant/half.h"
@@ -12,18 +13,13 @@ namespace {
 struct Fp16Op {
   using Word = std::uint16_t;
   static constexpr CodecId kId = CodecId::kFp16;
-  static const char* name() { return "fp16"; }
+  static const char* name() { return elementwise::kFp16.name; }
   __device__ static Word encode(float x) {
     const std::uint16_t h = float_to_fp16(x);
     return (h & 0x7FFFu) == 0x7C00u ? static_cast<std::uint16_t>((h & 0x8000u) | 0x7BFFu) : h;
   }
   __device__ static float decode(Word w) { return fp16_to_float(w); }
-  static Status check_payload(const MessageView& m) {
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < m.numel; ++i) bad |= (load_le<std::uint16_t>(m.payload + 2 * i) & 0x7C00u) == 0x7C00u;
-    if (bad) return Status(Errc::kNonFiniteScale, "a value in the message is an fp16 Inf or NaN");
-    return Status::Ok();
-  }
+  static Status check_message(const MessageView& m) { return elementwise::check_half_message(m, elementwise::kFp16); }
 };
 
 std::unique_ptr<CudaCodec> make_fp16(const Params&, const Codec&) { return std::make_unique<ElementwiseCudaCodec<Fp16Op>>(); }

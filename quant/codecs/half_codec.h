@@ -13,9 +13,8 @@
 // instantiation stays in that file and keeps that file's compile options, e.g. fp16.cc's
 // no-trapping-math) and instantiates HalfCodec<Traits>:
 //   static constexpr CodecId kId;             codec id on the wire
-//   static constexpr const char* kName;       spec name, also used in error messages
-//   static constexpr std::uint16_t kExpMask;  exponent field of the 16-bit format
-//   static constexpr const char* kNonFiniteMessage;  decode error for an Inf/NaN value
+//   static constexpr elementwise::HalfFormat kFormat;  name, exponent mask, Inf/NaN error
+//                                                      (quant/codecs/elementwise.h)
 //   static std::uint16_t encode(float x);     bits of finite x (saturating), inlinable
 //   static float decode(std::uint16_t h);     value of finite h, exact
 #pragma once
@@ -27,6 +26,7 @@
 #include <string>
 
 #include "quant/codec.h"
+#include "quant/codecs/elementwise.h"
 #include "quant/cpu.h"
 #include "quant/half.h"
 #include "quant/wire.h"
@@ -37,7 +37,7 @@ template <typename Traits>
 class HalfCodec final : public Codec {
  public:
   CodecId id() const override { return Traits::kId; }
-  std::string spec() const override { return Traits::kName; }
+  std::string spec() const override { return Traits::kFormat.name; }
 
  protected:
   std::size_t params_bytes() const override { return 0; }
@@ -67,13 +67,7 @@ class HalfCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, std::string(Traits::kName) + " takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != 2 * m.numel) return Status(Errc::kBadLength, "payload is not 2 bytes per element");
-    constexpr std::uint16_t kExp = Traits::kExpMask;
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < m.numel; ++i) bad |= (load_le<std::uint16_t>(m.payload + 2 * i) & kExp) == kExp;
-    if (bad) return Status(Errc::kNonFiniteScale, Traits::kNonFiniteMessage);
+    GZ_RETURN_IF_ERROR(elementwise::check_half_message(m, Traits::kFormat));
     if (accumulate) {
       run<true>(m, out, scale);
     } else {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/elementwise.h"
 
 namespace gradzip::quant {
 namespace {
@@ -27,9 +28,7 @@ class IdentityCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "identity takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != 4 * m.numel) return Status(Errc::kBadLength, "payload is not 4 bytes per element");
+    GZ_RETURN_IF_ERROR(elementwise::check_message(m, "identity", 4));
     if (accumulate) {
       for (std::size_t i = 0; i < m.numel; ++i) emit<true>(out, i, load_le<float>(m.payload + 4 * i), scale);
     } else if (m.numel != 0) {
@@ -39,13 +38,18 @@ class IdentityCodec final : public Codec {
   }
 };
 
+/// The documented message size: 40 + 4n bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + 4 * n;
+}
+
 std::unique_ptr<Codec> make_identity(const Params&) { return std::make_unique<IdentityCodec>(); }
 
 }  // namespace
 
 const CodecEntry& identity_entry() {
   static const CodecEntry entry{"identity", CodecId::kIdentity, "fp32 values, uncompressed (32 bits/element)",
-                                "baseline", {}, &make_identity};
+                                "baseline", {}, &make_identity, {&message_bytes}};
   return entry;
 }
 

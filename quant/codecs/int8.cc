@@ -26,7 +26,7 @@
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kParamsBytes = 4;
+constexpr std::size_t kParamsBytes = bucketed::kBucketOnlyParamsBytes;
 
 /// Round to nearest, ties to even, for |y| < 2^22 (no dependence on the FP environment's
 /// rint implementation; the same two additions on CPU and GPU).
@@ -69,11 +69,8 @@ class Int8Codec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "int8 params block must be 4 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 1, 8));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
+    std::uint32_t bucket = 0;
+    GZ_RETURN_IF_ERROR(bucketed::parse_bucket_only(m, bucketed::kInt8, &bucket));
     if (accumulate) {
       run<true>(m, bucket, out, scale);
     } else {
@@ -99,8 +96,14 @@ class Int8Codec final : public Codec {
   std::uint32_t bucket_;
 };
 
+/// The documented message size: 40 + 4 + 4*ceil(n/bucket) + n bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 4 + 4 * ((n + bucket - 1) / bucket) + n;
+}
+
 std::unique_ptr<Codec> make_int8(const Params& p) {
-  return std::make_unique<Int8Codec>(static_cast<std::uint32_t>(p.get_int("bucket")));
+  return std::make_unique<Int8Codec>(bucketed::bucket_from(p));
 }
 
 }  // namespace
@@ -109,7 +112,7 @@ const CodecEntry& int8_entry() {
   static const CodecEntry entry{"int8", CodecId::kInt8,
                                 "uniform int8, per-bucket max-abs scale, round to nearest (8 bits + 32/bucket)",
                                 "Dettmers 2016, 8-bit approximations for parallelism in deep learning (ICLR)",
-                                {bucketed::bucket_param("512")}, &make_int8};
+                                {bucketed::bucket_param("512")}, &make_int8, {&message_bytes}};
   return entry;
 }
 

@@ -40,19 +40,13 @@ struct Int8Op {
   }
 
   static Status from_message(const MessageView& m, Int8Op* op) {
-    if (m.params_bytes != 4) return Status(Errc::kBadParams, "int8 params block must be 4 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, 4, bucket, 1, 8));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
-    op->bucket = bucket;
-    return Status::Ok();
+    return bucketed::parse_bucket_only(m, bucketed::kInt8, &op->bucket);
   }
 };
 
 std::unique_ptr<CudaCodec> make_int8(const Params& p, const Codec& cpu) {
   Int8Op op;
-  op.bucket = static_cast<std::uint32_t>(p.get_int("bucket"));
+  op.bucket = bucketed::bucket_from(p);
   return std::make_unique<BucketedCudaCodec<Int8Op>>(op, cpu.spec(), cpu_params_block(cpu));
 }
 

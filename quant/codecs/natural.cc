@@ -28,6 +28,7 @@
 #include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/natural.h"
 #include "quant/cpu.h"
 #include "quant/half.h"
 
@@ -74,14 +75,7 @@ class NaturalCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "natural takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != m.numel + packed_bytes(m.numel, 1)) {
-      return Status(Errc::kBadLength, "payload is not n + ceil(n/8) bytes");
-    }
-    std::uint32_t bad = 0;
-    for (std::size_t i = 0; i < m.numel; ++i) bad |= m.payload[i] == 0xFFu;
-    if (bad) return Status(Errc::kNonFiniteScale, "an exponent code in the message is 255 (Inf/NaN)");
+    GZ_RETURN_IF_ERROR(natural::check_message(m));
     if (accumulate) {
       run<true>(m, out, scale);
     } else {
@@ -145,6 +139,11 @@ class NaturalCodec final : public Codec {
   }
 };
 
+/// The documented message size: 40 + n + ceil(n/8) bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + n + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_natural(const Params&) { return std::make_unique<NaturalCodec>(); }
 
 }  // namespace
@@ -154,7 +153,7 @@ const CodecEntry& natural_entry() {
                                 "unbiased stochastic rounding to a power of two: sign + 8-bit exponent (9 bits/element)",
                                 "Horvath et al. 2019, Natural compression for distributed deep learning "
                                 "(arXiv:1905.10988), eq. (2)",
-                                {}, &make_natural};
+                                {}, &make_natural, {&message_bytes}};
   return entry;
 }
 

@@ -4,6 +4,7 @@
 // one exponent byte per element then LSB-first sign bits. One thread per group of 8
 // elements: 8 exponent bytes (one 64-bit store) + 1 sign byte; fused error feedback.
 #include "quant/bitpack.h"
+#include "quant/codecs/natural.h"
 #include "quant/cuda_kernels.cuh"
 #include "quant/cuda_registry.h"
 #include "quant/half.h"
@@ -109,14 +110,7 @@ class NaturalCudaCodec final : public CudaCodec {
   Status decode_payload(const MessageView* m, const std::uint8_t* d_msg, std::size_t n, float* d_out, float scale,
                         bool accumulate, cudaStream_t stream) const override {
     if (m != nullptr) {
-      if (m->params_bytes != 0) return Status(Errc::kBadParams, "natural takes no params");
-      if (m->flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-      if (m->payload_bytes != m->numel + packed_bytes(m->numel, 1)) {
-        return Status(Errc::kBadLength, "payload is not n + ceil(n/8) bytes");
-      }
-      std::uint32_t bad = 0;
-      for (std::size_t i = 0; i < m->numel; ++i) bad |= m->payload[i] == 0xFFu;
-      if (bad) return Status(Errc::kNonFiniteScale, "an exponent code in the message is 255 (Inf/NaN)");
+      GZ_RETURN_IF_ERROR(natural::check_message(*m));
     }
     if (n == 0) return Status::Ok();
     const unsigned blocks = grid_for(n, 4);

@@ -30,7 +30,7 @@
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kParamsBytes = 4;
+constexpr std::size_t kParamsBytes = bucketed::kBucketOnlyParamsBytes;
 
 template <bool kAcc>
 void decode_onebit(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
@@ -91,11 +91,8 @@ class OneBitCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "onebit params block must be 4 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 2, 1));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 2,
-                                              [](std::size_t k) { return k == 0; }));
+    std::uint32_t bucket = 0;
+    GZ_RETURN_IF_ERROR(bucketed::parse_bucket_only(m, bucketed::kOneBit, &bucket));
     if (accumulate) {
       decode_onebit<true>(m, bucket, out, scale);
     } else {
@@ -108,8 +105,14 @@ class OneBitCodec final : public Codec {
   std::uint32_t bucket_;
 };
 
+/// The documented message size: 40 + 4 + 8*ceil(n/bucket) + ceil(n/8) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 4 + 8 * ((n + bucket - 1) / bucket) + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_onebit(const Params& p) {
-  return std::make_unique<OneBitCodec>(static_cast<std::uint32_t>(p.get_int("bucket")));
+  return std::make_unique<OneBitCodec>(bucketed::bucket_from(p));
 }
 
 }  // namespace
@@ -119,7 +122,7 @@ const CodecEntry& onebit_entry() {
                                 "1 bit per element, decoded as the bucket's mean of the positive or negative part "
                                 "(1 bit + 64/bucket); use with ef",
                                 "Seide et al. 2014, 1-bit SGD (Interspeech)",
-                                {bucketed::bucket_param("512")}, &make_onebit};
+                                {bucketed::bucket_param("512")}, &make_onebit, {&message_bytes}};
   return entry;
 }
 

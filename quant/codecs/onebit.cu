@@ -41,19 +41,13 @@ struct OneBitOp {
   __device__ float dequant(std::uint32_t field, const Prep& p) const { return field ? p.neg : p.pos; }
 
   static Status from_message(const MessageView& m, OneBitOp* op) {
-    if (m.params_bytes != 4) return Status(Errc::kBadParams, "onebit params block must be 4 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, 4, bucket, 2, 1));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 2,
-                                              [](std::size_t k) { return k == 0; }));
-    op->bucket = bucket;
-    return Status::Ok();
+    return bucketed::parse_bucket_only(m, bucketed::kOneBit, &op->bucket);
   }
 };
 
 std::unique_ptr<CudaCodec> make_onebit(const Params& p, const Codec& cpu) {
   OneBitOp op;
-  op.bucket = static_cast<std::uint32_t>(p.get_int("bucket"));
+  op.bucket = bucketed::bucket_from(p);
   return std::make_unique<BucketedCudaCodec<OneBitOp>>(op, cpu.spec(), cpu_params_block(cpu));
 }
 

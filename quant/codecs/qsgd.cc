@@ -36,20 +36,16 @@
 // (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/qsgd.h"
 #include "quant/half.h"
 #include "quant/reduce.h"
 
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kParamsBytes = 8;
-enum class Norm : std::uint8_t { kL2 = 0, kMax = 1 };
-
-struct QsgdParams {
-  unsigned bits = 4;
-  Norm norm = Norm::kL2;
-  std::uint32_t bucket = 512;
-};
+using qsgd::kParamsBytes;
+using qsgd::Norm;
+using QsgdParams = qsgd::Settings;
 
 Status bucket_norm(Norm norm, const float* xb, std::size_t m, float* s) {
   float w;
@@ -116,12 +112,7 @@ class QsgdCodec final : public Codec {
 
  protected:
   std::size_t params_bytes() const override { return kParamsBytes; }
-  void write_params(std::uint8_t* dst) const override {
-    dst[0] = static_cast<std::uint8_t>(p_.bits);
-    dst[1] = static_cast<std::uint8_t>(p_.norm);
-    store_le<std::uint16_t>(dst + 2, 0);
-    store_le<std::uint32_t>(dst + 4, p_.bucket);
-  }
+  void write_params(std::uint8_t* dst) const override { qsgd::write_params(p_, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override {
     return bucketed::payload_bytes(n, p_.bucket, 1, p_.bits);
   }
@@ -142,20 +133,12 @@ class QsgdCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "qsgd params block must be 8 bytes");
-    const unsigned bits = m.params[0];
-    const std::uint8_t norm = m.params[1];
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params + 4);
-    if (bits < 2 || bits > 8) return Status(Errc::kBadParams, "qsgd bits=" + std::to_string(bits) + " outside 2..8");
-    if (norm > 1) return Status(Errc::kBadParams, "qsgd norm id " + std::to_string(norm) + " is not 0 (l2) or 1 (max)");
-    if (load_le<std::uint16_t>(m.params + 2) != 0) return Status(Errc::kBadParams, "qsgd reserved params are not 0");
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 1, bits));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
+    QsgdParams p;
+    GZ_RETURN_IF_ERROR(qsgd::parse_message(m, &p));
     if (accumulate) {
-      dispatch<true>(bits, m, bucket, out, scale);
+      dispatch<true>(p.bits, m, p.bucket, out, scale);
     } else {
-      dispatch<false>(bits, m, bucket, out, scale);
+      dispatch<false>(p.bits, m, p.bucket, out, scale);
     }
     return Status::Ok();
   }
@@ -177,13 +160,14 @@ class QsgdCodec final : public Codec {
   QsgdParams p_;
 };
 
-std::unique_ptr<Codec> make_qsgd(const Params& params) {
-  QsgdParams p;
-  p.bits = static_cast<unsigned>(params.get_int("bits"));
-  p.bucket = static_cast<std::uint32_t>(params.get_int("bucket"));
-  p.norm = params.get_enum("norm") == "max" ? Norm::kMax : Norm::kL2;
-  return std::make_unique<QsgdCodec>(p);
+/// The documented message size: 40 + 8 + 4*ceil(n/bucket) + ceil(n*bits/8) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  const auto bits = static_cast<std::uint64_t>(p.get_int("bits"));
+  return kHeaderBytes + 8 + 4 * ((n + bucket - 1) / bucket) + (n * bits + 7) / 8;
 }
+
+std::unique_ptr<Codec> make_qsgd(const Params& p) { return std::make_unique<QsgdCodec>(qsgd::from_params(p)); }
 
 }  // namespace
 
@@ -195,7 +179,7 @@ const CodecEntry& qsgd_entry() {
       {{"bits", ParamKind::kInt, "4", 2, 8, {}, "bits per element (sign + level)"},
        bucketed::bucket_param("512"),
        {"norm", ParamKind::kEnum, "l2", 0, 0, {"l2", "max"}, "bucket norm the levels are scaled to"}},
-      &make_qsgd};
+      &make_qsgd, {&message_bytes}};
   return entry;
 }
 

@@ -3,7 +3,7 @@
 // levels with the CPU's Philox words, sign + level packed LSB-first, fused with error
 // feedback (quant/cuda_bucketed.cuh). `bits` is a runtime value (2..8) rather than a
 // template parameter to keep nvcc time low; packing cost is the same.
-#include "quant/codecs/bucketed.h"
+#include "quant/codecs/qsgd.h"
 #include "quant/cuda_bucketed.cuh"
 #include "quant/cuda_registry.h"
 #include "quant/half.h"
@@ -63,29 +63,23 @@ struct QsgdOp {
   }
 
   static Status from_message(const MessageView& m, QsgdOp* op) {
-    if (m.params_bytes != 8) return Status(Errc::kBadParams, "qsgd params block must be 8 bytes");
-    const unsigned bits = m.params[0];
-    const std::uint8_t norm = m.params[1];
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params + 4);
-    if (bits < 2 || bits > 8) return Status(Errc::kBadParams, "qsgd bits=" + std::to_string(bits) + " outside 2..8");
-    if (norm > 1) return Status(Errc::kBadParams, "qsgd norm id " + std::to_string(norm) + " is not 0 (l2) or 1 (max)");
-    if (load_le<std::uint16_t>(m.params + 2) != 0) return Status(Errc::kBadParams, "qsgd reserved params are not 0");
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, 8, bucket, 1, bits));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
-    op->bits = bits;
-    op->l2 = norm == 0;
-    op->bucket = bucket;
+    qsgd::Settings s;
+    GZ_RETURN_IF_ERROR(qsgd::parse_message(m, &s));
+    *op = of(s);
     return Status::Ok();
+  }
+  static QsgdOp of(const qsgd::Settings& s) {
+    QsgdOp op;
+    op.bits = s.bits;
+    op.bucket = s.bucket;
+    op.l2 = s.norm == qsgd::Norm::kL2;
+    return op;
   }
 };
 
 std::unique_ptr<CudaCodec> make_qsgd(const Params& p, const Codec& cpu) {
-  QsgdOp op;
-  op.bits = static_cast<unsigned>(p.get_int("bits"));
-  op.bucket = static_cast<std::uint32_t>(p.get_int("bucket"));
-  op.l2 = p.get_enum("norm") != "max";
-  return std::make_unique<BucketedCudaCodec<QsgdOp>>(op, cpu.spec(), cpu_params_block(cpu));
+  return std::make_unique<BucketedCudaCodec<QsgdOp>>(QsgdOp::of(qsgd::from_params(p)), cpu.spec(),
+                                                     cpu_params_block(cpu));
 }
 
 }  // namespace

@@ -36,18 +36,13 @@
 #include <vector>
 
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/randk.h"
 #include "quant/sparse.h"
 
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kRandKParamsBytes = 24;
-constexpr std::size_t kContextBytes = 24;
-
-std::uint64_t randk_count(std::uint64_t n, double ratio, std::uint64_t k) {
-  if (k > 0) return k < n ? k : n;
-  return count_for_ratio(n, ratio);
-}
+using randk::kContextBytes;
 
 /// Indices (ascending) of the k smallest Philox selection keys of ctx, ties by index.
 /// Fast path: keys are uniform, so about n * T / 2^32 of them fall below a cutoff T; T is
@@ -106,92 +101,61 @@ void randk_indices(const SeedContext& ctx, std::uint64_t n, std::uint64_t k, std
 
 class RandKCodec final : public Codec {
  public:
-  RandKCodec(double ratio, std::uint64_t k, bool scale, SparseValues values, std::string canonical)
-      : ratio_(ratio), k_(k), scale_(scale), values_(values), canonical_(std::move(canonical)) {}
+  RandKCodec(randk::Settings s, std::string canonical) : s_(s), canonical_(std::move(canonical)) {}
 
   CodecId id() const override { return CodecId::kRandK; }
   std::string spec() const override { return "randk:" + canonical_; }
   // fp16/int8 value rounding is deterministic (biased); only fp32 values keep E[decode] = x.
-  bool unbiased() const override { return scale_ && values_ == SparseValues::kFp32; }
+  bool unbiased() const override { return s_.scale && s_.values == SparseValues::kFp32; }
 
  protected:
-  std::size_t params_bytes() const override { return kRandKParamsBytes; }
-  void write_params(std::uint8_t* dst) const override {
-    std::fill(dst, dst + kRandKParamsBytes, std::uint8_t{0});
-    dst[0] = static_cast<std::uint8_t>(values_);
-    dst[1] = scale_ ? 1 : 0;
-    store_le<double>(dst + 8, ratio_);
-    store_le<std::uint64_t>(dst + 16, k_);
-  }
+  std::size_t params_bytes() const override { return randk::kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override { randk::write_params(s_, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override {
-    return kContextBytes + value_block_bytes(randk_count(n, ratio_, k_), values_);
+    return kContextBytes + value_block_bytes(randk::count(s_, n), s_.values);
   }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     GZ_RETURN_IF_ERROR(check_seed_context(ctx));
     if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
     std::vector<std::uint64_t> idx;
-    randk_indices(ctx, n, randk_count(n, ratio_, k_), &idx);
-    std::uint8_t* p = sink->data;
-    store_le<std::uint64_t>(p, ctx.seed);
-    store_le<std::uint64_t>(p + 8, ctx.step);
-    store_le<std::uint32_t>(p + 16, ctx.worker);
-    store_le<std::uint32_t>(p + 20, ctx.bucket);
-    sink->bytes = kContextBytes + write_value_block(grad, idx.data(), idx.size(), values_, p + kContextBytes);
+    randk_indices(ctx, n, randk::count(s_, n), &idx);
+    randk::write_context(ctx, sink->data);
+    std::uint8_t* values = sink->data + kContextBytes;
+    sink->bytes = kContextBytes + write_value_block(grad, idx.data(), idx.size(), s_.values, values);
     return Status::Ok();
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kRandKParamsBytes) return Status(Errc::kBadParams, "randk params must be 24 bytes");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags for randk");
-    SparseValues fmt;
-    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
-    if (m.params[1] > 1) return Status(Errc::kBadParams, "randk scale flag is not 0 or 1");
-    for (int i = 2; i < 8; ++i) {
-      if (m.params[i] != 0) return Status(Errc::kBadParams, "randk reserved param bytes are not zero");
-    }
-    const auto ratio = load_le<double>(m.params + 8);
-    const auto k = load_le<std::uint64_t>(m.params + 16);
-    if (k == 0 && !(ratio > 0.0 && ratio <= 1.0)) {
-      return Status(Errc::kBadParams, "randk ratio " + std::to_string(ratio) + " is outside (0, 1]");
-    }
-    if (m.payload_bytes < kContextBytes) return Status(Errc::kTruncated, "randk payload lacks its seed context");
-    SeedContext ctx;
-    ctx.seed = load_le<std::uint64_t>(m.payload);
-    ctx.step = load_le<std::uint64_t>(m.payload + 8);
-    ctx.worker = load_le<std::uint32_t>(m.payload + 16);
-    ctx.bucket = load_le<std::uint32_t>(m.payload + 20);
-    if (const Status st = check_seed_context(ctx); !st.ok()) return Status(Errc::kBadParams, st.message());
-    const std::uint64_t count = randk_count(m.numel, ratio, k);
-    ValueBlockView values;
-    GZ_RETURN_IF_ERROR(parse_value_block(m.payload + kContextBytes, m.payload_bytes - kContextBytes, count, fmt,
-                                         &values));
+    randk::Parsed msg;
+    GZ_RETURN_IF_ERROR(randk::parse_message(m, &msg));
     std::vector<std::uint64_t> idx;
-    randk_indices(ctx, m.numel, count, &idx);
-    const float factor =
-        (m.params[1] && count > 0) ? static_cast<float>(static_cast<double>(m.numel) / static_cast<double>(count))
-                                   : 1.0f;
+    randk_indices(msg.ctx, m.numel, msg.count, &idx);
+    const float factor = randk::factor(msg.s.scale, m.numel, msg.count);
     if (accumulate) {
-      for (std::uint64_t j = 0; j < count; ++j) emit<true>(out, idx[j], values.value(j) * factor, scale);
+      for (std::uint64_t j = 0; j < msg.count; ++j) emit<true>(out, idx[j], msg.values.value(j) * factor, scale);
     } else {
       std::fill(out, out + m.numel, 0.0f);
-      for (std::uint64_t j = 0; j < count; ++j) emit<false>(out, idx[j], values.value(j) * factor, scale);
+      for (std::uint64_t j = 0; j < msg.count; ++j) emit<false>(out, idx[j], msg.values.value(j) * factor, scale);
     }
     return Status::Ok();
   }
 
  private:
-  double ratio_;
-  std::uint64_t k_;
-  bool scale_;
-  SparseValues values_;
+  randk::Settings s_;
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 24 + 24 (seed context) + a value block of k values.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto k = static_cast<std::uint64_t>(p.get_int("k"));
+  const std::uint64_t count = k > 0 ? std::min(k, n) : count_for_ratio(n, p.get_float("ratio"));
+  const SparseValues values = sparse_values_from_name(p.get_enum("values"));
+  return kHeaderBytes + randk::kParamsBytes + kContextBytes + value_block_bytes(count, values);
+}
+
 std::unique_ptr<Codec> make_randk(const Params& p) {
-  return std::make_unique<RandKCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
-                                      p.get_bool("scale"), sparse_values_from_name(p.get_enum("values")),
-                                      p.canonical());
+  return std::make_unique<RandKCodec>(randk::from_params(p), p.canonical());
 }
 
 }  // namespace
@@ -206,7 +170,7 @@ const CodecEntry& randk_entry() {
        {"k", ParamKind::kInt, "0", 0, 17179869184.0, {}, "elements kept per bucket (0: use ratio)"},
        {"scale", ParamKind::kBool, "false", 0, 0, {}, "multiply kept values by n/k (unbiased estimator)"},
        sparse_values_param()},
-      &make_randk};
+      &make_randk, {&message_bytes}};
   return entry;
 }
 

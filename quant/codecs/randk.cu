@@ -16,7 +16,7 @@
 // write pass stores p into the residual everywhere and the value pass replaces the kept
 // ones by p - C(p), C(p)_i = value_i * f (f = n/k with scale=true, else 1), one fp32
 // multiply then one subtraction, as the CPU "ef" memory computes it.
-#include "quant/codecs/codecs.h"
+#include "quant/codecs/randk.h"
 #include "quant/cuda_registry.h"
 #include "quant/cuda_sparse.cuh"
 #include "quant/half.h"
@@ -28,8 +28,7 @@ namespace {
 using sparse::SparseWorkspace;
 using sparse::Values;
 
-constexpr std::size_t kContextBytes = 24;  // payload: seed, step, worker, bucket
-constexpr std::size_t kParamsBytes = 24;
+using randk::kContextBytes;
 
 /// Workspace of a selection of k out of n: the SparseWorkspace, then the seed context.
 struct RandKWorkspace {
@@ -97,7 +96,11 @@ __global__ void __launch_bounds__(kBlockThreads)
     const std::uint64_t i = idx[j];
     const float v = x[i];
     const float dec = sparse::write_kept_value(values, fmt, j, v, scale);
-    if constexpr (kEf) r[i] = v - dec * f;  // Memory "ef" update: p - decode(p)
+    // Memory "ef" update: p - decode(p), unless some p is NaN/Inf (state->nonfinite, set by
+    // the selection): then the selection left the residual at e and it stays so.
+    if constexpr (kEf) {
+      if (state->nonfinite == 0) r[i] = v - dec * f;
+    }
   }
 }
 
@@ -135,32 +138,22 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
-std::uint64_t randk_count(std::uint64_t n, double ratio, std::uint64_t k) {
-  if (k > 0) return k < n ? k : n;
-  return count_for_ratio(n, ratio);
-}
-
-float randk_factor(bool scale, std::uint64_t n, std::uint64_t count) {
-  return (scale && count > 0) ? static_cast<float>(static_cast<double>(n) / static_cast<double>(count)) : 1.0f;
-}
-
 class RandKCudaCodec final : public CudaCodec {
  public:
-  RandKCudaCodec(double ratio, std::uint64_t k, bool scale, Values fmt, std::string spec,
-                 std::vector<std::uint8_t> params)
-      : ratio_(ratio), k_(k), scale_(scale), fmt_(fmt), spec_(std::move(spec)), params_(std::move(params)) {}
+  RandKCudaCodec(randk::Settings s, std::string spec, std::vector<std::uint8_t> params)
+      : s_(s), fmt_(static_cast<Values>(s.values)), spec_(std::move(spec)), params_(std::move(params)) {}
 
   CodecId id() const override { return CodecId::kRandK; }
   std::string spec() const override { return spec_; }
   std::size_t max_encoded_bytes(std::size_t n) const override {
-    return kHeaderBytes + params_.size() + kContextBytes + sparse::value_bytes(randk_count(n, ratio_, k_), fmt_);
+    return kHeaderBytes + params_.size() + kContextBytes + sparse::value_bytes(randk::count(s_, n), fmt_);
   }
-  std::size_t decode_workspace_bytes(std::size_t n) const override { return selection_bytes(n, randk_count(n, ratio_, k_)); }
+  std::size_t decode_workspace_bytes(std::size_t n) const override { return selection_bytes(n, randk::count(s_, n)); }
 
   Status encode(const float* d_grad, float* d_residual, std::size_t n, const SeedContext& ctx, std::uint8_t* d_out,
                 std::size_t out_capacity, std::uint64_t* d_message_bytes, void* d_workspace,
                 std::size_t* workspace_bytes, cudaStream_t stream) const override {
-    const std::uint64_t k = randk_count(n, ratio_, k_);
+    const std::uint64_t k = randk::count(s_, n);
     bool query = false;
     GZ_RETURN_IF_ERROR(check_encode_args(d_grad, d_residual, n, ctx, d_out, out_capacity, d_workspace,
                                          workspace_bytes, RandKWorkspace::layout(nullptr, n, k).bytes, &query));
@@ -168,10 +161,7 @@ class RandKCudaCodec final : public CudaCodec {
     if (ctx.step >= (std::uint64_t{1} << 32)) return Status(Errc::kInvalidArgument, "step must be < 2^32 (Philox layout)");
     const RandKWorkspace ws = RandKWorkspace::layout(d_workspace, n, k);
     std::uint8_t lead[kContextBytes];
-    store_le<std::uint64_t>(lead, ctx.seed);
-    store_le<std::uint64_t>(lead + 8, ctx.step);
-    store_le<std::uint32_t>(lead + 16, ctx.worker);
-    store_le<std::uint32_t>(lead + 20, ctx.bucket);
+    randk::write_context(ctx, lead);
     const std::uint64_t payload = kContextBytes + sparse::value_bytes(k, fmt_);
     MessagePrefix prefix;
     GZ_RETURN_IF_ERROR(
@@ -193,7 +183,7 @@ class RandKCudaCodec final : public CudaCodec {
     }
     const float* x = d_residual != nullptr ? d_residual : d_grad;  // the residual holds p after the selection
     if (fmt_ == Values::kInt8) GZ_RETURN_IF_ERROR(sparse::launch_kept_absmax(x, ws.sel, k, stream));
-    const float f = randk_factor(scale_, n, k);
+    const float f = randk::factor(s_.scale, n, k);
     const std::uint64_t message_bytes = kHeaderBytes + params_.size() + payload;  // exact size, host-known
     if (d_residual != nullptr) {
       randk_emit_kernel<true><<<grid_for(k, 4), kBlockThreads, 0, stream>>>(
@@ -216,37 +206,15 @@ class RandKCudaCodec final : public CudaCodec {
                            bool accumulate, void* d_workspace, std::size_t workspace_bytes,
                            cudaStream_t stream) const override {
     Values fmt = fmt_;
-    std::uint64_t count = randk_count(n, ratio_, k_);
-    bool scale_flag = scale_;
+    std::uint64_t count = randk::count(s_, n);
+    bool scale_flag = s_.scale;
     std::size_t params_bytes = params_.size();
     if (m != nullptr) {
-      // The CPU twin's validation, in its order (quant/codecs/randk.cc).
-      if (m->params_bytes != kParamsBytes) return Status(Errc::kBadParams, "randk params must be 24 bytes");
-      if (m->flags != 0) return Status(Errc::kBadParams, "unknown header flags for randk");
-      SparseValues wire_fmt;
-      GZ_RETURN_IF_ERROR(sparse_values_from_wire(m->params[0], &wire_fmt));
-      if (m->params[1] > 1) return Status(Errc::kBadParams, "randk scale flag is not 0 or 1");
-      for (int i = 2; i < 8; ++i) {
-        if (m->params[i] != 0) return Status(Errc::kBadParams, "randk reserved param bytes are not zero");
-      }
-      const auto ratio = load_le<double>(m->params + 8);
-      const auto kp = load_le<std::uint64_t>(m->params + 16);
-      if (kp == 0 && !(ratio > 0.0 && ratio <= 1.0)) {
-        return Status(Errc::kBadParams, "randk ratio " + std::to_string(ratio) + " is outside (0, 1]");
-      }
-      if (m->payload_bytes < kContextBytes) return Status(Errc::kTruncated, "randk payload lacks its seed context");
-      SeedContext ctx;
-      ctx.seed = load_le<std::uint64_t>(m->payload);
-      ctx.step = load_le<std::uint64_t>(m->payload + 8);
-      ctx.worker = load_le<std::uint32_t>(m->payload + 16);
-      ctx.bucket = load_le<std::uint32_t>(m->payload + 20);
-      if (const Status st = check_seed_context(ctx); !st.ok()) return Status(Errc::kBadParams, st.message());
-      count = randk_count(m->numel, ratio, kp);
-      ValueBlockView values;
-      GZ_RETURN_IF_ERROR(parse_value_block(m->payload + kContextBytes, m->payload_bytes - kContextBytes, count,
-                                           wire_fmt, &values));
-      fmt = static_cast<Values>(wire_fmt);
-      scale_flag = m->params[1] != 0;
+      randk::Parsed msg;
+      GZ_RETURN_IF_ERROR(randk::parse_message(*m, &msg));
+      count = msg.count;
+      fmt = static_cast<Values>(msg.s.values);
+      scale_flag = msg.s.scale;
       params_bytes = m->params_bytes;
     }
     const std::size_t need = selection_bytes(n, count);
@@ -267,7 +235,7 @@ class RandKCudaCodec final : public CudaCodec {
       GZ_RETURN_IF_ERROR(sparse::launch_philox_select(ws.ctx, nullptr, nullptr, n, ws.sel, stream));
       d_idx = ws.sel.idx;
     }
-    const float f = randk_factor(scale_flag, n, count);
+    const float f = randk::factor(scale_flag, n, count);
     if (accumulate) {
       randk_scatter_kernel<true><<<grid_for(count, 4), kBlockThreads, 0, stream>>>(d_payload + kContextBytes, fmt,
                                                                                    count, d_idx, f, d_out, scale);
@@ -285,19 +253,14 @@ class RandKCudaCodec final : public CudaCodec {
     return (count > 0 && count < n) ? RandKWorkspace::layout(nullptr, n, count).bytes : 0;
   }
 
-  double ratio_;
-  std::uint64_t k_;
-  bool scale_;
+  randk::Settings s_;
   Values fmt_;
   std::string spec_;
   std::vector<std::uint8_t> params_;
 };
 
 std::unique_ptr<CudaCodec> make_randk(const Params& p, const Codec& cpu) {
-  return std::make_unique<RandKCudaCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
-                                          p.get_bool("scale"),
-                                          static_cast<Values>(sparse_values_from_name(p.get_enum("values"))),
-                                          cpu.spec(), cpu_params_block(cpu));
+  return std::make_unique<RandKCudaCodec>(randk::from_params(p), cpu.spec(), cpu_params_block(cpu));
 }
 
 }  // namespace

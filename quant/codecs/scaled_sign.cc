@@ -22,7 +22,7 @@
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kParamsBytes = 4;
+constexpr std::size_t kParamsBytes = bucketed::kBucketOnlyParamsBytes;
 
 template <bool kAcc>
 void decode_signs(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
@@ -66,11 +66,8 @@ class ScaledSignCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "scaled-sign params block must be 4 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 1, 1));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
+    std::uint32_t bucket = 0;
+    GZ_RETURN_IF_ERROR(bucketed::parse_bucket_only(m, bucketed::kScaledSign, &bucket));
     if (accumulate) {
       decode_signs<true>(m, bucket, out, scale);
     } else {
@@ -83,8 +80,14 @@ class ScaledSignCodec final : public Codec {
   std::uint32_t bucket_;
 };
 
+/// The documented message size: 40 + 4 + 4*ceil(n/bucket) + ceil(n/8) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 4 + 4 * ((n + bucket - 1) / bucket) + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_scaled_sign(const Params& p) {
-  return std::make_unique<ScaledSignCodec>(static_cast<std::uint32_t>(p.get_int("bucket")));
+  return std::make_unique<ScaledSignCodec>(bucketed::bucket_from(p));
 }
 
 }  // namespace
@@ -93,7 +96,7 @@ const CodecEntry& scaled_sign_entry() {
   static const CodecEntry entry{"scaled-sign", CodecId::kScaledSign,
                                 "sign times the bucket's mean |x| (1 bit + 32/bucket); use with ef",
                                 "Karimireddy et al. 2019, EF-SignSGD (ICML), Algorithm 1",
-                                {bucketed::bucket_param("512")}, &make_scaled_sign};
+                                {bucketed::bucket_param("512")}, &make_scaled_sign, {&message_bytes}};
   return entry;
 }
 

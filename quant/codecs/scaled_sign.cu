@@ -35,19 +35,13 @@ struct ScaledSignOp {
   __device__ float dequant(std::uint32_t field, const Prep& p) const { return bits_float(p.mag_bits | field << 31); }
 
   static Status from_message(const MessageView& m, ScaledSignOp* op) {
-    if (m.params_bytes != 4) return Status(Errc::kBadParams, "scaled-sign params block must be 4 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, 4, bucket, 1, 1));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
-    op->bucket = bucket;
-    return Status::Ok();
+    return bucketed::parse_bucket_only(m, bucketed::kScaledSign, &op->bucket);
   }
 };
 
 std::unique_ptr<CudaCodec> make_scaled_sign(const Params& p, const Codec& cpu) {
   ScaledSignOp op;
-  op.bucket = static_cast<std::uint32_t>(p.get_int("bucket"));
+  op.bucket = bucketed::bucket_from(p);
   return std::make_unique<BucketedCudaCodec<ScaledSignOp>>(op, cpu.spec(), cpu_params_block(cpu));
 }
 

@@ -59,9 +59,7 @@ class SignCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "sign takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != packed_bytes(m.numel, 1)) return Status(Errc::kBadLength, "payload is not ceil(n/8) bytes");
+    GZ_RETURN_IF_ERROR(sign::check_message(m));
     if (accumulate) {
       run<true>(m, out, scale);
     } else {
@@ -85,6 +83,11 @@ class SignCodec final : public Codec {
   }
 };
 
+/// The documented message size: 40 + ceil(n/8) bytes.
+std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  return kHeaderBytes + (n + 7) / 8;
+}
+
 std::unique_ptr<Codec> make_sign(const Params&) { return std::make_unique<SignCodec>(); }
 
 }  // namespace
@@ -93,7 +96,7 @@ const CodecEntry& sign_entry() {
   static const CodecEntry entry{"sign", CodecId::kSign,
                                 "sign of each element, decoded as +-1; server: majority vote (1 bit/element)",
                                 "Bernstein et al. 2018, signSGD (ICML); majority vote: Bernstein et al. 2019 (ICLR)",
-                                {}, &make_sign};
+                                {}, &make_sign, {&message_bytes}};
   return entry;
 }
 

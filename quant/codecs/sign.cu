@@ -2,6 +2,7 @@
 // 1 bit per element (1 iff x < 0), no scale, decoded as +-1; with the "ef" memory the
 // residual is x - (+-1). Runs through the bucketed group kernel with zero scales.
 #include "quant/bitpack.h"
+#include "quant/codecs/sign.h"
 #include "quant/cuda_bucketed.cuh"
 #include "quant/cuda_registry.h"
 #include "quant/half.h"
@@ -24,12 +25,7 @@ struct SignOp {
   __device__ std::uint32_t quant(float x, const Prep&, std::uint32_t) const { return x < 0.0f ? 1u : 0u; }
   __device__ float dequant(std::uint32_t field, const Prep&) const { return bits_float(0x3F800000u | field << 31); }
 
-  static Status from_message(const MessageView& m, SignOp*) {
-    if (m.params_bytes != 0) return Status(Errc::kBadParams, "sign takes no params");
-    if (m.flags != 0) return Status(Errc::kBadParams, "unknown header flags");
-    if (m.payload_bytes != packed_bytes(m.numel, 1)) return Status(Errc::kBadLength, "payload is not ceil(n/8) bytes");
-    return Status::Ok();
-  }
+  static Status from_message(const MessageView& m, SignOp*) { return sign::check_message(m); }
 };
 
 std::unique_ptr<CudaCodec> make_sign(const Params&, const Codec& cpu) {

@@ -32,6 +32,7 @@
 // (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/terngrad.h"
 #include "quant/half.h"
 #include "quant/reduce.h"
 
@@ -40,7 +41,7 @@
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kParamsBytes = 8;
+using terngrad::kParamsBytes;
 
 template <bool kAcc>
 void decode_ternary(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
@@ -66,10 +67,7 @@ class TernGradCodec final : public Codec {
 
  protected:
   std::size_t params_bytes() const override { return kParamsBytes; }
-  void write_params(std::uint8_t* dst) const override {
-    store_le<std::uint32_t>(dst, bucket_);
-    store_le<float>(dst + 4, clip_);
-  }
+  void write_params(std::uint8_t* dst) const override { terngrad::write_params({bucket_, clip_}, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override { return bucketed::payload_bytes(n, bucket_, 1, 2); }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
@@ -102,17 +100,12 @@ class TernGradCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kParamsBytes) return Status(Errc::kBadParams, "terngrad params block must be 8 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    const float clip = load_le<float>(m.params + 4);
-    if (!(clip >= 0.0f) || !std::isfinite(clip)) return Status(Errc::kBadParams, "terngrad clip is negative or not finite");
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, kParamsBytes, bucket, 1, 2));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
+    terngrad::Settings p;
+    GZ_RETURN_IF_ERROR(terngrad::parse_message(m, &p));
     if (accumulate) {
-      decode_ternary<true>(m, bucket, out, scale);
+      decode_ternary<true>(m, p.bucket, out, scale);
     } else {
-      decode_ternary<false>(m, bucket, out, scale);
+      decode_ternary<false>(m, p.bucket, out, scale);
     }
     return Status::Ok();
   }
@@ -123,9 +116,15 @@ class TernGradCodec final : public Codec {
   std::string spec_;
 };
 
+/// The documented message size: 40 + 8 + 4*ceil(n/bucket) + ceil(n/4) bytes.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>&) {
+  const auto bucket = static_cast<std::uint64_t>(p.get_int("bucket"));
+  return kHeaderBytes + 8 + 4 * ((n + bucket - 1) / bucket) + (n + 3) / 4;
+}
+
 std::unique_ptr<Codec> make_terngrad(const Params& p) {
-  return std::make_unique<TernGradCodec>(static_cast<std::uint32_t>(p.get_int("bucket")),
-                                         static_cast<float>(p.get_float("clip")), "terngrad:" + p.canonical());
+  const terngrad::Settings t = terngrad::from_params(p);
+  return std::make_unique<TernGradCodec>(t.bucket, t.clip, "terngrad:" + p.canonical());
 }
 
 }  // namespace
@@ -137,7 +136,7 @@ const CodecEntry& terngrad_entry() {
       "Wen et al. 2017, TernGrad (NeurIPS), eq. (3)-(4), clipping Sec. 3.3",
       {bucketed::bucket_param("512"),
        {"clip", ParamKind::kFloat, "0", 0, 100, {}, "clip |g| to clip*sigma before scaling (0 = off; paper: 2.5)"}},
-      &make_terngrad};
+      &make_terngrad, {&message_bytes}};
   return entry;
 }
 

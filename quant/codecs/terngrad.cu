@@ -1,7 +1,7 @@
 // CUDA twin of quant/codecs/terngrad.cc (Wen et al. 2017, TernGrad, eq. (3)-(4) with
 // per-bucket scalers and Sec. 3.3 clipping): s = min(max|g|, c * rms) in fp32, b_i ~
 // Bernoulli(|g_i| / s) from the CPU's Philox words, 2-bit fields, fused error feedback.
-#include "quant/codecs/bucketed.h"
+#include "quant/codecs/terngrad.h"
 #include "quant/cuda_bucketed.cuh"
 #include "quant/cuda_registry.h"
 #include "quant/half.h"
@@ -48,24 +48,22 @@ struct TernGradOp {
   }
 
   static Status from_message(const MessageView& m, TernGradOp* op) {
-    if (m.params_bytes != 8) return Status(Errc::kBadParams, "terngrad params block must be 8 bytes");
-    const std::uint32_t bucket = load_le<std::uint32_t>(m.params);
-    const float clip = load_le<float>(m.params + 4);
-    if (!(clip >= 0.0f) || !std::isfinite(clip)) return Status(Errc::kBadParams, "terngrad clip is negative or not finite");
-    GZ_RETURN_IF_ERROR(bucketed::check_common(m, 8, bucket, 1, 2));
-    GZ_RETURN_IF_ERROR(bucketed::check_scales(m.payload, bucketed::num_buckets(m.numel, bucket), 1,
-                                              [](std::size_t) { return true; }));
-    op->bucket = bucket;
-    op->clip = clip;
+    terngrad::Settings s;
+    GZ_RETURN_IF_ERROR(terngrad::parse_message(m, &s));
+    *op = of(s);
     return Status::Ok();
+  }
+  static TernGradOp of(const terngrad::Settings& s) {
+    TernGradOp op;
+    op.bucket = s.bucket;
+    op.clip = s.clip;
+    return op;
   }
 };
 
 std::unique_ptr<CudaCodec> make_terngrad(const Params& p, const Codec& cpu) {
-  TernGradOp op;
-  op.bucket = static_cast<std::uint32_t>(p.get_int("bucket"));
-  op.clip = static_cast<float>(p.get_float("clip"));
-  return std::make_unique<BucketedCudaCodec<TernGradOp>>(op, cpu.spec(), cpu_params_block(cpu));
+  return std::make_unique<BucketedCudaCodec<TernGradOp>>(TernGradOp::of(terngrad::from_params(p)), cpu.spec(),
+                                                         cpu_params_block(cpu));
 }
 
 }  // namespace

@@ -18,64 +18,53 @@
 #include <vector>
 
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/threshold.h"
 #include "quant/sparse.h"
 
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kThresholdParamsBytes = 8;
-
 class ThresholdCodec final : public Codec {
  public:
-  ThresholdCodec(float tau, SparseValues values, std::string canonical)
-      : tau_(tau), values_(values), canonical_(std::move(canonical)) {}
+  ThresholdCodec(threshold::Settings s, std::string canonical) : s_(s), canonical_(std::move(canonical)) {}
 
   CodecId id() const override { return CodecId::kThreshold; }
   std::string spec() const override { return "threshold:" + canonical_; }
 
  protected:
-  std::size_t params_bytes() const override { return kThresholdParamsBytes; }
-  void write_params(std::uint8_t* dst) const override {
-    std::fill(dst, dst + kThresholdParamsBytes, std::uint8_t{0});
-    dst[0] = static_cast<std::uint8_t>(values_);
-    store_le<float>(dst + 4, tau_);
-  }
-  std::size_t max_payload_bytes(std::size_t n) const override { return sparse_block_max_bytes(n, n, values_); }
+  std::size_t params_bytes() const override { return threshold::kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override { threshold::write_params(s_, dst); }
+  std::size_t max_payload_bytes(std::size_t n) const override { return sparse_block_max_bytes(n, n, s_.values); }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
-    const std::uint32_t tau_key = abs_key(tau_);
+    const std::uint32_t tau_key = abs_key(s_.tau);
     std::vector<std::uint64_t> idx;
     (void)collect_abs_at_least(grad, n, tau_key, UINT64_MAX, &idx);
     // NaN/Inf keys exceed every finite tau's key, so they are kept if present.
-    return write_kept_block(grad, n, idx, values_, 0, sink);
+    return write_kept_block(grad, n, idx, s_.values, 0, sink);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kThresholdParamsBytes) return Status(Errc::kBadParams, "threshold params must be 8 bytes");
-    SparseValues fmt;
-    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
-    if (m.params[1] != 0 || m.params[2] != 0 || m.params[3] != 0) {
-      return Status(Errc::kBadParams, "threshold reserved param bytes are not zero");
-    }
-    const auto tau = load_le<float>(m.params + 4);
-    if (!(tau >= 0.0f && tau <= 3.4e38f)) {
-      return Status(Errc::kBadParams, "threshold tau " + std::to_string(tau) + " is not finite and >= 0");
-    }
+    threshold::Settings s;
     SparseBlockView view;
-    GZ_RETURN_IF_ERROR(parse_sparse_block(m.payload, m.payload_bytes, m.numel, m.flags, fmt, &view));
+    GZ_RETURN_IF_ERROR(threshold::parse_message(m, &s, &view));
     apply_sparse_block(view, out, scale, accumulate);
     return Status::Ok();
   }
 
  private:
-  float tau_;
-  SparseValues values_;
+  threshold::Settings s_;
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 8 + the sparse block of the kept indices.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>& kept) {
+  const SparseValues values = sparse_values_from_name(p.get_enum("values"));
+  return kHeaderBytes + threshold::kParamsBytes + sparse_block_bytes(n, kept.data(), kept.size(), values, nullptr);
+}
+
 std::unique_ptr<Codec> make_threshold(const Params& p) {
-  return std::make_unique<ThresholdCodec>(static_cast<float>(p.get_float("tau")),
-                                          sparse_values_from_name(p.get_enum("values")), p.canonical());
+  return std::make_unique<ThresholdCodec>(threshold::from_params(p), p.canonical());
 }
 
 }  // namespace
@@ -88,7 +77,7 @@ const CodecEntry& threshold_entry() {
       "Strom 2015, Scalable distributed DNN training using commodity GPU cloud computing (Interspeech)",
       {{"tau", ParamKind::kFloat, "0.001", 0.0, 1e30, {}, "magnitude threshold (same units as the gradient)"},
        sparse_values_param()},
-      &make_threshold};
+      &make_threshold, {&message_bytes, true}};
   return entry;
 }
 

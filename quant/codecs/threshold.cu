@@ -3,7 +3,7 @@
 // quant/cuda_sparse.cuh (no radix passes: T = abs_key(tau), every tie kept). The count
 // is data-dependent: it stays on the device (selection state, header, *d_message_bytes).
 // Fused error feedback as in topk.cu.
-#include "quant/codecs/codecs.h"
+#include "quant/codecs/threshold.h"
 #include "quant/cuda_registry.h"
 #include "quant/cuda_sparse.cuh"
 #include "quant/sparse.h"
@@ -16,8 +16,8 @@ using sparse::Values;
 
 class ThresholdCudaCodec final : public CudaCodec {
  public:
-  ThresholdCudaCodec(float tau, Values fmt, std::string spec, std::vector<std::uint8_t> params)
-      : tau_(tau), fmt_(fmt), spec_(std::move(spec)), params_(std::move(params)) {}
+  ThresholdCudaCodec(threshold::Settings s, std::string spec, std::vector<std::uint8_t> params)
+      : tau_(s.tau), fmt_(static_cast<Values>(s.values)), spec_(std::move(spec)), params_(std::move(params)) {}
 
   CodecId id() const override { return CodecId::kThreshold; }
   std::string spec() const override { return spec_; }
@@ -52,20 +52,10 @@ class ThresholdCudaCodec final : public CudaCodec {
     plan.count = n;  // bound; decode_own reads the count on the device
     std::size_t params_bytes = params_.size();
     if (m != nullptr) {
-      // The CPU twin's validation, in its order (quant/codecs/threshold.cc).
-      if (m->params_bytes != 8) return Status(Errc::kBadParams, "threshold params must be 8 bytes");
-      SparseValues wire_fmt;
-      GZ_RETURN_IF_ERROR(sparse_values_from_wire(m->params[0], &wire_fmt));
-      if (m->params[1] != 0 || m->params[2] != 0 || m->params[3] != 0) {
-        return Status(Errc::kBadParams, "threshold reserved param bytes are not zero");
-      }
-      const auto tau = load_le<float>(m->params + 4);
-      if (!(tau >= 0.0f && tau <= 3.4e38f)) {
-        return Status(Errc::kBadParams, "threshold tau " + std::to_string(tau) + " is not finite and >= 0");
-      }
+      threshold::Settings wire;
       SparseBlockView view;
-      GZ_RETURN_IF_ERROR(parse_sparse_block(m->payload, m->payload_bytes, m->numel, m->flags, wire_fmt, &view));
-      sparse::plan_validated_block(wire_fmt, view, &plan);
+      GZ_RETURN_IF_ERROR(threshold::parse_message(*m, &wire, &view));
+      sparse::plan_validated_block(wire.values, view, &plan);
       params_bytes = m->params_bytes;
     }
     return sparse::launch_sparse_decode(plan, d_msg, d_msg + kHeaderBytes + params_bytes, n, d_out, scale, accumulate,
@@ -80,9 +70,7 @@ class ThresholdCudaCodec final : public CudaCodec {
 };
 
 std::unique_ptr<CudaCodec> make_threshold(const Params& p, const Codec& cpu) {
-  return std::make_unique<ThresholdCudaCodec>(static_cast<float>(p.get_float("tau")),
-                                              static_cast<Values>(sparse_values_from_name(p.get_enum("values"))),
-                                              cpu.spec(), cpu_params_block(cpu));
+  return std::make_unique<ThresholdCudaCodec>(threshold::from_params(p), cpu.spec(), cpu_params_block(cpu));
 }
 
 }  // namespace

@@ -25,78 +25,54 @@
 #include <vector>
 
 #include "quant/codecs/codecs.h"
+#include "quant/codecs/topk.h"
 #include "quant/sparse.h"
 
 namespace gradzip::quant {
 namespace {
 
-constexpr std::size_t kTopKParamsBytes = 24;
-
-std::uint64_t topk_count(std::uint64_t n, double ratio, std::uint64_t k) {
-  if (k > 0) return k < n ? k : n;
-  return count_for_ratio(n, ratio);
-}
-
 class TopKCodec final : public Codec {
  public:
-  TopKCodec(double ratio, std::uint64_t k, SparseValues values, std::string canonical)
-      : ratio_(ratio), k_(k), values_(values), canonical_(std::move(canonical)) {}
+  TopKCodec(topk::Settings s, std::string canonical) : s_(s), canonical_(std::move(canonical)) {}
 
   CodecId id() const override { return CodecId::kTopK; }
   std::string spec() const override { return "topk:" + canonical_; }
 
  protected:
-  std::size_t params_bytes() const override { return kTopKParamsBytes; }
-  void write_params(std::uint8_t* dst) const override {
-    std::fill(dst, dst + kTopKParamsBytes, std::uint8_t{0});
-    dst[0] = static_cast<std::uint8_t>(values_);
-    store_le<double>(dst + 8, ratio_);
-    store_le<std::uint64_t>(dst + 16, k_);
-  }
+  std::size_t params_bytes() const override { return topk::kParamsBytes; }
+  void write_params(std::uint8_t* dst) const override { topk::write_params(s_, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override {
-    return sparse_block_max_bytes(n, topk_count(n, ratio_, k_), values_);
+    return sparse_block_max_bytes(n, topk::count(s_, n), s_.values);
   }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
     std::vector<std::uint64_t> idx;
-    select_top_keys(n, topk_count(n, ratio_, k_), [grad](std::uint64_t i) { return abs_key(grad[i]); }, &idx);
+    select_top_keys(n, topk::count(s_, n), [grad](std::uint64_t i) { return abs_key(grad[i]); }, &idx);
     // NaN/Inf have the largest keys, so they are kept if present (no separate pass).
-    return write_kept_block(grad, n, idx, values_, 0, sink);
+    return write_kept_block(grad, n, idx, s_.values, 0, sink);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    if (m.params_bytes != kTopKParamsBytes) return Status(Errc::kBadParams, "topk params must be 24 bytes");
-    SparseValues fmt;
-    GZ_RETURN_IF_ERROR(sparse_values_from_wire(m.params[0], &fmt));
-    for (int i = 1; i < 8; ++i) {
-      if (m.params[i] != 0) return Status(Errc::kBadParams, "topk reserved param bytes are not zero");
-    }
-    const auto ratio = load_le<double>(m.params + 8);
-    const auto k = load_le<std::uint64_t>(m.params + 16);
-    if (k == 0 && !(ratio > 0.0 && ratio <= 1.0)) {
-      return Status(Errc::kBadParams, "topk ratio " + std::to_string(ratio) + " is outside (0, 1]");
-    }
+    topk::Settings s;
     SparseBlockView view;
-    GZ_RETURN_IF_ERROR(parse_sparse_block(m.payload, m.payload_bytes, m.numel, m.flags, fmt, &view));
-    const std::uint64_t expect = topk_count(m.numel, ratio, k);
-    if (view.count != expect) {
-      return Status(Errc::kBadLength, "topk message holds " + std::to_string(view.count) + " values, its params say " +
-                                          std::to_string(expect));
-    }
+    GZ_RETURN_IF_ERROR(topk::parse_message(m, &s, &view));
     apply_sparse_block(view, out, scale, accumulate);
     return Status::Ok();
   }
 
  private:
-  double ratio_;
-  std::uint64_t k_;
-  SparseValues values_;
+  topk::Settings s_;
   std::string canonical_;
 };
 
+/// The documented message size: 40 + 24 + the sparse block of the kept indices.
+std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<std::uint64_t>& kept) {
+  const SparseValues values = sparse_values_from_name(p.get_enum("values"));
+  return kHeaderBytes + topk::kParamsBytes + sparse_block_bytes(n, kept.data(), kept.size(), values, nullptr);
+}
+
 std::unique_ptr<Codec> make_topk(const Params& p) {
-  return std::make_unique<TopKCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
-                                     sparse_values_from_name(p.get_enum("values")), p.canonical());
+  return std::make_unique<TopKCodec>(topk::from_params(p), p.canonical());
 }
 
 }  // namespace
@@ -110,7 +86,7 @@ const CodecEntry& topk_entry() {
       {{"ratio", ParamKind::kFloat, "0.01", 1e-9, 1.0, {}, "fraction of elements kept, k = ceil(ratio*n)"},
        {"k", ParamKind::kInt, "0", 0, 17179869184.0, {}, "elements kept per bucket (0: use ratio)"},
        sparse_values_param()},
-      &make_topk};
+      &make_topk, {&message_bytes, true}};
   return entry;
 }
 

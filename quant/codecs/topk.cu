@@ -7,7 +7,7 @@
 //
 // Message size is data-dependent (u32 vs varint indices): exact_size() is false, the
 // length arrives in the header (and *d_message_bytes).
-#include "quant/codecs/codecs.h"
+#include "quant/codecs/topk.h"
 #include "quant/cuda_registry.h"
 #include "quant/cuda_sparse.cuh"
 #include "quant/sparse.h"
@@ -20,8 +20,8 @@ using sparse::Values;
 
 class TopKCudaCodec final : public CudaCodec {
  public:
-  TopKCudaCodec(double ratio, std::uint64_t k, Values fmt, std::string spec, std::vector<std::uint8_t> params)
-      : ratio_(ratio), k_(k), fmt_(fmt), spec_(std::move(spec)), params_(std::move(params)) {}
+  TopKCudaCodec(topk::Settings s, std::string spec, std::vector<std::uint8_t> params)
+      : s_(s), fmt_(static_cast<Values>(s.values)), spec_(std::move(spec)), params_(std::move(params)) {}
 
   CodecId id() const override { return CodecId::kTopK; }
   std::string spec() const override { return spec_; }
@@ -56,26 +56,10 @@ class TopKCudaCodec final : public CudaCodec {
     plan.count = count(n);
     std::size_t params_bytes = params_.size();
     if (m != nullptr) {
-      // The CPU twin's validation, in its order (quant/codecs/topk.cc).
-      if (m->params_bytes != 24) return Status(Errc::kBadParams, "topk params must be 24 bytes");
-      SparseValues wire_fmt;
-      GZ_RETURN_IF_ERROR(sparse_values_from_wire(m->params[0], &wire_fmt));
-      for (int i = 1; i < 8; ++i) {
-        if (m->params[i] != 0) return Status(Errc::kBadParams, "topk reserved param bytes are not zero");
-      }
-      const auto ratio = load_le<double>(m->params + 8);
-      const auto kp = load_le<std::uint64_t>(m->params + 16);
-      if (kp == 0 && !(ratio > 0.0 && ratio <= 1.0)) {
-        return Status(Errc::kBadParams, "topk ratio " + std::to_string(ratio) + " is outside (0, 1]");
-      }
+      topk::Settings wire;
       SparseBlockView view;
-      GZ_RETURN_IF_ERROR(parse_sparse_block(m->payload, m->payload_bytes, m->numel, m->flags, wire_fmt, &view));
-      const std::uint64_t expect = kp > 0 ? (kp < m->numel ? kp : m->numel) : count_for_ratio(m->numel, ratio);
-      if (view.count != expect) {
-        return Status(Errc::kBadLength, "topk message holds " + std::to_string(view.count) +
-                                            " values, its params say " + std::to_string(expect));
-      }
-      sparse::plan_validated_block(wire_fmt, view, &plan);
+      GZ_RETURN_IF_ERROR(topk::parse_message(*m, &wire, &view));
+      sparse::plan_validated_block(wire.values, view, &plan);
       params_bytes = m->params_bytes;
     }
     return sparse::launch_sparse_decode(plan, d_msg, d_msg + kHeaderBytes + params_bytes, n, d_out, scale, accumulate,
@@ -83,22 +67,16 @@ class TopKCudaCodec final : public CudaCodec {
   }
 
  private:
-  std::uint64_t count(std::uint64_t n) const {
-    if (k_ > 0) return k_ < n ? k_ : n;
-    return count_for_ratio(n, ratio_);
-  }
+  std::uint64_t count(std::uint64_t n) const { return topk::count(s_, n); }
 
-  double ratio_;
-  std::uint64_t k_;
+  topk::Settings s_;
   Values fmt_;
   std::string spec_;
   std::vector<std::uint8_t> params_;
 };
 
 std::unique_ptr<CudaCodec> make_topk(const Params& p, const Codec& cpu) {
-  return std::make_unique<TopKCudaCodec>(p.get_float("ratio"), static_cast<std::uint64_t>(p.get_int("k")),
-                                         static_cast<Values>(sparse_values_from_name(p.get_enum("values"))),
-                                         cpu.spec(), cpu_params_block(cpu));
+  return std::make_unique<TopKCudaCodec>(topk::from_params(p), cpu.spec(), cpu_params_block(cpu));
 }
 
 }  // namespace

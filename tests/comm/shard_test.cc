@@ -1,5 +1,6 @@
 // Shard logic without a transport: validation of hostile input, dedup, majority vote
-// (sync and async), reply types, checkpoints (atomic, checksummed, corrupt ones skipped).
+// (sync and async), reply types, checkpoints (atomic, checksummed, corrupt ones skipped,
+// a requested step restored or refused).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -260,6 +261,12 @@ TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
   EXPECT_TRUE(r.shard->initialized());
   EXPECT_EQ(r.shard->version(), 2u);
   EXPECT_EQ(r.shard->params(), after_step2);
+  // A resumed run asks for one step: it is restored, or the shard refuses to start.
+  o.restore_version = 2;
+  Harness exact(o, 1);
+  EXPECT_EQ(exact.shard->version(), 2u);
+  o.restore_version = 3;  // the corrupt one
+  EXPECT_THROW({ Harness refused(o, 1); }, std::runtime_error);
   std::filesystem::remove_all(dir);
 }
 

@@ -23,6 +23,7 @@
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
 #include "tests/comm/lsq.h"
+#include "tests/comm/temp_dir.h"
 
 namespace gradzip::comm::testing {
 
@@ -31,30 +32,7 @@ using namespace std::chrono_literals;
 
 inline const std::string kBin = std::string(GRADZIP_BINARY_DIR) + "/tests/comm/";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("gz_zmq_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    if (::testing::Test::HasFailure()) {  // show what the processes said
-      for (const auto& e : fs::directory_iterator(path)) {
-        if (e.path().extension() != ".log") continue;
-        std::ifstream f(e.path());
-        std::stringstream ss;
-        ss << f.rdbuf();
-        std::string text = ss.str();
-        if (text.size() > 4000) text = text.substr(text.size() - 4000);
-        std::printf("---- %s\n%s\n", e.path().filename().c_str(), text.c_str());
-      }
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
 
 inline std::string wait_endpoint(const std::string& file, ChildProcess& proc,
                                  std::chrono::milliseconds timeout = 20s) {

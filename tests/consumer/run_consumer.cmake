@@ -4,14 +4,7 @@
 # CUDA_COMPILER (may be empty).
 cmake_minimum_required(VERSION 3.22)
 
-function(run_step what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "consumer test: ${what} failed (${rc})\n${out}\n${err}")
-  endif()
-  message(STATUS "consumer test: ${what} ok")
-  set(STEP_OUTPUT "${out}" PARENT_SCOPE)
-endfunction()
+include(${CMAKE_CURRENT_LIST_DIR}/../cmake/run_step.cmake)
 
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -19,7 +20,7 @@
 namespace {
 
 const char* const kCommands[] = {"train", "launch", "ps", "worker", "pack",
-                                 "compressors", "placement", "report", "version"};
+                                 "compressors", "placement", "report", "keys", "version"};
 
 struct Result {
   int code = -1;
@@ -134,6 +135,45 @@ TEST_F(GradzipBinary, PrintConfigRoundTripsForEveryCommand) {
     const Result second = run(std::string(c) + " --config '" + file + "' --print-config");
     ASSERT_EQ(second.code, 0) << c << ": " << second.err;
     EXPECT_EQ(second.out, first.out) << c;
+  }
+}
+
+// train, ps and worker bind the training options with one function: a [common] section
+// configures all three, and every key the worker shows (except where the shards are and
+// its rank) is a train key with the same value.
+TEST_F(GradzipBinary, OneConfigFileServesTrainPsAndWorker) {
+  const std::string ini = write("run.ini",
+                                "[common]\nwidth = 8\nlr = 0.05\ntrain-subset = 512\ncompressor = fp16\n"
+                                "placement = round-robin\nepochs = 3\nseed = 3\n");
+  auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> kv;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      const auto eq = line.find(" = ");
+      if (eq != std::string::npos && line[0] != '#') kv[line.substr(0, eq)] = line.substr(eq + 3);
+    }
+    return kv;
+  };
+  std::map<std::string, std::map<std::string, std::string>> configs;
+  for (const char* c : {"train", "ps", "worker"}) {
+    const Result r = run(std::string(c) + " --config '" + ini + "' --print-config");
+    ASSERT_EQ(r.code, 0) << c << ": " << r.err;
+    configs[c] = parse(r.out);
+    EXPECT_EQ(configs[c]["width"], "8") << c;
+    EXPECT_EQ(configs[c]["placement"], "round-robin") << c;
+  }
+  for (const auto& [key, value] : configs["worker"]) {
+    if (key == "connect" || key == "cluster-file" || key == "worker-rank") continue;
+    ASSERT_TRUE(configs["train"].count(key)) << "worker option --" << key << " is not a train option";
+    EXPECT_EQ(configs["train"][key], value) << key;
+  }
+}
+
+TEST_F(GradzipBinary, UnimplementedPlacementIsRefused) {
+  for (const char* c : {"train", "ps", "worker"}) {
+    const Result r = run(std::string(c) + " --placement hash --print-config");
+    EXPECT_EQ(r.code, 2) << c;
+    EXPECT_THAT(r.err, ::testing::HasSubstr("balanced")) << c << ": " << r.err;
   }
 }
 

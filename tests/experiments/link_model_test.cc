@@ -5,9 +5,9 @@
 #include <cmath>
 #include <limits>
 
-#include "comm/link_model.h"
+#include "experiments/link_model.h"
 
-namespace gradzip::comm {
+namespace gradzip::experiments {
 namespace {
 
 StepTraffic uniform_traffic(std::size_t workers, std::uint32_t shards, WireBytes up, WireBytes down) {
@@ -159,7 +159,7 @@ TEST(LinkModel, TimelineAndTimeToAccuracy) {
 }
 
 TEST(LinkModel, WireBytesBetweenCounters) {
-  DirectionCounters a, b;
+  comm::DirectionCounters a, b;
   a.payload_bytes = 100;
   a.framing_bytes = 10;
   a.tcpip_bytes = 5;
@@ -181,4 +181,4 @@ TEST(LinkModel, Formatting) {
 }
 
 }  // namespace
-}  // namespace gradzip::comm
+}  // namespace gradzip::experiments

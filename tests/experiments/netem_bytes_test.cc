@@ -5,7 +5,7 @@
 //          comm/accounting.h) must agree with what crossed its veth
 //          (/sys/class/net/eth0/statistics/{tx,rx}_bytes) within 5%;
 //   time:  the workers' wall time cannot beat the link model's communication time
-//          (comm/link_model.h, same rate, incast at the shard); the ratio is recorded.
+//          (experiments/link_model.h, same rate, incast at the shard); the ratio is recorded.
 // Needs root and iproute2: skips with the reason otherwise.
 #include <gtest/gtest.h>
 
@@ -21,7 +21,7 @@
 
 #include <unistd.h>
 
-#include "comm/link_model.h"
+#include "experiments/link_model.h"
 #include "experiments/netem.h"
 
 namespace gradzip::experiments {
@@ -111,7 +111,7 @@ TEST(NetemModelCheck, CountedBytesMatchVethCountersAndTimeRespectsModel) {
 
   // Bytes: each worker's count against its own port; the shard's port against the sum.
   double counted_all = 0;
-  comm::StepTraffic traffic;
+  StepTraffic traffic;
   traffic.num_shards = 1;
   for (int w = 0; w < kWorkers; ++w) {
     const Counted c = parse_worker_log(dir / ("worker" + std::to_string(w) + ".log"));
@@ -135,8 +135,8 @@ TEST(NetemModelCheck, CountedBytesMatchVethCountersAndTimeRespectsModel) {
 
   // Time: the shard's port carries both workers' bytes (incast), so the run needs at
   // least kSteps * T_step on this link; tbf's 32 KiB+ burst allowance is negligible.
-  const comm::LinkProfile link = comm::parse_link("custom:bw=400mbit,lat=0");
-  const double modeled = kSteps * comm::modeled_step_time(link, traffic).total_s;
+  const LinkProfile link = parse_link("custom:bw=400mbit,lat=0");
+  const double modeled = kSteps * modeled_step_time(link, traffic).total_s;
   ::testing::Test::RecordProperty("measured_over_modeled_time", std::to_string(elapsed / modeled));
   std::printf("netem model check: measured %.3f s vs modeled comm %.3f s (ratio %.2f); counted/veth bytes at the "
               "shard %.4f\n",

@@ -89,7 +89,7 @@ TEST_F(PlotsTest, RendersEveryRunFigure) {
   const fs::path a = make_run("identity", "identity", 200000);
   const fs::path b = make_run("topk", "ef+topk:ratio=0.01", 4000);
   const std::vector<RunRecord> runs = {load_run(a.string()), load_run(b.string())};
-  const auto links = comm::parse_link_list("eth1g,eth10g");
+  const auto links = parse_link_list("eth1g,eth10g");
   std::ofstream(root_ / "timelines.csv") << report_timelines_csv(runs, links);
 
   const std::string cmd = python_ + " '" + (kPlots / "plot_runs.py").string() + "' --out '" +
@@ -104,17 +104,33 @@ TEST_F(PlotsTest, RendersEveryRunFigure) {
 
 TEST_F(PlotsTest, RendersBenchmarkBarsAndTable) {
   if (python_.empty()) GTEST_SKIP() << "no python3 with matplotlib (Debian: python3-matplotlib)";
-  // Google Benchmark JSON layout (context + benchmarks with bytes_per_second).
+  // Google Benchmark JSON layout: CPU rows (bench/quant: bytes_per_second, size in the
+  // name) and GPU rows (bench/cuda: only custom counters GB_per_s and numel, one name at
+  // two sizes), two sizes each, plus a CPU row at a size without a baseline.
   std::ofstream(root_ / "bench.json") << R"({"context": {"num_cpus": 2}, "benchmarks": [
-    {"name": "BM_Memcpy/1048576", "run_type": "iteration", "bytes_per_second": 8.0e9},
-    {"name": "BM_Encode/qsgd4/1048576", "run_type": "iteration", "bytes_per_second": 2.0e9},
-    {"name": "BM_Encode/topk0.01/1048576", "run_type": "iteration", "bytes_per_second": 4.0e8}]})";
+    {"name": "codec/memcpy/n=1000", "run_type": "iteration", "bytes_per_second": 8.0e9},
+    {"name": "codec/encode/qsgd/n=1000", "run_type": "iteration", "bytes_per_second": 2.0e9},
+    {"name": "codec/memcpy/n=5000", "run_type": "iteration", "bytes_per_second": 4.0e9},
+    {"name": "codec/encode/qsgd/n=5000", "run_type": "iteration", "bytes_per_second": 2.0e9},
+    {"name": "codec/encode/qsgd/n=777", "run_type": "iteration", "bytes_per_second": 1.0e9},
+    {"name": "copy_d2d/manual_time", "run_type": "iteration", "GB_per_s": 2000, "numel": 1000},
+    {"name": "encode/fp16/ef/manual_time", "run_type": "iteration", "GB_per_s": 1000, "numel": 1000},
+    {"name": "copy_d2d/manual_time", "run_type": "iteration", "GB_per_s": 3000, "numel": 5000},
+    {"name": "encode/fp16/ef/manual_time", "run_type": "iteration", "GB_per_s": 2400, "numel": 5000}]})";
   const std::string cmd = python_ + " '" + (kPlots / "plot_bench.py").string() + "' --out '" +
                           (root_ / "fig").string() + "' '" + (root_ / "bench.json").string() + "'";
   ASSERT_EQ(run_shell(cmd, root_ / "bench.log"), 0) << read(root_ / "bench.log");
   expect_figure("codec_throughput");
   const std::string table = read(root_ / "fig" / "kernel_table.md");
-  EXPECT_NE(table.find("| BM_Encode/qsgd4/1048576 | 2.000 | 0.25 |"), std::string::npos) << table;
+  // Each ratio divides by the baseline of its own device and size: one fastest baseline
+  // over everything would give 0.25 at both CPU sizes, and GPU rows must not be dropped.
+  for (const char* row : {"| cpu | 1000 | codec/encode/qsgd/n=1000 | 2.000 | codec/memcpy/n=1000 | 0.25 |",
+                          "| cpu | 5000 | codec/encode/qsgd/n=5000 | 2.000 | codec/memcpy/n=5000 | 0.50 |",
+                          "| gpu | 1000 | encode/fp16/ef | 1000.000 | copy_d2d | 0.50 |",
+                          "| gpu | 5000 | encode/fp16/ef | 2400.000 | copy_d2d | 0.80 |",
+                          "| cpu | 777 | codec/encode/qsgd/n=777 | 1.000 | - | n/a |"}) {
+    EXPECT_NE(table.find(row), std::string::npos) << row << "\n" << table;
+  }
 }
 
 TEST_F(PlotsTest, BadInputIsExitStatus2) {

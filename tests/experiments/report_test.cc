@@ -71,7 +71,7 @@ TEST_F(ReportTest, TableNumbers) {
   std::vector<RunRecord> runs = {load_run(make_run("dense", "identity", 4100, 0.5, 0.7).string()),
                                  load_run(make_run("topk", "ef+topk:ratio=0.1", 410, 0.4, 0.65).string())};
   ReportSettings settings;
-  settings.links = {comm::parse_link("custom:bw=8mbit,lat=0")};  // 1e6 B/s
+  settings.links = {parse_link("custom:bw=8mbit,lat=0")};  // 1e6 B/s
   settings.target_accuracy = 0.6;
   const ReportTable t = make_report(runs, settings);
   ASSERT_EQ(t.rows.size(), 2u);
@@ -119,7 +119,7 @@ TEST_F(ReportTest, AutomaticTargetIsReachedByEveryRun) {
   // A target nobody reaches: "not reached" in markdown, empty cell in CSV.
   ReportSettings high;
   high.target_accuracy = 0.99;
-  high.links = {comm::parse_link("eth1g")};
+  high.links = {parse_link("eth1g")};
   const ReportTable h = make_report(runs, high);
   EXPECT_FALSE(std::isfinite(h.rows[0].tta_measured_s));
   EXPECT_NE(report_markdown(h).find("not reached"), std::string::npos);

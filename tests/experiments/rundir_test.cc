@@ -1,6 +1,6 @@
-// Tests of the run-directory writer (comm/rundir.h): files and formats, CSV quoting and
-// exact number round trip, misuse errors, concurrent appends, atomic summary, logging,
-// progress output on a TTY and off it.
+// Tests of the run-directory writer (experiments/runlog/rundir.h): files and formats, CSV quoting and
+// exact number round trip, misuse errors, a resumed run's metrics continued, concurrent
+// appends, atomic summary, logging, progress output on a TTY and off it.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -18,9 +18,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "comm/rundir.h"
+#include "experiments/runlog/rundir.h"
 
-namespace gradzip::comm {
+namespace gradzip::runlog {
 namespace {
 
 std::string slurp(const std::filesystem::path& p) {
@@ -148,6 +148,37 @@ TEST_F(RunDirTest, MetricsMisuseIsATypedError) {
   EXPECT_THROW(run->append_metrics({MetricValue(std::int64_t{1})}), RunDirError);
   EXPECT_THROW(run->append_metrics(std::map<std::string, MetricValue>{{"nope", 1.0}}), RunDirError);
   EXPECT_EQ(lines_of(slurp(run->path() / "metrics.csv")).size(), 1u);  // header only
+}
+
+TEST_F(RunDirTest, ContinueMetricsKeepsTheFirstRowsAndAppends) {
+  {
+    auto run = make();
+    run->declare_metrics(kColumns);
+    for (std::int64_t i = 0; i < 4; ++i) {
+      run->append_metrics({MetricValue(i), MetricValue(std::string("train")), MetricValue(0.5), MetricValue(i)});
+    }
+  }
+  RunDirOptions reuse;
+  reuse.log_to_console = false;
+  reuse.allow_existing = true;
+  {
+    auto again = RunDir::create(root_ / "run", reuse);
+    EXPECT_THROW(again->continue_metrics({{"step", "", ""}}, 2), RunDirError) << "another header";
+  }
+  {
+    auto again = RunDir::create(root_ / "run", reuse);
+    EXPECT_THROW(again->continue_metrics(kColumns, 5), RunDirError) << "only 4 rows to keep";
+  }
+  auto again = RunDir::create(root_ / "run", reuse);
+  again->continue_metrics(kColumns, 2);
+  again->append_metrics({MetricValue(std::int64_t{9}), MetricValue(std::string("eval")), MetricValue(1.5),
+                         MetricValue(std::int64_t{9})});
+  const auto lines = lines_of(slurp(root_ / "run" / "metrics.csv"));
+  ASSERT_EQ(lines.size(), 4u) << "header, rows 0 and 1 kept, the new row";
+  EXPECT_EQ(lines[0], "step,kind,loss,bytes_up");
+  EXPECT_EQ(split_csv(lines[2])[0], "1");
+  EXPECT_EQ(split_csv(lines[3])[0], "9");
+  EXPECT_THROW(again->declare_metrics(kColumns), RunDirError);
 }
 
 TEST_F(RunDirTest, FormatMetric) {
@@ -308,4 +339,4 @@ TEST(RunDirName, DefaultNameHasUtcTimestampAndCommand) {
 }
 
 }  // namespace
-}  // namespace gradzip::comm
+}  // namespace gradzip::runlog

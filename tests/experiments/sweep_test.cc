@@ -180,6 +180,35 @@ TEST(SweepRunner, ParallelLimitResumeAndFailures) {
   fs::remove_all(root);
 }
 
+TEST(SweepRunner, ProgressNamesLongRunsAndResults) {
+  const fs::path root = temp_dir("progress");
+  SweepSpec s;
+  s.out_dir = (root / "runs").string();
+  s.axes = {{"seed", {"1"}}};
+  SweepRunnerOptions opt;
+  // Runs long enough for several heartbeats, then finishes with a summary.
+  opt.command = {"sh", "-c",
+                 "for a; do dir=$a; done; sleep 0.6; mkdir -p \"$dir\"; "
+                 "printf '{\"status\": \"complete\", \"steps\": 7}' > \"$dir\"/summary.json",
+                 "fake-train"};
+  std::ostringstream progress;
+  opt.progress = &progress;
+  opt.heartbeat_s = 0.1;
+  const SweepResult r = run_sweep(s, opt);
+  ASSERT_EQ(r.completed.size(), 1u) << progress.str();
+  const std::string out = progress.str();
+  EXPECT_NE(out.find("sweep [0/1 done, elapsed 0 s] started seed=1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("] still running: seed=1 ("), std::string::npos) << out;
+  EXPECT_NE(out.find("sweep [1/1 done, elapsed "), std::string::npos) << out;
+  EXPECT_NE(out.find("completed seed=1 in "), std::string::npos) << out;
+  EXPECT_NE(out.find(": 7 steps\n"), std::string::npos) << out;
+  // Silent without a stream.
+  fs::remove_all(root / "runs");
+  opt.progress = nullptr;
+  EXPECT_EQ(run_sweep(s, opt).completed.size(), 1u);
+  fs::remove_all(root);
+}
+
 TEST(SweepRunner, TimeoutKillsRun) {
   const fs::path root = temp_dir("timeout");
   SweepSpec s;

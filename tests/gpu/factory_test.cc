@@ -14,11 +14,19 @@
 namespace gradzip::quant::cuda {
 namespace {
 
+/// Every codec with a CUDA twin at its defaults (from the codec list), then non-default specs.
+std::vector<std::string> factory_specs() {
+  std::vector<std::string> specs = cuda_codec_names();
+  for (const char* spec : {"int8:bucket=100", "qsgd:bits=3,norm=max", "terngrad:clip=2.5", "scaled-sign:bucket=64",
+                           "topk:ratio=0.05,values=int8", "threshold:tau=0.25",
+                           "randk:ratio=0.1,scale=true,values=int8", "dgc:ratio=0.01,warmup_steps=8,values=fp16"}) {
+    specs.emplace_back(spec);
+  }
+  return specs;
+}
+
 TEST(CudaFactory, SpecsMatchTheCpuTwin) {
-  for (const char* spec : {"identity", "fp16", "bf16", "int8:bucket=100", "qsgd:bits=3,norm=max",
-                                   "terngrad:clip=2.5", "sign", "scaled-sign:bucket=64", "onebit", "natural",
-                           "topk:ratio=0.05,values=int8", "threshold:tau=0.25", "randk:ratio=0.1,scale=true,values=int8",
-                           "dgc:ratio=0.01,warmup_steps=8,values=fp16"}) {
+  for (const std::string& spec : factory_specs()) {
     const auto gpu = make_cuda_codec(spec);
     const auto cpu = make_codec(spec);
     EXPECT_EQ(gpu->spec(), cpu->spec()) << spec;
@@ -139,6 +147,47 @@ TEST(CudaErrors, CudaErrorNamesFileAndLine) {
   EXPECT_EQ(st.code(), Errc::kCuda);
   EXPECT_NE(st.message().find("quant/foo.cu:42"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("cudaErrorInvalidValue"), std::string::npos) << st.message();
+}
+
+// decode_own reads the header and payload with 8-byte loads: a message that is not
+// kMessageAlignment-aligned is refused on the host, before any launch (as decode does).
+TEST(CudaCodecArgs, DecodeOwnRefusesAMisalignedMessageBeforeAnyLaunch) {
+  alignas(16) static std::uint8_t fake[64];
+  auto* fake_out = reinterpret_cast<float*>(fake + 32);
+  for (const std::string& name : cuda_codec_names()) {
+    const auto gpu = make_cuda_codec(name);
+    for (std::size_t offset : {std::size_t{1}, std::size_t{4}, std::size_t{8}}) {
+      const Status own = gpu->decode_own(fake + offset, 4, fake_out, nullptr);
+      EXPECT_EQ(own.code(), Errc::kInvalidArgument) << name << " offset " << offset;
+      EXPECT_NE(own.message().find("aligned"), std::string::npos) << own.message();
+      EXPECT_EQ(gpu->decode_add_own(fake + offset, 4, fake_out, 1.0f, nullptr).code(), Errc::kInvalidArgument)
+          << name << " offset " << offset;
+    }
+  }
+}
+
+// "No device" (skip) is told apart from a runtime fault (fail): a host without a driver
+// answers cudaErrorInsufficientDriver, one without a GPU cudaErrorNoDevice or a count of 0.
+TEST(CudaDeviceProbe, ClassifiesNoDeviceApartFromRuntimeErrors) {
+  EXPECT_EQ(classify_device_count(cudaSuccess, 1), DeviceProbe::kAvailable);
+  EXPECT_EQ(classify_device_count(cudaSuccess, 8), DeviceProbe::kAvailable);
+  EXPECT_EQ(classify_device_count(cudaSuccess, 0), DeviceProbe::kNoDevice);
+  EXPECT_EQ(classify_device_count(cudaErrorNoDevice, 0), DeviceProbe::kNoDevice);
+  EXPECT_EQ(classify_device_count(cudaErrorInsufficientDriver, 0), DeviceProbe::kNoDevice);
+  for (cudaError_t err : {cudaErrorInitializationError, cudaErrorDevicesUnavailable, cudaErrorSystemDriverMismatch,
+                          cudaErrorSystemNotReady, cudaErrorUnknown, cudaErrorCompatNotSupportedOnDevice}) {
+    EXPECT_EQ(classify_device_count(err, 0), DeviceProbe::kError) << cudaGetErrorName(err);
+  }
+}
+
+// The probe of this machine agrees with device_available and names a reason otherwise.
+TEST(CudaDeviceProbe, ProbeNamesTheReasonWhenNoDeviceIsUsable) {
+  std::string why;
+  const DeviceProbe probe = probe_device(&why);
+  EXPECT_EQ(device_available(nullptr), probe == DeviceProbe::kAvailable);
+  if (probe != DeviceProbe::kAvailable) {
+    EXPECT_FALSE(why.empty());
+  }
 }
 
 }  // namespace

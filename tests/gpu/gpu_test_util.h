@@ -17,13 +17,21 @@
 
 namespace gradzip::quant::cuda::testing {
 
-/// GTEST_SKIP()s the calling test (with the reason) when no CUDA device can run kernels.
-#define GZ_REQUIRE_GPU()                                                 \
-  do {                                                                   \
-    std::string gz_why_;                                                 \
-    if (!::gradzip::quant::cuda::device_available(&gz_why_)) {           \
-      GTEST_SKIP() << "needs a CUDA device: " << gz_why_;                \
-    }                                                                    \
+/// Guards a test that needs a CUDA device. No device (see DeviceProbe): GTEST_SKIP()s with
+/// the reason, or fails when GRADZIP_REQUIRE_GPU=1. A CUDA runtime/driver error always fails.
+#define GZ_REQUIRE_GPU()                                                                         \
+  do {                                                                                           \
+    std::string gz_why_;                                                                         \
+    const auto gz_probe_ = ::gradzip::quant::cuda::probe_device(&gz_why_);                       \
+    if (gz_probe_ == ::gradzip::quant::cuda::DeviceProbe::kError) {                              \
+      FAIL() << "CUDA device probe failed: " << gz_why_;                                         \
+    }                                                                                            \
+    if (gz_probe_ == ::gradzip::quant::cuda::DeviceProbe::kNoDevice) {                           \
+      if (::gradzip::quant::cuda::gpu_required()) {                                              \
+        FAIL() << "GRADZIP_REQUIRE_GPU=1 but no CUDA device: " << gz_why_;                       \
+      }                                                                                          \
+      GTEST_SKIP() << "needs a CUDA device: " << gz_why_;                                        \
+    }                                                                                            \
   } while (0)
 
 #define GZ_CUDA_OK(call) ASSERT_EQ(cudaSuccess, (call)) << #call << ": " << cudaGetErrorString(cudaGetLastError())

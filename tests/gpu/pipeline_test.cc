@@ -106,6 +106,24 @@ TEST(CudaPipeline, ConsumerErrorStopsTheRun) {
   }, nullptr);
   EXPECT_EQ(st.code(), Errc::kInvalidArgument);
   EXPECT_EQ(calls, 1);
+  // The stopped run left no copy in flight: a second run over other data right away
+  // delivers every bucket of the new data (a copy of the first run still writing a slot
+  // would show up as a message of zeros).
+  DeviceBuffer d_ones(4 * 1000);
+  const std::vector<float> ones(1000, 1.0f);
+  GZ_CUDA_OK(cudaMemcpy(d_ones.get(), ones.data(), 4 * 1000, cudaMemcpyHostToDevice));
+  std::vector<PipelineBucket> second(4, PipelineBucket{d_ones.get<float>(), nullptr, 1000, SeedContext{}});
+  std::vector<std::vector<std::uint8_t>> got;
+  ASSERT_TRUE(pipe->run(second, nullptr, [&](std::size_t, const std::uint8_t* msg, std::size_t bytes) {
+    got.emplace_back(msg, msg + bytes);
+    return Status::Ok();
+  }, nullptr).ok());
+  ASSERT_EQ(got.size(), 4u);
+  std::vector<float> decoded(1000);
+  for (const auto& msg : got) {
+    ASSERT_TRUE(make_codec("fp16")->decode(msg.data(), msg.size(), decoded.data(), decoded.size()).ok());
+    EXPECT_EQ(decoded, ones);
+  }
   buckets.push_back({d_g.get<float>(), nullptr, 1001, SeedContext{}});
   EXPECT_EQ(pipe->run(buckets, nullptr, [](std::size_t, const std::uint8_t*, std::size_t) { return Status::Ok(); },
                       nullptr).code(),

@@ -1,11 +1,11 @@
 // Property suite over every registered codec (quant::codec_entries(), so new codecs join
 // automatically) x sizes 1, 7, 31, 33, 1000, 65537, 1000003. See codec_test_util.h for
-// how to add a codec's size formula and extra specs.
+// what a codec may add (extra specs, reference kept sets of sparse codecs).
 //
-// Properties: message size <= max_encoded_bytes and == the analytic formula; same seed
-// -> byte-identical; different seed -> different (stochastic codecs); decode_add ==
-// decode + scale * add (bitwise); decode_any == decode; the EF invariant with the "ef"
-// memory; size/codec mismatches refused with the output untouched.
+// Properties: message size <= max_encoded_bytes and == the size formula its CodecEntry
+// documents; same seed -> byte-identical; different seed -> different (stochastic
+// codecs); decode_add == decode + scale * add (bitwise); decode_any == decode; the EF
+// invariant with the "ef" memory; size/codec mismatches refused with the output untouched.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -73,16 +73,35 @@ TEST_P(CodecProperty, SizeMatchesFormulaAndBound) {
   const std::size_t n = GetParam().n;
   const auto msg = encode(x_.data(), ctx_);
   EXPECT_LE(msg.size(), codec_->max_encoded_bytes(n));
-  const auto it = size_formulas().find(name_);
-  ASSERT_NE(it, size_formulas().end()) << "no analytic size formula for codec '" << name_
-                                       << "': add one to size_formulas() in tests/quant/codec_test_util.h";
-  EXPECT_EQ(msg.size(), it->second(codec_params(*codec_), n, x_.data())) << codec_->spec();
+  std::size_t documented = 0;
+  std::string why;
+  ASSERT_TRUE(documented_size(*find_codec(name_), codec_params(*codec_), n, x_.data(), ctx_, &documented, &why)) << why;
+  EXPECT_EQ(msg.size(), documented) << codec_->spec();
   // Encoding into a buffer of exactly max_encoded_bytes works; one byte less is refused.
   std::vector<std::uint8_t> out(codec_->max_encoded_bytes(n));
   std::size_t bytes = 0;
   ASSERT_TRUE(codec_->encode(x_.data(), n, ctx_, out.data(), out.size(), &bytes).ok());
   EXPECT_EQ(bytes, msg.size());
   EXPECT_EQ(codec_->encode(x_.data(), n, ctx_, out.data(), out.size() - 1, &bytes).code(), Errc::kBufferTooSmall);
+}
+
+// A codec without a documented size formula, or a sparse one without a reference kept
+// set, fails the size test with a message that names the step to take.
+TEST(CodecSizeFormula, MissingFormulaOrReferenceIsNamed) {
+  CodecEntry entry = *find_codec("identity");
+  entry.name = "nosizecodec";
+  entry.size = SizeFormula{};
+  const std::vector<float> x(3, 1.0f);
+  std::size_t bytes = 0;
+  std::string why;
+  EXPECT_FALSE(documented_size(entry, Params{}, x.size(), x.data(), SeedContext{}, &bytes, &why));
+  EXPECT_NE(why.find("'nosizecodec' documents no message-size formula"), std::string::npos) << why;
+  entry.size = find_codec("topk")->size;
+  EXPECT_FALSE(documented_size(entry, Params{}, x.size(), x.data(), SeedContext{}, &bytes, &why));
+  EXPECT_NE(why.find("kept_set_references()"), std::string::npos) << why;
+  entry.size = find_codec("identity")->size;
+  ASSERT_TRUE(documented_size(entry, Params{}, x.size(), x.data(), SeedContext{}, &bytes, &why)) << why;
+  EXPECT_EQ(bytes, make_codec("identity")->encode(x.data(), x.size(), SeedContext{}).size());
 }
 
 TEST_P(CodecProperty, SameSeedIdenticalDifferentSeedDiffers) {

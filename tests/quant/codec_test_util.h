@@ -1,15 +1,17 @@
 // Helpers of the codec property suite, the malformed-message tests and the golden
-// vectors: which specs are tested, deterministic inputs, and the analytic size formulas.
+// vectors: which specs are tested, deterministic inputs, and reference kept sets for the
+// size formulas of the sparse codecs.
 //
-// HOW TO ADD A CODEC TO THE SUITE (every registered codec joins with its default params
-// automatically; the size test fails until step 1 is done):
-//   1. add its analytic message-size formula to size_formulas() below (name -> function
-//      of the resolved Params, n and the encoded input; data-dependent codecs such as the
-//      sparse ones may compute the exact size from the input);
-//   2. optionally add non-default specs to extra_specs();
-//   3. list it in stochastic_codecs() if different seeds must give different messages,
+// A registered codec joins the suite with its default params automatically; its size test
+// checks every message against the size formula its CodecEntry documents (written in the
+// codec's file). Optionally:
+//   1. add non-default specs to extra_specs();
+//   2. list it in stochastic_codecs() if different seeds must give different messages,
 //      and in strict_value_codecs() if its decoder guarantees finite output for every
-//      message it accepts (the corruption test then checks that too).
+//      message it accepts (the corruption test then checks that too);
+//   3. a sparse codec whose size depends on which elements it keeps
+//      (SizeFormula::needs_kept) adds a second implementation of its selection rule to
+//      kept_set_references() (the size test says so when it is missing).
 #pragma once
 
 #include <cmath>
@@ -30,78 +32,61 @@
 
 namespace gradzip::quant::codec_testing {
 
-/// Message size in bytes of a codec as a function of (resolved params, n, input).
-using SizeFormula = std::function<std::size_t(const Params& p, std::size_t n, const float* x)>;
+/// The positions (ascending) a sparse codec keeps of input x (n elements) encoded with ctx.
+using KeptSet = std::function<std::vector<std::uint64_t>(const Params& p, std::size_t n, const float* x,
+                                                         const SeedContext& ctx)>;
 
-inline std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
-
-/// Analytic sizes: header (40) + params + payload, as documented in each codec's file.
-inline const std::map<std::string, SizeFormula>& size_formulas() {
-  static const std::map<std::string, SizeFormula> table = {
-      {"identity", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + 4 * n; }},
-      {"fp16", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + 2 * n; }},
-      {"bf16", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + 2 * n; }},
-      {"int8",
-       [](const Params& p, std::size_t n, const float*) {
-         return kHeaderBytes + 4 + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket"))) + n;
-       }},
-      {"qsgd",  // header + params + ceil(n*bits/8) + ceil(n/bucket)*4
-       [](const Params& p, std::size_t n, const float*) {
-         const auto bits = static_cast<std::size_t>(p.get_int("bits"));
-         return kHeaderBytes + 8 + ceil_div(n * bits, 8) + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
-       }},
-      {"terngrad",
-       [](const Params& p, std::size_t n, const float*) {
-         return kHeaderBytes + 8 + ceil_div(n, 4) + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
-       }},
-      {"sign", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + ceil_div(n, 8); }},
-      {"scaled-sign",
-       [](const Params& p, std::size_t n, const float*) {
-         return kHeaderBytes + 4 + ceil_div(n, 8) + 4 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
-       }},
-      {"onebit",
-       [](const Params& p, std::size_t n, const float*) {
-         return kHeaderBytes + 4 + ceil_div(n, 8) + 8 * ceil_div(n, static_cast<std::size_t>(p.get_int("bucket")));
-       }},
-      {"natural", [](const Params&, std::size_t n, const float*) { return kHeaderBytes + n + ceil_div(n, 8); }},
-      // Sparse codecs (quant/sparse.h): header + params + [prefix] + sparse block of the
-      // kept indices (u32 or delta-varint, whichever is smaller), computed from the input
-      // by the sort-based references of tests/quant/sparse_test_util.h.
+/// Second implementations of the selection rules of the codecs whose message size
+/// depends on the kept set (SizeFormula::needs_kept): sort-based references
+/// (tests/quant/sparse_test_util.h), independent of the codecs' own selection code.
+inline const std::map<std::string, KeptSet>& kept_set_references() {
+  static const std::map<std::string, KeptSet> table = {
       {"topk",
-       [](const Params& p, std::size_t n, const float* x) {
+       [](const Params& p, std::size_t n, const float* x, const SeedContext&) {
          const auto k = p.get_int("k") > 0 ? std::min<std::uint64_t>(p.get_int("k"), n)
                                            : count_for_ratio(n, p.get_float("ratio"));
-         const auto idx = testing::reference_topk(std::vector<float>(x, x + n), k);
-         return kHeaderBytes + 24 + sparse_block_bytes(n, idx.data(), idx.size(),
-                                                       sparse_values_from_name(p.get_enum("values")), nullptr);
+         return testing::reference_topk(std::vector<float>(x, x + n), k);
        }},
       {"threshold",
-       [](const Params& p, std::size_t n, const float* x) {
+       [](const Params& p, std::size_t n, const float* x, const SeedContext&) {
          std::vector<std::uint64_t> idx;
          for (std::size_t i = 0; i < n; ++i) {
            if (std::fabs(x[i]) >= static_cast<float>(p.get_float("tau"))) idx.push_back(i);
          }
-         return kHeaderBytes + 8 + sparse_block_bytes(n, idx.data(), idx.size(),
-                                                      sparse_values_from_name(p.get_enum("values")), nullptr);
+         return idx;
        }},
-      {"randk",  // header + params + seed context + k values
-       [](const Params& p, std::size_t n, const float*) {
-         const auto k = p.get_int("k") > 0 ? std::min<std::uint64_t>(p.get_int("k"), n)
-                                           : count_for_ratio(n, p.get_float("ratio"));
-         return kHeaderBytes + 24 + 24 + value_block_bytes(k, sparse_values_from_name(p.get_enum("values")));
-       }},
-      {"dgc",  // header + params + step + sparse block; the kept set depends on the seed:
-               // replayed with CodecProperty's context {0xC0FFEE, 3, 1, 4}
-       [](const Params& p, std::size_t n, const float* x) {
-         const auto idx = testing::dgc_reference(std::vector<float>(x, x + n), p.get_float("ratio"),
-                                                 p.get_float("sample"),
-                                                 static_cast<std::uint32_t>(p.get_int("warmup_steps")),
-                                                 SeedContext{0xC0FFEEull, 3, 1, 4});
-         return kHeaderBytes + 24 + 8 + sparse_block_bytes(n, idx.data(), idx.size(),
-                                                           sparse_values_from_name(p.get_enum("values")), nullptr);
+      {"dgc",
+       [](const Params& p, std::size_t n, const float* x, const SeedContext& ctx) {
+         return testing::dgc_reference(std::vector<float>(x, x + n), p.get_float("ratio"), p.get_float("sample"),
+                                       static_cast<std::uint32_t>(p.get_int("warmup_steps")), ctx);
        }},
   };
   return table;
+}
+
+/// The message size codec `e` documents (CodecEntry::size) for input x[0, n) encoded with
+/// ctx and params p, the kept set taken from kept_set_references() when the formula needs
+/// one. Returns false with the reason in *why when the codec documents no formula or no
+/// reference kept set exists for it.
+inline bool documented_size(const CodecEntry& e, const Params& p, std::size_t n, const float* x,
+                            const SeedContext& ctx, std::size_t* bytes, std::string* why) {
+  if (e.size.bytes == nullptr) {
+    *why = "codec '" + e.name + "' documents no message-size formula: set the SizeFormula of its CodecEntry "
+           "(quant/codecs/<codec>.cc) to the size its format comment states";
+    return false;
+  }
+  std::vector<std::uint64_t> kept;
+  if (e.size.needs_kept) {
+    const auto ref = kept_set_references().find(e.name);
+    if (ref == kept_set_references().end()) {
+      *why = "codec '" + e.name + "' sizes its message by the elements it keeps: add a second implementation of "
+             "its selection rule to kept_set_references() in tests/quant/codec_test_util.h";
+      return false;
+    }
+    kept = ref->second(p, n, x, ctx);
+  }
+  *bytes = e.size.bytes(p, n, kept);
+  return true;
 }
 
 /// Non-default specs tested in addition to each registered codec's defaults (only those

@@ -175,6 +175,7 @@ TEST(FlatModel, OverfitsATinyBatch) {
 TEST(Device, ParsesAndRejects) {
   EXPECT_TRUE(gz::parse_device("cpu").is_cpu());
   EXPECT_THROW(gz::parse_device("gpu"), gz::ConfigError);
+  EXPECT_EQ(gz::parse_device("auto").is_cuda(), torch::cuda::is_available());
   if (!torch::cuda::is_available()) {
     EXPECT_THROW(gz::parse_device("cuda:0"), gz::ConfigError);
   }

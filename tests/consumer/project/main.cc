@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "comm/hostinfo.h"
+#include "experiments/runlog/hostinfo.h"
 #include "quant/registry.h"
 
 int main() {
@@ -52,7 +52,7 @@ int main() {
     }
     std::printf("%-10s %zu elements -> %zu bytes\n", entry->name.c_str(), n, msg.size());
   }
-  std::printf("gradzip %s (%s): %zu codecs, %d failures\n", gradzip::comm::build_info().version.c_str(),
-              gradzip::comm::build_info().git_revision.c_str(), codec_entries().size(), failures);
+  std::printf("gradzip %s (%s): %zu codecs, %d failures\n", gradzip::runlog::build_info().version.c_str(),
+              gradzip::runlog::build_info().git_revision.c_str(), codec_entries().size(), failures);
   return failures == 0 && !codec_entries().empty() ? 0 : 1;
 }

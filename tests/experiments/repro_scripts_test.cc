@@ -1,0 +1,134 @@
+// experiments/repro/*.sh: every script takes --budget quick|standard|full; with --dry-run
+// it writes its sweep file and prints the `gradzip train` commands (through `gradzip
+// sweep --dry-run`) without running them. Checks that each budget reaches the commands
+// with its sizes and device, that --device and --parallel override the budget, and that
+// a bad budget or option is exit status 2 with one line.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef GRADZIP_EXE
+#error "GRADZIP_EXE must name the gradzip executable"
+#endif
+
+namespace {
+namespace fs = std::filesystem;
+
+const fs::path kRepro = fs::path(GRADZIP_SOURCE_DIR) / "experiments" / "repro";
+
+struct Result {
+  int code = -1;
+  std::string out;
+  int runs = 0;  ///< "would run:" lines
+};
+
+class ReproScripts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("gz-repro-" + std::to_string(getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  /// `bash experiments/repro/<script> <args> OUT` with GRADZIP set to the built binary.
+  Result script(const std::string& name, const std::string& args) {
+    const fs::path out = root_ / (name + "-" + std::to_string(++calls_));
+    const std::string cmd = std::string("GRADZIP='") + GRADZIP_EXE + "' bash '" + (kRepro / name).string() + "' " +
+                            args + " '" + out.string() + "' > '" + (root_ / "log").string() + "' 2>&1 </dev/null";
+    const int rc = std::system(cmd.c_str());
+    Result r;
+    r.code = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    std::ifstream f(root_ / "log");
+    std::string line;
+    while (std::getline(f, line)) {
+      r.out += line + "\n";
+      r.runs += line.find("would run: ") != std::string::npos;
+    }
+    return r;
+  }
+
+  fs::path root_;
+  int calls_ = 0;
+};
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// One dry run: the script, its arguments, the runs it plans, and text its output holds
+// (or, for `absent`, must not hold).
+struct Case {
+  const char* script;
+  const char* args;
+  int runs;
+  std::vector<std::string> present;
+  std::vector<std::string> absent = {};
+};
+
+TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
+  const Case cases[] = {
+      // codec study: 9 configurations x 1 seed (quick) or 3 seeds; standard is the default.
+      {"codec_study.sh", "--budget quick --dry-run", 9,
+       {"--device cpu --width 8 --train-subset 2048 --test-subset 1000 --epochs 2"}},
+      {"codec_study.sh", "--dry-run", 27,
+       {"--width 8 --train-subset 0 --test-subset 0 --epochs 2 --warmup-epochs 0 --torch-threads 1",
+        "--compressor ef+topk:ratio=0.01 --seed 3 ", ", 2 at a time"}},
+      {"codec_study.sh", "--budget full --dry-run", 27,
+       {"--device cuda --width 0 --train-subset 0 --test-subset 0 --epochs 15", ", 8 at a time"}},
+      {"codec_study.sh", "--budget full --device cpu --parallel 3 --dry-run", 27,
+       {"--device cpu --width 0", ", 3 at a time"}},
+      // quickstart: 6 codecs; standard is quickstart.ini as it is.
+      {"quickstart.sh", "--budget quick --dry-run", 6, {"--train-subset 512 --test-subset 500 --epochs 2"}},
+      {"quickstart.sh", "--budget standard --dry-run", 6, {"--device cpu --compressor"}, {"--train-subset"}},
+      {"quickstart.sh", "--budget full --dry-run", 6, {"--device cuda --width 0 --train-subset 0"}},
+      // link study (a dry run needs no root): 1 link x 3 codecs, then 3 links x 5 codecs.
+      {"link_study.sh", "--budget quick --dry-run", 3, {"--link eth1g --compressor fp16"}},
+      {"link_study.sh", "--dry-run", 15, {"--link eth25g --compressor ef+dgc:ratio=0.001"}},
+      {"link_study.sh", "--budget full --dry-run", 15, {"--device cuda --width 0"}},
+  };
+  for (const Case& c : cases) {
+    const Result r = script(c.script, c.args);
+    const std::string what = std::string(c.script) + " " + c.args + "\n" + r.out;
+    ASSERT_EQ(r.code, 0) << what;
+    EXPECT_EQ(r.runs, c.runs) << what;
+    for (const auto& text : c.present) EXPECT_TRUE(has(r.out, text)) << text << " missing from " << what;
+    for (const auto& text : c.absent) EXPECT_FALSE(has(r.out, text)) << text << " in " << what;
+  }
+}
+
+TEST_F(ReproScripts, KernelTableBudgets) {
+  if (!fs::exists(fs::path(GRADZIP_EXE).parent_path().parent_path() / "bench" / "gradzip_bench_quant")) {
+    GTEST_SKIP() << "benchmarks not built (GRADZIP_BUILD_BENCH=OFF)";
+  }
+  Result r = script("kernel_table.sh", "--budget quick --dry-run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r.out, "gradzip_bench_quant --benchmark_min_time=0.05 ")) << r.out;
+  EXPECT_TRUE(has(r.out, "--benchmark_filter=n=1000000$")) << r.out;
+  r = script("kernel_table.sh", "--budget full --device cpu --dry-run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r.out, "gradzip_bench_quant --benchmark_min_time=0.5 --benchmark_repetitions=3 ")) << r.out;
+  EXPECT_FALSE(has(r.out, "gradzip_bench_cuda")) << "--device cpu skips the GPU benchmark\n" << r.out;
+}
+
+TEST_F(ReproScripts, BadBudgetOrOptionIsExitStatus2) {
+  for (const char* name : {"codec_study.sh", "quickstart.sh", "link_study.sh", "kernel_table.sh"}) {
+    Result r = script(name, "--budget huge --dry-run");
+    EXPECT_EQ(r.code, 2) << name << "\n" << r.out;
+    EXPECT_TRUE(has(r.out, "--budget must be quick, standard or full, not 'huge'")) << name << "\n" << r.out;
+    r = script(name, "--bogus --dry-run");
+    EXPECT_EQ(r.code, 2) << name << "\n" << r.out;
+    EXPECT_TRUE(has(r.out, "unknown option --bogus")) << name << "\n" << r.out;
+    r = script(name, "--help");
+    EXPECT_EQ(r.code, 0) << name;
+    EXPECT_TRUE(has(r.out, "Budgets (--budget")) << name << "\n" << r.out;
+  }
+  EXPECT_EQ(script("codec_study.sh", "--parallel 0 --dry-run").code, 2);
+}
+
+}  // namespace

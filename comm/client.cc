@@ -76,7 +76,7 @@ void RequestClient::connect(const ModelSignature& signature, std::uint32_t worke
     last_send_.assign(m, Clock::now());
   }
   connected_ = true;
-  replica_version_.assign(m, kLatestStep);
+  replica_version_.assign(layout_.buckets.size(), kLatestStep);
   uninitialized_.assign(m, false);
 
   resume_step_ = 0;
@@ -136,12 +136,34 @@ Handle RequestClient::pull(std::uint64_t step, float* params) {
   if (!connected_) throw CommError(CommError::Kind::kInvalidArgument, "pull before connect");
   Handle h = new_handle();
   for (auto s : active_shards()) {
+    // The shard sends a delta only when the whole replica it answers for is one step behind.
+    std::uint64_t held = replica_version_[layout_.shard_buckets[s].front()];
+    for (auto id : layout_.shard_buckets[s]) {
+      if (replica_version_[id] != held) held = kLatestStep;
+    }
     Envelope e;
     e.type = MsgType::kPull;
     e.step = step;
-    e.aux = replica_version_[s];
+    e.aux = held;
     start(s, e, {}, {}, h, params);
   }
+  return h;
+}
+
+Handle RequestClient::pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool dense) {
+  if (!connected_) throw CommError(CommError::Kind::kInvalidArgument, "pull before connect");
+  if (bucket >= layout_.buckets.size()) {
+    throw CommError(CommError::Kind::kInvalidArgument,
+                    fmt::format("pull of bucket {} but the layout has {} buckets", bucket, layout_.buckets.size()));
+  }
+  Envelope e;
+  e.type = MsgType::kPull;
+  e.flags = kFlagOneBucket;
+  e.bucket = bucket;
+  e.step = step;
+  e.aux = dense ? kLatestStep : replica_version_[bucket];
+  Handle h = new_handle();
+  start(layout_.buckets[bucket].shard, e, {}, {}, h, params);
   return h;
 }
 
@@ -187,11 +209,15 @@ void RequestClient::shutdown() {
 }
 
 bool RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
-  const auto& ids = layout_.shard_buckets[r.shard];
-  if ((e.flags & kFlagPart) != 0) {  // one bucket of a dense reply
-    if (rx.frames.size() != 2 || e.bucket >= ids.size()) {
-      r.error = fmt::format("pull reply part from shard {}: {} frames, bucket index {} of {}", r.shard,
-                            rx.frames.size() - 1, e.bucket, ids.size());
+  // A kFlagOneBucket pull is answered with its one bucket in one reply; a whole-model pull
+  // with a delta reply, or (dense) with one kFlagPart reply per bucket.
+  const bool one = (r.env.flags & kFlagOneBucket) != 0;
+  const std::vector<std::uint32_t> ids =
+      one ? std::vector<std::uint32_t>{r.env.bucket} : layout_.shard_buckets[r.shard];
+  if ((e.flags & kFlagPart) != 0) {  // one bucket of a dense reply to a whole-model pull
+    if (one || rx.frames.size() != 2 || e.bucket >= ids.size()) {
+      r.error = fmt::format("pull reply part from shard {}: {} frames, bucket index {} of {}{}", r.shard,
+                            rx.frames.size() - 1, e.bucket, ids.size(), one ? " (to a one-bucket pull)" : "");
       return true;
     }
     if (r.parts.empty()) r.parts.assign(ids.size(), false);
@@ -203,9 +229,8 @@ bool RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
       return true;
     }
     r.parts[e.bucket] = true;
-    if (++r.parts_received < ids.size()) return false;
-    replica_version_[r.shard] = e.aux;
-    return true;
+    replica_version_[b.id] = e.aux;
+    return ++r.parts_received == ids.size();
   }
   if (rx.frames.size() != ids.size() + 1) {
     r.error = fmt::format("pull reply from shard {} has {} frames, expected {}", r.shard, rx.frames.size() - 1,
@@ -213,9 +238,11 @@ bool RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
     return true;
   }
   const bool delta = (e.flags & kFlagDelta) != 0;
-  if (delta && replica_version_[r.shard] + 1 != e.aux) {
-    r.error = "delta reply for a replica version this worker does not hold";
-    return true;
+  for (auto id : ids) {
+    if (delta && replica_version_[id] + 1 != e.aux) {
+      r.error = "delta reply for a replica version this worker does not hold";
+      return true;
+    }
   }
   for (std::size_t i = 0; i < ids.size(); ++i) {
     const Bucket& b = layout_.buckets[ids[i]];
@@ -227,7 +254,7 @@ bool RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
       return true;
     }
   }
-  replica_version_[r.shard] = e.aux;
+  for (auto id : ids) replica_version_[id] = e.aux;
   return true;
 }
 
@@ -286,15 +313,30 @@ void RequestClient::dispatch(Received& rx) {
     resume_step_ = std::max(resume_step_, e.aux);
   }
   if (r.env.type == MsgType::kPull && !on_pull_reply(r, e, rx)) return;  // more parts to come
+  if (r.is_push && (e.flags & kFlagStaleness) != 0) {
+    counters_.staleness.pushes += 1;
+    counters_.staleness.sum += e.bucket;
+    counters_.staleness.max = std::max<std::uint64_t>(counters_.staleness.max, e.bucket);
+  }
   const double secs = std::chrono::duration<double>(Clock::now() - r.started).count();
   (r.env.type == MsgType::kPull ? counters_.down : counters_.up).seconds += secs;
   r.done = true;
+}
+
+void RequestClient::forget(Handle handle) {
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    it = it->second.handle == handle ? requests_.erase(it) : std::next(it);
+  }
 }
 
 void RequestClient::wait(Handle handle) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(opt_.op_timeout_s);
   const auto retry = std::chrono::duration<double>(opt_.request_timeout_s);
   for (;;) {
+    if (aborted_.load()) {
+      forget(handle);
+      throw CommError(CommError::Kind::kClosed, fmt::format("worker {}: transport aborted", worker_));
+    }
     release_faults(/*idle=*/false);
     bool all_done = true;
     const auto now = Clock::now();
@@ -316,9 +358,7 @@ void RequestClient::wait(Handle handle) {
       for (auto& [seq, r] : requests_) {
         if (r.handle == handle && !r.done) what += fmt::format(" shard {} seq {} step {};", r.shard, seq, r.env.step);
       }
-      for (auto it = requests_.begin(); it != requests_.end();) {
-        it = it->second.handle == handle ? requests_.erase(it) : std::next(it);
-      }
+      forget(handle);
       throw CommError(CommError::Kind::kTimeout,
                       fmt::format("worker {}: no reply within {:.1f} s:{}", worker_, opt_.op_timeout_s, what));
     }

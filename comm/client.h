@@ -16,6 +16,7 @@
 // rejoin_when_declared_dead, where the client rejoins with a hello and goes on.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -61,7 +62,9 @@ class RequestClient : public WorkerTransport {
   Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
   Handle push(std::uint64_t step, std::uint32_t bucket, SharedBytes msg) override;
   Handle pull(std::uint64_t step, float* params) override;
+  Handle pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool dense) override;
   void wait(Handle handle) override;
+  void abort() override { aborted_.store(true); }
   void barrier() override;
   TrafficCounters counters() const override {
     std::lock_guard<std::mutex> lock(io_mu_);
@@ -154,6 +157,8 @@ class RequestClient : public WorkerTransport {
   /// Handle of internal hellos that rebind a restarted shard (nobody waits on it).
   static constexpr Handle kRebindHandle = 0;
   Handle new_handle() { return ++last_handle_; }
+  /// Drops the requests of `handle` (a wait that gives up).
+  void forget(Handle handle);
   std::vector<std::uint32_t> active_shards() const;
 
   ClientOptions opt_;
@@ -162,12 +167,14 @@ class RequestClient : public WorkerTransport {
   Layout layout_;
   std::uint32_t worker_ = 0;
   bool connected_ = false;
+  std::atomic<bool> aborted_{false};
   std::uint64_t next_seq_ = 1;
   Handle last_handle_ = 0;
   std::uint64_t resume_step_ = 0;
   std::uint64_t rejoins_ = 0;
   std::map<std::uint64_t, Request> requests_;   // seq -> request
-  std::vector<std::uint64_t> replica_version_;  // per shard: version of the params we hold
+  /// Shard version of the parameters we hold, per bucket (kLatestStep: unknown).
+  std::vector<std::uint64_t> replica_version_;
   std::vector<bool> uninitialized_;
   TrafficCounters counters_;
   FaultyChannel<OutgoingCopy> request_faults_;

@@ -116,11 +116,15 @@ void InprocCluster::deliver(const std::string& peer, std::uint32_t shard, const 
   route(shard, out);
 }
 
-std::vector<float> InprocCluster::gather_params() const {
+std::vector<float> InprocCluster::gather_params() const { return gather(false); }
+
+std::vector<float> InprocCluster::gather_replica() const { return gather(true); }
+
+std::vector<float> InprocCluster::gather(bool replica) const {
   std::vector<float> flat(layout_.total_numel, 0.0f);
   for (std::uint32_t s = 0; s < shards_.size(); ++s) {
     std::lock_guard<std::mutex> lock(*shard_mu_[s]);
-    const auto& p = shards_[s]->params();
+    const auto& p = replica ? shards_[s]->replica() : shards_[s]->params();
     for (auto id : layout_.shard_buckets[s]) {
       const Bucket& b = layout_.buckets[id];
       std::copy(p.begin() + static_cast<std::ptrdiff_t>(b.shard_offset),

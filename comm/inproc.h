@@ -46,6 +46,8 @@ class InprocCluster {
 
   /// The full flat parameter vector assembled from the shards (tests).
   std::vector<float> gather_params() const;
+  /// The same for the replica the workers hold (Shard::replica(); compressed downlink).
+  std::vector<float> gather_replica() const;
   ShardStats shard_stats(std::uint32_t shard) const;
   const Layout& layout() const { return layout_; }
   const ModelSignature& signature() const { return signature_; }
@@ -62,6 +64,7 @@ class InprocCluster {
 
  private:
   void route(std::uint32_t shard, std::vector<OutMessage>& out);
+  std::vector<float> gather(bool replica) const;
   ModelSignature signature_;
   Layout layout_;
   std::vector<std::unique_ptr<Shard>> shards_;

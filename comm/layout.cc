@@ -6,6 +6,9 @@
 
 #include <fmt/format.h>
 
+#include "quant/rules.h"
+#include "quant/status.h"
+
 namespace gradzip::comm {
 
 const char* placement_strategy_name(PlacementStrategy s) {
@@ -25,9 +28,11 @@ PlacementStrategy parse_placement_strategy(const std::string& name) {
 }
 
 std::string PlacementOptions::canonical() const {
-  return fmt::format("{}:shards={},bucket_bytes={},partition_bytes={},min_compress_numel={}",
-                     placement_strategy_name(strategy), num_shards, bucket_bytes, partition_bytes,
-                     min_compress_numel);
+  std::string s = fmt::format("{}:shards={},bucket_bytes={},partition_bytes={},min_compress_numel={}",
+                              placement_strategy_name(strategy), num_shards, bucket_bytes, partition_bytes,
+                              min_compress_numel);
+  if (first_bucket_bytes > 0) s += fmt::format(",first_bucket_bytes={}", first_bucket_bytes);
+  return s;
 }
 
 namespace {
@@ -36,7 +41,27 @@ struct Unit {
   std::uint64_t offset;
   std::uint64_t numel;
   std::uint32_t shard;
+  std::uint32_t spec;
 };
+
+/// The compressor spec index of every tensor (quant/rules.h) and the distinct specs.
+std::vector<std::uint32_t> tensor_specs(const ModelSignature& signature, std::vector<std::string>* specs) {
+  std::vector<std::uint32_t> out(signature.tensors.size(), 0);
+  if (!quant::CompressorRules::is_rules(signature.compressor_spec)) {
+    *specs = {signature.compressor_spec};
+    return out;
+  }
+  try {
+    const auto rules = quant::CompressorRules::parse(signature.compressor_spec);
+    *specs = rules.specs();
+    for (std::size_t t = 0; t < out.size(); ++t) {
+      out[t] = rules.spec_of(signature.tensors[t].name, signature.tensors[t].numel);
+    }
+  } catch (const quant::SpecError& e) {
+    throw std::invalid_argument(std::string("placement: ") + e.what());
+  }
+  return out;
+}
 }  // namespace
 
 Layout make_layout(const ModelSignature& signature, const PlacementOptions& options) {
@@ -46,15 +71,18 @@ Layout make_layout(const ModelSignature& signature, const PlacementOptions& opti
   const std::uint64_t piece_numel =
       std::max<std::uint64_t>(1, (options.partition_bytes ? options.partition_bytes : options.bucket_bytes) / 4);
 
+  std::vector<std::string> specs;
+  const std::vector<std::uint32_t> spec_of = tensor_specs(signature, &specs);
   std::vector<Unit> units;
   std::uint64_t offset = 0;
-  for (const auto& t : signature.tensors) {
+  for (std::size_t ti = 0; ti < signature.tensors.size(); ++ti) {
+    const auto& t = signature.tensors[ti];
     if (options.strategy == PlacementStrategy::kPartitioned) {
       for (std::uint64_t done = 0; done < t.numel; done += piece_numel) {
-        units.push_back({offset + done, std::min(piece_numel, t.numel - done), 0});
+        units.push_back({offset + done, std::min(piece_numel, t.numel - done), 0, spec_of[ti]});
       }
     } else if (t.numel > 0) {
-      units.push_back({offset, t.numel, 0});
+      units.push_back({offset, t.numel, 0, spec_of[ti]});
     }
     offset += t.numel;
   }
@@ -83,25 +111,37 @@ Layout make_layout(const ModelSignature& signature, const PlacementOptions& opti
   layout.total_numel = offset;
   layout.shard_buckets.assign(m, {});
   layout.shard_numel.assign(m, 0);
-  // Merge flat-adjacent units of one shard into runs, cut runs into buckets.
+  const std::uint64_t first_numel = options.first_bucket_bytes / 4;
+  auto add_bucket = [&layout, &options](std::uint32_t shard, std::uint32_t spec, std::uint64_t begin,
+                                        std::uint64_t numel) {
+    Bucket bucket;
+    bucket.id = static_cast<std::uint32_t>(layout.buckets.size());
+    bucket.shard = shard;
+    bucket.offset = begin;
+    bucket.numel = numel;
+    bucket.compressed = numel >= options.min_compress_numel;
+    bucket.spec = spec;
+    bucket.shard_offset = layout.shard_numel[shard];
+    layout.shard_numel[shard] += numel;
+    layout.shard_buckets[shard].push_back(bucket.id);
+    layout.buckets.push_back(bucket);
+  };
+  layout.specs = std::move(specs);
+  // Merge flat-adjacent units of one shard and one compressor spec into runs, cut runs
+  // into buckets.
   std::size_t i = 0;
   while (i < units.size()) {
     std::size_t j = i + 1;
-    while (j < units.size() && units[j].shard == units[i].shard) ++j;
+    while (j < units.size() && units[j].shard == units[i].shard && units[j].spec == units[i].spec) ++j;
     const std::uint64_t run_begin = units[i].offset;
     const std::uint64_t run_end = units[j - 1].offset + units[j - 1].numel;
-    for (std::uint64_t b = run_begin; b < run_end; b += bucket_numel) {
-      Bucket bucket;
-      bucket.id = static_cast<std::uint32_t>(layout.buckets.size());
-      bucket.shard = units[i].shard;
-      bucket.offset = b;
-      bucket.numel = std::min(bucket_numel, run_end - b);
-      bucket.compressed = bucket.numel >= options.min_compress_numel;
-      bucket.shard_offset = layout.shard_numel[bucket.shard];
-      layout.shard_numel[bucket.shard] += bucket.numel;
-      layout.shard_buckets[bucket.shard].push_back(bucket.id);
-      layout.buckets.push_back(bucket);
+    // The tail of the flat buffer gets its own small bucket (see first_bucket_bytes).
+    const bool split_tail = run_end == offset && first_numel > 0 && run_end - run_begin > first_numel;
+    const std::uint64_t cut_end = split_tail ? run_end - first_numel : run_end;
+    for (std::uint64_t b = run_begin; b < cut_end; b += bucket_numel) {
+      add_bucket(units[i].shard, units[i].spec, b, std::min(bucket_numel, cut_end - b));
     }
+    if (split_tail) add_bucket(units[i].shard, units[i].spec, cut_end, first_numel);
     i = j;
   }
   return layout;
@@ -130,8 +170,9 @@ std::string Layout::describe(const ModelSignature& signature) const {
       const std::uint64_t tb = tensor_begin[t], te = tb + signature.tensors[t].numel;
       if (te > b.offset && tb < b.offset + b.numel) names += (names.empty() ? "" : ",") + signature.tensors[t].name;
     }
-    s += fmt::format("  bucket {:4d} shard {:3d} offset {:12d} numel {:10d} {:10s} {}\n", b.id, b.shard, b.offset,
-                     b.numel, b.compressed ? "compressed" : "fp32", names);
+    s += fmt::format("  bucket {:4d} shard {:3d} offset {:12d} numel {:10d} {:10s} {}{}\n", b.id, b.shard, b.offset,
+                     b.numel, b.compressed ? "compressed" : "fp32", names,
+                     specs.size() > 1 && b.compressed ? " [" + specs[b.spec] + "]" : "");
   }
   for (std::size_t sh = 0; sh < shard_numel.size(); ++sh) {
     s += fmt::format("shard {:3d}: {:4d} buckets, {:12d} bytes\n", sh, shard_buckets[sh].size(), 4 * shard_numel[sh]);

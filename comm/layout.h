@@ -20,7 +20,14 @@
 // Buckets tile [0, total_numel) exactly: no gap, no overlap, in flat order. A bucket
 // never spans two shards; it may span several whole tensors (round-robin and greedy
 // place whole tensors and merge flat-adjacent tensors of the same shard) or part of one
-// tensor (partitioned strategy, or a run longer than bucket_bytes).
+// tensor (partitioned strategy, or a run longer than bucket_bytes). With
+// first_bucket_bytes, the run that ends the flat buffer ends with a bucket of that size.
+//
+// One bucket, one compressor: when the signature's compressor is a rule list
+// (quant/rules.h, `--compressor-rules`), each tensor gets the spec of its first matching
+// rule, and only flat-adjacent tensors of the same shard AND the same spec merge;
+// Bucket::spec indexes Layout::specs. A plain spec gives one entry and the same buckets
+// (and wire bytes) as before rules existed.
 #pragma once
 
 #include <cstdint>
@@ -54,9 +61,16 @@ struct PlacementOptions {
   /// a bias of 10 floats costs more header than it saves (Lin et al. 2018, DGC, sec. 4,
   /// also skip small layers).
   std::uint64_t min_compress_numel = 0;
+  /// Size of the bucket that holds the last elements of the flat buffer (the last
+  /// layers, whose gradients backward produces first), in bytes of fp32 elements; 0 =
+  /// cut like the others. A small first bucket lets the first push start early in
+  /// backward (PyTorch DDP's first bucket is 1 MiB for this reason; gradient bucketing:
+  /// Li et al. 2020, "PyTorch Distributed: Experiences on Accelerating Data Parallel
+  /// Training", VLDB).
+  std::uint64_t first_bucket_bytes = 0;
 
-  /// "greedy:shards=2,bucket_bytes=4194304,partition_bytes=0,min_compress_numel=0";
-  /// compared in the handshake.
+  /// "greedy:shards=2,bucket_bytes=4194304,partition_bytes=0,min_compress_numel=0", plus
+  /// ",first_bucket_bytes=N" when that is set; compared in the handshake.
   std::string canonical() const;
 };
 
@@ -68,6 +82,7 @@ struct Bucket {
   std::uint64_t numel = 0;     ///< elements (> 0)
   bool compressed = false;     ///< true: uplink codec; false: identity fp32
   std::uint64_t shard_offset = 0;  ///< first element in the shard's own partition buffer
+  std::uint32_t spec = 0;      ///< index into Layout::specs: this bucket's compressor (when compressed)
 };
 
 /// The result of make_layout. Immutable after construction; safe to share between threads.
@@ -77,6 +92,9 @@ struct Layout {
   std::vector<Bucket> buckets;                           ///< tile [0, total_numel)
   std::vector<std::vector<std::uint32_t>> shard_buckets;  ///< shard -> its bucket ids, ascending
   std::vector<std::uint64_t> shard_numel;                 ///< elements each shard owns
+  /// Canonical compressor specs of the buckets (Bucket::spec): the signature's spec, or
+  /// the distinct specs of its rule list.
+  std::vector<std::string> specs;
 
   /// max / mean bytes per shard (1.0 = perfect balance; mean over all M shards).
   double imbalance() const;
@@ -85,8 +103,8 @@ struct Layout {
 };
 
 /// Computes the placement. Deterministic: same inputs -> same Layout on every host.
-/// Throws std::invalid_argument for num_shards == 0, bucket_bytes < 4, or a model with
-/// no elements.
+/// Throws std::invalid_argument for num_shards == 0, bucket_bytes < 4, a model with
+/// no elements, or a compressor rule list that is malformed or leaves a tensor unmatched.
 Layout make_layout(const ModelSignature& signature, const PlacementOptions& options);
 
 }  // namespace gradzip::comm

@@ -67,4 +67,13 @@ void sgd_step(const OptimizerOptions& o, std::uint64_t step, float* params, cons
   }
 }
 
+void mean_sgd_step(const OptimizerOptions& o, std::uint64_t step, float* params, float* grad_sum, float* momentum,
+                   std::size_t n, std::uint32_t contributors) {
+  if (contributors > 1) {
+    const float inv = 1.0f / static_cast<float>(contributors);
+    for (std::size_t k = 0; k < n; ++k) grad_sum[k] *= inv;
+  }
+  sgd_step(o, step, params, grad_sum, momentum, n);
+}
+
 }  // namespace gradzip::comm

@@ -50,4 +50,11 @@ double learning_rate(const OptimizerOptions& o, std::uint64_t step);
 void sgd_step(const OptimizerOptions& o, std::uint64_t step, float* params, const float* grad, float* momentum,
               std::size_t n);
 
+/// The parameter server's sync update of one bucket, shared by the shards and the
+/// collective transport (comm/collective_transport.h) so both apply the same arithmetic:
+/// grad_sum[0, n) holds the sum of `contributors` gradients; it is scaled in place by
+/// 1/contributors (fp32, skipped for one contributor), then sgd_step.
+void mean_sgd_step(const OptimizerOptions& o, std::uint64_t step, float* params, float* grad_sum, float* momentum,
+                   std::size_t n, std::uint32_t contributors);
+
 }  // namespace gradzip::comm

@@ -48,7 +48,10 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   if (opt_.shard_id >= m) throw std::invalid_argument(fmt::format("shard id {} >= shards {}", opt_.shard_id, m));
   if (opt_.num_workers == 0) throw std::invalid_argument("shard: num_workers must be >= 1");
   try {
-    uplink_ = quant::make_codec(quant::parse_compressor_spec(sig_.compressor_spec).codec);
+    // One uplink codec per compressor spec of the layout (a hand-made layout without specs
+    // uses the signature's).
+    if (layout_.specs.empty()) layout_.specs = {sig_.compressor_spec};
+    for (const auto& spec : layout_.specs) uplinks_.push_back(quant::make_codec(quant::parse_compressor_spec(spec).codec));
     identity_ = quant::make_codec("identity");
     if (sig_.downlink_spec != "dense") downlink_ = quant::make_codec(sig_.downlink_spec);
   } catch (const quant::SpecError& e) {
@@ -117,7 +120,7 @@ std::uint64_t Shard::max_frame_bytes() const {
   std::uint64_t most = signature_to_json(sig_).size() + 4096;
   for (auto id : local_ids_) {
     const std::uint64_t n = layout_.buckets[id].numel;
-    most = std::max<std::uint64_t>(most, uplink_->max_encoded_bytes(n));
+    most = std::max<std::uint64_t>(most, push_codec(layout_.buckets[id]).max_encoded_bytes(n));
     most = std::max<std::uint64_t>(most, identity_->max_encoded_bytes(n));
   }
   return most;
@@ -174,6 +177,13 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
     refuse(peer, e, ProtoErr::kMalformed, "a reply type sent as a request", out);
     return;
   }
+  // Requests carry no flag but kFlagOneBucket on a pull (comm/protocol.h); reply flags
+  // (kFlagPart, kFlagStaleness, ...) are never valid here.
+  const std::uint8_t allowed = e.type == MsgType::kPull ? kFlagOneBucket : 0;
+  if ((e.flags & ~allowed) != 0) {
+    refuse(peer, e, ProtoErr::kMalformed, fmt::format("unknown flags 0x{:02x} on a request", e.flags), out);
+    return;
+  }
   if (e.worker >= opt_.num_workers) {
     refuse(peer, e, ProtoErr::kUnknownWorker,
            fmt::format("worker rank {} but this run has {} workers", e.worker, opt_.num_workers), out);
@@ -221,7 +231,7 @@ std::string Shard::check_message(const FrameView& msg, std::size_t local, bool m
     return st.to_string();
   }
   const Bucket& b = local_bucket(local);
-  const quant::CodecId want = must_be_identity || !b.compressed ? quant::CodecId::kIdentity : uplink_->id();
+  const quant::CodecId want = must_be_identity ? quant::CodecId::kIdentity : push_codec(b).id();
   if (view.codec != want) {
     *err = ProtoErr::kCodecMismatch;
     return fmt::format("bucket {}: message codec '{}' but the handshake says '{}'", b.id, quant::codec_name(view.codec),
@@ -323,6 +333,10 @@ void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView&
     case PushOutcome::kApplied:
       ++stats_.pushes_applied;
       seen_pushes_.insert(key);
+      if (!sync) {
+        r.flags = kFlagStaleness;
+        r.bucket = static_cast<std::uint32_t>(std::min<std::uint64_t>(last_staleness_, 0xFFFFFFFFu));
+      }
       break;
     case PushOutcome::kDuplicate:
       ++stats_.duplicates;

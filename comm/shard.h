@@ -152,6 +152,9 @@ class Shard {
   bool initialized() const { return initialized_; }
   /// The partition (shard_numel elements, bucket order).
   const std::vector<float>& params() const { return params_; }
+  /// The replica x^ the workers hold under a compressed downlink (partition layout as
+  /// params(); with a dense downlink it stays at the initial parameters).
+  const std::vector<float>& replica() const { return replica_; }
   std::uint64_t version() const { return version_; }
   /// True once every worker sent kShutdown or was declared dead (and one shut down).
   bool all_workers_shut_down() const;
@@ -249,7 +252,8 @@ class Shard {
   // Downlink (pull replies): shard_downlink.cc.
   void on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   bool pull_ready(const Envelope& e) const;
-  /// Answers a pull: a delta reply in one message, or the dense parts not in *sent yet.
+  /// Answers a pull: a delta or a one-bucket (kFlagOneBucket) reply in one message, or the
+  /// dense parts (kFlagPart) not in *sent yet.
   void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out,
                    std::vector<bool>* sent = nullptr);
   /// Sends local bucket i of a dense pull reply (kFlagPart), reflecting `steps` steps.
@@ -272,14 +276,15 @@ class Shard {
 
   std::size_t nlocal() const { return local_ids_.size(); }
   const Bucket& local_bucket(std::size_t local) const { return layout_.buckets[local_ids_[local]]; }
-  /// The codec of the gradients pushed for bucket `b` (identity for uncompressed buckets).
-  const quant::Codec& push_codec(const Bucket& b) const { return b.compressed ? *uplink_ : *identity_; }
+  /// The codec of the gradients pushed for bucket `b` (identity for uncompressed buckets;
+  /// with compressor rules, the codec of the bucket's spec).
+  const quant::Codec& push_codec(const Bucket& b) const { return b.compressed ? *uplinks_[b.spec] : *identity_; }
 
   ShardOptions opt_;
   ModelSignature sig_;
   Layout layout_;
   std::uint64_t sig_hash_ = 0;
-  std::unique_ptr<quant::Codec> uplink_;
+  std::vector<std::unique_ptr<quant::Codec>> uplinks_;  // one per Layout::specs entry
   std::unique_ptr<quant::Codec> identity_;
   std::unique_ptr<quant::Codec> downlink_;  // null = dense
   std::vector<std::uint32_t> local_ids_;    // local index -> bucket id
@@ -297,6 +302,7 @@ class Shard {
   std::vector<std::uint64_t> clock_;                        // async/ssp: steps completed per worker
   std::vector<std::map<std::uint64_t, std::uint32_t>> async_progress_;  // worker -> step -> buckets
   std::vector<std::uint64_t> bucket_updates_;               // async: updates per local bucket
+  std::uint64_t last_staleness_ = 0;                        // async: of the push apply_async applied last
   std::vector<std::vector<std::uint64_t>> seen_updates_;    // [worker][local] at last pull
   std::map<std::uint64_t, Pending> pending_;
   std::vector<std::vector<float>> acc_pool_;  // accumulators of applied steps, reused

@@ -19,7 +19,8 @@ Shard::PushOutcome Shard::apply_async(const std::string& peer, const Envelope& e
   }
   const auto t0 = Clock::now();
   if (opt_.aggregation == Aggregation::kMajorityVote) quant::majority_vote(scratch_.data(), b.numel);
-  record_staleness(bucket_updates_[local] - seen_updates_[e.worker][local]);
+  last_staleness_ = bucket_updates_[local] - seen_updates_[e.worker][local];
+  record_staleness(last_staleness_);
   sgd_step(opt_.optimizer, e.step, params_.data() + b.shard_offset, scratch_.data(), momentum_.data() + b.shard_offset,
            b.numel);
   ++bucket_updates_[local];

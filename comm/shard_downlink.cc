@@ -16,6 +16,11 @@ void Shard::on_pull(const std::string& peer, const Envelope& e, std::vector<OutM
            out);
     return;
   }
+  if ((e.flags & kFlagOneBucket) != 0 && (e.bucket >= local_of_.size() || local_of_[e.bucket] < 0)) {
+    refuse(peer, e, ProtoErr::kNotOwned,
+           fmt::format("pull of bucket {}, which shard {} does not own", e.bucket, opt_.shard_id), out);
+    return;
+  }
   if (pull_ready(e)) {
     answer_pull(peer, e, out);
     return;
@@ -49,19 +54,26 @@ void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<
   // (a new or rejoining worker, a 'latest' pull) the dense replica.
   const bool delta = downlink_ && version_ > 0 && e.aux == version_ - 1 && e.step != kLatestStep &&
                      nlocal() > 0 && delta_cache_[0] != nullptr;
-  if (!delta) {
+  // A whole-model dense pull: one kFlagPart message per bucket not sent yet (the
+  // pipelined parts sent by apply_bucket are marked in `sent`).
+  const bool one = (e.flags & kFlagOneBucket) != 0;
+  if (!delta && !one) {
     for (std::size_t i = 0; i < nlocal(); ++i) {
       if (sent == nullptr || sent->empty() || !(*sent)[i]) send_part(peer, e, i, version_, out);
     }
     return;
   }
+  // The compressed update of every bucket, or the one bucket a kFlagOneBucket pull names
+  // (checked by on_pull; dense or compressed, without kFlagPart): one reply.
+  const std::size_t first = one ? static_cast<std::size_t>(local_of_[e.bucket]) : 0;
+  const std::size_t end = one ? first + 1 : nlocal();
   Envelope r = ack(e);
-  r.bucket = static_cast<std::uint32_t>(nlocal());
-  r.flags = kFlagDelta;
+  r.bucket = static_cast<std::uint32_t>(end - first);
+  r.flags = delta ? kFlagDelta : 0;
   std::vector<SharedBytes> bodies;
-  bodies.reserve(nlocal());
-  for (std::size_t i = 0; i < nlocal(); ++i) {
-    bodies.push_back(delta_cache_[i]);
+  bodies.reserve(end - first);
+  for (std::size_t i = first; i < end; ++i) {
+    bodies.push_back(delta ? delta_cache_[i] : dense_message(i));
     seen_updates_[e.worker][i] = bucket_updates_[i];
   }
   reply(peer, e.worker, r, std::move(bodies), out);

@@ -134,13 +134,10 @@ void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i, std::vec
   const Bucket& b = local_bucket(i);
   if (p.contributors[i] > 0) {  // nobody's gradient arrived: no update
     float* g = p.acc.data() + b.shard_offset;
-    if (opt_.aggregation == Aggregation::kMajorityVote) {
-      quant::majority_vote(g, b.numel);  // the sign of the summed votes
-    } else if (p.contributors[i] > 1) {
-      const float inv = 1.0f / static_cast<float>(p.contributors[i]);
-      for (std::size_t k = 0; k < b.numel; ++k) g[k] *= inv;
-    }
-    sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel);
+    if (opt_.aggregation == Aggregation::kMajorityVote) quant::majority_vote(g, b.numel);  // the sign of the summed votes
+    const std::uint32_t contributors = opt_.aggregation == Aggregation::kMajorityVote ? 1 : p.contributors[i];
+    mean_sgd_step(opt_.optimizer, step, params_.data() + b.shard_offset, g, momentum_.data() + b.shard_offset, b.numel,
+                  contributors);
   }
   if (downlink_) encode_downlink(step, i);
   ++bucket_updates_[i];
@@ -158,7 +155,8 @@ void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i, std::vec
   if (downlink_) return;
   // Pulls of this step already waiting get this bucket now (pulls pipelined with pushes).
   for (auto& pull : pending_pulls_) {
-    if (pull.env.step != step) continue;
+    // (A kFlagOneBucket pull is answered whole, with its one bucket, by after_version_change.)
+    if (pull.env.step != step || (pull.env.flags & kFlagOneBucket) != 0) continue;
     if (pull.parts_sent.empty()) pull.parts_sent.assign(nlocal(), false);
     if (pull.parts_sent[i]) continue;
     pull.parts_sent[i] = true;

@@ -8,7 +8,7 @@
 //   for each bucket b:  h_b = push(step, b, message_b)     // encoded by quant/
 //   wait(h_b) for all b
 //   h = pull(step, params)   // params after `step` is applied (sync) or latest (async)
-//   wait(h)
+//   wait(h)                  // or one pull_bucket(step, b, params, false) per bucket
 // push() may return before the bytes are sent; the message bytes must stay valid and
 // unchanged until wait() on its handle returns. Errors surface from wait() as CommError.
 // pull(step) must follow the wait() of every push of that step: a shard restored from a
@@ -66,9 +66,18 @@ struct DirectionCounters {
   double seconds = 0.0;              ///< wall time spent in push/pull until completion
 };
 
+/// Staleness of this worker's applied pushes (async/ssp; the shard reports each in its
+/// acknowledgement: updates of the bucket applied since the worker last pulled it).
+struct StalenessCounters {
+  std::uint64_t pushes = 0;  ///< pushes with a reported staleness
+  std::uint64_t sum = 0;     ///< sum of their staleness (updates)
+  std::uint64_t max = 0;     ///< largest staleness seen
+};
+
 struct TrafficCounters {
   DirectionCounters up;    ///< worker -> shards
   DirectionCounters down;  ///< shards -> worker
+  StalenessCounters staleness;
 };
 
 /// Asynchronous operation handle; pass to wait().
@@ -107,8 +116,19 @@ class WorkerTransport {
   /// was applied) and writes them into params[0, total_numel) when complete.
   virtual Handle pull(std::uint64_t step, float* params) = 0;
 
+  /// Asks for bucket `bucket` only, after `step` as pull() does, and writes it into
+  /// params[offset, offset + numel) of that bucket when complete; the rest of params is
+  /// not touched, so other buckets may be read meanwhile. `dense`: ask for the dense
+  /// parameters even under a compressed downlink (a resync of this worker's replica).
+  virtual Handle pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool dense) = 0;
+
   /// Blocks until the operation completes; throws CommError on failure or timeout.
   virtual void wait(Handle handle) = 0;
+
+  /// Makes a wait() blocked on another thread, and every later one, throw
+  /// CommError(kClosed) within about 50 ms: how a worker whose training thread failed
+  /// stops the thread that drives its transport. Thread-safe; irreversible.
+  virtual void abort() = 0;
 
   /// Blocks until every live worker reached the barrier.
   virtual void barrier() = 0;

@@ -61,9 +61,26 @@ void bind_compression_options(OptionTable* t, CompressionOptions* o) {
   t->group("Compression (see 'gradzip compressors')");
   t->add("compressor", &o->compressor, "uplink compressor spec [memory+]codec[:key=value,...], e.g. ef+qsgd:bits=4");
   t->add("memory", &o->memory, "error-feedback memory spec; overrides the compressor's memory part when set");
-  t->add("downlink", &o->downlink, "'dense' (fp32 parameters) or a codec spec for the parameter delta");
+  t->add("compressor-rules", &o->compressor_rules,
+         "per-tensor specs, first match wins: FILE or inline 'GLOB=spec;numel<N=spec;...' (e.g. "
+         "'*bn*=identity;numel<1024=identity;fc.*=ef+fp16'); unmatched tensors use --compressor");
+  t->add("downlink", &o->downlink,
+         "'dense' (fp32 parameters) or a codec spec for the parameter delta, with server-side error feedback "
+         "(CODEC or ef+CODEC, e.g. ef+topk:ratio=0.01; sync mode)");
   t->add("bucket-mb", &o->bucket_mb, "gradient bucket size in MiB", Range{0.001, 4096.0});
+  t->add("first-bucket-mb", &o->first_bucket_mb,
+         "size in MiB of the bucket of the last layers (backward's first, pushed earliest; PyTorch DDP uses 1); "
+         "0 = --bucket-mb",
+         Range{0.0, 4096.0});
   t->add("min-compress-numel", &o->min_compress_numel, "tensors with fewer elements are sent uncompressed");
+  t->add("downlink-resync", &o->downlink_resync,
+         "compressed downlink: every N steps pull the parameters dense and replace the worker's replica; 0 = never",
+         Range{0, 9.0e18});
+  t->add_check([o] {
+    if (o->downlink_resync > 0 && o->downlink == "dense") {
+      throw UsageError("--downlink-resync needs a compressed --downlink (e.g. topk:ratio=0.01)");
+    }
+  });
 }
 
 void bind_topology_options(OptionTable* t, TopologyOptions* o) {
@@ -78,13 +95,41 @@ void bind_topology_options(OptionTable* t, TopologyOptions* o) {
   t->add("slack", &o->slack, "steps a worker may run ahead of the slowest one (ssp only)", Range{0, 1000000});
   t->add("worker-timeout", &o->worker_timeout_s, "seconds of silence before a worker is declared dead",
          Range{0.001, 1e7});
+  t->add("straggler", &o->straggler,
+         "W:FACTOR: worker W's compute is FACTOR (>= 1) times slower (it sleeps (FACTOR-1) x its forward+backward); "
+         "empty = none");
   t->add_check([o] {
     if (o->mode == SyncMode::kSsp && o->slack < 1) throw UsageError("--mode ssp needs --slack >= 1");
     if (o->mode != SyncMode::kSsp && o->slack != 0) {
       throw UsageError("--slack is only meaningful with --mode ssp (got --mode " +
                        std::string(comm::sync_mode_name(o->mode)) + ")");
     }
+    parse_straggler(o->straggler, o->workers);
   });
+}
+
+Straggler parse_straggler(const std::string& text, int workers) {
+  Straggler s;
+  if (text.empty()) return s;
+  const auto colon = text.find(':');
+  const std::string bad = "bad value '" + text + "' for --straggler: expected W:FACTOR, e.g. 1:3 (worker 1, 3x slower)";
+  if (colon == std::string::npos) throw UsageError(bad);
+  try {
+    std::size_t used_w = 0, used_f = 0;
+    s.worker = std::stoi(text.substr(0, colon), &used_w);
+    s.factor = std::stod(text.substr(colon + 1), &used_f);
+    if (used_w != colon || used_f != text.size() - colon - 1) throw UsageError(bad);
+  } catch (const std::logic_error&) {
+    throw UsageError(bad);
+  }
+  if (s.worker < 0 || s.worker >= workers) {
+    throw UsageError("--straggler " + text + ": worker " + std::to_string(s.worker) + " is not in [0, --workers " +
+                     std::to_string(workers) + ")");
+  }
+  if (!(s.factor >= 1.0) || s.factor > 1000.0) {
+    throw UsageError("--straggler " + text + ": FACTOR must be in [1, 1000]");
+  }
+  return s;
 }
 
 void bind_model_data_options(OptionTable* t, ModelDataOptions* o) {

@@ -34,9 +34,12 @@ void bind_optimizer_options(OptionTable* table, OptimizerOptions* opt);
 struct CompressionOptions {
   std::string compressor = "identity";  ///< uplink spec "[memory+]codec[:k=v,...]", see `gradzip compressors`
   std::string memory = "";              ///< overrides the spec's memory part when not empty
+  std::string compressor_rules = "";    ///< per-tensor rules (quant/rules.h): FILE, or inline "glob=spec;..."
   std::string downlink = "dense";       ///< "dense" (fp32 parameters) or a codec spec for the parameter delta
   double bucket_mb = 25.0;              ///< gradient bucket size in MiB (2^20 bytes of fp32)
+  double first_bucket_mb = 0.0;         ///< size of the bucket of the last layers (backward's first); 0 = bucket_mb
   std::uint64_t min_compress_numel = 1024;  ///< tensors with fewer elements are sent dense (identity)
+  std::int64_t downlink_resync = 0;     ///< compressed downlink: dense resync every N steps; 0 = never
 };
 void bind_compression_options(OptionTable* table, CompressionOptions* opt);
 
@@ -48,7 +51,15 @@ struct TopologyOptions {
   comm::SyncMode mode = comm::SyncMode::kSync;
   int slack = 0;                         ///< max steps a worker may lead the slowest (ssp only)
   double worker_timeout_s = 60.0;        ///< a worker silent this long is declared dead (seconds)
+  std::string straggler = "";            ///< "W:FACTOR": worker W's compute is FACTOR times slower; "" = none
 };
+
+/// --straggler W:FACTOR, parsed. Throws UsageError naming the expected form.
+struct Straggler {
+  int worker = -1;      ///< -1: none
+  double factor = 1.0;  ///< >= 1
+};
+Straggler parse_straggler(const std::string& text, int workers);
 void bind_topology_options(OptionTable* table, TopologyOptions* opt);
 
 /// comm/layout.h's strategy of a CLI placement name: balanced (largest tensor to the

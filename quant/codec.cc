@@ -27,6 +27,7 @@ Status Codec::encode(const float* grad, std::size_t n, const SeedContext& ctx, s
     return Status(Errc::kInvalidArgument, "null pointer passed to encode");
   }
   if (n > kMaxMessageNumel) return Status(Errc::kInvalidArgument, "bucket larger than 2^34 elements");
+  if (ctx.first_element != 0) return Status(Errc::kInvalidArgument, "encode of a whole message needs first_element 0");
   const std::size_t need = max_encoded_bytes(n);
   if (out_capacity < need) {
     return Status(Errc::kBufferTooSmall, "encode of " + std::to_string(n) + " elements needs " +

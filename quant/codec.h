@@ -22,6 +22,10 @@
 
 namespace gradzip::quant {
 
+namespace detail {
+struct CodecTiles;
+}  // namespace detail
+
 /// Where encode_payload writes: payload bytes start at `data`; it has `capacity` bytes
 /// (>= max_payload_bytes(n)). The codec sets `bytes` and may set header `flags`.
 struct PayloadSink {
@@ -64,6 +68,21 @@ class Codec {
   /// error `acc` is untouched.
   Status decode_add(const std::uint8_t* msg, std::size_t bytes, float* acc, std::size_t n, float scale) const;
 
+  /// Tiling, used by the fused error-feedback path (quant/feedback.h). 0 (the default):
+  /// a payload cannot be assembled from separately encoded ranges. A > 0: the payload of
+  /// n elements is region 0 of all n elements followed by region 1 of all n elements,
+  /// region r of the first c elements taking tile_region_bytes(r, c) bytes; and for every
+  /// t0 % A == 0, encode_payload of x[t0, t1) with ctx.first_element = t0 writes region 0
+  /// then region 1 of that range, byte-identical to bytes [tile_region_bytes(r, t0),
+  /// tile_region_bytes(r, t1)) of the message's regions, with sink flags 0; and
+  /// decode_payload accepts that tile payload as a message of t1 - t0 elements.
+  virtual std::size_t tile_alignment() const { return 0; }
+  virtual std::size_t tile_region_bytes(int region, std::size_t count) const {
+    (void)region;
+    (void)count;
+    return 0;
+  }
+
  protected:
   /// Size of this codec's params block (fixed per instance).
   virtual std::size_t params_bytes() const = 0;
@@ -72,6 +91,8 @@ class Codec {
   /// Upper bound of the payload for n elements.
   virtual std::size_t max_payload_bytes(std::size_t n) const = 0;
   /// Writes the payload of grad[0, n) into sink (n >= 0; n == 0 must work).
+  /// ctx.first_element is the message index of grad[0] (nonzero only for the tiles of the
+  /// fused error-feedback path, above): random words are drawn for index first_element + i.
   virtual Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx,
                                 PayloadSink* sink) const = 0;
   /// Decodes a message whose header and checksum are valid and whose codec id is id().
@@ -81,6 +102,7 @@ class Codec {
   virtual Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const = 0;
 
  private:
+  friend struct detail::CodecTiles;  // quant/feedback.cc: tile encodes and decodes
   Status decode_impl(const std::uint8_t* msg, std::size_t bytes, float* out, std::size_t n, float scale,
                      bool accumulate) const;
 };

@@ -223,11 +223,13 @@ class CudaCodec {
 struct CudaMemoryState {
   float* d_residual = nullptr;  ///< e_t, n floats (ef, dgc)
   float* d_momentum = nullptr;  ///< u_t, n floats (dgc)
-  float* d_scratch = nullptr;   ///< kMemoryScratchBytes of device scratch (dgc clipping factor)
+  float* d_scratch = nullptr;   ///< kMemoryScratchBytes of device scratch (dgc: clipping factor, part sums)
   std::uint64_t steps = 0;      ///< number of update() calls so far (host counter)
 };
-/// Size of CudaMemoryState::d_scratch for memories whose needs_scratch() is true.
-constexpr std::size_t kMemoryScratchBytes = 16;
+/// Size of CudaMemoryState::d_scratch for memories whose needs_scratch() is true: dgc's
+/// clipping factor (16 bytes) and the part sums of its blocked norm (quant/reduce.h:
+/// kBlockedMaxParts floats).
+constexpr std::size_t kMemoryScratchBytes = 16 + 4 * 1024;
 
 /// The device twin of quant::Memory.
 class CudaMemory {

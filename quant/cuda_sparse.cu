@@ -5,6 +5,7 @@
 
 #include "quant/cuda_sparse.cuh"
 #include "quant/half.h"
+#include "quant/varint_walk.h"
 
 namespace gradzip::quant::cuda::sparse {
 
@@ -578,27 +579,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// One warp per entry segment: 32 index bytes per step; lanes holding a final varint
-/// byte (bit 7 clear) assemble their gap from the up to 5 lanes before them, and a warp
-/// prefix sum turns gaps into indices.
+/// A host-validated varint block: one warp per entry segment planned on the host
+/// (plan_varint): 32 index bytes per step; lanes holding a final varint byte (bit 7
+/// clear) assemble their gap from the up to 5 lanes before them, and a warp prefix sum
+/// turns gaps into indices.
 template <bool kAccumulate>
 __global__ void __launch_bounds__(kThreads)
     sparse_apply_varint_kernel(const std::uint8_t* payload, Values fmt, std::uint64_t index_bytes,
-                               std::uint64_t count, VarintEntries entries, float* out, float scale,
-                               const std::uint8_t* d_header) {
-  if (d_header != nullptr && (d_header[7] & kFlagDeltaVarintIndices) == 0) return;
-  if (d_header != nullptr) {
-    count = *reinterpret_cast<const std::uint64_t*>(payload);
-    entries.ord[1] = count;  // decode_own plans one segment: the whole block
-  }
+                               std::uint64_t count, VarintEntries entries, float* out, float scale) {
   const ValueReader values = ValueReader::at(payload, fmt);
   const std::uint8_t* indices = payload + 8 + value_bytes(count, fmt);
-  if (d_header != nullptr) {
-    // payload_bytes (offset 16) counts from the payload start, 40 + params_bytes (offset 24).
-    const std::uint64_t payload_bytes = *reinterpret_cast<const std::uint64_t*>(d_header + 16);
-    const std::uint64_t payload_start = kHeaderBytes + *reinterpret_cast<const std::uint32_t*>(d_header + 24);
-    index_bytes = payload_bytes - static_cast<std::uint64_t>(indices - d_header - payload_start);
-  }
   const unsigned warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
   const unsigned lane = threadIdx.x & 31;
   if (warp >= entries.count) return;  // whole warps exit together
@@ -642,6 +632,55 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+struct MaxU64 {
+  __device__ std::uint64_t operator()(std::uint64_t a, std::uint64_t b) const { return a > b ? a : b; }
+};
+
+/// decode_own of a varint block: one block walks the whole index block in windows of
+/// kVarintWalkWindow bytes with block-wide scans (quant/varint_walk.h); count, format and
+/// lengths are read from the device header. Indices >= n (never in a message this codec
+/// wrote) are skipped rather than written out of bounds.
+template <bool kAccumulate>
+__global__ void __launch_bounds__(kVarintWalkThreads)
+    sparse_apply_varint_block_kernel(const std::uint8_t* payload, Values fmt, std::uint64_t n, float* out,
+                                     float scale, const std::uint8_t* d_header) {
+  if ((d_header[7] & kFlagDeltaVarintIndices) == 0) return;
+  using Scan = cub::BlockScan<std::uint64_t, kVarintWalkThreads>;
+  using Reduce = cub::BlockReduce<std::uint64_t, kVarintWalkThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  __shared__ typename Reduce::TempStorage reduce_storage;
+  __shared__ std::uint64_t window_end;
+  const std::uint64_t count = *reinterpret_cast<const std::uint64_t*>(payload);
+  const ValueReader values = ValueReader::at(payload, fmt);
+  const std::uint8_t* indices = payload + 8 + value_bytes(count, fmt);
+  const std::uint64_t payload_bytes = *reinterpret_cast<const std::uint64_t*>(d_header + 16);
+  const std::uint64_t payload_start = kHeaderBytes + *reinterpret_cast<const std::uint32_t*>(d_header + 24);
+  const std::uint64_t index_bytes = payload_bytes - static_cast<std::uint64_t>(indices - d_header - payload_start);
+  std::uint64_t pos = 0, j = 0, next = 0;
+  while (j < count && pos < index_bytes) {
+    const std::uint64_t b0 = pos + std::uint64_t{threadIdx.x} * kVarintWalkBytesPerThread;
+    const std::uint64_t b1 = b0 + kVarintWalkBytesPerThread < index_bytes ? b0 + kVarintWalkBytesPerThread : index_bytes;
+    const VarintShare share = b0 < index_bytes ? varint_share(indices, pos, b0, b1) : VarintShare{};
+    std::uint64_t j_ex = 0, j_total = 0, s_ex = 0, s_total = 0;
+    Scan(scan_storage).ExclusiveSum(share.count, j_ex, j_total);
+    __syncthreads();
+    Scan(scan_storage).ExclusiveSum(share.steps, s_ex, s_total);
+    const std::uint64_t last = Reduce(reduce_storage).Reduce(share.last_end, MaxU64());
+    if (threadIdx.x == 0) window_end = last;
+    if (b0 < index_bytes) {
+      varint_share_emit(indices, pos, b0, b1, j + j_ex, next + s_ex, count, [&](std::uint64_t jj, std::uint64_t i) {
+        if (i < n) emit_at<kAccumulate>(out, i, values(jj), scale);
+      });
+    }
+    __syncthreads();
+    if (j_total == 0) break;  // no varint ends in a whole window: not a valid block (uniform)
+    j += j_total;
+    next += s_total;
+    pos = window_end;
+    __syncthreads();  // window_end and the scan storage are rewritten in the next window
+  }
+}
+
 /// Host: zero-fills (decode) and scatters the block at d_payload into d_out[0, n).
 Status launch_sparse_decode(const SparseDecodePlan& plan, const std::uint8_t* d_msg,
                                    const std::uint8_t* d_payload, std::size_t n, float* d_out, float scale,
@@ -660,21 +699,26 @@ Status launch_sparse_decode(const SparseDecodePlan& plan, const std::uint8_t* d_
     }
     GZ_CUDA_CHECK_LAUNCH();
   }
-  if (!plan.validated || plan.varint) {
-    VarintEntries entries = plan.entries;
-    if (!plan.validated) {
-      // Without the host copy one warp walks the whole block (decode_own: slower, exact).
-      entries = VarintEntries{};
-      entries.count = 1;
-      entries.ord[1] = plan.count;
+  if (!plan.validated) {
+    // decode_own: the host has not seen the index block; one block walks it with
+    // block-wide scans (4096 bytes per step), returning at once for a u32 block.
+    if (accumulate) {
+      sparse_apply_varint_block_kernel<true><<<1, kVarintWalkThreads, 0, stream>>>(d_payload, plan.fmt, n, d_out,
+                                                                                   scale, d_msg);
+    } else {
+      sparse_apply_varint_block_kernel<false><<<1, kVarintWalkThreads, 0, stream>>>(d_payload, plan.fmt, n, d_out,
+                                                                                    scale, d_msg);
     }
+    GZ_CUDA_CHECK_LAUNCH();
+  } else if (plan.varint) {
+    const VarintEntries& entries = plan.entries;
     const unsigned blocks = (entries.count * 32 + kThreads - 1) / kThreads;
     if (accumulate) {
       sparse_apply_varint_kernel<true><<<blocks, kThreads, 0, stream>>>(d_payload, plan.fmt, plan.index_bytes,
-                                                                        plan.count, entries, d_out, scale, d_header);
+                                                                        plan.count, entries, d_out, scale);
     } else {
       sparse_apply_varint_kernel<false><<<blocks, kThreads, 0, stream>>>(d_payload, plan.fmt, plan.index_bytes,
-                                                                         plan.count, entries, d_out, scale, d_header);
+                                                                         plan.count, entries, d_out, scale);
     }
     GZ_CUDA_CHECK_LAUNCH();
   }

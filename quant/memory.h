@@ -6,6 +6,10 @@
 //   decoded  = codec.decode(message)               // what the receiver will add
 //   state    = memory.update(x, decoded, state)    // e.g. residual = x - decoded
 //
+// encode_step does all four at once, fused (quant/feedback.h): one read-only pass, then
+// one pass that encodes and updates the state, with no decoded copy of the bucket. It is
+// the call to use; compensate/update stay as the reference the tests compare it with.
+//
 // A Memory object is immutable configuration; all mutable data is in MemoryState,
 // one per bucket per worker (owned by the caller). Not thread-safe per state.
 #pragma once
@@ -16,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "quant/codec.h"
 #include "quant/status.h"
 
 namespace gradzip::quant {
@@ -39,6 +44,17 @@ class Memory {
   virtual void update(const float* compensated, const float* decoded, std::size_t n, MemoryState* state) const = 0;
   /// False when update() ignores `decoded` (the caller may skip the decode).
   virtual bool needs_decoded() const { return true; }
+
+  /// One error-feedback step of one bucket, fused (quant/feedback.h): encodes
+  /// compensate(grad) with `codec` into out[0, out_capacity), sets *out_bytes to the
+  /// message length and moves *state as update() would: the same message bytes and the
+  /// same state bits as compensate -> codec.encode -> codec.decode -> update. On any
+  /// error (kNonFiniteInput for a NaN/Inf compensated value, kBufferTooSmall, ...) the
+  /// state is left as it was, its vectors sized to n as compensate() sizes them.
+  /// Thread-safe for distinct states (per-thread scratch); grad must not overlap out.
+  virtual Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx,
+                             MemoryState* state, std::uint8_t* out, std::size_t out_capacity,
+                             std::size_t* out_bytes) const;
 };
 
 /// Appends the byte image of `state` to *out, for worker checkpoints (comm/checkpoint.h,

@@ -68,6 +68,10 @@ struct SeedContext {
   std::uint64_t step = 0;
   std::uint32_t worker = 0;
   std::uint32_t bucket = 0;
+  /// Message index of the first element being encoded: 0 for a whole message (what
+  /// Codec::encode requires); the start of a tile inside the fused error-feedback path
+  /// (quant/feedback.h), so a tile draws the random words of its place in the message.
+  std::uint64_t first_element = 0;
 };
 
 /// The four 32-bit words of output block `block` (elements 4*block .. 4*block+3) of

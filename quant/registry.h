@@ -27,6 +27,19 @@ struct SizeFormula {
   bool needs_kept = false;
 };
 
+/// Variance factor omega of an unbiased codec (Codec::unbiased()): for every input x,
+/// E||C(x) - x||^2 <= omega ||x||^2. Error feedback needs a contractive compressor; an
+/// unbiased one becomes contractive after scaling by 1/(1+omega) (Stich & Karimireddy 2020,
+/// "The error-feedback framework", Remark 4; Richtarik et al. 2021, EF21), which
+/// make_compressor applies to an "ef" memory by default (quant/memory/ef.cc).
+struct VarianceBound {
+  /// omega for these params; only consulted when the instance is unbiased. NaN when no
+  /// bound independent of the message size exists (randk:k=..,scale=true). nullptr: the
+  /// codec is never unbiased.
+  double (*omega)(const Params& params) = nullptr;
+  std::string formula;  ///< how omega follows from the params (`gradzip compressors`)
+};
+
 struct CodecEntry {
   std::string name;                 ///< spec name, e.g. "qsgd"
   CodecId id;                       ///< wire id (its row in quant/codecs/codec_list.inc)
@@ -35,6 +48,7 @@ struct CodecEntry {
   std::vector<ParamInfo> params;    ///< declared parameters
   std::unique_ptr<Codec> (*make)(const Params& params);  ///< params already validated
   SizeFormula size;                 ///< documented message size
+  VarianceBound variance = {};      ///< omega of the unbiased codecs
 };
 
 struct MemoryEntry {
@@ -63,8 +77,16 @@ std::unique_ptr<Codec> make_codec(const std::string& name, const RawParams& raw)
 /// Builds a memory from a spec "name[:k=v,...]". Throws SpecError.
 std::unique_ptr<Memory> make_memory(const std::string& spec);
 
+/// omega of codec instance `codec` (find_codec(name)->variance at its canonical params);
+/// -1 when the codec is biased, NaN when unbiased without a size-independent bound.
+double variance_factor(const Codec& codec);
+
 /// A memory and a codec built from one compressor spec ("ef+qsgd:bits=2").
 /// `memory_override` (from --memory), when not empty, replaces the spec's memory part.
+/// An "ef" memory whose scale is "auto" (the default) over an unbiased codec gets
+/// scale = 1/(1+omega) (variance_factor; SpecError when omega is NaN, naming the fix);
+/// over a biased codec scale 1. spec() prints the resolved scale, so it parses back to the
+/// same compressor.
 struct Compressor {
   std::unique_ptr<Memory> memory;
   std::unique_ptr<Codec> codec;

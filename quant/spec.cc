@@ -1,9 +1,11 @@
 #include "quant/spec.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 namespace gradzip::quant {
@@ -41,7 +43,11 @@ bool parse_int(const std::string& text, double* out) {
 std::string describe_allowed(const ParamInfo& p) {
   switch (p.kind) {
     case ParamKind::kInt: return "integer " + format_number(p.min) + ".." + format_number(p.max);
-    case ParamKind::kFloat: return "number " + format_number(p.min) + ".." + format_number(p.max);
+    case ParamKind::kFloat: {
+      std::string s = "number " + format_number(p.min) + ".." + format_number(p.max);
+      for (const auto& word : p.allowed) s += " or " + word;
+      return s;
+    }
     case ParamKind::kBool: return "one of true|false";
     case ParamKind::kEnum: {
       std::string s = "one of ";
@@ -86,6 +92,10 @@ Params resolve_params(const std::string& owner, const std::vector<ParamInfo>& de
         if (v.number < p.min || v.number > p.max) throw bad("is out of range");
         break;
       case ParamKind::kFloat:
+        if (std::find(p.allowed.begin(), p.allowed.end(), v.text) != p.allowed.end()) {
+          v.number = std::numeric_limits<double>::quiet_NaN();  // a word such as "auto"
+          break;
+        }
         if (!parse_double(v.text, &v.number)) throw bad("is not a finite number");
         if (v.number < p.min || v.number > p.max) throw bad("is out of range");
         break;

@@ -25,6 +25,8 @@ enum class ParamKind { kInt, kFloat, kEnum, kBool };
 
 /// Declaration of one parameter: name, kind, default (as text), inclusive range for
 /// numbers or the allowed values of an enum, and a one-line description with units.
+/// A kFloat parameter may also list words in `allowed` ("auto"): such a value resolves
+/// to get_float() == NaN, and get_enum() returns the word.
 struct ParamInfo {
   std::string name;
   ParamKind kind = ParamKind::kInt;

@@ -1,6 +1,7 @@
-// Typed errors of the trainer: bad data files and bad settings. Both carry a message a
-// person can act on (the file and what is wrong with it, or the setting and what is
-// allowed); the CLI prints them and exits non-zero, nothing aborts.
+// Typed errors of the trainer: bad data files, bad settings, failures in a worker's
+// gradient pipeline. Each carries a message a person can act on (the file and what is
+// wrong with it, the setting and what is allowed, the step and bucket); the CLI prints
+// them and exits non-zero, nothing aborts.
 #pragma once
 
 #include <stdexcept>
@@ -24,6 +25,20 @@ class DataError : public std::runtime_error {
 class ConfigError : public std::invalid_argument {
  public:
   explicit ConfigError(const std::string& what) : std::invalid_argument(what) {}
+};
+
+/// A failure inside a worker's gradient pipeline: an autograd gradient hook, a bucket's
+/// encode, or the pipeline's communication thread. `stage()` says which; the run stops
+/// (every thread of the worker is joined) and the error reaches the caller. Transport
+/// failures keep their own type (comm::CommError).
+class PipelineError : public std::runtime_error {
+ public:
+  enum class Stage { kHook, kEncode, kSchedule };
+  PipelineError(Stage stage, const std::string& what) : std::runtime_error(what), stage_(stage) {}
+  Stage stage() const noexcept { return stage_; }
+
+ private:
+  Stage stage_;
 };
 
 }  // namespace gradzip::trainer

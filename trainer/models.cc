@@ -78,9 +78,12 @@ class CifarResNet : public Net {
     init_weights(*this);
   }
   torch::Tensor forward(torch::Tensor x) override {
+    await_parameters(*stem);
+    await_parameters(*bn);
     x = torch::relu(bn(stem(x)));
-    for (auto& layer : stages) x = layer->forward(x);
+    for (auto& layer : stages) x = gated(layer, x);
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+    await_parameters(*fc);
     return fc(x);
   }
 
@@ -149,8 +152,11 @@ class ImageNetResNet : public Net {
     init_weights(*this);
   }
   torch::Tensor forward(torch::Tensor x) override {
+    await_parameters(*stem);
+    await_parameters(*bn);
     x = torch::relu(bn(stem(x)));
-    for (auto& layer : stages) x = layer->forward(x);
+    for (auto& layer : stages) x = gated(layer, x);
+    await_parameters(*fc);
     return fc(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
   }
 
@@ -184,7 +190,9 @@ class Vgg16 : public Net {
     init_weights(*this);
   }
   torch::Tensor forward(torch::Tensor x) override {
-    return fc(torch::adaptive_avg_pool2d(features->forward(x), {1, 1}).flatten(1));
+    x = torch::adaptive_avg_pool2d(gated(features, x), {1, 1}).flatten(1);
+    await_parameters(*fc);
+    return fc(x);
   }
 
  private:
@@ -205,9 +213,14 @@ class SmallCnn : public Net {
     f2 = register_module("fc2", nn::Linear(128, s.classes));
   }
   torch::Tensor forward(torch::Tensor x) override {
+    await_parameters(*c1);
     x = torch::max_pool2d(torch::relu(c1(x)), 2);
+    await_parameters(*c2);
     x = torch::max_pool2d(torch::relu(c2(x)), 2);
-    return f2(torch::relu(f1(x.flatten(1))));
+    await_parameters(*f1);
+    x = torch::relu(f1(x.flatten(1)));
+    await_parameters(*f2);
+    return f2(x);
   }
 
  private:
@@ -225,8 +238,12 @@ class Mlp : public Net {
     f3 = register_module("fc3", nn::Linear(std::max(1, w / 2), s.classes));
   }
   torch::Tensor forward(torch::Tensor x) override {
+    await_parameters(*f1);
     x = torch::relu(f1(x.flatten(1)));
-    return f3(torch::relu(f2(x)));
+    await_parameters(*f2);
+    x = torch::relu(f2(x));
+    await_parameters(*f3);
+    return f3(x);
   }
 
  private:
@@ -238,7 +255,10 @@ class LogReg : public Net {
   explicit LogReg(const ModelSpec& s) {
     fc = register_module("fc", nn::Linear(s.channels * s.height * s.width, s.classes));
   }
-  torch::Tensor forward(torch::Tensor x) override { return fc(x.flatten(1)); }
+  torch::Tensor forward(torch::Tensor x) override {
+    await_parameters(*fc);
+    return fc(x.flatten(1));
+  }
 
  private:
   nn::Linear fc{nullptr};

@@ -5,12 +5,20 @@
 //   cfg.compressor = "ef+qsgd:bits=4"; cfg.workers = 4;
 //   trainer::TrainResult r = trainer::run_training(cfg, factory);  // simulation
 //
-// run_training simulates `workers` data-parallel workers in one process: each has its
-// own model replica (its own BN running statistics), data shard, error-feedback
-// residuals and RNG stream (quant::SeedContext{seed, step, worker, bucket}); they talk
-// to in-process parameter-server shards (comm/inproc.h) with the same wire bytes as
-// the ZeroMQ transport. run_worker drives one real worker process over
-// any WorkerTransport (ZeroMQ). Evaluation uses worker 0's model, as DDP does.
+// run_training simulates `workers` data-parallel workers in one process, each on its
+// own thread: each has its own model replica (its own BN running statistics), data
+// shard, error-feedback residuals and RNG stream (quant::SeedContext{seed, step, worker,
+// bucket}); they talk to in-process parameter-server shards (comm/inproc.h) with the
+// same wire bytes as the ZeroMQ transport (in sync mode pushes reach the shards in
+// worker order, so a run is repeatable: trainer/transport_decorators.h). run_worker drives one real
+// worker process over any WorkerTransport (ZeroMQ). Evaluation uses worker 0's model, as
+// DDP does.
+//
+// A worker's step (overlap on, CPU): forward, with each layer waiting only for its own
+// buckets of the previous step's pull; backward, during which autograd hooks hand each
+// finished bucket to the pipeline (encode on a thread pool, push, then per-bucket pulls
+// as soon as the step allows: trainer/pipeline.h). Overlap off, or a CUDA device: the
+// sequential step (backward, then encode and push every bucket, then pull).
 #pragma once
 
 #include <cstdint>
@@ -48,9 +56,26 @@ struct TrainConfig {
   comm::OptimizerOptions optimizer;       ///< lr, momentum, schedule (per step)
   // -- data parallelism and compression
   std::uint32_t workers = 1;              ///< logical workers (simulation) / cluster size
-  comm::PlacementOptions placement;       ///< shards, bucket size, min_compress_numel
+  comm::PlacementOptions placement;       ///< shards, bucket size, first bucket, min_compress_numel
   std::string compressor = "identity";    ///< uplink "[memory+]codec[:k=v,...]"
   std::string memory;                     ///< overrides the compressor's memory part when set
+  /// Per-tensor compressor rules (quant/rules.h text, or a resolved "rules:..." list);
+  /// empty: every bucket uses `compressor`. Tensors no rule names use `compressor`.
+  std::string compressor_rules;
+  std::string downlink = "dense";         ///< "dense" or a codec spec for the parameter delta (sync only)
+  std::uint64_t downlink_resync_steps = 0;  ///< compressed downlink: dense resync every N steps (0 = never)
+  comm::SyncMode mode = comm::SyncMode::kSync;  ///< the shards' aggregation (simulation)
+  std::uint32_t ssp_slack = 0;            ///< ssp: steps a worker may lead the slowest
+  // -- pipeline
+  bool overlap = true;                    ///< push from autograd hooks during backward (CPU); false: sequential
+  int encode_threads = 2;                 ///< threads encoding buckets when overlapping (shared by the workers)
+  int straggler_worker = -1;              ///< this worker's compute is slowed (-1: none) ...
+  double straggler_factor = 1.0;          ///< ... by this factor (sleeps (factor - 1) x its forward+backward)
+  double sim_link_bytes_per_s = 0;        ///< simulation: each worker's modeled link, bytes/s (0: no delay)
+  /// Testing: make something fail at step `fault_step` to check a run stops cleanly:
+  /// kHook = a gradient hook of worker 0 throws; kPush = worker 0's pushes fail.
+  enum class Fault { kNone, kHook, kPush } fault = Fault::kNone;
+  std::uint64_t fault_step = 0;
   // -- execution
   std::string device = "cpu";             ///< cpu | cuda | cuda:N
   int loader_threads = 2;
@@ -72,9 +97,15 @@ struct EpochMetrics {
   double seconds = 0;                ///< wall time since the run started
   std::uint64_t bytes_up = 0;        ///< gradzip message bytes pushed, all workers, cumulative
   std::uint64_t bytes_down = 0;      ///< bytes pulled, all workers, cumulative
+  comm::TrafficCounters traffic;     ///< the transports' counters, summed over workers, cumulative
+  std::uint64_t h2d_bytes = 0;       ///< host-to-device copies (batches, parameters), all workers; 0 on CPU
+  std::uint64_t d2h_bytes = 0;       ///< device-to-host copies (gradients), all workers; 0 on CPU
 };
 
-/// Seconds spent per stage of the step, summed over steps and workers.
+/// Seconds spent per stage of the step, summed over steps and workers. With overlap on,
+/// encode (pool CPU time) and send (the communication thread) run beside compute, and
+/// pull_wait is the time the worker waited for parameters or for its previous pushes:
+/// total() is then not a wall time.
 struct StageSeconds {
   double data_wait = 0;  ///< waiting for the loader's next batch
   double h2d = 0;        ///< batch host-to-device copy
@@ -101,6 +132,16 @@ struct TrainResult {
   std::string bottleneck;           ///< dominant_stage(stages)
   double device_fraction = 0;       ///< stages.compute / stages.total()
   std::string layout_description;   ///< comm::Layout::describe of the run
+  double train_seconds = 0;         ///< worker 0's wall time in training steps (no setup, no evaluation)
+  bool overlapped = false;          ///< the overlapped pipeline ran (overlap on, CPU)
+  /// Compressed downlink: largest |worker replica - dense replica| found at a resync, and
+  /// how many resyncs ran (all workers).
+  double resync_max_abs_diff = 0;
+  std::uint64_t resyncs = 0;
+  /// Simulation in sync mode: largest |worker parameters - what the shards say they hold|
+  /// at the end (the shards' replica under a compressed downlink); -1 when not checked.
+  double replica_max_abs_diff = -1;
+  std::vector<float> final_params;  ///< worker 0's parameters at the end (flat order)
   /// One line per stage with seconds and share, then the dominant stage.
   std::string bottleneck_report() const;
 };

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "quant/registry.h"
+#include "quant/rules.h"
 #include "trainer/errors.h"
 #include "trainer/records.h"
 #include "trainer/train.h"
@@ -18,8 +19,8 @@ comm::ModelSignature make_signature(const TrainConfig& config, int channels, int
   spec.base_width = config.base_width;
   comm::ModelSignature sig;
   sig.tensors = model_parameters(spec);
-  sig.compressor_spec = quant::make_compressor(config.compressor, config.memory).spec();
-  sig.downlink_spec = "dense";
+  sig.compressor_spec = quant::run_compressor_string(config.compressor, config.memory, config.compressor_rules);
+  sig.downlink_spec = config.downlink;
   sig.placement = config.placement.canonical();
   return sig;
 }

@@ -1,242 +1,23 @@
-// The data-parallel worker loop (torch). See trainer/train.h for the API and
-// shared DESIGN.md ("Data flow of one training step") for the stages.
+// The data-parallel worker loop (torch): the epoch loop of one worker, the simulation
+// (every worker on its own thread over in-process shards) and one real worker process.
+// See trainer/train.h for the API and shared DESIGN.md ("Data flow of one training
+// step") for the stages; the step itself is trainer/worker_step.cc.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstring>
-#include <stdexcept>
-
-#include <torch/cuda.h>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "comm/checkpoint.h"
 #include "comm/inproc.h"
-#include "quant/registry.h"
+#include "trainer/engine.h"
 #include "trainer/errors.h"
-#include "trainer/flat_model.h"
-#include "trainer/loader.h"
-#include "trainer/train.h"
+#include "trainer/transport_decorators.h"
 #include "trainer/worker_state.h"
 
 namespace gradzip::trainer {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-void sync_device(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize(d.index());
-}
-
-/// One worker's state: model replica with flat buffers, data loader, per-bucket
-/// error-feedback state and message buffers, transport and counters.
-struct WorkerSlot {
-  std::uint32_t rank = 0;
-  std::unique_ptr<FlatModel> model;
-  std::unique_ptr<Loader> loader;
-  comm::WorkerTransport* transport = nullptr;
-  std::vector<quant::MemoryState> memory;          // per bucket
-  std::vector<std::vector<std::uint8_t>> messages;  // per bucket
-  std::vector<std::size_t> message_bytes;           // per bucket
-  std::vector<comm::Handle> push_handles;
-  torch::Tensor staging;                            // pinned batch buffer (CUDA only)
-  double loss_sum = 0;
-  std::uint64_t correct = 0, seen = 0;
-};
-
-/// Everything shared by the workers of one process.
-struct Engine {
-  TrainConfig cfg;
-  torch::Device device{torch::kCPU};
-  ModelSpec spec;
-  DataSplit data;
-  ChannelStats norm;
-  RgbPca pca;
-  comm::ModelSignature signature;
-  std::uint64_t signature_hash = 0;  // what checkpoints record (comm/checkpoint.h)
-  comm::Layout layout;
-  quant::Compressor compressor;
-  std::unique_ptr<quant::Codec> identity;
-  std::vector<float> compensated, decoded;  // scratch, largest bucket
-  std::vector<WorkerSlot> workers;
-  StageSeconds stages;
-  std::size_t steps_per_epoch = 0;
-};
-
-void init_engine(Engine& e, const TrainConfig& cfg) {
-  e.cfg = cfg;
-  e.device = parse_device(cfg.device);
-  if (cfg.workers == 0) throw ConfigError("workers must be at least 1");
-  if (cfg.batch_size == 0) throw ConfigError("batch size must be positive");
-  if (cfg.epochs <= 0) throw ConfigError("epochs must be positive");
-  if (cfg.torch_threads > 0) torch::set_num_threads(cfg.torch_threads);
-  e.data = load_config_data(cfg);
-  const Dataset& tr = e.data.train;
-  e.spec.name = cfg.model;
-  e.spec.channels = tr.channels;
-  e.spec.height = tr.height;
-  e.spec.width = tr.width;
-  e.spec.classes = tr.classes;
-  e.spec.base_width = cfg.base_width;
-  e.norm = channel_stats(tr);
-  if (tr.channels == 3) e.pca = compute_rgb_pca(tr);
-  e.signature = make_signature(cfg, tr.channels, tr.height, tr.width, tr.classes);
-  e.signature_hash = comm::signature_hash(e.signature);
-  e.layout = comm::make_layout(e.signature, cfg.placement);
-  e.compressor = quant::make_compressor(cfg.compressor, cfg.memory);
-  e.identity = quant::make_codec("identity");
-  std::uint64_t largest = 0;
-  for (const auto& b : e.layout.buckets) largest = std::max(largest, b.numel);
-  e.compensated.resize(largest);
-  e.decoded.resize(largest);
-  const std::size_t shard = tr.size() / cfg.workers;
-  e.steps_per_epoch = shard / cfg.batch_size;
-  if (e.steps_per_epoch == 0) {
-    throw ConfigError("batch size " + std::to_string(cfg.batch_size) + " exceeds a worker's data shard of " +
-                      std::to_string(shard) + " images");
-  }
-  if (cfg.resume_step % e.steps_per_epoch != 0) {
-    throw ConfigError("resume step " + std::to_string(cfg.resume_step) + " is not an epoch end (" +
-                      std::to_string(e.steps_per_epoch) + " steps per epoch)");
-  }
-}
-
-/// After connect(): a resumed worker checks that the shards restored its step and takes
-/// back its error-feedback memory and BatchNorm statistics.
-void resume_worker(Engine& e, WorkerSlot& w) {
-  if (e.cfg.resume_step == 0) return;
-  if (w.transport->resume_step() != e.cfg.resume_step) {
-    throw std::runtime_error("worker " + std::to_string(w.rank) + " resumes at step " +
-                             std::to_string(e.cfg.resume_step) + ", the shards are at step " +
-                             std::to_string(w.transport->resume_step()));
-  }
-  restore_worker_state(e.cfg, e.signature_hash, e.layout, w.rank, &w.memory, *w.model->net);
-}
-
-void add_worker(Engine& e, std::uint32_t rank, comm::WorkerTransport* transport) {
-  WorkerSlot w;
-  w.rank = rank;
-  torch::manual_seed(e.cfg.seed);  // identical initial replicas (the shards' copy wins anyway)
-  w.model = std::make_unique<FlatModel>(e.spec, e.device);
-  LoaderOptions lo;
-  lo.batch_size = e.cfg.batch_size;
-  lo.threads = e.cfg.loader_threads;
-  lo.prefetch = e.cfg.prefetch_batches;
-  lo.shuffle = true;
-  lo.drop_last = true;
-  lo.seed = e.cfg.seed;
-  lo.worker = rank;
-  lo.workers = e.cfg.workers;
-  lo.augment = e.cfg.augment;
-  w.loader = std::make_unique<Loader>(e.data.train, e.norm, e.data.train.channels == 3 ? &e.pca : nullptr, lo);
-  w.transport = transport;
-  w.memory.resize(e.layout.buckets.size());
-  w.messages.resize(e.layout.buckets.size());
-  w.message_bytes.assign(e.layout.buckets.size(), 0);
-  for (const auto& b : e.layout.buckets) {
-    const quant::Codec& c = b.compressed ? *e.compressor.codec : *e.identity;
-    w.messages[b.id].resize(c.max_encoded_bytes(b.numel));
-  }
-  e.workers.push_back(std::move(w));
-}
-
-/// Forward/backward on the next batch, then compensate/encode/update and push every
-/// bucket. Returns false when the loader ran dry (end of epoch).
-bool compute_and_push(Engine& e, WorkerSlot& w, std::uint64_t step) {
-  StageSeconds& st = e.stages;
-  auto t0 = Clock::now();
-  Batch batch;
-  if (!w.loader->next(&batch)) return false;
-  st.data_wait += seconds_since(t0);
-
-  t0 = Clock::now();
-  const Dataset& tr = e.data.train;
-  const auto n = static_cast<std::int64_t>(batch.size);
-  torch::Tensor x = torch::from_blob(batch.images.data(), {n, tr.channels, tr.height, tr.width}, torch::kFloat32);
-  torch::Tensor y = torch::from_blob(batch.labels.data(), {n}, torch::kInt64);
-  if (e.device.is_cuda()) {
-    // Pinned staging buffer + asynchronous H2D (the copy engine overlaps host work).
-    if (!w.staging.defined() || w.staging.size(0) < n) {
-      w.staging = torch::empty({n, tr.channels, tr.height, tr.width}, torch::TensorOptions().pinned_memory(true));
-    }
-    torch::Tensor s = w.staging.narrow(0, 0, n);
-    s.copy_(x);
-    x = s.to(e.device, /*non_blocking=*/true);
-    y = y.to(e.device);
-    sync_device(e.device);
-  }
-  st.h2d += seconds_since(t0);
-
-  t0 = Clock::now();
-  FlatModel& m = *w.model;
-  m.net->train();
-  m.flat_grads.zero_();
-  torch::Tensor logits = m.net->forward(x);
-  torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-  loss.backward();
-  const double loss_value = loss.item<double>();
-  const std::int64_t correct = logits.argmax(1).eq(y).sum().item<std::int64_t>();
-  sync_device(e.device);
-  st.compute += seconds_since(t0);
-  if (!std::isfinite(loss_value)) {
-    throw std::runtime_error("training diverged: loss " + std::to_string(loss_value) + " at step " +
-                             std::to_string(step) + " of worker " + std::to_string(w.rank));
-  }
-  w.loss_sum += loss_value * static_cast<double>(n);
-  w.correct += static_cast<std::uint64_t>(correct);
-  w.seen += static_cast<std::uint64_t>(n);
-
-  t0 = Clock::now();
-  m.grads_to_host();
-  st.d2h += seconds_since(t0);
-
-  t0 = Clock::now();
-  const float* grads = m.host_grads.data_ptr<float>();
-  const quant::Memory& mem = *e.compressor.memory;
-  for (const comm::Bucket& b : e.layout.buckets) {
-    const float* g = grads + b.offset;
-    const quant::SeedContext ctx{e.cfg.seed, step, w.rank, b.id};
-    std::uint8_t* out = w.messages[b.id].data();
-    const std::size_t cap = w.messages[b.id].size();
-    quant::Status s;
-    if (b.compressed) {
-      // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): encode g + residual,
-      // keep what the receiver will not see.
-      mem.compensate(g, e.compensated.data(), b.numel, &w.memory[b.id]);
-      s = e.compressor.codec->encode(e.compensated.data(), b.numel, ctx, out, cap, &w.message_bytes[b.id]);
-      if (s.ok() && mem.needs_decoded()) {
-        s = e.compressor.codec->decode(out, w.message_bytes[b.id], e.decoded.data(), b.numel);
-      }
-      if (s.ok()) mem.update(e.compensated.data(), e.decoded.data(), b.numel, &w.memory[b.id]);
-    } else {
-      s = e.identity->encode(g, b.numel, ctx, out, cap, &w.message_bytes[b.id]);
-    }
-    if (!s.ok()) {
-      throw std::runtime_error("worker " + std::to_string(w.rank) + " step " + std::to_string(step) + " bucket " +
-                               std::to_string(b.id) + ": encode failed: " + s.to_string());
-    }
-  }
-  st.encode += seconds_since(t0);
-
-  t0 = Clock::now();
-  w.push_handles.clear();
-  for (const comm::Bucket& b : e.layout.buckets) {
-    w.push_handles.push_back(w.transport->push(step, b.id, w.messages[b.id].data(), w.message_bytes[b.id]));
-  }
-  for (comm::Handle h : w.push_handles) w.transport->wait(h);
-  st.send += seconds_since(t0);
-  return true;
-}
-
-void pull_params(Engine& e, WorkerSlot& w, std::uint64_t step) {
-  auto t0 = Clock::now();
-  const comm::Handle h = w.transport->pull(step, w.model->host_params.data_ptr<float>());
-  w.transport->wait(h);
-  e.stages.pull_wait += seconds_since(t0);
-  t0 = Clock::now();
-  w.model->params_to_device();
-  sync_device(e.device);
-  e.stages.apply += seconds_since(t0);
-}
 
 /// Test loss and accuracy of worker 0's replica (eval mode: its BN running statistics).
 void evaluate(Engine& e, double* loss_out, double* acc_out) {
@@ -282,63 +63,189 @@ void evaluate(Engine& e, double* loss_out, double* acc_out) {
   *acc_out = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0;
 }
 
-/// The epoch loop shared by run_training (all workers here) and run_worker (one).
-TrainResult train_loop(Engine& e, bool evaluate_here, const EpochCallback& on_epoch) {
-  TrainResult r;
-  r.parameters = e.signature.total_numel();
-  r.layout_description = e.layout.describe(e.signature);
-  const auto start = Clock::now();
+void add_traffic(comm::TrafficCounters* sum, const comm::TrafficCounters& c) {
+  for (auto [to, from] : {std::pair{&sum->up, &c.up}, std::pair{&sum->down, &c.down}}) {
+    to->messages += from->messages;
+    to->payload_bytes += from->payload_bytes;
+    to->framing_bytes += from->framing_bytes;
+    to->tcpip_bytes += from->tcpip_bytes;
+    to->seconds += from->seconds;
+  }
+  sum->staleness.pushes += c.staleness.pushes;
+  sum->staleness.sum += c.staleness.sum;
+  sum->staleness.max = std::max(sum->staleness.max, c.staleness.max);
+}
+
+/// Collects each worker's epoch metrics; once every worker of the process reported epoch
+/// e, emits it (worker 0's loss, accuracy and time; bytes summed over the workers), as
+/// the multi-process runs merge their workers' lines. Thread-safe.
+class EpochBoard {
+ public:
+  EpochBoard(std::uint32_t workers, const EpochCallback& on_epoch) : per_worker_(workers), on_epoch_(on_epoch) {}
+  void report(std::uint32_t rank, const EpochMetrics& m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    per_worker_[rank].push_back(m);
+    for (;;) {
+      const std::size_t e = emitted_.size();
+      for (const auto& w : per_worker_) {
+        if (w.size() <= e) return;
+      }
+      EpochMetrics sum = per_worker_[0][e];
+      sum.traffic = {};
+      sum.h2d_bytes = sum.d2h_bytes = 0;
+      for (const auto& w : per_worker_) {
+        add_traffic(&sum.traffic, w[e].traffic);
+        sum.h2d_bytes += w[e].h2d_bytes;
+        sum.d2h_bytes += w[e].d2h_bytes;
+      }
+      sum.bytes_up = sum.traffic.up.payload_bytes;
+      sum.bytes_down = sum.traffic.down.payload_bytes;
+      emitted_.push_back(sum);
+      if (on_epoch_) on_epoch_(sum);
+    }
+  }
+  std::vector<EpochMetrics> epochs() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return emitted_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::vector<EpochMetrics>> per_worker_;
+  std::vector<EpochMetrics> emitted_;
+  const EpochCallback& on_epoch_;
+};
+
+/// The epochs of worker `w`, the board's worker `slot` (on its own thread in the
+/// simulation); worker 0 evaluates (as DDP does).
+void worker_epochs(Engine& e, WorkerSlot& w, std::uint32_t slot, EpochBoard& board, Clock::time_point start) {
   std::uint64_t step = e.cfg.resume_step;  // an epoch end (init_engine)
   std::uint64_t saved = step;              // step of the newest worker checkpoint
   const std::uint64_t checkpoint_steps = static_cast<std::uint64_t>(e.cfg.checkpoint_every) * e.steps_per_epoch;
   bool done = false;
   for (int epoch = static_cast<int>(step / e.steps_per_epoch); epoch < e.cfg.epochs && !done; ++epoch) {
-    for (auto& w : e.workers) {
-      w.loader->start_epoch(epoch);
-      w.loss_sum = 0;
-      w.correct = w.seen = 0;
-    }
+    w.loader->start_epoch(epoch);
+    w.loss_sum = 0;
+    w.correct = w.seen = 0;
+    const auto t0 = Clock::now();
     for (std::size_t i = 0; i < e.steps_per_epoch; ++i) {
       if (e.cfg.max_steps > 0 && step >= e.cfg.max_steps) {
         done = true;
         break;
       }
-      for (auto& w : e.workers) {
-        if (!compute_and_push(e, w, step)) throw std::logic_error("loader ended before steps_per_epoch");
-      }
-      for (auto& w : e.workers) pull_params(e, w, step);
+      if (!train_step(e, w, step)) throw std::logic_error("loader ended before steps_per_epoch");
       ++step;
     }
+    finish_steps(e, w);
+    w.train_seconds += seconds_since(t0);
     EpochMetrics em;
     em.epoch = epoch;
     em.steps = step;
-    const WorkerSlot& w0 = e.workers.front();
-    em.train_loss = w0.seen ? w0.loss_sum / static_cast<double>(w0.seen) : 0;
-    em.train_accuracy = w0.seen ? static_cast<double>(w0.correct) / static_cast<double>(w0.seen) : 0;
-    if (evaluate_here) evaluate(e, &em.test_loss, &em.test_accuracy);
+    em.train_loss = w.seen ? w.loss_sum / static_cast<double>(w.seen) : 0;
+    em.train_accuracy = w.seen ? static_cast<double>(w.correct) / static_cast<double>(w.seen) : 0;
+    if (w.rank == 0) evaluate(e, &em.test_loss, &em.test_accuracy);
     em.seconds = seconds_since(start);
-    for (const auto& w : e.workers) {
-      const comm::TrafficCounters c = w.transport->counters();
-      em.bytes_up += c.up.payload_bytes;
-      em.bytes_down += c.down.payload_bytes;
-    }
-    r.epochs.push_back(em);
-    if (on_epoch) on_epoch(em);
-    // After the epoch's record, so a checkpoint's step always has its metrics row.
+    em.traffic = worker_counters(w);
+    em.h2d_bytes = w.h2d_bytes;
+    em.d2h_bytes = w.d2h_bytes;
+    board.report(slot, em);
+    // After the epoch's record, so a checkpoint's step always has its metrics row. The
+    // pipeline is drained (finish_steps): no encode touches the memory now.
     if (checkpoint_steps > 0 && !e.cfg.checkpoint_dir.empty() && step > saved && step % checkpoint_steps == 0) {
-      for (auto& w : e.workers) save_worker_state(e.cfg, e.signature_hash, w.rank, step, w.memory, *w.model->net);
+      save_worker_state(e.cfg, e.signature_hash, w.rank, step, w.encoder->memory(), *w.model->net);
       saved = step;
     }
   }
-  r.steps = step;
+}
+
+/// After connect(), before the pipeline starts: a resumed worker checks that the shards
+/// restored its step and takes back its error-feedback memory and BatchNorm statistics.
+void resume_worker(Engine& e, WorkerSlot& w) {
+  if (e.cfg.resume_step == 0) return;
+  if (w.transport->resume_step() != e.cfg.resume_step) {
+    throw std::runtime_error("worker " + std::to_string(w.rank) + " resumes at step " +
+                             std::to_string(e.cfg.resume_step) + ", the shards are at step " +
+                             std::to_string(w.transport->resume_step()));
+  }
+  restore_worker_state(e.cfg, e.signature_hash, e.layout, w.rank, w.encoder->mutable_memory(), *w.model->net);
+}
+
+/// Runs every worker of `e` on its own thread; the first failure stops the others
+/// (`stop` aborts their transports) and is rethrown once all threads are joined.
+void run_workers(Engine& e, EpochBoard& board, const std::function<void()>& stop) {
+  const auto start = Clock::now();
+  if (e.workers.size() == 1) {
+    worker_epochs(e, e.workers.front(), 0, board, start);
+    return;
+  }
+  const int threads = e.cfg.torch_threads > 0 ? e.cfg.torch_threads : torch::get_num_threads();
+  std::mutex mu;
+  std::exception_ptr first;
+  std::vector<std::thread> pool;
+  for (std::uint32_t i = 0; i < e.workers.size(); ++i) {
+    pool.emplace_back([&, i, threads] {
+      torch::set_num_threads(threads);  // OpenMP: the thread count is per thread
+      try {
+        worker_epochs(e, e.workers[i], i, board, start);
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!first) first = std::current_exception();
+        }
+        stop();
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  if (first) std::rethrow_exception(first);
+}
+
+/// Stops the workers' pipelines and hooks before the transports they use are destroyed
+/// (declare it after them).
+struct PipelineStop {
+  Engine& e;
+  ~PipelineStop() {
+    for (auto& w : e.workers) {
+      w.hooks.reset();
+      w.pipeline.reset();
+    }
+  }
+};
+
+TrainResult collect(Engine& e, const EpochBoard& board) {
+  TrainResult r;
+  r.parameters = e.signature.total_numel();
+  r.layout_description = e.layout.describe(e.signature);
+  r.epochs = board.epochs();
+  r.overlapped = e.overlap;
+  for (auto& w : e.workers) {
+    const StageSeconds& s = w.stages;
+    for (auto [to, from] : {std::pair{&r.stages.data_wait, s.data_wait}, std::pair{&r.stages.h2d, s.h2d},
+                            std::pair{&r.stages.compute, s.compute}, std::pair{&r.stages.d2h, s.d2h},
+                            std::pair{&r.stages.send, s.send}, std::pair{&r.stages.pull_wait, s.pull_wait},
+                            std::pair{&r.stages.apply, s.apply}, std::pair{&r.stages.encode, s.encode}}) {
+      *to += from;
+    }
+    if (w.pipeline) {
+      r.stages.encode += w.pipeline->seconds().encode;
+      r.stages.send += w.pipeline->seconds().push;
+      r.resync_max_abs_diff = std::max(r.resync_max_abs_diff, w.pipeline->resync_max_abs_diff());
+      r.resyncs += w.pipeline->resyncs();
+    }
+    r.resync_max_abs_diff = std::max(r.resync_max_abs_diff, w.resync_diff);
+    r.resyncs += w.resyncs;
+  }
+  r.train_seconds = e.workers.front().train_seconds;
+  const torch::Tensor p0 = e.workers.front().model->host_params;
+  r.final_params.assign(p0.data_ptr<float>(), p0.data_ptr<float>() + p0.numel());
   if (!r.epochs.empty()) {
+    r.steps = r.epochs.back().steps;
     r.final_test_accuracy = r.epochs.back().test_accuracy;
     r.bytes_up = r.epochs.back().bytes_up;
     r.bytes_down = r.epochs.back().bytes_down;
   }
-  r.stages = e.stages;
-  r.bottleneck = dominant_stage(e.stages);
-  r.device_fraction = e.stages.total() > 0 ? e.stages.compute / e.stages.total() : 0;
+  r.bottleneck = dominant_stage(r.stages);
+  r.device_fraction = r.stages.total() > 0 ? r.stages.compute / r.stages.total() : 0;
   return r;
 }
 
@@ -348,23 +255,59 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   Engine e;
   init_engine(e, config);
   comm::ShardOptions shard;
-  shard.mode = comm::SyncMode::kSync;
+  shard.mode = config.mode;
+  shard.ssp_slack = config.ssp_slack;
   shard.aggregation = comm::Aggregation::kMean;
   shard.optimizer = config.optimizer;
   set_shard_checkpoints(config, e.steps_per_epoch, &shard);
   comm::InprocCluster cluster(e.signature, config.placement, shard, config.workers);
-  std::vector<std::unique_ptr<comm::RequestClient>> transports;
+  PushTurns turns(config.workers, e.layout.buckets.size());
+  std::vector<std::unique_ptr<comm::RequestClient>> clients;
+  std::vector<std::unique_ptr<comm::WorkerTransport>> decorators;
   for (std::uint32_t r = 0; r < config.workers; ++r) {
-    transports.push_back(cluster.make_worker());
-    add_worker(e, r, transports.back().get());
+    clients.push_back(cluster.make_worker());
+    comm::WorkerTransport* t = clients.back().get();
+    if (config.sim_link_bytes_per_s > 0) {
+      decorators.push_back(std::make_unique<ModeledLinkTransport>(*t, config.sim_link_bytes_per_s));
+      t = decorators.back().get();
+    }
+    if (config.mode == comm::SyncMode::kSync && config.workers > 2) {
+      decorators.push_back(std::make_unique<OrderedPushTransport>(*t, turns, r));
+      t = decorators.back().get();
+    }
+    if (config.fault == TrainConfig::Fault::kPush && r == 0) {
+      decorators.push_back(std::make_unique<FaultyPushTransport>(*t, config.fault_step));
+      t = decorators.back().get();
+    }
+    add_worker(e, r, t);
   }
+  PipelineStop stop_pipelines{e};
   // Worker 0 connects first: its initial parameters initialise the shards (kInit).
   for (auto& w : e.workers) {
     w.transport->connect(e.signature, w.rank, w.model->host_params.data_ptr<float>());
     w.model->params_to_device();
     resume_worker(e, w);
+    start_pipeline(e, w);
   }
-  return train_loop(e, /*evaluate_here=*/true, on_epoch);
+  EpochBoard board(config.workers, on_epoch);
+  run_workers(e, board, [&] {
+    turns.cancel();
+    for (auto& c : clients) c->abort();
+  });
+  TrainResult r = collect(e, board);
+  if (config.mode == comm::SyncMode::kSync) {
+    // Every worker now holds what the shards say it holds (their parameters, or the
+    // replica under a compressed downlink).
+    const std::vector<float> held = config.downlink != "dense" ? cluster.gather_replica() : cluster.gather_params();
+    r.replica_max_abs_diff = 0;
+    for (auto& w : e.workers) {
+      const float* p = w.model->host_params.data_ptr<float>();
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        r.replica_max_abs_diff = std::max(r.replica_max_abs_diff, static_cast<double>(std::fabs(p[i] - held[i])));
+      }
+    }
+  }
+  return r;
 }
 
 TrainResult run_worker(const TrainConfig& config, comm::WorkerTransport& transport, std::uint32_t rank,
@@ -372,11 +315,22 @@ TrainResult run_worker(const TrainConfig& config, comm::WorkerTransport& transpo
   if (rank >= config.workers) throw ConfigError("worker rank " + std::to_string(rank) + " >= workers");
   Engine e;
   init_engine(e, config);
-  add_worker(e, rank, &transport);
-  transport.connect(e.signature, rank, e.workers.front().model->host_params.data_ptr<float>());
-  e.workers.front().model->params_to_device();
-  resume_worker(e, e.workers.front());
-  return train_loop(e, /*evaluate_here=*/rank == 0, on_epoch);
+  std::unique_ptr<comm::WorkerTransport> faulty;
+  comm::WorkerTransport* t = &transport;
+  if (config.fault == TrainConfig::Fault::kPush && rank == 0) {
+    faulty = std::make_unique<FaultyPushTransport>(transport, config.fault_step);
+    t = faulty.get();
+  }
+  add_worker(e, rank, t);
+  PipelineStop stop_pipelines{e};
+  WorkerSlot& w = e.workers.front();
+  t->connect(e.signature, rank, w.model->host_params.data_ptr<float>());
+  w.model->params_to_device();
+  resume_worker(e, w);
+  start_pipeline(e, w);
+  EpochBoard board(1, on_epoch);
+  run_workers(e, board, [] {});
+  return collect(e, board);
 }
 
 }  // namespace gradzip::trainer

@@ -3,9 +3,10 @@
 // memcpy of the same 4n bytes as the baseline measured in the same run.
 //
 //   codec/memcpy/n=N            memcpy of 4n bytes (baseline)
-//   codec/encode+EF/SPEC/n=N    what a worker does per bucket and step: ef.compensate
-//                               (p = g + e), encode(p), decode, ef.update (e = p - d);
-//                               every iteration starts from the same residual (restored
+//   codec/encode+EF/SPEC/n=N    what a worker does per bucket and step: the fused
+//                               Memory::encode_step of memory ef (p = g + e, encode(p),
+//                               e = p - decode; quant/feedback.h; the unfused path is in
+//                               feedback_bench.cc); every iteration starts from the same residual (restored
 //                               untimed), the one left by an untimed warm-up step
 //   codec/encode/SPEC/n=N       encode alone
 //   codec/decode_add/SPEC/n=N   what a server does per message: acc += scale * decode(msg)
@@ -13,7 +14,8 @@
 // the compression ratio (4n / message bytes) as a counter. At the end, a summary table
 // prints every rate as a fraction of the memcpy rate at the same n (from the same run).
 // Goals (one core): fp16, bf16, int8, scaled-sign, onebit >= 0.5 of memcpy; qsgd,
-// terngrad, natural >= 0.25 (encode; encode+EF moves ~5x the bytes of a memcpy).
+// terngrad, natural >= 0.25 (encode; fused encode+EF reads g and e twice and writes e
+// and the message: ~3x the bytes of a memcpy).
 //
 //   gradzip_bench_quant --benchmark_filter='codec/' --benchmark_min_time=0.1
 //
@@ -69,15 +71,10 @@ void bm_encode_ef(benchmark::State& state, std::string spec, std::size_t n) {
   const auto memory = make_memory("ef");
   const auto& g = normal_input(n);
   MemoryState ef;
-  std::vector<float> p(n, 0.0f), d(n, 0.0f);
   std::vector<std::uint8_t> msg(codec->max_encoded_bytes(n));
   std::size_t bytes = 0;
   const auto step_once = [&]() {
-    memory->compensate(g.data(), p.data(), n, &ef);
-    Status st = codec->encode(p.data(), n, SeedContext{1, 1, 0, 0}, msg.data(), msg.size(), &bytes);
-    if (st.ok()) st = codec->decode(msg.data(), bytes, d.data(), n);
-    if (st.ok()) memory->update(p.data(), d.data(), n, &ef);
-    return st;
+    return memory->encode_step(*codec, g.data(), n, SeedContext{1, 1, 0, 0}, &ef, msg.data(), msg.size(), &bytes);
   };
   // One untimed step sizes the residual and leaves a realistic (non-zero) one; every
   // timed iteration starts again from that residual, so each measures the same work

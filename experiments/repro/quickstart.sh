@@ -2,7 +2,9 @@
 # Quickstart: accuracy vs bytes for six codecs from real multi-process training.
 #   Fashion-MNIST (Debian's dataset-fashion-mnist), ResNet-20, 4 worker processes + 2
 #   parameter-server shard processes talking ZeroMQ over loopback TCP; codecs identity,
-#   fp16, QSGD 4-bit + EF, scaled sign + EF, top-k 1% + EF, DGC 0.1% (DGC's sampled-
+#   fp16, QSGD 4-bit + EF (the ef memory scales by 1/(1+omega) over an unbiased codec by
+#   default: unscaled EF over QSGD-l2 is not contractive and diverged in the codec study;
+#   README "Safe error feedback"), scaled sign + EF, top-k 1% + EF, DGC 0.1% (DGC's sampled-
 #   threshold sparsifier with residual error feedback. DGC's own memory,
 #   `dgc+dgc:ratio=0.001`, moves momentum to the workers (Lin et al. 2018, momentum
 #   correction); with the shards' SGD momentum of 0.9 still on it would count momentum

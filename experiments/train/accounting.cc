@@ -6,8 +6,6 @@
 #include <limits>
 #include <sstream>
 
-#include "comm/accounting.h"
-#include "comm/protocol.h"
 
 namespace gradzip::experiments {
 
@@ -21,27 +19,19 @@ std::vector<runlog::MetricColumn> train_metric_columns() {
       {"test_loss", "", "test loss of worker 0's model"},
       {"test_accuracy", "fraction", "test accuracy of worker 0's model"},
       {"up_payload_bytes", "bytes", "gradzip messages pushed, all workers, cumulative"},
-      {"up_framing_bytes", "bytes", "ZeroMQ envelopes/frame headers pushed, all workers, cumulative (sim: estimated)"},
-      {"up_tcpip_bytes", "bytes", "TCP/IP/Ethernet header estimate uplink, all workers, cumulative (sim: estimated)"},
+      {"up_framing_bytes", "bytes", "ZeroMQ envelopes/frame headers pushed, all workers, cumulative"},
+      {"up_tcpip_bytes", "bytes", "TCP/IP/Ethernet header estimate uplink, all workers, cumulative"},
       {"down_payload_bytes", "bytes", "parameters pulled, all workers, cumulative"},
-      {"down_framing_bytes", "bytes", "ZeroMQ framing downlink, all workers, cumulative (sim: estimated)"},
-      {"down_tcpip_bytes", "bytes", "TCP/IP/Ethernet header estimate downlink, all workers, cumulative (sim: estimated)"},
+      {"down_framing_bytes", "bytes", "ZeroMQ framing downlink, all workers, cumulative"},
+      {"down_tcpip_bytes", "bytes", "TCP/IP/Ethernet header estimate downlink, all workers, cumulative"},
       {"modeled_comm_s", "s", "modeled communication time on --link, cumulative (experiments/link_model.h)"},
+      {"push_staleness_mean", "updates",
+       "async/ssp: mean staleness of this epoch's applied pushes, all workers (updates of the bucket since the "
+       "worker last pulled it, as the shard counts them; 0 in sync mode)"},
+      {"push_staleness_max", "updates", "async/ssp: largest staleness of any push so far"},
+      {"h2d_bytes", "bytes", "host-to-device copies (batches, parameters), all workers, cumulative; 0 on CPU"},
+      {"d2h_bytes", "bytes", "device-to-host copies (gradients), all workers, cumulative; 0 on CPU"},
   };
-}
-
-WireBytes estimate_wire(double payload, double messages, double bare) {
-  WireBytes w;
-  w.payload_bytes = payload;
-  if (messages <= 0) return w;
-  const auto mean = static_cast<std::uint64_t>(payload / messages);
-  const double env = static_cast<double>(comm::kEnvelopeBytes + comm::zmtp_frame_overhead(comm::kEnvelopeBytes));
-  const double framing = env + static_cast<double>(comm::zmtp_frame_overhead(mean));
-  w.framing_bytes = messages * framing + bare * env;
-  w.tcpip_bytes =
-      messages * static_cast<double>(comm::estimate_tcpip_bytes(mean + static_cast<std::uint64_t>(framing))) +
-      bare * static_cast<double>(comm::estimate_tcpip_bytes(static_cast<std::uint64_t>(env)));
-  return w;
 }
 
 // ---- RunRecorder ----------------------------------------------------------------------
@@ -82,6 +72,10 @@ void RunRecorder::epoch(const EpochRow& segment_row) {
   row.seconds += base_.seconds;
   add(&row.up, base_.up);
   add(&row.down, base_.down);
+  // Staleness pushes and sums are per segment (metrics.csv keeps only their mean).
+  row.staleness_max = std::max(row.staleness_max, base_.staleness_max);
+  row.h2d_bytes += base_.h2d_bytes;
+  row.d2h_bytes += base_.d2h_bytes;
   // Mean traffic of one worker in one step of this epoch, then T_step on --link for each
   // of the epoch's steps (experiments/link_model.h).
   const double seg_steps = static_cast<double>(row.step - last_.step);
@@ -99,13 +93,16 @@ void RunRecorder::epoch(const EpochRow& segment_row) {
     modeled_comm_s_ += seg_steps * modeled_step_time(shape_.link, t).total_s;
     last_traffic_ = t;
   }
+  const double pushes = row.stale_pushes - last_.stale_pushes;
+  const double staleness_mean = pushes > 0 ? (row.staleness_sum - last_.staleness_sum) / pushes : 0.0;
   last_ = row;
   ++epochs_;
   best_acc_ = std::max(best_acc_, row.test_accuracy);
   run_->append_metrics(std::vector<runlog::MetricValue>{
       row.epoch, static_cast<std::int64_t>(row.step), row.seconds, row.train_loss, row.train_accuracy, row.test_loss,
       row.test_accuracy, row.up.payload_bytes, row.up.framing_bytes, row.up.tcpip_bytes, row.down.payload_bytes,
-      row.down.framing_bytes, row.down.tcpip_bytes, modeled_comm_s_});
+      row.down.framing_bytes, row.down.tcpip_bytes, modeled_comm_s_, staleness_mean, row.staleness_max,
+      row.h2d_bytes, row.d2h_bytes});
   run_->event("epoch", {{"epoch", row.epoch}, {"step", row.step}, {"test_accuracy", row.test_accuracy}});
   run_->logger()->info("epoch {}/{}: step {}, train loss {:.4f}, test accuracy {:.2f}%, {:.1f} s, {:.2f} MB pushed",
                        row.epoch, shape_.epochs, row.step, row.train_loss, 100 * row.test_accuracy, row.seconds,
@@ -202,8 +199,14 @@ EpochRow WorkerEpochLog::row(std::size_t e) const {
   r.test_loss = j0.value("test_loss", 0.0);
   r.test_accuracy = j0.value("test_accuracy", 0.0);
   for (const auto& w : workers_) {
-    add(&r.up, direction(w.epochs[e], "up"));
-    add(&r.down, direction(w.epochs[e], "down"));
+    const nlohmann::json& j = w.epochs[e];
+    add(&r.up, direction(j, "up"));
+    add(&r.down, direction(j, "down"));
+    r.stale_pushes += counter(j, "staleness", "pushes");
+    r.staleness_sum += counter(j, "staleness", "sum");
+    r.staleness_max = std::max(r.staleness_max, counter(j, "staleness", "max"));
+    r.h2d_bytes += j.value("h2d_bytes", 0.0);
+    r.d2h_bytes += j.value("d2h_bytes", 0.0);
   }
   return r;
 }
@@ -245,6 +248,15 @@ nlohmann::json WorkerEpochLog::results(const RunRecorder& recorder) const {
                       {"bottleneck", final0.value("bottleneck", std::string("n/a"))},
                       {"framing_bytes_source", "counted by each worker's ZeroMQ transport (comm/accounting.h)"}};
   if (final0.contains("stages")) r["stages"] = final0["stages"];
+  if (final0.contains("overlapped")) r["overlapped"] = final0["overlapped"];
+  if (final0.contains("train_seconds") && steps > 0) r["step_seconds"] = final0["train_seconds"].get<double>() / steps;
+  double resyncs = 0, resync_diff = 0;
+  for (const auto& w : workers_) {
+    resyncs += w.final_line.value("downlink_resyncs", 0.0);
+    resync_diff = std::max(resync_diff, w.final_line.value("downlink_resync_max_abs_diff", 0.0));
+  }
+  r["downlink_resyncs"] = resyncs;
+  r["downlink_resync_max_abs_diff"] = resync_diff;
   return r;
 }
 

@@ -9,7 +9,8 @@
 // they grow and merges an epoch once every worker reported it. Line format:
 //   {"epoch": E (1-based), "step": S (cumulative), "seconds": T, "train_loss", "train_accuracy",
 //    ["test_loss", "test_accuracy": worker 0 only],
-//    "up": {"messages", "payload_bytes", "framing_bytes", "tcpip_bytes", "seconds"}, "down": {...}}
+//    "up": {"messages", "payload_bytes", "framing_bytes", "tcpip_bytes", "seconds"}, "down": {...},
+//    "staleness": {"pushes", "sum", "max"}, "h2d_bytes", "d2h_bytes"}
 //   {"final": true, "steps", "parameters", "stages": {...}, "bottleneck", "device_fraction", "up", "down"}
 // Byte counters are cumulative and are this worker's own (comm::TrafficCounters).
 //
@@ -32,12 +33,6 @@ namespace gradzip::experiments {
 /// The metrics.csv columns of a training run (names, units, descriptions).
 std::vector<runlog::MetricColumn> train_metric_columns();
 
-/// Estimated ZeroMQ framing and TCP/IP bytes for `payload` bytes sent as `messages`
-/// multipart messages (one 40-byte envelope frame + one message frame each) plus `bare`
-/// envelope-only messages (requests, acknowledgements), with the formulas of
-/// comm/accounting.h (the in-process transport of the simulation counts payload only).
-WireBytes estimate_wire(double payload, double messages, double bare);
-
 /// One epoch of a run, all workers together.
 struct EpochRow {
   std::int64_t epoch = 0;  ///< 1-based
@@ -46,6 +41,10 @@ struct EpochRow {
   double train_loss = 0, train_accuracy = 0;  ///< worker 0's, over the epoch
   double test_loss = 0, test_accuracy = 0;    ///< worker 0's model on the test set
   WireBytes up, down;      ///< cumulative, summed over workers
+  /// Staleness of the applied pushes (async/ssp; comm::StalenessCounters), cumulative,
+  /// summed over workers (max: the largest).
+  double stale_pushes = 0, staleness_sum = 0, staleness_max = 0;
+  double h2d_bytes = 0, d2h_bytes = 0;  ///< PCIe copies, cumulative, summed over workers (0 on CPU)
 };
 
 /// The fixed facts of a run the accounting needs.

@@ -12,6 +12,7 @@
 #include "comm/cluster.h"
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
+#include "experiments/train/collective.h"
 #include "experiments/train/run.h"
 
 namespace gradzip::cli {
@@ -92,6 +93,11 @@ std::vector<std::string> cluster_endpoints(const TrainOptions& o) {
 }  // namespace
 
 int run_cluster_rank(TrainOptions o, const OptionTable& table) {
+  if (uses_collective(o)) {
+    throw UsageError("--aggregation " + o.aggregation.aggregation + " with --cluster " + o.cluster +
+                     ": not wired yet; use --cluster sim, local or netem, or start each worker with --role worker "
+                     "--rank R --collective-dir DIR --collective-host ADDR on a shared file system");
+  }
   const comm::LauncherRank lr = comm::rank_from_environment();
   if (!lr.found) {
     throw UsageError("--cluster " + o.cluster + ": no launcher rank (run under srun/mpirun), or start each process "

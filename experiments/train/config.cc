@@ -6,8 +6,11 @@
 #include <filesystem>
 #include <sstream>
 
+#include "experiments/cmd_train_auto.h"
 #include "experiments/train/accounting.h"
+#include "experiments/train/collective.h"
 #include "quant/registry.h"
+#include "quant/rules.h"
 #include "trainer/augment_spec.h"
 #include "trainer/errors.h"
 
@@ -40,7 +43,34 @@ std::uint64_t milestone_period(const std::string& milestones) {
   return static_cast<std::uint64_t>(ms[0]);
 }
 
+/// The resolved compressor of every bucket and the tensors it covers (summary.json
+/// "buckets").
+nlohmann::json bucket_specs_json(const comm::Layout& layout, const comm::ModelSignature& sig) {
+  nlohmann::json out = nlohmann::json::array();
+  std::size_t t = 0;
+  std::uint64_t tensor_begin = 0;
+  for (const auto& b : layout.buckets) {
+    while (t < sig.tensors.size() && tensor_begin + sig.tensors[t].numel <= b.offset) tensor_begin += sig.tensors[t++].numel;
+    nlohmann::json names = nlohmann::json::array();
+    std::uint64_t begin = tensor_begin;
+    for (std::size_t u = t; u < sig.tensors.size() && begin < b.offset + b.numel; begin += sig.tensors[u++].numel) {
+      if (sig.tensors[u].numel > 0) names.push_back(sig.tensors[u].name);
+    }
+    out.push_back({{"id", b.id}, {"shard", b.shard}, {"offset", b.offset}, {"numel", b.numel}, {"tensors", names},
+                   {"spec", b.compressed ? layout.specs[b.spec] : "identity (below --min-compress-numel)"}});
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string downlink_codec(const std::string& downlink) {
+  const auto plus = downlink.find('+');
+  if (plus == std::string::npos) return downlink;
+  if (downlink.compare(0, plus, "ef") == 0) return downlink.substr(plus + 1);
+  throw UsageError("--downlink " + downlink + ": the downlink's memory is always server-side error feedback (the "
+                   "shards' replica keeps what was not sent); write ef+CODEC or CODEC, e.g. ef+topk:ratio=0.01");
+}
 
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) {
   return (train_images / static_cast<std::size_t>(workers)) / static_cast<std::size_t>(batch);
@@ -48,12 +78,16 @@ std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch) 
 
 trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t train_images) {
   if (o.eval_every != 1) throw UsageError("--eval-every: the trainer evaluates after every epoch; use 1");
-  if (o.topology.mode != comm::SyncMode::kSync) {
-    throw UsageError("--mode " + std::string(comm::sync_mode_name(o.topology.mode)) +
-                     ": gradzip train runs synchronous SGD (async/ssp: start `gradzip ps --mode` directly)");
-  }
   if (o.compression.downlink != "dense") {
-    throw UsageError("--downlink " + o.compression.downlink + ": the trainer pulls dense parameters; use dense");
+    if (o.topology.mode != comm::SyncMode::kSync) {
+      throw UsageError("--downlink " + o.compression.downlink + " needs --mode sync (the shards keep one replica of "
+                       "the parameters for all workers; async and ssp pull dense)");
+    }
+    try {
+      quant::make_codec(downlink_codec(o.compression.downlink));
+    } catch (const quant::SpecError& e) {
+      throw UsageError(std::string("--downlink: ") + e.what());
+    }
   }
   trainer::TrainConfig c;
   c.model = o.data.model;
@@ -66,12 +100,34 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.max_steps = static_cast<std::uint64_t>(o.max_steps);
   c.batch_size = static_cast<std::size_t>(o.data.batch_size);
   c.workers = static_cast<std::uint32_t>(o.topology.workers);
-  c.placement.num_shards = static_cast<std::uint32_t>(o.topology.shards);
+  check_collective_options(o);
+  c.placement.num_shards = static_cast<std::uint32_t>(o.topology.shards);  // 1 under collectives
   c.placement.strategy = placement_strategy(o.topology.placement);
   c.placement.bucket_bytes = static_cast<std::uint64_t>(o.compression.bucket_mb * 1048576.0);
   c.placement.min_compress_numel = o.compression.min_compress_numel;
-  c.compressor = o.compression.compressor;
-  c.memory = o.compression.memory;
+  c.placement.first_bucket_bytes = static_cast<std::uint64_t>(o.compression.first_bucket_mb * 1048576.0);
+  c.compressor = aggregation_only(o) ? "identity" : o.compression.compressor;  // thc/powersgd: the transport's
+  c.memory = aggregation_only(o) ? "" : o.compression.memory;
+  if (!o.compression.compressor_rules.empty()) {
+    try {
+      c.compressor_rules = quant::read_rules_argument(o.compression.compressor_rules);
+    } catch (const quant::SpecError& e) {
+      throw UsageError(e.what());
+    }
+  }
+  c.downlink = downlink_codec(o.compression.downlink);
+  c.downlink_resync_steps = static_cast<std::uint64_t>(o.compression.downlink_resync);
+  c.mode = o.topology.mode;
+  c.ssp_slack = static_cast<std::uint32_t>(o.topology.slack);
+  c.overlap = o.overlap == "on";
+  c.encode_threads = o.encode_threads;
+  const Straggler straggler = parse_straggler(o.topology.straggler, o.topology.workers);
+  c.straggler_worker = straggler.worker;
+  c.straggler_factor = straggler.factor;
+  const InjectedFault fault = parse_inject_fault(o.inject_fault);
+  c.fault_step = fault.step;
+  if (fault.kind == "hook") c.fault = trainer::TrainConfig::Fault::kHook;
+  if (fault.kind == "push") c.fault = trainer::TrainConfig::Fault::kPush;
   c.device = o.data.device;
   c.loader_threads = o.data.loader_threads;
   c.seed = o.run.seed;
@@ -117,10 +173,13 @@ RunPlan plan_run(const TrainingOptions& o) {
     const trainer::DataSplit data = trainer::load_config_data(probe);
     p.train_images = data.train.size();
     p.cfg = make_train_config(o, p.train_images);
+    const nlohmann::json auto_plan = resolve_auto_compressor(&p.cfg, data.train.channels, data.train.height,
+                                                             data.train.width, data.train.classes);
     try {
-      p.compressor_spec = quant::make_compressor(p.cfg.compressor, p.cfg.memory).spec();
+      p.compressor_spec = quant::run_compressor_string(p.cfg.compressor, p.cfg.memory, p.cfg.compressor_rules);
     } catch (const quant::SpecError& e) {
-      throw UsageError(std::string("--compressor: ") + e.what());
+      throw UsageError(std::string(p.cfg.compressor_rules.empty() ? "--compressor: " : "--compressor-rules: ") +
+                       e.what());
     }
     if (p.cfg.augment.pca_jitter > 0 && data.train.channels != 3) {
       throw UsageError("--augment pca: PCA colour jitter needs RGB images; " + o.data.dataset + " has " +
@@ -128,7 +187,14 @@ RunPlan plan_run(const TrainingOptions& o) {
     }
     p.signature = trainer::make_signature(p.cfg, data.train.channels, data.train.height, data.train.width,
                                           data.train.classes);
-    p.layout = comm::make_layout(p.signature, p.cfg.placement);
+    try {
+      p.layout = comm::make_layout(p.signature, p.cfg.placement);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    check_allreduce_specs(o, p.layout);
+    p.compressor_facts = {{"buckets", bucket_specs_json(p.layout, p.signature)}};
+    if (!auto_plan.is_null()) p.compressor_facts["auto"] = auto_plan;
   } catch (const trainer::DataError& e) {
     throw UsageError(e.what());
   } catch (const trainer::ConfigError& e) {
@@ -164,17 +230,24 @@ std::string run_config_ini(const OptionTable& table) {
 }
 
 nlohmann::json summary_facts(const TrainOptions& o, const RunPlan& plan, const std::string& link_name) {
-  return {{"compressor", plan.compressor_spec},
+  nlohmann::json facts = {{"compressor", plan.compressor_spec},
           {"augment", trainer::augment_spec(plan.cfg.augment)},
           {"tta", plan.cfg.tta},
           {"workers", plan.cfg.workers},
-          {"shards", plan.cfg.placement.num_shards},
+          {"shards", uses_collective(o) ? 0u : plan.cfg.placement.num_shards},
+          {"aggregation", o.aggregation.aggregation},
+          {"aggregation_spec", aggregation_only(o) ? o.compression.compressor : ""},
           {"cluster", o.cluster},
           {"model", plan.cfg.model},
           {"dataset", plan.cfg.dataset},
           {"link", link_name},
           {"parameters", plan.parameters},
-          {"train_images", plan.train_images}};
+          {"train_images", plan.train_images},
+          {"mode", comm::sync_mode_name(plan.cfg.mode)},
+          {"downlink", plan.cfg.downlink},
+          {"buckets", plan.compressor_facts.at("buckets")}};
+  if (plan.compressor_facts.contains("auto")) facts["auto"] = plan.compressor_facts.at("auto");
+  return facts;
 }
 
 nlohmann::json stages_json(const trainer::StageSeconds& s) {

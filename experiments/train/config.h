@@ -24,11 +24,16 @@ namespace gradzip::cli {
 /// the training set, `batch` images per step (trainer/worker.cc).
 std::uint64_t steps_per_epoch(std::size_t train_images, int workers, int batch);
 
+/// The codec of a --downlink value: "dense", "CODEC[:k=v]" or "ef+CODEC[:k=v]" (the
+/// shards' downlink always keeps the replica x^, server-side error feedback, so "ef+"
+/// names what happens anyway). Throws UsageError for any other memory.
+std::string downlink_codec(const std::string& downlink);
+
 /// The trainer's config from the shared options. `train_images` is the size of the
 /// (subset of the) training set, for turning epochs into steps (LR schedule, warm-up).
-/// Throws UsageError for what the trainer cannot do (eval every N > 1 epochs, async
-/// modes, a compressed downlink, unevenly spaced LR milestones, a batch larger than a
-/// worker's share of the data, checkpoints without a directory). The checkpoint
+/// Throws UsageError for what the trainer cannot do (eval every N > 1 epochs, a
+/// compressed downlink outside sync mode, unevenly spaced LR milestones, a batch larger
+/// than a worker's share of the data, checkpoints without a directory). The checkpoint
 /// directory is --checkpoint-dir, else <--run-dir>/checkpoints.
 trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t train_images);
 
@@ -41,10 +46,14 @@ struct RunPlan {
   std::string compressor_spec;        ///< canonical "[memory+]codec:..." of cfg.compressor
   std::uint64_t parameters = 0;       ///< model parameter count
   std::vector<double> shard_fraction; ///< each shard's share of the parameters (sum 1)
+  /// summary.json facts of the compressor: "buckets" (every bucket's tensors and resolved
+  /// spec) and, for --compressor auto, "auto" (the choice; experiments/auto_choice.h).
+  nlohmann::json compressor_facts;
 };
 
-/// Loads the data once (for its size and shape), builds the config, checks the
-/// compressor spec and computes the layout. Bad data, config or spec: UsageError.
+/// Loads the data once (for its size and shape), builds the config, resolves
+/// --compressor auto and --compressor-rules, checks the compressor spec and computes the
+/// layout. Bad data, config, spec or rules: UsageError.
 RunPlan plan_run(const TrainingOptions& o);
 
 /// Creates the run directory (--run-dir, or a fresh one under runs/) with its resolved

@@ -3,16 +3,20 @@
 // --role shard|worker --rank R ...` (a fresh exec: no fork of a process that already ran
 // torch). Shards serve over ZeroMQ; workers append one JSON line per epoch, with their
 // real byte counters, to <run>/procs/worker<R>.jsonl, which this process merges into
-// metrics.csv as the epochs complete (WorkerEpochLog, RunRecorder). netem starts each
+// metrics.csv as the epochs complete (WorkerEpochLog, RunRecorder). Under --aggregation
+// allreduce|allgather no shard is started: the workers rendezvous in <run>/collective/ and
+// aggregate with Gloo collectives (experiments/train/collective.h). netem starts each
 // process in its own network namespace (experiments/netem.h, the launcher's spawn hook)
 // shaped to --link and records the veth byte counters.
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
 
 #include "comm/launch.h"
 #include "experiments/curve_keys.h"
 #include "experiments/netem.h"
+#include "experiments/train/collective.h"
 #include "experiments/train/accounting.h"
 #include "experiments/train/config.h"
 #include "experiments/train/resume.h"
@@ -113,7 +117,8 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
   const experiments::LinkProfile link = experiments::parse_link(o.link);
   const RunPlan plan = plan_run(o);
   const std::uint32_t n_workers = plan.cfg.workers;
-  const std::uint32_t n_shards = plan.cfg.placement.num_shards;
+  const bool collective = uses_collective(o);  // no shards: the workers aggregate among themselves
+  const std::uint32_t n_shards = collective ? 0 : plan.cfg.placement.num_shards;
   if (!o.curve_keys.empty()) check_curve_keys(o.curve_keys, n_workers);
   Netem net;
   if (netem) net = make_netem(o, link, n_shards + n_workers);
@@ -122,8 +127,8 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
   const fs::path procs = run->path() / "procs";
   fs::create_directories(procs);
   if (resume) set_aside_previous_processes(procs, n_shards, n_workers);
-  experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), n_workers, n_shards,
-                              plan.shard_fraction, plan.cfg.epochs};
+  experiments::RunShape shape{link, experiments::parse_link_list(o.report_links), n_workers,
+                              plan.cfg.placement.num_shards, plan.shard_fraction, plan.cfg.epochs};
   experiments::RunRecorder recorder(run.get(), shape, summary_facts(o, plan, link.name));
   if (netem) {
     recorder.summary()["netem"] = {{"rate_bit_per_s", link.bandwidth_bytes_per_s * 8},
@@ -136,7 +141,7 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
     }
   }
   recorder.begin("train: " + std::to_string(n_workers) + " worker + " + std::to_string(n_shards) +
-                 " shard processes (" +
+                 " shard processes" + (collective ? " (--aggregation " + o.aggregation.aggregation + ")" : "") + " (" +
                  (netem ? "netem namespaces, " + experiments::format_bandwidth(link.bandwidth_bytes_per_s)
                         : std::string("loopback")) +
                  "), " + plan.cfg.model + " on " + plan.cfg.dataset + ", compressor " + plan.compressor_spec +
@@ -145,11 +150,21 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
 
   comm::LaunchOptions lo;
   const std::string self = self_executable();
+  // --compressor auto: the children use this process's choice (a rule file in the run
+  // directory), not a measurement of their own.
+  std::vector<std::string> auto_args;
+  if (plan.compressor_facts.contains("auto")) {
+    const fs::path rules = run->path() / "auto_rules.txt";
+    std::ofstream(rules) << plan.cfg.compressor_rules;
+    auto_args = {"--compressor", "identity", "--compressor-rules", rules.string()};
+  }
   auto base_args = [&](const std::string& role, std::uint32_t rank) {
-    return std::vector<std::string>{self,     "train",   "--config", (run->path() / "config.ini").string(),
-                                    "--role", role,      "--rank",   std::to_string(rank),
-                                    "--run-dir", run->path().string(), "--log-level", o.run.log_level,
-                                    "--resume-step", std::to_string(o.run.resume_step)};
+    std::vector<std::string> argv{self,     "train",   "--config", (run->path() / "config.ini").string(),
+                                  "--role", role,      "--rank",   std::to_string(rank),
+                                  "--run-dir", run->path().string(), "--log-level", o.run.log_level,
+                                  "--resume-step", std::to_string(o.run.resume_step)};
+    argv.insert(argv.end(), auto_args.begin(), auto_args.end());
+    return argv;
   };
   for (std::uint32_t s = 0; s < n_shards; ++s) {
     auto argv = base_args("shard", s);
@@ -157,7 +172,15 @@ int run_local_cluster(const TrainOptions& o, const OptionTable& table, const Res
     lo.shard_commands.push_back(argv);
     lo.shard_endpoint_files.push_back((procs / ("shard" + std::to_string(s) + ".ep")).string());
   }
-  for (std::uint32_t w = 0; w < n_workers; ++w) lo.worker_commands.push_back(base_args("worker", w));
+  for (std::uint32_t w = 0; w < n_workers; ++w) {
+    lo.worker_commands.push_back(base_args("worker", w));
+    if (collective && netem) lo.worker_commands.back().insert(lo.worker_commands.back().end(), {"--collective-host", net.cluster->address(w)});
+  }
+  if (collective) {
+    // A fresh rendezvous store for this start (a stale one would pair dead addresses).
+    std::error_code ec;
+    fs::remove_all(collective_store_dir(o), ec);
+  }
   lo.on_shards_ready = [](const std::vector<std::string>& endpoints, std::vector<std::vector<std::string>>* workers) {
     std::string list;
     for (const auto& e : endpoints) list += (list.empty() ? "" : ",") + e;

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "experiments/curve_keys.h"
+#include "experiments/train/collective.h"
 #include "experiments/link_model.h"
 #include "trainer/augment_spec.h"
 #include "trainer/errors.h"
@@ -23,9 +24,24 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   bind_optimizer_options(t, &o->optimizer);
   bind_compression_options(t, &o->compression);
   bind_topology_options(t, &o->topology);
+  bind_aggregation_options(t, &o->aggregation);
   t->add("curve-keys", &o->curve_keys,
          "directory written by 'gradzip keys': encrypt and authenticate every connection with CURVE; "
          "empty = plain TCP");
+  t->group("Step pipeline");
+  t->add_choice("overlap", &o->overlap, {"on", "off"},
+                "on: encode and push each gradient bucket as backward completes it, pull per bucket, and start a "
+                "layer's forward once its buckets arrived (CPU); off: backward, then push all, then pull");
+  t->add("encode-threads", &o->encode_threads, "threads encoding buckets while backward runs (--overlap on)",
+         Range{1, 256});
+  t->add("inject-fault", &o->inject_fault,
+         "testing: hook:STEP makes a gradient hook of worker 0 fail at STEP (--overlap on), push:STEP its pushes; "
+         "the run must stop with a typed error and a complete run directory");
+  t->add_check([o] {
+    if (parse_inject_fault(o->inject_fault).kind == "hook" && o->overlap != "on") {
+      throw UsageError("--inject-fault hook:STEP needs --overlap on (the sequential step has no gradient hooks)");
+    }
+  });
   if (command_groups) command_groups();
   t->group("Quick runs");
   t->add("width", &o->width, "model base width in channels; 0 = the published width", Range{0, 4096});
@@ -48,6 +64,22 @@ void bind_training_options(OptionTable* t, TrainingOptions* o, const std::functi
   });
 }
 
+InjectedFault parse_inject_fault(const std::string& text) {
+  InjectedFault f;
+  if (text.empty()) return f;
+  const auto colon = text.find(':');
+  const std::string bad = "bad value '" + text + "' for --inject-fault: expected hook:STEP or push:STEP";
+  if (colon == std::string::npos) throw UsageError(bad);
+  f.kind = text.substr(0, colon);
+  const std::string digits = text.substr(colon + 1);
+  if ((f.kind != "hook" && f.kind != "push") || digits.empty() ||
+      digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 18) {
+    throw UsageError(bad);
+  }
+  f.step = std::stoull(digits);
+  return f;
+}
+
 bool is_cluster_keyword(const std::string& cluster) {
   return cluster == "sim" || cluster == "local" || cluster == "netem" || cluster == "slurm" || cluster == "mpi";
 }
@@ -58,6 +90,8 @@ void bind_train_options(OptionTable* t, TrainOptions* o) {
     t->add("cluster", &o->cluster, "sim | local | netem | slurm | mpi | path to a cluster file");
     t->add("link", &o->link, "link model (and netem shaping): pcie3|pcie4|pcie5|nvlink|eth1g|eth10g|eth25g|eth100g "
                              "(1gbe.. aliases) or custom:bw=<n>gbit,lat=<n>us");
+    t->add("sim-link-delay", &o->sim_link_delay,
+           "--cluster sim: each worker waits for its pushes and pulls to cross its own --link (bandwidth only)");
     t->add_choice("netem-delay", &o->netem_delay, {"on", "off", "if-available"},
                   "netem: add the link's latency with sch_netem (if-available: skip with a warning when missing)");
     t->add("report-links", &o->report_links, "link profiles whose modeled step time goes into summary.json");

@@ -20,12 +20,22 @@
 
 namespace gradzip::cli {
 
+/// How the workers' gradients are aggregated: the parameter server, or a collective among
+/// the workers (comm/collective_transport.h, Gloo over TCP; experiments/train/collective.h).
+struct AggregationOptions {
+  std::string aggregation = "ps";     ///< ps | allreduce | allgather
+  double collective_timeout_s = 60.0; ///< every collective call and the rendezvous (seconds)
+  std::string collective_dir = "";    ///< rendezvous store shared by the ranks; "" = <run dir>/collective/step-<resume step>
+  std::string collective_host = "127.0.0.1";  ///< address this rank listens on for its peers
+};
+
 /// What every process of a run shares.
 struct TrainingOptions {
   ModelDataOptions data;
   CompressionOptions compression;
   TopologyOptions topology;
   OptimizerOptions optimizer;
+  AggregationOptions aggregation;
   RunOptions run;
   int epochs = 10;                ///< passes over the training set
   std::int64_t max_steps = 0;     ///< stop after this many steps per worker; 0 = no limit
@@ -35,12 +45,24 @@ struct TrainingOptions {
   std::int64_t train_subset = 0;  ///< train on the first N training images; 0 = all
   std::int64_t test_subset = 0;   ///< evaluate on the first N test images; 0 = all
   int torch_threads = 0;          ///< intra-op threads per process; 0 = torch's default
+  // -- the worker's step pipeline
+  std::string overlap = "on";     ///< on: push buckets from autograd during backward (CPU) | off: sequential
+  int encode_threads = 2;         ///< threads encoding buckets while backward runs (overlap on)
+  std::string inject_fault = "";  ///< testing: "hook:STEP" or "push:STEP" fails worker 0 there; "" = none
   // -- augmentation and evaluation (trainer/augment_spec.h)
   std::string augment = "none";   ///< training-time augmentation spec, e.g. "crop:pad=4,flip"
   bool tta = false;               ///< evaluate over flips and 2-pixel shifts (test-time augmentation)
   // -- transport security
   std::string curve_keys = "";    ///< directory of `gradzip keys` (experiments/curve_keys.h); "" = no CURVE
 };
+
+/// --inject-fault, parsed: "hook:STEP" or "push:STEP" ("" = none).
+struct InjectedFault {
+  std::string kind;        ///< "", "hook" or "push"
+  std::uint64_t step = 0;
+};
+/// Throws UsageError naming the expected form.
+InjectedFault parse_inject_fault(const std::string& text);
 
 /// Binds every TrainingOptions field, in --help order: model and data, training,
 /// optimizer, compression, topology, then the command's own groups (`command_groups`,
@@ -50,6 +72,7 @@ void bind_training_options(OptionTable* table, TrainingOptions* opt, const std::
 /// `gradzip train` (and ps, launch): the shared options plus how the run is spread.
 struct TrainOptions : TrainingOptions {
   std::string link = "10gbe";  ///< link model profile (experiments/link_model.h)
+  bool sim_link_delay = false; ///< sim: each worker waits for its bytes to cross --link's bandwidth
   /// sim (one process, modeled links) | local (processes on this host) | netem (network
   /// namespaces with tc shaping; root) | slurm | mpi | path to a cluster file.
   std::string cluster = "sim";

@@ -93,6 +93,9 @@ std::vector<CsvRow> read_metrics(const fs::path& csv) {
     r.row.test_accuracy = at("test_accuracy");
     r.row.up = {at("up_payload_bytes"), at("up_framing_bytes"), at("up_tcpip_bytes")};
     r.row.down = {at("down_payload_bytes"), at("down_framing_bytes"), at("down_tcpip_bytes")};
+    r.row.staleness_max = at("push_staleness_max");
+    r.row.h2d_bytes = at("h2d_bytes");
+    r.row.d2h_bytes = at("d2h_bytes");
     r.modeled_comm_s = at("modeled_comm_s");
     rows.push_back(r);
   }

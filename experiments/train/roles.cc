@@ -1,5 +1,6 @@
 // One process of a multi-process run: a shard (comm::run_shard_server over ZeroMQ) or a
-// worker (trainer::run_worker over comm::ZmqWorkerTransport). Both build their model
+// worker (trainer::run_worker over comm::ZmqWorkerTransport, or comm::CollectiveTransport
+// under --aggregation allreduce|allgather). Both build their model
 // signature and bucket layout from the same options (plan_run), so they agree. With
 // --curve-keys both take their CURVE keys from the key directory (experiments/curve_keys.h).
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
 #include "experiments/curve_keys.h"
+#include "experiments/train/collective.h"
 #include "experiments/train/config.h"
 #include "experiments/train/run.h"
 
@@ -23,6 +25,10 @@ fs::path procs_dir(const TrainOptions& o) { return fs::path(o.run.run_dir) / "pr
 nlohmann::json direction_json(const comm::DirectionCounters& c) {
   return {{"messages", c.messages},       {"payload_bytes", c.payload_bytes}, {"framing_bytes", c.framing_bytes},
           {"tcpip_bytes", c.tcpip_bytes}, {"seconds", c.seconds}};
+}
+
+nlohmann::json staleness_json(const comm::StalenessCounters& s) {
+  return {{"pushes", s.pushes}, {"sum", s.sum}, {"max", s.max}};
 }
 
 }  // namespace
@@ -45,7 +51,8 @@ int run_shard_role(const TrainOptions& o) {
   comm::ShardServerOptions so;
   so.shard.shard_id = static_cast<std::uint32_t>(o.rank);
   so.shard.num_workers = plan.cfg.workers;
-  so.shard.mode = comm::SyncMode::kSync;
+  so.shard.mode = plan.cfg.mode;
+  so.shard.ssp_slack = plan.cfg.ssp_slack;
   so.shard.optimizer = plan.cfg.optimizer;
   so.shard.worker_timeout_s = o.topology.worker_timeout_s;
   trainer::set_shard_checkpoints(plan.cfg, steps_per_epoch(plan.train_images, o.topology.workers, o.data.batch_size),
@@ -75,6 +82,16 @@ int run_shard_role(const TrainOptions& o) {
 WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, const std::vector<std::string>& endpoints,
                                  const WorkerEpochFn& on_epoch) {
   const RunPlan plan = plan_run(o);
+  if (uses_collective(o)) {  // no shards: the workers aggregate among themselves
+    comm::CollectiveTransport transport(collective_transport_options(o, plan, rank));
+    WorkerOutcome out;
+    out.result = trainer::run_worker(plan.cfg, transport, rank, [&](const trainer::EpochMetrics& m) {
+      if (on_epoch) on_epoch(m, transport.counters());
+    });
+    out.traffic = transport.counters();
+    transport.barrier();  // nobody tears its connections down while a peer still reads
+    return out;
+  }
   comm::ZmqClientOptions zo;
   zo.client.placement = plan.cfg.placement;
   zo.client.op_timeout_s = std::max(60.0, o.topology.worker_timeout_s);
@@ -90,8 +107,10 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
   }
   comm::ZmqWorkerTransport transport(zo);
   WorkerOutcome out;
+  // m.traffic: the counters as the worker's pipeline saw them at the epoch's end (the
+  // transport itself may be busy on the pipeline's thread).
   out.result = trainer::run_worker(plan.cfg, transport, rank, [&](const trainer::EpochMetrics& m) {
-    if (on_epoch) on_epoch(m, transport.counters());
+    if (on_epoch) on_epoch(m, m.traffic);
   });
   out.traffic = transport.counters();
   transport.shutdown();
@@ -99,7 +118,9 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
 }
 
 int run_worker_role(const TrainOptions& o, const std::function<void()>& each_epoch) {
-  const auto endpoints = split_endpoints(o.endpoints, "--endpoints", static_cast<std::uint32_t>(o.topology.shards));
+  const auto endpoints = uses_collective(o) ? std::vector<std::string>{}
+                                            : split_endpoints(o.endpoints, "--endpoints",
+                                                              static_cast<std::uint32_t>(o.topology.shards));
   const fs::path out = procs_dir(o) / ("worker" + std::to_string(o.rank) + ".jsonl");
   std::ofstream lines(out, std::ios::app);
   if (!lines) throw std::runtime_error("cannot write " + out.string());
@@ -110,7 +131,10 @@ int run_worker_role(const TrainOptions& o, const std::function<void()>& each_epo
                         {"train_loss", m.train_loss},
                         {"train_accuracy", m.train_accuracy},
                         {"up", direction_json(c.up)},
-                        {"down", direction_json(c.down)}};
+                        {"down", direction_json(c.down)},
+                        {"staleness", staleness_json(c.staleness)},
+                        {"h2d_bytes", m.h2d_bytes},
+                        {"d2h_bytes", m.d2h_bytes}};
     if (o.rank == 0) {
       j["test_loss"] = m.test_loss;
       j["test_accuracy"] = m.test_accuracy;
@@ -127,7 +151,12 @@ int run_worker_role(const TrainOptions& o, const std::function<void()>& each_epo
                           {"bottleneck", r.bottleneck},
                           {"device_fraction", r.device_fraction},
                           {"up", direction_json(w.traffic.up)},
-                          {"down", direction_json(w.traffic.down)}}
+                          {"down", direction_json(w.traffic.down)},
+                          {"staleness", staleness_json(w.traffic.staleness)},
+                          {"overlapped", r.overlapped},
+                          {"train_seconds", r.train_seconds},
+                          {"downlink_resyncs", r.resyncs},
+                          {"downlink_resync_max_abs_diff", r.resync_max_abs_diff}}
                .dump()
         << std::endl;
   return kExitOk;

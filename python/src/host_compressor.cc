@@ -13,39 +13,18 @@ T* as_ptr(std::uintptr_t address) {
 }  // namespace
 
 HostCompressor::HostCompressor(const std::string& spec, std::uint64_t seed)
-    : compressor_(quant::make_compressor(spec)), seed_(seed), passthrough_(compressor_.memory->spec() == "none") {}
+    : compressor_(quant::make_compressor(spec)), seed_(seed) {}
 
 std::size_t HostCompressor::encode(std::uintptr_t grad, std::size_t n, std::uint64_t step, std::uint32_t worker,
-                                   std::uint32_t bucket, std::uintptr_t out, std::size_t capacity, bool in_place) {
-  const quant::Memory& memory = *compressor_.memory;
-  const quant::Codec& codec = *compressor_.codec;
-  float* g = as_ptr<float>(grad);
+                                   std::uint32_t bucket, std::uintptr_t out, std::size_t capacity, bool /*in_place*/) {
+  // Error feedback (Seide et al. 2014; Karimireddy et al. 2019), fused (quant/feedback.h):
+  // encode p = compensate(g), keep what the receiver will not see. A NaN/Inf gradient is
+  // refused before the state is touched, so the state survives the error; grad is only read.
   const quant::SeedContext ctx{seed_, step, worker, bucket};
   std::size_t bytes = 0;
-  if (passthrough_) {
-    check(codec.encode(g, n, ctx, as_ptr<std::uint8_t>(out), capacity, &bytes), ErrorSite::kEncode);
-    ++states_[bucket].steps;
-    return bytes;
-  }
-  // Error feedback (Seide et al. 2014; Karimireddy et al. 2019): encode p = compensate(g),
-  // keep what the receiver will not see. A NaN/Inf gradient is refused before the state
-  // is touched (dgc's compensate advances its momentum), so the state survives the error.
-  if (!quant::all_finite(g, n)) {
-    check(quant::Status(quant::Errc::kNonFiniteInput, "gradient holds NaN or Inf"), ErrorSite::kEncode);
-  }
-  quant::MemoryState& state = states_[bucket];
-  float* p = g;
-  if (!in_place) {
-    if (compensated_.size() < n) compensated_.resize(n);
-    p = compensated_.data();
-  }
-  memory.compensate(g, p, n, &state);
-  check(codec.encode(p, n, ctx, as_ptr<std::uint8_t>(out), capacity, &bytes), ErrorSite::kEncode);
-  if (memory.needs_decoded()) {
-    if (decoded_.size() < n) decoded_.resize(n);
-    check(codec.decode(as_ptr<std::uint8_t>(out), bytes, decoded_.data(), n), ErrorSite::kEncode);
-  }
-  memory.update(p, decoded_.data(), n, &state);
+  check(compressor_.memory->encode_step(*compressor_.codec, as_ptr<const float>(grad), n, ctx, &states_[bucket],
+                                        as_ptr<std::uint8_t>(out), capacity, &bytes),
+        ErrorSite::kEncode);
   return bytes;
 }
 

@@ -39,7 +39,8 @@ class HostCompressor {
   /// Encodes grad[0, n) (host address) with this bucket's error feedback into out
   /// (capacity bytes, >= max_encoded_bytes(n)); returns the message length in bytes.
   /// `in_place`: the compensated vector may overwrite grad (the DDP hook's bucket buffer,
-  /// replaced by the average afterwards); otherwise grad is left untouched.
+  /// replaced by the average afterwards); the fused path (Memory::encode_step) never does,
+  /// so grad is always left untouched.
   /// Throws StatusError(kEncode) on a codec error; a NaN/Inf in grad is refused before
   /// the bucket's state is touched.
   std::size_t encode(std::uintptr_t grad, std::size_t n, std::uint64_t step, std::uint32_t worker,
@@ -62,9 +63,7 @@ class HostCompressor {
  private:
   quant::Compressor compressor_;
   std::uint64_t seed_;
-  bool passthrough_;  // memory "none": encode the gradient itself, no copy, no decode
   std::map<std::uint32_t, quant::MemoryState> states_;
-  std::vector<float> compensated_, decoded_;  // scratch, largest bucket so far
 };
 
 }  // namespace gradzip::python

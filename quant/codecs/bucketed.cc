@@ -132,6 +132,7 @@ __attribute__((target("avx2"))) void rounding_words_avx2(const SeedContext& ctx,
 }  // namespace
 
 void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out) {
+  first_block += ctx.first_element / 4;  // a tile of the fused EF path starts at a multiple of 4
 #if defined(GZ_HAVE_AVX2_PHILOX)
   if (cpu_has_avx2()) {
     rounding_words_avx2(ctx, first_block, nblocks, out);

@@ -51,8 +51,9 @@ constexpr float kMinScale = 0x1p-120f;
 /// Philox counter layout).
 constexpr std::uint32_t kMaxBucket = 1u << 24;
 
-/// Random words of blocks [first_block, first_block + nblocks) of the rounding stream:
-/// out[4 j + w] = random_block(ctx, RandomStream::kRounding, first_block + j).v[w].
+/// Random words of blocks [first_block, first_block + nblocks) of the rounding stream,
+/// shifted by the tile start ctx.first_element (a multiple of 4; 0 for a whole message):
+/// out[4 j + w] = random_block(ctx, RandomStream::kRounding, ctx.first_element / 4 + first_block + j).v[w].
 /// Exactly the numbers of the scalar random_block (tests compare them); computed with
 /// AVX2 when the CPU has it, else 8 counters at a time in portable code
 /// (quant/codecs/bucketed.cc).
@@ -108,6 +109,26 @@ inline std::size_t num_buckets(std::size_t n, std::size_t bucket) { return (n + 
 /// Payload bytes of a bucketed codec: 4*S*nb + ceil(n*bits/8).
 inline std::size_t payload_bytes(std::size_t n, std::size_t bucket, std::size_t scales_per_bucket, unsigned bits) {
   return 4 * scales_per_bucket * num_buckets(n, bucket) + packed_bytes(n, bits);
+}
+
+/// Largest bucket size a bucketed codec encodes in tiles on the fused error-feedback path
+/// (a tile holds whole buckets and stays in the L2 cache); larger buckets use that path's
+/// untiled fallback.
+constexpr std::size_t kMaxTileBucket = 1u << 16;
+
+/// Codec::tile_alignment of a bucketed codec: whole buckets and a multiple of 8 elements,
+/// so a tile's packed codes start on a byte and its random words on a Philox block.
+inline std::size_t tile_alignment(std::size_t bucket) {
+  if (bucket > kMaxTileBucket) return 0;
+  std::size_t a = bucket;
+  while (a % 8 != 0) a += bucket;
+  return a;
+}
+
+/// Codec::tile_region_bytes of a bucketed codec: region 0 the scales, region 1 the codes.
+inline std::size_t tile_region_bytes(int region, std::size_t count, std::size_t bucket, std::size_t scales,
+                                     unsigned bits) {
+  return region == 0 ? 4 * scales * num_buckets(count, bucket) : packed_bytes(count, bits);
 }
 
 /// The error an encoder returns for a bucket whose statistic is not finite: either the

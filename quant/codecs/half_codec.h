@@ -43,6 +43,8 @@ class HalfCodec final : public Codec {
   std::size_t params_bytes() const override { return 0; }
   void write_params(std::uint8_t*) const override {}
   std::size_t max_payload_bytes(std::size_t n) const override { return 2 * n; }
+  std::size_t tile_alignment() const override { return 1; }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override { return r == 0 ? 2 * c : 0; }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
     // Blocks through a local array: the conversion loop then has no aliasing between

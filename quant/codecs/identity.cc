@@ -19,6 +19,8 @@ class IdentityCodec final : public Codec {
   std::size_t params_bytes() const override { return 0; }
   void write_params(std::uint8_t*) const override {}
   std::size_t max_payload_bytes(std::size_t n) const override { return 4 * n; }
+  std::size_t tile_alignment() const override { return 1; }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override { return r == 0 ? 4 * c : 0; }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
     if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");

@@ -45,6 +45,10 @@ class Int8Codec final : public Codec {
   std::size_t params_bytes() const override { return kParamsBytes; }
   void write_params(std::uint8_t* dst) const override { store_le<std::uint32_t>(dst, bucket_); }
   std::size_t max_payload_bytes(std::size_t n) const override { return bucketed::payload_bytes(n, bucket_, 1, 8); }
+  std::size_t tile_alignment() const override { return bucketed::tile_alignment(bucket_); }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override {
+    return bucketed::tile_region_bytes(r, c, bucket_, 1, 8);
+  }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     auto stat = [](const float* xb, std::size_t m, float* s) -> Status {

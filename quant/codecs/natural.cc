@@ -47,6 +47,9 @@ class NaturalCodec final : public Codec {
   std::size_t params_bytes() const override { return 0; }
   void write_params(std::uint8_t*) const override {}
   std::size_t max_payload_bytes(std::size_t n) const override { return n + packed_bytes(n, 1); }
+  // Region 0: the exponent bytes, region 1: the sign bits.
+  std::size_t tile_alignment() const override { return 8; }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override { return r == 0 ? c : packed_bytes(c, 1); }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     std::uint8_t* exps = sink->data;
@@ -146,6 +149,9 @@ std::size_t message_bytes(const Params&, std::uint64_t n, const std::vector<std:
 
 std::unique_ptr<Codec> make_natural(const Params&) { return std::make_unique<NaturalCodec>(); }
 
+/// Horvath et al. 2019, Theorem 1: natural compression has variance factor 1/8.
+double variance_factor(const Params&) { return 0.125; }
+
 }  // namespace
 
 const CodecEntry& natural_entry() {
@@ -153,7 +159,8 @@ const CodecEntry& natural_entry() {
                                 "unbiased stochastic rounding to a power of two: sign + 8-bit exponent (9 bits/element)",
                                 "Horvath et al. 2019, Natural compression for distributed deep learning "
                                 "(arXiv:1905.10988), eq. (2)",
-                                {}, &make_natural, {&message_bytes}};
+                                {}, &make_natural, {&message_bytes},
+                                {&variance_factor, "1/8 (Horvath et al. 2019, Theorem 1)"}};
   return entry;
 }
 

@@ -116,6 +116,10 @@ class QsgdCodec final : public Codec {
   std::size_t max_payload_bytes(std::size_t n) const override {
     return bucketed::payload_bytes(n, p_.bucket, 1, p_.bits);
   }
+  std::size_t tile_alignment() const override { return bucketed::tile_alignment(p_.bucket); }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override {
+    return bucketed::tile_region_bytes(r, c, p_.bucket, 1, p_.bits);
+  }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     switch (p_.bits) {
@@ -167,6 +171,15 @@ std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<st
   return kHeaderBytes + 8 + 4 * ((n + bucket - 1) / bucket) + (n * bits + 7) / 8;
 }
 
+/// Alistarh et al. 2017, Lemma 3.1: omega = min(d/s^2, sqrt(d)/s) for a bucket of d
+/// elements and s = 2^(bits-1)-1 levels (the l2 norm; the max norm is <= it, so the same
+/// bound holds).
+double variance_factor(const Params& p) {
+  const double d = static_cast<double>(p.get_int("bucket"));
+  const double s = static_cast<double>((1 << (p.get_int("bits") - 1)) - 1);
+  return std::min(d / (s * s), std::sqrt(d) / s);
+}
+
 std::unique_ptr<Codec> make_qsgd(const Params& p) { return std::make_unique<QsgdCodec>(qsgd::from_params(p)); }
 
 }  // namespace
@@ -179,7 +192,8 @@ const CodecEntry& qsgd_entry() {
       {{"bits", ParamKind::kInt, "4", 2, 8, {}, "bits per element (sign + level)"},
        bucketed::bucket_param("512"),
        {"norm", ParamKind::kEnum, "l2", 0, 0, {"l2", "max"}, "bucket norm the levels are scaled to"}},
-      &make_qsgd, {&message_bytes}};
+      &make_qsgd, {&message_bytes},
+      {&variance_factor, "min(bucket/s^2, sqrt(bucket)/s), s = 2^(bits-1)-1 (Lemma 3.1)"}};
   return entry;
 }
 

@@ -31,6 +31,7 @@
 // Size: 40 + 24 + 24 + value_block_bytes(k) (4k | 2k | 4 + k).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -154,6 +155,13 @@ std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<st
   return kHeaderBytes + randk::kParamsBytes + kContextBytes + value_block_bytes(count, values);
 }
 
+/// Unbiased variant (scale=true, fp32 values): omega = n/k - 1 (Stich et al. 2018), at most
+/// 1/ratio - 1 with k = ceil(ratio*n); a fixed k has no bound independent of n (NaN).
+double variance_factor(const Params& p) {
+  if (p.get_int("k") > 0) return std::numeric_limits<double>::quiet_NaN();
+  return 1.0 / p.get_float("ratio") - 1.0;
+}
+
 std::unique_ptr<Codec> make_randk(const Params& p) {
   return std::make_unique<RandKCodec>(randk::from_params(p), p.canonical());
 }
@@ -170,7 +178,8 @@ const CodecEntry& randk_entry() {
        {"k", ParamKind::kInt, "0", 0, 17179869184.0, {}, "elements kept per bucket (0: use ratio)"},
        {"scale", ParamKind::kBool, "false", 0, 0, {}, "multiply kept values by n/k (unbiased estimator)"},
        sparse_values_param()},
-      &make_randk, {&message_bytes}};
+      &make_randk, {&message_bytes},
+      {&variance_factor, "1/ratio - 1 when scale=true and values=fp32 (k>0: n/k - 1, depends on n)"}};
   return entry;
 }
 

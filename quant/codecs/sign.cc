@@ -40,6 +40,8 @@ class SignCodec final : public Codec {
   std::size_t params_bytes() const override { return 0; }
   void write_params(std::uint8_t*) const override {}
   std::size_t max_payload_bytes(std::size_t n) const override { return packed_bytes(n, 1); }
+  std::size_t tile_alignment() const override { return 8; }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override { return r == 0 ? packed_bytes(c, 1) : 0; }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
     const float* __restrict x = grad;

@@ -69,6 +69,10 @@ class TernGradCodec final : public Codec {
   std::size_t params_bytes() const override { return kParamsBytes; }
   void write_params(std::uint8_t* dst) const override { terngrad::write_params({bucket_, clip_}, dst); }
   std::size_t max_payload_bytes(std::size_t n) const override { return bucketed::payload_bytes(n, bucket_, 1, 2); }
+  std::size_t tile_alignment() const override { return bucketed::tile_alignment(bucket_); }
+  std::size_t tile_region_bytes(int r, std::size_t c) const override {
+    return bucketed::tile_region_bytes(r, c, bucket_, 1, 2);
+  }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     const float clip = clip_;
@@ -122,6 +126,14 @@ std::size_t message_bytes(const Params& p, std::uint64_t n, const std::vector<st
   return kHeaderBytes + 8 + 4 * ((n + bucket - 1) / bucket) + (n + 3) / 4;
 }
 
+/// clip=0: per bucket of d elements, s = max|g|: var_i = |g_i| (s - |g_i|) <= s |g_i|, so
+/// sum <= s ||g||_1 <= sqrt(d) ||g||^2, and <= d s^2 / 4 <= d/4 ||g||^2: omega = min(d/4, sqrt(d))
+/// (QSGD's Lemma 3.1 argument with one level).
+double variance_factor(const Params& p) {
+  const double d = static_cast<double>(p.get_int("bucket"));
+  return std::min(d / 4.0, std::sqrt(d));
+}
+
 std::unique_ptr<Codec> make_terngrad(const Params& p) {
   const terngrad::Settings t = terngrad::from_params(p);
   return std::make_unique<TernGradCodec>(t.bucket, t.clip, "terngrad:" + p.canonical());
@@ -136,7 +148,8 @@ const CodecEntry& terngrad_entry() {
       "Wen et al. 2017, TernGrad (NeurIPS), eq. (3)-(4), clipping Sec. 3.3",
       {bucketed::bucket_param("512"),
        {"clip", ParamKind::kFloat, "0", 0, 100, {}, "clip |g| to clip*sigma before scaling (0 = off; paper: 2.5)"}},
-      &make_terngrad, {&message_bytes}};
+      &make_terngrad, {&message_bytes},
+      {&variance_factor, "min(bucket/4, sqrt(bucket)) when clip=0"}};
   return entry;
 }
 

@@ -5,8 +5,9 @@
 //
 //   compensate(g):
 //     local gradient clipping (§3 "local gradient clipping"): if clip > 0 and
-//       ||g||_2 > clip, g <- g * (clip / ||g||_2). ||g||_2 = sqrtf(canonical_sum_sq(g))
-//       (quant/reduce.h order, so a CUDA twin gets the same bits); the factor is one
+//       ||g||_2 > clip, g <- g * (clip / ||g||_2). ||g||_2 = sqrtf(blocked_sum_sq(g))
+//       (quant/reduce.h's blocked order: many GPU blocks compute it, and the CUDA twin gets
+//       the same bits); the factor is one
 //       fp32 division, applied as one multiply per element. The paper clips the sum
 //       over the whole model with a threshold scaled by N^-1/2 for N workers; here the
 //       norm is per bucket and `clip` is used as given (pass the already scaled value).
@@ -32,11 +33,36 @@
 #include <string>
 #include <utility>
 
+#include "quant/feedback.h"
 #include "quant/memory/memories.h"
 #include "quant/reduce.h"
 
 namespace gradzip::quant {
 namespace {
+
+/// Fused DGC memory (quant/feedback.h), the arithmetic of compensate() and update():
+/// u' = m u + g f (g alone when f == 1), p = v + u'; then v = p - d, u = d != 0 ? 0 : u'.
+class DgcOps final : public FeedbackOps {
+ public:
+  DgcOps(const float* g, float* u, float* v, float m, float factor) : g_(g), u_(u), v_(v), m_(m), f_(factor) {}
+  void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
+    for (std::size_t j = 0; j < cnt; ++j) p[j] = v_[i0 + j] + momentum(i0 + j);
+  }
+  void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
+    for (std::size_t j = 0; j < cnt; ++j) {
+      const float u = momentum(i0 + j);
+      v_[i0 + j] = p[j] - d[j];
+      u_[i0 + j] = d[j] != 0.0f ? 0.0f : u;
+    }
+  }
+
+ private:
+  float momentum(std::size_t i) const { return m_ * u_[i] + (f_ != 1.0f ? g_[i] * f_ : g_[i]); }
+  const float* g_;
+  float* u_;
+  float* v_;
+  float m_, f_;
+};
 
 class DgcMemory final : public Memory {
  public:
@@ -47,11 +73,7 @@ class DgcMemory final : public Memory {
 
   void compensate(const float* grad, float* compensated, std::size_t n, MemoryState* state) const override {
     size_state(n, state);
-    float factor = 1.0f;
-    if (clip_ > 0.0f) {
-      const float norm = std::sqrt(canonical_sum_sq(grad, n));
-      if (norm > clip_) factor = clip_ / norm;
-    }
+    const float factor = clip_factor(grad, n);
     float* u = state->momentum.data();
     float* v = state->residual.data();
     const float m = momentum_;
@@ -82,7 +104,24 @@ class DgcMemory final : public Memory {
     ++state->steps;
   }
 
+  Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
+                     std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
+    if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
+    size_state(n, state);
+    DgcOps ops(grad, state->momentum.data(), state->residual.data(), momentum_, clip_factor(grad, n));
+    GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, cap, out_bytes));
+    ++state->steps;
+    return Status::Ok();
+  }
+
  private:
+  /// clip / ||g||_2 when clip > 0 and ||g||_2 > clip, else 1 (local gradient clipping).
+  float clip_factor(const float* grad, std::size_t n) const {
+    if (clip_ <= 0.0f) return 1.0f;
+    const float norm = std::sqrt(blocked_sum_sq(grad, n));
+    return norm > clip_ ? clip_ / norm : 1.0f;
+  }
+
   static void size_state(std::size_t n, MemoryState* state) {
     if (state->residual.size() != n) state->residual.assign(n, 0.0f);
     if (state->momentum.size() != n) state->momentum.assign(n, 0.0f);

@@ -3,24 +3,62 @@
 // masking u = 0 where a value was sent). Element-wise kernels with the CPU's fp32
 // operations in the CPU's order (--fmad=false keeps m*u + g two roundings).
 //
-// Clipping uses the L2 norm of the whole bucket in the canonical order of
-// quant/reduce.h, which is sequential per lane: one warp computes it (lane l sums
-// elements l, l+32, ... in order), so the factor is bit-identical to the CPU's. This
-// single-warp pass is the slow part of the memory (it streams the bucket at one warp's
-// bandwidth); it runs only when clip > 0.
+// Clipping uses the L2 norm of the whole bucket in the blocked order of quant/reduce.h
+// (blocked_sum_sq), so the factor is bit-identical to the CPU's: one 256-thread block per
+// part of the bucket (up to kBlockedMaxParts parts, so the whole GPU streams the bucket),
+// each part's lane-strided sums combined by the 256-lane butterfly, then one block adds
+// the part sums in the fixed pairwise tree and computes the factor. Runs only when
+// clip > 0. d_scratch: [0] the factor, [4, 4 + kBlockedMaxParts) the part sums.
 #include "quant/cuda_kernels.cuh"
 #include "quant/cuda_registry.h"
 
 namespace gradzip::quant::cuda {
 namespace {
 
-/// One warp: factor = clip / ||g|| when ||g|| > clip, else 1 (dgc.cc compensate).
-__global__ void dgc_clip_factor_kernel(const float* g, std::size_t n, float clip, float* d_factor) {
-  const unsigned lane = threadIdx.x & 31;
-  float partial = 0.0f;
-  for (std::size_t i = lane; i < n; i += 32) partial += g[i] * g[i];
-  const float norm = sqrtf(warp_canonical_sum(partial));
-  if (lane == 0) *d_factor = norm > clip ? clip / norm : 1.0f;
+constexpr std::size_t kPartsOffset = 4;  // floats: the part sums start 16 bytes in
+static_assert(kMemoryScratchBytes >= 4 * (kPartsOffset + kBlockedMaxParts), "d_scratch holds the part sums");
+constexpr int kTreeThreads = 1024;
+static_assert(2 * kTreeThreads >= static_cast<int>(kBlockedMaxParts), "one tree step covers every part");
+
+/// Step 2 of the blocked order: block b sums parts b, b + gridDim.x, ... of g*g.
+__global__ void __launch_bounds__(kBlockedLanes)
+    dgc_part_sums_kernel(const float* g, std::size_t n, std::size_t len, std::size_t m, float* parts) {
+  __shared__ float lanes[kBlockedLanes];
+  const unsigned l = threadIdx.x;
+  for (std::size_t p = blockIdx.x; p < m; p += gridDim.x) {
+    const float* x = g + p * len;
+    const std::size_t cnt = n - p * len < len ? n - p * len : len;
+    float acc = 0.0f;
+    for (std::size_t i = l; i < cnt; i += kBlockedLanes) acc += x[i] * x[i];  // in increasing order, no FMA
+    // Butterfly 128, 64, 32 through shared memory, then 16 .. 1 inside the warp; each step
+    // is partial[l] + partial[l ^ offset], as detail::butterfly_sum<256>.
+    for (unsigned offset = kBlockedLanes / 2; offset >= 32; offset /= 2) {
+      lanes[l] = acc;
+      __syncthreads();
+      const float other = lanes[l ^ offset];
+      __syncthreads();
+      acc = acc + other;
+    }
+    acc = warp_canonical_sum(acc);
+    if (l == 0) parts[p] = acc;
+  }
+}
+
+/// Step 3 and the factor: clip / ||g|| when ||g|| > clip, else 1 (dgc.cc compensate).
+__global__ void __launch_bounds__(kTreeThreads)
+    dgc_clip_factor_kernel(const float* parts, std::size_t m, float clip, float* d_factor) {
+  __shared__ float s[kBlockedMaxParts];
+  for (std::size_t i = threadIdx.x; i < m; i += blockDim.x) s[i] = parts[i];
+  __syncthreads();
+  for (std::size_t w = 1; w < m; w *= 2) {
+    const std::size_t i = static_cast<std::size_t>(threadIdx.x) * 2 * w;
+    if (i + w < m) s[i] = s[i] + s[i + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const float norm = sqrtf(m == 0 ? 0.0f : s[0]);
+    *d_factor = norm > clip ? clip / norm : 1.0f;
+  }
 }
 
 __global__ void __launch_bounds__(kBlockThreads)
@@ -63,7 +101,12 @@ class CudaDgcMemory final : public CudaMemory {
     if (n == 0) return Status::Ok();
     const float* d_factor = nullptr;
     if (clip_ > 0.0f) {
-      dgc_clip_factor_kernel<<<1, 32, 0, stream>>>(d_grad, n, clip_, state->d_scratch);
+      const std::size_t m = blocked_parts(n);
+      float* d_parts = state->d_scratch + kPartsOffset;
+      dgc_part_sums_kernel<<<static_cast<unsigned>(m), kBlockedLanes, 0, stream>>>(d_grad, n, blocked_part_length(n),
+                                                                                  m, d_parts);
+      GZ_CUDA_CHECK_LAUNCH();
+      dgc_clip_factor_kernel<<<1, kTreeThreads, 0, stream>>>(d_parts, m, clip_, state->d_scratch);
       GZ_CUDA_CHECK_LAUNCH();
       d_factor = state->d_scratch;
     }

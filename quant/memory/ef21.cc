@@ -23,10 +23,30 @@
 // Richtárik et al. 2021's analysis), which the tests check. Invariant: g_i^{t+1} == g_i^t + decoded exactly.
 #include <string>
 
+#include "quant/feedback.h"
 #include "quant/memory/memories.h"
 
 namespace gradzip::quant {
 namespace {
+
+/// Fused EF21 (quant/feedback.h): p = grad - g_i; g_i = g_i + d.
+class Ef21Ops final : public FeedbackOps {
+ public:
+  Ef21Ops(const float* grad, float* gi) : grad_(grad), gi_(gi) {}
+  void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
+    for (std::size_t j = 0; j < cnt; ++j) p[j] = grad_[i0 + j] - gi_[i0 + j];
+  }
+  void update(std::size_t i0, std::size_t cnt, const float*, const float* __restrict d) override {
+    float* __restrict g = gi_ + i0;
+    for (std::size_t j = 0; j < cnt; ++j) g[j] = g[j] + d[j];
+  }
+  Sparse sparse() const override { return Sparse::kStatePlusDecoded; }
+  float* sparse_target() override { return gi_; }
+
+ private:
+  const float* grad_;
+  float* gi_;
+};
 
 class Ef21Memory final : public Memory {
  public:
@@ -43,6 +63,11 @@ class Ef21Memory final : public Memory {
     float* g = state->residual.data();
     for (std::size_t i = 0; i < n; ++i) g[i] = g[i] + decoded[i];
     ++state->steps;
+  }
+
+  Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
+                     std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
+    return residual_feedback_step<Ef21Ops>(codec, grad, n, ctx, state, out, cap, out_bytes);
   }
 };
 

@@ -14,6 +14,12 @@ class NoneMemory final : public Memory {
   }
   void update(const float*, const float*, std::size_t, MemoryState* state) const override { ++state->steps; }
   bool needs_decoded() const override { return false; }
+  Status encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx, MemoryState* state,
+                     std::uint8_t* out, std::size_t cap, std::size_t* out_bytes) const override {
+    GZ_RETURN_IF_ERROR(codec.encode(grad, n, ctx, out, cap, out_bytes));
+    ++state->steps;
+    return Status::Ok();
+  }
 };
 
 std::unique_ptr<Memory> make_none(const Params&) { return std::make_unique<NoneMemory>(); }

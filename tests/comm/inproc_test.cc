@@ -62,7 +62,7 @@ TEST(Inproc, EveryPlacementStrategyRoundTripsAllParameters) {
   }
 }
 
-TEST(Inproc, AsyncAndSspConvergeOnLeastSquares) {
+TEST(Inproc, AsyncAndSspConvergeOnLeastSquaresAndReportStaleness) {
   for (auto mode : {SyncMode::kAsync, SyncMode::kSsp}) {
     const auto sig = lsq_signature();
     PlacementOptions place;
@@ -80,6 +80,15 @@ TEST(Inproc, AsyncAndSspConvergeOnLeastSquares) {
     const auto st = cluster.shard_stats(0);
     EXPECT_EQ(st.staleness_count, st.pushes_applied);
     EXPECT_LE(st.version, 80u);
+    // Each push's acknowledgement told its worker the staleness the shard counted.
+    std::uint64_t pushes = 0, sum = 0;
+    for (const auto& c : res.counters) {
+      pushes += c.staleness.pushes;
+      sum += c.staleness.sum;
+    }
+    EXPECT_EQ(pushes, cluster.shard_stats(0).staleness_count + cluster.shard_stats(1).staleness_count);
+    EXPECT_EQ(sum, cluster.shard_stats(0).staleness_sum + cluster.shard_stats(1).staleness_sum);
+    EXPECT_EQ(pushes, 4u * 80u * cluster.layout().buckets.size());
   }
 }
 
@@ -125,6 +134,40 @@ TEST(Inproc, DeadWorkerTimesOutAndTheOthersFinish) {
     EXPECT_GE(st.timeout_completions, 1u);
   }
   EXPECT_EQ(res.worker_params[0], res.worker_params[1]);
+}
+
+// Per-bucket pulls (comm/protocol.h kFlagOneBucket), issued together and waited in any
+// order, under a compressed downlink with server-side error feedback: every worker's
+// parameters equal the shards' replica bit for bit, and a dense per-bucket pull (a
+// resync) returns that replica.
+TEST(Inproc, PerBucketPullsKeepWorkersOnTheReplicaBitForBit) {
+  auto sig = lsq_signature();
+  sig.downlink_spec = "topk:ratio=0.1";
+  PlacementOptions place;
+  place.num_shards = 2;
+  place.bucket_bytes = 4 * 30;
+  ShardOptions so;
+  so.optimizer.lr = 2.0;
+  InprocCluster cluster(sig, place, so, 3);
+  const std::size_t buckets = cluster.layout().buckets.size();
+  ASSERT_GT(buckets, 4u);
+  const auto res = train(cluster, 3, 12, "identity", {}, {}, [buckets](RequestClient& t, std::uint64_t step, float* x) {
+    std::vector<Handle> hs;
+    for (std::uint32_t b = 0; b < buckets; ++b) hs.push_back(t.pull_bucket(step, b, x, false));
+    for (std::size_t i = buckets; i-- > 0;) t.wait(hs[i]);
+  });
+  const std::vector<float> replica = cluster.gather_replica();
+  for (std::uint32_t w = 0; w < 3; ++w) EXPECT_EQ(res.worker_params[w], replica) << "worker " << w;
+  EXPECT_NE(replica, cluster.gather_params()) << "top-k 10%: the replica lags the parameters (the residual)";
+  EXPECT_LT(res.last_loss[0], res.first_loss[0]);
+  auto t = cluster.make_worker();
+  std::vector<float> y(sig.total_numel(), -1.0f);
+  t->connect(cluster.signature(), 0, y.data());
+  std::vector<float> z(sig.total_numel(), -1.0f);
+  std::vector<Handle> hs;
+  for (std::uint32_t b = 0; b < buckets; ++b) hs.push_back(t->pull_bucket(kLatestStep, b, z.data(), true));
+  for (auto h : hs) t->wait(h);
+  EXPECT_EQ(z, replica);
 }
 
 TEST(Inproc, CompressedDownlinkKeepsWorkersOnTheShardReplica) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,12 +19,11 @@ namespace gradzip::comm::testing {
 
 inline constexpr std::size_t kRows = 24;
 
-inline std::vector<float> initial_params(std::size_t d) { return lsq_initial_params(d); }
-
 struct TrainResult {
   std::vector<std::vector<float>> worker_params;  // after the last pull
   std::vector<double> first_loss, last_loss;
   std::vector<FaultCounts> request_faults, reply_faults;  // per worker
+  std::vector<TrafficCounters> counters;                  // each worker's, at the end
   /// Sum over workers of `kind` (e.g. &FaultCounts::dropped) in one direction.
   static std::uint64_t total(const std::vector<FaultCounts>& v, std::uint64_t FaultCounts::*kind) {
     std::uint64_t n = 0;
@@ -32,10 +32,13 @@ struct TrainResult {
   }
 };
 
+/// How a worker pulls the parameters of `step` (default: one pull of everything).
+using PullFn = std::function<void(RequestClient& t, std::uint64_t step, float* x)>;
+
 // Trains `steps` steps with one thread per worker; `stop_after[w]` (if set) makes worker
 // w quit after that many steps (a dead worker).
 inline TrainResult train(InprocCluster& cluster, std::uint32_t workers, std::uint64_t steps, const std::string& spec,
-                  ClientOptions co = {}, std::vector<std::uint64_t> stop_after = {}) {
+                         ClientOptions co = {}, std::vector<std::uint64_t> stop_after = {}, const PullFn& pull = {}) {
   const auto& sig = cluster.signature();
   const std::size_t d = sig.total_numel();
   TrainResult res;
@@ -44,6 +47,7 @@ inline TrainResult train(InprocCluster& cluster, std::uint32_t workers, std::uin
   res.last_loss.assign(workers, 0.0);
   res.request_faults.assign(workers, {});
   res.reply_faults.assign(workers, {});
+  res.counters.assign(workers, {});
   std::vector<std::string> errors(workers);
   std::vector<std::thread> threads;
   for (std::uint32_t w = 0; w < workers; ++w) {
@@ -66,9 +70,14 @@ inline TrainResult train(InprocCluster& cluster, std::uint32_t workers, std::uin
             hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
           }
           for (auto h : hs) t->wait(h);
-          t->wait(t->pull(step, x.data()));
+          if (pull) {
+            pull(*t, step, x.data());
+          } else {
+            t->wait(t->pull(step, x.data()));
+          }
         }
         res.worker_params[w] = x;
+        res.counters[w] = t->counters();
         res.request_faults[w] = t->request_fault_counts();
         res.reply_faults[w] = t->reply_fault_counts();
       } catch (const std::exception& e) {
@@ -88,18 +97,6 @@ inline double rel_diff(const std::vector<float>& a, const std::vector<float>& b)
     den += double(b[i]) * b[i];
   }
   return std::sqrt(num / std::max(den, 1e-30));
-}
-
-inline OptimizerOptions test_optimizer() {
-  OptimizerOptions o;
-  o.lr = 0.3;
-  o.momentum = 0.9;
-  o.nesterov = true;
-  o.weight_decay = 1e-3;
-  o.schedule = LrSchedule::kCosine;
-  o.total_steps = 10;
-  o.warmup_steps = 2;
-  return o;
 }
 
 }  // namespace gradzip::comm::testing

@@ -112,5 +112,37 @@ TEST(Layout, RefusesBadOptionsAndParsesNames) {
   EXPECT_NE(plan.find("layer2.weight"), std::string::npos);
 }
 
+// A small first bucket (the tail of the flat buffer: the last layers, whose gradients
+// backward produces first) is cut off the last run; the rest is cut as without it, and
+// the canonical string names the option only when it is set (old layouts unchanged).
+TEST(Layout, FirstBucketIsTheSmallTailOfTheFlatBuffer) {
+  const auto sig = lsq_signature({37, 5, 100, 1, 64, 13});  // 220 elements
+  PlacementOptions o;
+  o.num_shards = 1;
+  o.bucket_bytes = 4 * 64;
+  const Layout plain = make_layout(sig, o);
+  const std::string canonical = o.canonical();
+  EXPECT_EQ(canonical.find("first_bucket"), std::string::npos);
+  o.first_bucket_bytes = 4 * 10;
+  const Layout first = make_layout(sig, o);
+  EXPECT_NE(o.canonical().find(",first_bucket_bytes=40"), std::string::npos);
+  ASSERT_GE(first.buckets.size(), 2u);
+  const Bucket& tail = first.buckets.back();
+  EXPECT_EQ(tail.numel, 10u);
+  EXPECT_EQ(tail.offset + tail.numel, 220u);
+  // Before the tail: buckets of 64 from offset 0, the last one shorter.
+  std::uint64_t next = 0;
+  for (std::size_t i = 0; i + 1 < first.buckets.size(); ++i) {
+    EXPECT_EQ(first.buckets[i].offset, next);
+    EXPECT_EQ(first.buckets[i].numel, std::min<std::uint64_t>(64, 210 - next));
+    next += first.buckets[i].numel;
+  }
+  EXPECT_EQ(next, 210u);
+  EXPECT_EQ(plain.buckets.back().offset + plain.buckets.back().numel, 220u);
+  // A first bucket as large as the run changes nothing.
+  o.first_bucket_bytes = 4 * 1000;
+  EXPECT_EQ(make_layout(sig, o).buckets.size(), plain.buckets.size());
+}
+
 }  // namespace
 }  // namespace gradzip::comm

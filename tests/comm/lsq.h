@@ -26,6 +26,27 @@ inline ModelSignature lsq_signature(const std::vector<std::uint64_t>& sizes = {3
   return s;
 }
 
+/// The starting point every LSQ test worker uses (small, uneven values).
+inline std::vector<float> initial_params(std::size_t d) {
+  std::vector<float> x(d);
+  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
+  return x;
+}
+
+/// An optimizer that exercises every part of comm/optimizer.h: Nesterov momentum, weight
+/// decay, cosine schedule with warm-up over 10 steps.
+inline OptimizerOptions test_optimizer() {
+  OptimizerOptions o;
+  o.lr = 0.3;
+  o.momentum = 0.9;
+  o.nesterov = true;
+  o.weight_decay = 1e-3;
+  o.schedule = LrSchedule::kCosine;
+  o.total_steps = 10;
+  o.warmup_steps = 2;
+  return o;
+}
+
 struct LsqProblem {
   std::size_t d = 0, m = 0;
   std::vector<float> a, b;  // row-major m x d, m
@@ -64,11 +85,7 @@ struct LsqProblem {
 };
 
 /// The parameters every lsq worker starts from (worker 0 initializes the shards with them).
-inline std::vector<float> lsq_initial_params(std::size_t d) {
-  std::vector<float> x(d);
-  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
-  return x;
-}
+inline std::vector<float> lsq_initial_params(std::size_t d) { return initial_params(d); }
 
 /// Single-process reference of a sync PS run: `steps` optimizer steps on the mean of the
 /// gradients of workers 0..workers-1 (summed in rank order), from lsq_initial_params.
@@ -98,7 +115,6 @@ struct BucketEncoder {
   quant::Compressor compressor;
   std::unique_ptr<quant::Codec> identity = quant::make_codec("identity");
   std::vector<quant::MemoryState> states;
-  std::vector<float> compensated, decoded;
 
   explicit BucketEncoder(const std::string& spec) : compressor(quant::make_compressor(spec)) {}
 
@@ -112,13 +128,13 @@ struct BucketEncoder {
         out.push_back(identity->encode(grad + b.offset, b.numel, ctx));
         continue;
       }
-      compensated.resize(b.numel);
-      compressor.memory->compensate(grad + b.offset, compensated.data(), b.numel, &states[b.id]);
-      out.push_back(compressor.codec->encode(compensated.data(), b.numel, ctx));
-      decoded.resize(b.numel);
-      const quant::Status st = compressor.codec->decode(out.back().data(), out.back().size(), decoded.data(), b.numel);
+      std::vector<std::uint8_t> msg(compressor.codec->max_encoded_bytes(b.numel));
+      std::size_t bytes = 0;
+      const quant::Status st = compressor.memory->encode_step(*compressor.codec, grad + b.offset, b.numel, ctx,
+                                                              &states[b.id], msg.data(), msg.size(), &bytes);
       if (!st.ok()) throw quant::QuantError(st);
-      compressor.memory->update(compensated.data(), decoded.data(), b.numel, &states[b.id]);
+      msg.resize(bytes);
+      out.push_back(std::move(msg));
     }
     return out;
   }

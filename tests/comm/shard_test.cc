@@ -297,3 +297,106 @@ TEST(Shard, StaleAndAheadStepsAfterRestoreJumpForward) {
 
 }  // namespace
 }  // namespace gradzip::comm
+
+namespace gradzip::comm {
+namespace {
+
+// A kFlagOneBucket pull is answered with that bucket's message only, and refused for a
+// bucket the shard does not own; an async push's acknowledgement carries its staleness.
+TEST(Shard, OneBucketPullsAndStalenessInAsyncAcks) {
+  ShardOptions o;
+  o.num_workers = 2;
+  o.mode = SyncMode::kAsync;
+  Harness h(o);
+  h.init(2.0f);
+  auto pull = [](std::uint32_t worker, std::uint32_t bucket, std::uint64_t seq) {
+    auto frame = Harness::env(MsgType::kPull, worker, bucket, kLatestStep, seq);
+    frame[7] = kFlagOneBucket;  // envelope flags byte (comm/protocol.h)
+    return frame;
+  };
+  const std::uint32_t b1 = h.owned(1);
+  auto r = h.send({pull(0, b1, 1)});
+  ASSERT_EQ(r.size(), 1u);
+  ASSERT_EQ(r[0].type, reply_type(MsgType::kPull));
+  ASSERT_EQ(h.out[0].frames.size(), 2u) << "envelope + one bucket";
+  std::vector<float> got(h.layout.buckets[b1].numel);
+  ASSERT_TRUE(quant::decode_any(h.out[0].frames[1]->data(), h.out[0].frames[1]->size(), got.data(), got.size()).ok());
+  EXPECT_EQ(got, std::vector<float>(got.size(), 2.0f));
+  r = h.send({pull(0, h.foreign(), 2)});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].type, MsgType::kError);
+  EXPECT_EQ(err_of(r[0]), ProtoErr::kNotOwned);
+
+  // Worker 1 pulls bucket b1, worker 0 pushes it three times, then worker 1 pushes it:
+  // three updates happened since worker 1 read it.
+  h.send({pull(1, b1, 3)});
+  for (std::uint64_t s = 0; s < 3; ++s) {
+    r = h.send({Harness::env(MsgType::kPush, 0, b1, s, 10 + s), h.grad_msg(b1, 0.1f)});
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_EQ(r[0].flags & kFlagStaleness, kFlagStaleness);
+  }
+  r = h.send({Harness::env(MsgType::kPush, 1, b1, 0, 20), h.grad_msg(b1, 0.1f)});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].flags & kFlagStaleness, kFlagStaleness);
+  EXPECT_EQ(r[0].bucket, 3u) << "staleness of worker 1's push";
+}
+
+// Flag bits per message type: a request carries none but kFlagOneBucket on a pull (reply
+// flags are refused), and a whole-model dense pull is answered in kFlagPart messages while
+// a one-bucket pull gets one reply without kFlagPart (the client tells them apart).
+TEST(Shard, RequestFlagsAreCheckedAndPartsAreTellableFromOneBucketReplies) {
+  ShardOptions o;
+  o.num_workers = 1;
+  Harness h(o);
+  h.init(1.0f);
+  auto with_flags = [](MsgType t, std::uint32_t bucket, std::uint64_t step, std::uint64_t seq, std::uint8_t flags) {
+    auto frame = Harness::env(t, 0, bucket, step, seq);
+    frame[7] = flags;  // envelope flags byte (comm/protocol.h)
+    return frame;
+  };
+  const std::vector<std::pair<MsgType, std::uint8_t>> bad = {
+      {MsgType::kPull, kFlagPart},           {MsgType::kPull, kFlagStaleness}, {MsgType::kPull, kFlagDelta},
+      {MsgType::kPush, kFlagOneBucket},      {MsgType::kBarrier, kFlagPart},  {MsgType::kHeartbeat, kFlagStale},
+      {MsgType::kPull, kFlagOneBucket | kFlagPart}};
+  std::uint64_t seq = 1;
+  for (const auto& [type, flags] : bad) {
+    std::vector<std::vector<std::uint8_t>> frames = {with_flags(type, h.owned(), 0, seq++, flags)};
+    if (type == MsgType::kPush) frames.push_back(h.grad_msg(h.owned(), 1.0f));
+    const auto r = h.send(frames);
+    ASSERT_EQ(r.size(), 1u) << "type " << int(type) << " flags " << int(flags);
+    EXPECT_EQ(r[0].type, MsgType::kError) << "type " << int(type) << " flags " << int(flags);
+    EXPECT_EQ(err_of(r[0]), ProtoErr::kMalformed) << "type " << int(type) << " flags " << int(flags);
+  }
+  EXPECT_EQ(h.shard->version(), 0u) << "no refused push was applied";
+  EXPECT_EQ(h.hello(0, "peer", kFlagUninitialized).type, MsgType::kError) << "a reply flag on a hello";
+
+  auto r = h.send({with_flags(MsgType::kPull, h.owned(1), kLatestStep, seq++, kFlagOneBucket)});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].type, reply_type(MsgType::kPull));
+  EXPECT_EQ(r[0].flags & kFlagPart, 0) << "a one-bucket reply is no part";
+  EXPECT_EQ(r[0].bucket, 1u) << "one body frame";
+  r = h.send({with_flags(MsgType::kPull, 0, kLatestStep, seq++, 0)});
+  ASSERT_EQ(r.size(), h.owned_count()) << "one message per bucket";
+  std::vector<int> parts(h.owned_count(), 0);
+  for (const auto& e : r) {
+    EXPECT_EQ(e.flags & kFlagPart, kFlagPart);
+    ASSERT_LT(e.bucket, parts.size());
+    ++parts[e.bucket];
+  }
+  EXPECT_EQ(parts, std::vector<int>(h.owned_count(), 1));
+}
+
+// Sync acknowledgements keep echoing the bucket and carry no staleness.
+TEST(Shard, SyncAcksCarryNoStaleness) {
+  ShardOptions o;
+  o.num_workers = 1;
+  Harness h(o);
+  h.init();
+  const auto r = h.send({Harness::env(MsgType::kPush, 0, h.owned(), 0, 1), h.grad_msg(h.owned(), 0.5f)});
+  ASSERT_FALSE(r.empty());
+  EXPECT_EQ(r[0].flags & kFlagStaleness, 0);
+  EXPECT_EQ(r[0].bucket, h.owned());
+}
+
+}  // namespace
+}  // namespace gradzip::comm

@@ -183,6 +183,20 @@ TEST_F(GradzipBinary, CompressorsListsTheRegistry) {
   EXPECT_THAT(r.out, ::testing::HasSubstr("identity"));
   EXPECT_THAT(r.out, ::testing::HasSubstr("Memories"));
   EXPECT_THAT(r.out, ::testing::HasSubstr("ef"));
+  // The variance factor of the unbiased codecs and the scale of the ef memory (safe EF).
+  EXPECT_THAT(r.out, ::testing::HasSubstr("omega (unbiased; E||C(x)-x||^2 <= omega ||x||^2): min(bucket/s^2"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr("scale (default auto; number 1e-06..1 or auto)"));
+  EXPECT_THAT(r.out, ::testing::HasSubstr("zipml [15]"));
+}
+
+TEST_F(GradzipBinary, CompressorsListsAggregationOnlyCompressorsWithByteFormulas) {
+  const Result r = run("compressors");
+  EXPECT_EQ(r.code, 0);
+  const auto at = r.out.find("Aggregation-only");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  for (const char* entry : {"  powersgd  ", "  thc  ", "rank (default 4", "levels (default 127", "bytes: 4 rank"}) {
+    EXPECT_NE(r.out.find(entry, at), std::string::npos) << entry;
+  }
 }
 
 TEST_F(GradzipBinary, VersionNamesBuildFacts) {

@@ -6,6 +6,9 @@
 //          (/sys/class/net/eth0/statistics/{tx,rx}_bytes) within 5%;
 //   time:  the workers' wall time cannot beat the link model's communication time
 //          (experiments/link_model.h, same rate, incast at the shard); the ratio is recorded.
+// And the collectives' byte formulas (comm/collective.h): four lsq_worker ranks, each in
+// its own namespace, allreduce over Gloo; the payload and framing each counted from the
+// ring formula must agree within 2% with its veth bytes less 66 header bytes per packet.
 // Needs root and iproute2: skips with the reason otherwise.
 #include <gtest/gtest.h>
 
@@ -33,6 +36,7 @@ const std::string kBin = std::string(GRADZIP_BINARY_DIR) + "/tests/comm/";
 struct Counted {
   double up = 0;    ///< payload + framing + tcpip, worker -> shard
   double down = 0;  ///< shard -> worker
+  double app = 0;   ///< payload + framing, both directions (no TCP/IP estimate)
   bool ok = false;
 };
 
@@ -53,6 +57,7 @@ Counted parse_worker_log(const fs::path& log) {
   }
   c.up = static_cast<double>(up[0] + up[1] + up[2]);
   c.down = static_cast<double>(down[0] + down[1] + down[2]);
+  c.app = static_cast<double>(up[0] + up[1] + down[0] + down[1]);
   c.ok = true;
   return c;
 }
@@ -142,6 +147,60 @@ TEST(NetemModelCheck, CountedBytesMatchVethCountersAndTimeRespectsModel) {
               "shard %.4f\n",
               elapsed, modeled, elapsed / modeled, counted_all / shard_veth);
   EXPECT_GE(elapsed, 0.9 * modeled) << "faster than the shaped link allows: shaping or model broken";
+  fs::remove_all(dir);
+}
+
+TEST(NetemModelCheck, CollectiveRingFormulaMatchesVethCounters) {
+  const std::string reason = netem_unavailable_reason();
+  if (!reason.empty()) GTEST_SKIP() << "netem: " << reason;
+  ASSERT_TRUE(fs::exists(kBin + "lsq_worker")) << "helper binary not built";
+  const fs::path dir = fs::temp_directory_path() / ("gz-netem-coll-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  constexpr int kRanks = 4;
+  constexpr int kSteps = 6;
+  // One bucket of 3655360 fp32 (13.9 MiB): Gloo's ring cuts it into 16 segments of
+  // ceil(S/16) bytes (4 per rank; the formula's other cases are unit-tested).
+  const std::string sizes = "400000,255360,3000000";
+  NetemOptions opt;
+  opt.num_hosts = kRanks;
+  opt.shaping.rate_bit_per_s = 2e9;
+  NetemCluster cluster(opt);
+  std::vector<InterfaceCounters> before;
+  for (std::uint32_t h = 0; h < cluster.size(); ++h) before.push_back(cluster.counters(h));
+  std::vector<NetnsProcess> ranks;
+  for (int r = 0; r < kRanks; ++r) {
+    const auto host = static_cast<std::uint32_t>(r);
+    ranks.push_back(NetnsProcess::exec(
+        cluster.netns(host),
+        {kBin + "lsq_worker", "--aggregation=allreduce", "--rank=" + std::to_string(r),
+         "--workers=" + std::to_string(kRanks), "--store=" + (dir / "store").string(), "--host=" + cluster.address(host),
+         "--steps=" + std::to_string(kSteps), "--sizes=" + sizes, "--rows=4", "--bucket-bytes=16777216"},
+        (dir / ("rank" + std::to_string(r) + ".log")).string()));
+  }
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(ranks[static_cast<std::size_t>(r)].wait(120), 0) << read_all(dir / ("rank" + std::to_string(r) + ".log"));
+  }
+  // The application bytes of the formula against the veth's bytes less its per-packet
+  // headers (Ethernet 14 + IPv4 20 + TCP with timestamps 32 = 66 B; with GSO a packet on a
+  // veth can carry up to 64 KiB, so the packet count is read, not modeled).
+  constexpr double kHeaderBytesPerPacket = 66;
+  for (int r = 0; r < kRanks; ++r) {
+    const Counted c = parse_worker_log(dir / ("rank" + std::to_string(r) + ".log"));
+    ASSERT_TRUE(c.ok) << read_all(dir / ("rank" + std::to_string(r) + ".log"));
+    const auto host = static_cast<std::uint32_t>(r);
+    const InterfaceCounters after = cluster.counters(host);
+    const double veth = static_cast<double>((after.tx_bytes - before[host].tx_bytes) +
+                                            (after.rx_bytes - before[host].rx_bytes));
+    const double packets = static_cast<double>((after.tx_packets - before[host].tx_packets) +
+                                               (after.rx_packets - before[host].rx_packets));
+    const double veth_app = veth - kHeaderBytesPerPacket * packets;
+    std::printf("rank %d: formula %.0f B, veth %.0f B in %.0f packets (%.0f B without headers), ratio %.4f; with "
+                "the TCP/IP estimate %.4f\n",
+                r, c.app, veth, packets, veth_app, c.app / veth_app, (c.up + c.down) / veth);
+    ::testing::Test::RecordProperty("rank" + std::to_string(r) + "_formula_over_veth", std::to_string(c.app / veth_app));
+    EXPECT_NEAR(c.app, veth_app, 0.02 * veth_app) << "rank " << r;
+  }
   fs::remove_all(dir);
 }
 

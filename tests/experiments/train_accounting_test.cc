@@ -34,6 +34,16 @@ std::vector<std::string> cells(const std::string& csv_line) {
   return out;
 }
 
+/// Cell `name` of data row `row` (1-based) of metrics.csv lines `rows`.
+double cell(const std::vector<std::string>& rows, std::size_t row, const std::string& name) {
+  const auto header = cells(rows.at(0));
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    if (header[i] == name) return std::stod(cells(rows.at(row)).at(i));
+  }
+  ADD_FAILURE() << "no column " << name;
+  return 0;
+}
+
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream in(p);
   return nlohmann::json::parse(in, nullptr, false);
@@ -103,6 +113,29 @@ TEST_F(TrainAccounting, EachEpochRowIsOnDiskWhenTheEpochEnds) {
   EXPECT_EQ(epoch_events, 2);
 }
 
+// push_staleness_mean is the mean over the epoch's own pushes (from the cumulative
+// counters), push_staleness_max the largest so far.
+TEST_F(TrainAccounting, StalenessColumnsArePerEpochMeansAndTheMaximumSoFar) {
+  RunRecorder rec(run_.get(), shape(), {});
+  rec.begin("start");
+  EpochRow r = row(1, 10, 1000, 2000, 0);
+  r.stale_pushes = 40;
+  r.staleness_sum = 20;
+  r.staleness_max = 3;
+  rec.epoch(r);
+  r = row(2, 20, 2000, 4000, 0);
+  r.stale_pushes = 60;
+  r.staleness_sum = 80;  // the second epoch's 20 pushes had staleness 3 on average
+  r.staleness_max = 5;
+  rec.epoch(r);
+  const auto rows = lines_of(run_->path() / "metrics.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_DOUBLE_EQ(cell(rows, 1, "push_staleness_mean"), 0.5);
+  EXPECT_DOUBLE_EQ(cell(rows, 2, "push_staleness_mean"), 3.0);
+  EXPECT_DOUBLE_EQ(cell(rows, 2, "push_staleness_max"), 5.0);
+  EXPECT_DOUBLE_EQ(cell(rows, 2, "h2d_bytes"), 0.0);
+}
+
 TEST_F(TrainAccounting, ModeledTimeAddsTheStepTimeOfEachStep) {
   RunRecorder rec(run_.get(), shape(), {});
   rec.begin("start");
@@ -112,8 +145,8 @@ TEST_F(TrainAccounting, ModeledTimeAddsTheStepTimeOfEachStep) {
   rec.epoch(row(2, 30, 2000, 4000, 0));
   const auto rows = lines_of(run_->path() / "metrics.csv");
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_NEAR(std::stod(cells(rows[1]).back()), 10 * 3e-4, 1e-12);
-  EXPECT_NEAR(std::stod(cells(rows[2]).back()), 10 * 3e-4 + 20 * 1.5e-4, 1e-12);
+  EXPECT_NEAR(cell(rows, 1, "modeled_comm_s"), 10 * 3e-4, 1e-12);
+  EXPECT_NEAR(cell(rows, 2, "modeled_comm_s"), 10 * 3e-4 + 20 * 1.5e-4, 1e-12);
   rec.complete({{"steps", 30}});
   const nlohmann::json s = read_json(run_->path() / "summary.json");
   EXPECT_NEAR(s["modeled_step_comm_s"][shape().link.name].get<double>(), 1.5e-4, 1e-12) << "the last epoch's step";
@@ -177,6 +210,24 @@ TEST_F(TrainAccounting, WorkerLinesMergeOnceEveryWorkerReportedTheEpoch) {
   EXPECT_EQ(res["bottleneck"], "compute");
   EXPECT_DOUBLE_EQ(res["compute_seconds_per_step"].get<double>(), 6.0 / 8) << "stages minus send and pull_wait";
   EXPECT_DOUBLE_EQ(res["bytes_up"].get<double>(), 410);
+}
+
+TEST_F(TrainAccounting, WorkerLinesMergeStalenessAndDeviceCopies) {
+  const fs::path procs = root_ / "procs";
+  fs::create_directories(procs);
+  WorkerEpochLog log(procs, 2);
+  std::ofstream(log.file(0)) << R"({"epoch": 1, "step": 4, "seconds": 1, "staleness": {"pushes": 8, "sum": 4, "max": 2},)"
+                             << R"( "h2d_bytes": 100, "d2h_bytes": 50})" << "\n";
+  std::ofstream(log.file(1)) << R"({"epoch": 1, "step": 4, "seconds": 2, "staleness": {"pushes": 8, "sum": 12, "max": 3},)"
+                             << R"( "h2d_bytes": 100, "d2h_bytes": 50})" << "\n";
+  log.poll();
+  ASSERT_EQ(log.complete_epochs(), 1u);
+  const EpochRow r = log.row(0);
+  EXPECT_DOUBLE_EQ(r.stale_pushes, 16);
+  EXPECT_DOUBLE_EQ(r.staleness_sum, 16);
+  EXPECT_DOUBLE_EQ(r.staleness_max, 3) << "the largest of the workers'";
+  EXPECT_DOUBLE_EQ(r.h2d_bytes, 200);
+  EXPECT_DOUBLE_EQ(r.d2h_bytes, 100);
 }
 
 }  // namespace

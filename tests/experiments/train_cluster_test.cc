@@ -26,6 +26,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/experiments/shell.h"
+
 namespace {
 namespace fs = std::filesystem;
 
@@ -34,21 +36,8 @@ const std::string kData = "/usr/share/datasets/fashion-mnist";
 const std::string kTiny = " --model resnet20 --width 4 --train-subset 256 --test-subset 100 --epochs 2 --batch-size 32 "
                           "--min-compress-numel 0 --compressor fp16 --workers 2 --data-dir " + kData;
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
-
-Result shell(const std::string& cmd, const fs::path& log) {
-  const int rc = std::system(("(" + cmd + ") > '" + log.string() + "' 2>&1").c_str());
-  Result r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-  std::ifstream f(log);
-  std::ostringstream os;
-  os << f.rdbuf();
-  r.output = os.str();
-  return r;
-}
+using Result = gradzip::testing::ShellResult;
+using gradzip::testing::shell;
 
 /// A TCP port that was free a moment ago (bound to port 0, then closed).
 int free_port() {

@@ -1,6 +1,7 @@
 // Options of the one training-config builder that reach libraries no command used to
 // reach, through the binary: --augment and --tta (trainer/augment_spec.h), --curve-keys
-// and `gradzip keys` (experiments/curve_keys.h).
+// and `gradzip keys` (experiments/curve_keys.h), and the refusal of aggregation-only
+// compressors (quant/aggregation.h) on the parameter-server path.
 #include <sys/stat.h>
 
 #include "tests/experiments/gradzip_run_util.h"
@@ -40,6 +41,16 @@ TEST_F(TrainRunTest, BadAugmentSpecsNameTheirKey) {
   const Result pca = gradzip("train --augment pca:sigma=0.1 --epochs 1" + kTinyRun, root_ / "pca.log");
   EXPECT_EQ(pca.status, 2) << pca.output;
   EXPECT_NE(pca.output.find("needs RGB"), std::string::npos) << pca.output;
+}
+
+TEST_F(TrainRunTest, AggregationOnlyCompressorsAreRefusedOnTheParameterServer) {
+  for (const char* c : {"train", "ps", "worker"}) {
+    for (const char* spec : {"powersgd:rank=4", "ef+thc:rotate=true"}) {
+      const Result r = gradzip(std::string(c) + " --compressor " + spec + kTinyRun, root_ / "aggregation.log");
+      EXPECT_EQ(r.status, 2) << c << " " << spec << ": " << r.output;
+      EXPECT_NE(r.output.find("aggregation-only"), std::string::npos) << c << " " << spec << ": " << r.output;
+    }
+  }
 }
 
 TEST_F(TrainRunTest, AugmentationAndTtaReachTheTrainer) {

@@ -2,7 +2,9 @@
 //  - a simulated run stopped at step 4 (--max-steps) and resumed ends with the shard
 //    parameters, optimizer state and worker state (EF residuals, DGC momentum, BatchNorm
 //    statistics) byte-identical to a run that was never stopped, with the same losses and
-//    accuracies, for an `ef+` and a `dgc+dgc` compressor;
+//    accuracies, for an `ef+` and a `dgc+dgc` compressor on the overlapped step pipeline
+//    (--overlap on: the state is saved with the pipeline drained) and an `ef+` one on the
+//    sequential step;
 //  - a missing or corrupt worker checkpoint is refused with its file named;
 //  - a `--cluster local` run killed (its whole process group) after its first checkpoint
 //    resumes to completion: one metrics row per epoch, steps continuing, a resume event,
@@ -66,7 +68,9 @@ TEST_P(SimResume, StoppedAndResumedEndsIdenticalToUninterrupted) {
   EXPECT_EQ(summary["resumes"][0]["from_step"], 4);
 }
 
-INSTANTIATE_TEST_SUITE_P(Memories, SimResume, ::testing::Values("ef+topk:ratio=0.1", "dgc+dgc:ratio=0.05"));
+INSTANTIATE_TEST_SUITE_P(Memories, SimResume,
+                         ::testing::Values("ef+topk:ratio=0.1 --overlap on", "dgc+dgc:ratio=0.05 --overlap on",
+                                           "ef+topk:ratio=0.1 --overlap off"));
 
 TEST_F(TrainRunTest, MissingOrCorruptWorkerCheckpointIsNamed) {
   const fs::path dir = root_ / "run";

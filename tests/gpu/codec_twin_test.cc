@@ -61,6 +61,12 @@ const char* const kExtraSpecs[] = {
     "dgc:ratio=0.02,warmup_steps=100,values=int8",
     "dgc:ratio=0.4,sample=0.5",
     "dgc:ratio=0.001,sample=1e-6",
+    // zipml: every field width, both kernel paths, the largest grid, one set per message.
+    "zipml:bits=1,bucket=64",
+    "zipml:bits=2,bucket=100",
+    "zipml:bits=3,bucket=4096,refine=36",
+    "zipml:bits=4,bucket=1000,refine=17",
+    "zipml:bits=2,scope=tensor",
 };
 
 /// Every codec with a CUDA twin at its default params (its bare name), then kExtraSpecs:

@@ -72,13 +72,23 @@ TEST_P(MemoryTwinTest, CompensateAndUpdateMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMemories, MemoryTwinTest,
-                         ::testing::Combine(::testing::Values("none", "ef", "dgc:momentum=0.9,clip=0",
+                         ::testing::Combine(::testing::Values("none", "ef", "ef:scale=0.3", "dgc:momentum=0.9,clip=0",
                                                             "dgc:momentum=0.5,clip=2"),
                                            ::testing::ValuesIn(kSizes)),
                          [](const ::testing::TestParamInfo<MemoryTwinTest::ParamType>& p) {
                            std::string name = std::get<0>(p.param);
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return name + "_n" + std::to_string(std::get<1>(p.param));
+                         });
+
+// The DGC clip norm on many blocks (quant/reduce.h blocked order) at part boundaries
+// and beyond 1024 minimum-size parts (longer parts): the same factor as the CPU.
+INSTANTIATE_TEST_SUITE_P(DgcClipParts, MemoryTwinTest,
+                         ::testing::Combine(::testing::Values("dgc:momentum=0.5,clip=2"),
+                                            ::testing::Values(std::size_t{32768}, std::size_t{32769},
+                                                              std::size_t{40000001})),
+                         [](const ::testing::TestParamInfo<MemoryTwinTest::ParamType>& p) {
+                           return "dgc_clip_n" + std::to_string(std::get<1>(p.param));
                          });
 
 // Two steps of encode_with_memory(memory, codec) == two steps of the CPU memory + codec
@@ -89,8 +99,9 @@ INSTANTIATE_TEST_SUITE_P(AllMemories, MemoryTwinTest,
 TEST(MemoryTwin, EncodeWithMemoryTwoStepsMatchesCpu) {
   GZ_REQUIRE_GPU();
   const std::size_t n = 100003;
-  for (const char* codec_spec : {"qsgd:bits=4,bucket=512", "randk:ratio=0.05,scale=true", "dgc:ratio=0.01,warmup_steps=4"})
-  for (const char* mem_spec : {"none", "ef", "dgc:momentum=0.9,clip=0", "dgc:momentum=0.5,clip=3"}) {
+  for (const char* codec_spec : {"qsgd:bits=4,bucket=512", "randk:ratio=0.05,scale=true", "dgc:ratio=0.01,warmup_steps=4",
+                                 "zipml:bits=3,bucket=512"})
+  for (const char* mem_spec : {"none", "ef", "ef:scale=0.3", "dgc:momentum=0.9,clip=0", "dgc:momentum=0.5,clip=3"}) {
     SCOPED_TRACE(std::string(codec_spec) + " + " + mem_spec);
     const auto cpu_codec = make_codec(codec_spec);
     const auto cpu_mem = make_memory(mem_spec);

@@ -98,20 +98,22 @@ inline const std::vector<std::string>& extra_specs() {
       "scaled-sign:bucket=1",    "onebit:bucket=77",
       "topk:k=5,values=fp16",    "topk:ratio=0.3,values=int8",     "randk:ratio=0.05,scale=true",
       "threshold:tau=0.5,values=int8", "dgc:ratio=0.01,warmup_steps=10,values=fp16",
+      "zipml:bits=2,bucket=100",  "zipml:bits=1,bucket=33,refine=7", "zipml:bits=3,scope=tensor",
+      "zipml:bits=4,bucket=1000,refine=17",
   };
   return specs;
 }
 
 /// Codecs whose messages depend on the seed (different seeds -> different bytes).
 inline const std::set<std::string>& stochastic_codecs() {
-  static const std::set<std::string> names = {"qsgd", "terngrad", "natural", "randk"};
+  static const std::set<std::string> names = {"qsgd", "terngrad", "natural", "randk", "zipml"};
   return names;
 }
 
 /// Codecs whose decoders refuse every message that would decode to a non-finite value.
 inline const std::set<std::string>& strict_value_codecs() {
   static const std::set<std::string> names = {"fp16",     "bf16", "int8",   "qsgd",   "terngrad",
-                                              "sign",     "scaled-sign", "onebit", "natural"};
+                                              "sign",     "scaled-sign", "onebit", "natural", "zipml"};
   return names;
 }
 

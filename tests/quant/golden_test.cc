@@ -40,6 +40,7 @@ const std::vector<std::string>& extra_golden_specs() {
       "randk:k=6,scale=true",
       "threshold:tau=0.1,values=fp16",
       "dgc:ratio=0.1",
+      "zipml:bits=2,bucket=16",
   };
   return specs;
 }

@@ -144,7 +144,11 @@ TEST_P(FashionMnist, SmallCnnReaches80PercentOn10kImages) {
   EXPECT_FALSE(r.bottleneck.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Codecs, FashionMnist, ::testing::Values("identity", "ef+qsgd:bits=4,norm=max"),
+// ef:scale=1: the unscaled EF this test has always run (with the max norm QSGD's actual
+// variance on these gradients is far below its worst-case omega, and it converges here);
+// plain "ef+qsgd" now scales by 1/(1+omega) (quant/memory/ef.cc), which is safe for every
+// input but takes more than these 2 epochs to reach 80%.
+INSTANTIATE_TEST_SUITE_P(Codecs, FashionMnist, ::testing::Values("identity", "ef:scale=1+qsgd:bits=4,norm=max"),
                          [](const auto& param_info) {
                            return param_info.index == 0 ? std::string("identity") : std::string("ef_qsgd4");
                          });

@@ -1,0 +1,205 @@
+// CollectiveTransport's aggregation-only modes (comm/collective_transport.h), driving the
+// arithmetic of quant/homomorphic.h (THC) and quant/powersgd.h (PowerSGD). The worker
+// pushes identity (fp32) messages in these modes; compression happens here, where the
+// ranks can agree on something between encode and decode.
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "comm/collective_transport.h"
+#include "quant/aggregation.h"
+#include "quant/rotation.h"
+
+namespace gradzip::comm {
+namespace {
+
+void check(const quant::Status& st, const char* what, std::uint32_t bucket, std::uint64_t step) {
+  if (!st.ok()) {
+    throw CommError(CommError::Kind::kInvalidArgument,
+                    fmt::format("{} of bucket {} at step {}: {}", what, bucket, step, st.to_string()));
+  }
+}
+
+template <typename T>
+void thc_round(const float* x, std::size_t n, float scale, std::int32_t levels, const quant::SeedContext& ctx,
+               Collective& coll, DType type, std::vector<std::uint8_t>* codes, std::vector<std::uint8_t>* own,
+               float weight, float* out, float* own_decoded, std::uint32_t bucket, std::uint64_t step) {
+  codes->resize(n * sizeof(T));
+  T* c = reinterpret_cast<T*>(codes->data());
+  check(quant::homomorphic::encode_local<T>(x, n, scale, levels, ctx, c), "THC encode", bucket, step);
+  if (own_decoded != nullptr) own->assign(codes->begin(), codes->end());
+  coll.allreduce(c, n, type, ReduceOp::kSum);  // integer sum: exact, any order
+  check(quant::homomorphic::decode_sum<T>(c, n, scale, levels, weight, out), "THC decode", bucket, step);
+  if (own_decoded != nullptr) {
+    check(quant::homomorphic::decode_sum<T>(reinterpret_cast<const T*>(own->data()), n, scale, levels, 1.0f,
+                                            own_decoded),
+          "THC decode (own)", bucket, step);
+  }
+}
+
+}  // namespace
+
+/// One tensor of PowerSGD: its place in the flat buffer, its state when compressed.
+struct PowerTensor {
+  std::uint64_t offset = 0, numel = 0;
+  std::unique_ptr<quant::PowerSgdState> state;  // null: reduced dense
+};
+
+/// The state of the aggregation-only modes (THC, PowerSGD) and their scratch buffers.
+struct CollectiveTransport::AggregationOnly {
+  quant::homomorphic::Config thc;
+  bool thc_ef = false;
+  DType thc_sum_type = DType::kInt32;
+  std::vector<float> thc_residual, compensated, out, own_decoded;
+  std::vector<std::uint8_t> codes, own_codes;
+  std::vector<PowerTensor> power;
+  std::vector<float> step_grad, reduce;
+  std::size_t power_buckets_seen = 0;
+};
+
+void CollectiveTransport::setup_aggregation_only(const ModelSignature& signature) {
+  algo_ = std::make_shared<AggregationOnly>();
+  AggregationOnly& a = *algo_;
+  const std::string codec = quant::parse_compressor_spec(o_.aggregation_spec).codec;
+  const bool ef = quant::parse_compressor_spec(o_.aggregation_spec).memory != "none";
+  if (o_.mode == CollectiveMode::kHomomorphic) {
+    a.thc = quant::parse_thc_spec(codec);
+    a.thc_ef = ef;
+    if (ef) a.thc_residual.assign(signature.total_numel(), 0.0f);
+    const std::size_t width = quant::homomorphic::sum_bytes_per_element(a.thc.levels, coll_->size());
+    if (width == 0) {
+      throw std::invalid_argument(fmt::format("thc: {} levels over {} ranks overflow an int32 sum", a.thc.levels,
+                                              coll_->size()));
+    }
+    a.thc_sum_type = width == 1 ? DType::kInt8 : width == 2 ? DType::kInt16 : DType::kInt32;
+    return;
+  }
+  // PowerSGD: one state per compressed tensor, dense tensors reduced as they are.
+  const quant::PowerSgdConfig cfg = quant::parse_powersgd_spec(codec);
+  std::uint64_t offset = 0;
+  for (std::uint32_t t = 0; t < signature.tensors.size(); ++t) {
+    const TensorInfo& info = signature.tensors[t];
+    PowerTensor pt;
+    pt.offset = offset;
+    pt.numel = info.numel;
+    quant::PowerSgdPlan plan;
+    std::vector<std::int64_t> shape = info.shape.empty() ? std::vector<std::int64_t>{1} : info.shape;
+    check(quant::plan_powersgd(shape, cfg, &plan), "PowerSGD plan", t, 0);
+    if (plan.compressed) pt.state = std::make_unique<quant::PowerSgdState>(plan, o_.seed, t);
+    a.power.push_back(std::move(pt));
+    offset += info.numel;
+  }
+  a.step_grad.assign(signature.total_numel(), 0.0f);
+}
+
+void CollectiveTransport::push_homomorphic(const Job& job, const Bucket& b, float* g) {
+  AggregationOnly& a = *algo_;
+  const std::uint32_t R = coll_->size();
+  const std::size_t n = b.numel;
+  float* x = g;
+  if (a.thc_ef) {  // compensate: x = g + e
+    float* e = a.thc_residual.data() + b.offset;
+    for (std::size_t i = 0; i < n; ++i) x[i] += e[i];
+    a.compensated.assign(x, x + n);
+  }
+  const quant::SeedContext shared{o_.seed, job.step, 0, b.id};  // signs agree on every rank
+  const quant::SeedContext own{o_.seed, job.step, coll_->rank(), b.id};
+  if (a.thc.rotate) check(quant::rotate(x, n, a.thc.block, shared), "rotation", b.id, job.step);
+  float scale = 0;
+  check(quant::homomorphic::local_max_abs(x, n, &scale), "THC scale", b.id, job.step);
+  coll_->allreduce(&scale, 1, DType::kFloat32, ReduceOp::kMax);  // the agreed scale
+  a.out.resize(n);
+  a.own_decoded.resize(n);
+  float* own_out = a.thc_ef ? a.own_decoded.data() : nullptr;
+  const float weight = 1.0f / static_cast<float>(R);
+  switch (a.thc_sum_type) {
+    case DType::kInt8:
+      thc_round<std::int8_t>(x, n, scale, a.thc.levels, own, *coll_, DType::kInt8, &a.codes, &a.own_codes, weight,
+                             a.out.data(), own_out, b.id, job.step);
+      break;
+    case DType::kInt16:
+      thc_round<std::int16_t>(x, n, scale, a.thc.levels, own, *coll_, DType::kInt16, &a.codes, &a.own_codes, weight,
+                              a.out.data(), own_out, b.id, job.step);
+      break;
+    default:
+      thc_round<std::int32_t>(x, n, scale, a.thc.levels, own, *coll_, DType::kInt32, &a.codes, &a.own_codes, weight,
+                              a.out.data(), own_out, b.id, job.step);
+  }
+  if (a.thc.rotate) {
+    check(quant::unrotate(a.out.data(), n, a.thc.block, shared), "rotation", b.id, job.step);
+    if (own_out) check(quant::unrotate(own_out, n, a.thc.block, shared), "rotation", b.id, job.step);
+  }
+  if (a.thc_ef) {  // e = compensated - what this rank contributed
+    float* e = a.thc_residual.data() + b.offset;
+    for (std::size_t i = 0; i < n; ++i) e[i] = a.compensated[i] - a.own_decoded[i];
+  }
+  mean_sgd_step(o_.optimizer, job.step, params_.data() + b.offset, a.out.data(), momentum_.data() + b.offset, n, 1);
+}
+
+void CollectiveTransport::push_powersgd(const Job& job, const Bucket& b, const float* g) {
+  AggregationOnly& a = *algo_;
+  // Buckets of a step are gathered; the last one runs the step's two allreduces over
+  // every tensor at once (a tensor may span buckets).
+  std::memcpy(a.step_grad.data() + b.offset, g, b.numel * sizeof(float));
+  if (++a.power_buckets_seen < layout_.buckets.size()) return;
+  a.power_buckets_seen = 0;
+  const std::uint32_t R = coll_->size();
+  // Allreduce 1: every compressed tensor's p, then every dense tensor's values.
+  std::size_t p_total = 0, q_total = 0;
+  for (const PowerTensor& t : a.power) {
+    p_total += t.state ? t.state->p_numel() : t.numel;
+    q_total += t.state ? t.state->q_numel() : 0;
+  }
+  a.reduce.assign(p_total, 0.0f);
+  std::size_t at = 0;
+  for (PowerTensor& t : a.power) {
+    const float* tg = a.step_grad.data() + t.offset;
+    if (t.state) {
+      check(t.state->compute_p(tg, a.reduce.data() + at), "PowerSGD p", b.id, job.step);
+      at += t.state->p_numel();
+    } else {
+      std::memcpy(a.reduce.data() + at, tg, t.numel * sizeof(float));
+      at += t.numel;
+    }
+  }
+  coll_->allreduce(a.reduce.data(), a.reduce.size(), DType::kFloat32, ReduceOp::kSum);
+  at = 0;
+  for (PowerTensor& t : a.power) {
+    float* tg = a.step_grad.data() + t.offset;
+    if (t.state) {
+      check(t.state->set_reduced_p(a.reduce.data() + at), "PowerSGD p", b.id, job.step);
+      at += t.state->p_numel();
+    } else {  // dense: the mean, as the shard computes it
+      const float inv = 1.0f / static_cast<float>(R);
+      for (std::size_t i = 0; i < t.numel; ++i) tg[i] = a.reduce[at + i] * (R > 1 ? inv : 1.0f);
+      at += t.numel;
+    }
+  }
+  // Allreduce 2: every compressed tensor's q, averaged.
+  if (q_total > 0) {
+    a.reduce.assign(q_total, 0.0f);
+    at = 0;
+    for (PowerTensor& t : a.power) {
+      if (!t.state) continue;
+      check(t.state->compute_q(a.reduce.data() + at), "PowerSGD q", b.id, job.step);
+      at += t.state->q_numel();
+    }
+    coll_->allreduce(a.reduce.data(), a.reduce.size(), DType::kFloat32, ReduceOp::kSum);
+    const float inv = 1.0f / static_cast<float>(R);
+    for (float& v : a.reduce) v *= inv;
+    at = 0;
+    for (PowerTensor& t : a.power) {
+      if (!t.state) continue;
+      check(t.state->set_reduced_q(a.reduce.data() + at), "PowerSGD q", b.id, job.step);
+      check(t.state->finish(a.step_grad.data() + t.offset), "PowerSGD finish", b.id, job.step);
+      at += t.state->q_numel();
+    }
+  }
+  for (const Bucket& each : layout_.buckets) {
+    mean_sgd_step(o_.optimizer, job.step, params_.data() + each.offset, a.step_grad.data() + each.offset,
+                  momentum_.data() + each.offset, each.numel, 1);
+  }
+}
+
+}  // namespace gradzip::comm

@@ -1,0 +1,180 @@
+// The fused error-feedback driver (quant/feedback.h) and Memory::encode_step's default.
+#include "quant/feedback.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "quant/memory.h"
+
+namespace gradzip::quant {
+
+namespace detail {
+/// The protected parts of Codec that the tile path needs (a friend of Codec).
+struct CodecTiles {
+  static std::size_t params_bytes(const Codec& c) { return c.params_bytes(); }
+  static void write_params(const Codec& c, std::uint8_t* dst) { c.write_params(dst); }
+  static std::size_t max_payload_bytes(const Codec& c, std::size_t n) { return c.max_payload_bytes(n); }
+  static Status encode_payload(const Codec& c, const float* x, std::size_t n, const SeedContext& ctx,
+                               PayloadSink* sink) {
+    return c.encode_payload(x, n, ctx, sink);
+  }
+  static Status decode_payload(const Codec& c, const MessageView& m, float* out) {
+    return c.decode_payload(m, out, 1.0f, false);
+  }
+};
+}  // namespace detail
+
+AbsClass FeedbackOps::classify(std::size_t i0, std::size_t cnt) const {
+  float p[1024];
+  AbsClass worst = AbsClass::kSmall;
+  for (std::size_t k0 = 0; k0 < cnt; k0 += 1024) {
+    const std::size_t m = std::min<std::size_t>(1024, cnt - k0);
+    compensated(i0 + k0, m, p);
+    worst = std::max(worst, classify_values(m, [&](std::size_t j) { return p[j]; }));
+  }
+  return worst;
+}
+
+namespace {
+
+using detail::CodecTiles;
+
+/// Elements per tile: ~16 KB of floats per buffer, whole multiples of the alignment.
+constexpr std::size_t kTileTarget = 4096;
+
+struct Scratch {
+  std::vector<float> p, d;              // tile buffers, or n floats on the untiled paths
+  std::vector<std::uint8_t> payload;    // one tile's payload
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+float* sized(std::vector<float>* v, std::size_t n) {
+  if (v->size() < n) v->resize(n);
+  return v->data();
+}
+
+
+Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx, std::uint8_t* out,
+             std::size_t* out_bytes) {
+  const std::size_t align = codec.tile_alignment();
+  const std::size_t tile = align * std::max<std::size_t>(1, kTileTarget / align);
+  Scratch& s = scratch();
+  float* p = sized(&s.p, tile);
+  float* d = sized(&s.d, tile);
+  const std::size_t tile_payload = CodecTiles::max_payload_bytes(codec, tile);
+  if (s.payload.size() < tile_payload) s.payload.resize(tile_payload);
+  const std::size_t params = CodecTiles::params_bytes(codec);
+  CodecTiles::write_params(codec, out + kHeaderBytes);
+  std::uint8_t* region0 = out + kHeaderBytes + params;
+  std::uint8_t* region1 = region0 + codec.tile_region_bytes(0, n);
+  const bool one_region = codec.tile_region_bytes(1, n) == 0;
+  SeedContext tctx = ctx;
+  for (std::size_t t0 = 0; t0 < n; t0 += tile) {
+    const std::size_t cnt = std::min(tile, n - t0);
+    ops.compensated(t0, cnt, p);
+    // One-region payloads are encoded in place in the message; two-region ones through
+    // the scratch payload, whose regions are then copied to their places.
+    std::uint8_t* dst = one_region ? region0 + codec.tile_region_bytes(0, t0) : s.payload.data();
+    PayloadSink sink{dst, one_region ? CodecTiles::max_payload_bytes(codec, cnt) : s.payload.size(), 0, 0};
+    tctx.first_element = t0;
+    // Step 1 ruled out every data error of these codecs; a failure here is a codec bug.
+    GZ_RETURN_IF_ERROR(CodecTiles::encode_payload(codec, p, cnt, tctx, &sink));
+    const std::size_t r0 = codec.tile_region_bytes(0, cnt);
+    if (sink.flags != 0 || sink.bytes != r0 + codec.tile_region_bytes(1, cnt)) {
+      return Status(Errc::kInvalidArgument, "codec " + codec.spec() + " broke its tiling contract");
+    }
+    if (!one_region) {
+      std::memcpy(region0 + codec.tile_region_bytes(0, t0), dst, r0);
+      std::memcpy(region1 + codec.tile_region_bytes(1, t0), dst + r0, sink.bytes - r0);
+    }
+    MessageView view;
+    view.codec = codec.id();
+    view.numel = cnt;
+    view.params = out + kHeaderBytes;
+    view.params_bytes = params;
+    view.payload = dst;
+    view.payload_bytes = sink.bytes;
+    GZ_RETURN_IF_ERROR(CodecTiles::decode_payload(codec, view, d));
+    ops.update(t0, cnt, p, d);
+  }
+  const std::size_t payload = codec.tile_region_bytes(0, n) + codec.tile_region_bytes(1, n);
+  write_header(out, codec.id(), 0, n, params, payload);
+  *out_bytes = kHeaderBytes + params + payload;
+  return Status::Ok();
+}
+
+/// The reference's passes on scratch vectors; the state moves only after a good encode.
+Status generic(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx, std::uint8_t* out,
+               std::size_t cap, std::size_t* out_bytes) {
+  Scratch& s = scratch();
+  float* p = sized(&s.p, n);
+  ops.compensated(0, n, p);
+  GZ_RETURN_IF_ERROR(codec.encode(p, n, ctx, out, cap, out_bytes));
+  float* d = sized(&s.d, n);
+  GZ_RETURN_IF_ERROR(codec.decode(out, *out_bytes, d, n));
+  ops.update(0, n, p, d);
+  return Status::Ok();
+}
+
+Status untiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx, std::uint8_t* out,
+               std::size_t cap, std::size_t* out_bytes) {
+  switch (ops.sparse()) {
+    case FeedbackOps::Sparse::kResidualMinusDecoded: {
+      float* e = ops.sparse_target();
+      ops.compensated(0, n, e);  // e = p in place; unsent elements keep p - 0 = p
+      GZ_RETURN_IF_ERROR(codec.encode(e, n, ctx, out, cap, out_bytes));
+      ops.unsent_residual(n);
+      return codec.decode_add(out, *out_bytes, e, n, -1.0f);  // kept: e + (-1 * d) == e - d
+    }
+    case FeedbackOps::Sparse::kStatePlusDecoded: {
+      float* p = sized(&scratch().p, n);
+      ops.compensated(0, n, p);
+      GZ_RETURN_IF_ERROR(codec.encode(p, n, ctx, out, cap, out_bytes));
+      return codec.decode_add(out, *out_bytes, ops.sparse_target(), n, 1.0f);
+    }
+    case FeedbackOps::Sparse::kGeneric: break;
+  }
+  return generic(codec, ops, n, ctx, out, cap, out_bytes);
+}
+
+}  // namespace
+
+Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx,
+                            std::uint8_t* out, std::size_t out_capacity, std::size_t* out_bytes) {
+  if (out == nullptr || out_bytes == nullptr) return Status(Errc::kInvalidArgument, "null pointer passed to encode");
+  if (n > kMaxMessageNumel) return Status(Errc::kInvalidArgument, "bucket larger than 2^34 elements");
+  if (ctx.first_element != 0) return Status(Errc::kInvalidArgument, "encode of a whole message needs first_element 0");
+  const std::size_t need = codec.max_encoded_bytes(n);
+  if (out_capacity < need) {
+    return Status(Errc::kBufferTooSmall, "encode of " + std::to_string(n) + " elements needs " +
+                                             std::to_string(need) + " bytes, got " + std::to_string(out_capacity));
+  }
+  static_assert(kSafeMaxAbs == 0x1p50f, "classify_values compares with the bits of 2^50");
+  const AbsClass worst = ops.classify(0, n);
+  if (worst == AbsClass::kNonFinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+  if (worst == AbsClass::kLarge || n == 0) return generic(codec, ops, n, ctx, out, out_capacity, out_bytes);
+  if (codec.tile_alignment() != 0) return tiled(codec, ops, n, ctx, out, out_bytes);
+  return untiled(codec, ops, n, ctx, out, out_capacity, out_bytes);
+}
+
+Status Memory::encode_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx,
+                           MemoryState* state, std::uint8_t* out, std::size_t out_capacity,
+                           std::size_t* out_bytes) const {
+  // A memory without fused operations: the reference on a copy of the state, kept only
+  // when the encode succeeded.
+  if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
+  MemoryState next = *state;
+  std::vector<float> p(n), d(n);
+  compensate(grad, p.data(), n, &next);
+  GZ_RETURN_IF_ERROR(codec.encode(p.data(), n, ctx, out, out_capacity, out_bytes));
+  if (needs_decoded()) GZ_RETURN_IF_ERROR(codec.decode(out, *out_bytes, d.data(), n));
+  update(p.data(), d.data(), n, &next);
+  *state = std::move(next);
+  return Status::Ok();
+}
+
+}  // namespace gradzip::quant

@@ -1,0 +1,139 @@
+// Fused error feedback on the CPU: compensate + encode + update of one bucket without a
+// decoded copy of the bucket. Memory::encode_step (quant/memory.h) runs it; every user of
+// the memory API (the trainer's worker, the Python package, the benchmarks) gets it.
+//
+// The unfused reference is four passes over the bucket and two temporaries:
+//   p = compensate(g, state); msg = encode(p); d = decode(msg); state = update(p, d).
+// encode_with_feedback produces the same message bytes and the same state bits with:
+//   1. a read-only pass over the compensated values (grad and state; nothing is written)
+//      classifies |p| (AbsClass). A NaN/Inf refuses the bucket before any state is touched
+//      (kNonFiniteInput), so a bad bucket leaves the state as it was. This pass is the
+//      price of that guarantee: the state is updated in place during step 2, so nothing
+//      found later could be undone.
+//   2. tiled codecs (Codec::tile_alignment > 0: identity, fp16, bf16, int8, qsgd,
+//      terngrad, sign, scaled-sign, onebit, natural, zipml with scope=bucket; the bucketed
+//      ones for buckets up to 2^16): one pass in tiles of ~4096 elements (or one bucket);
+//      per tile p is computed into an L1-resident buffer, encoded, its bytes copied into the
+//      message, decoded into a second tile buffer, and the state updated from both. Grad
+//      and state are read once and the state written once; the codec's per-bucket
+//      statistics (scales, norms, zipml's levels) are computed inside the tile from p,
+//      which holds whole codec buckets.
+//      Untiled codecs: topk, randk, threshold, dgc, and zipml with scope=tensor (one set of
+//      levels per message). Memory ef: p is written into the residual in place, encoded,
+//      and decode_add(msg, residual, -1) turns the kept elements into p - d; every other
+//      element keeps p - 0 = p. Only the kept elements are touched after selection (ef
+//      with scale s != 1: one more pass, e = p / s, before the decode_add, since every
+//      element's state is p / s - d). ef21: p into a scratch vector, encode, then
+//      decode_add(msg, g_i, +1) on the kept elements. dgc: scratch p and d.
+//   Scaled ef (s != 1) performs the arithmetic of ef.cc's compensate and update:
+//   p = (g + e) * s, e = p / s - d.
+//   Why bit-identical: step 2 performs the reference's fp32 operations on the same
+//   operands (x + (-1 * d) == x - d and g + 1 * d == g + d exactly in IEEE arithmetic),
+//   the tile encodes write the bytes of the whole-message encode (Codec's tiling
+//   contract), and the codec cannot fail on the tiles once step 1 has seen every |p| below
+//   2^50 (no bucket statistic of a finite p that small overflows: see kSafeMaxAbs).
+//   A bucket with some |p| >= 2^50 (finite) takes the scratch path: p and d in
+//   per-thread scratch vectors, the reference's passes, state updated only on success.
+//
+// Scratch: per-thread (thread_local) tile buffers, plus vectors of n floats for the
+// untiled codecs that need them (ef21, dgc, the |p| >= 2^50 case); they grow to the
+// largest bucket seen on that thread and are kept.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "quant/codec.h"
+#include "quant/memory.h"
+#include "quant/status.h"
+
+namespace gradzip::quant {
+
+/// Largest |p| (exclusive) the tiled and in-place paths accept: a codec statistic of a
+/// bucket of at most 2^24 elements below 2^50 in magnitude cannot overflow fp32
+/// (a sum of squares stays below 2^124).
+constexpr float kSafeMaxAbs = 0x1p50f;
+
+/// Step 1's verdict on a range of compensated values, ordered: the largest element's.
+enum class AbsClass : std::uint32_t {
+  kSmall = 0,      ///< every |p| < kSafeMaxAbs
+  kLarge = 1,      ///< some finite |p| >= kSafeMaxAbs: the scratch path
+  kNonFinite = 2,  ///< some NaN or Inf: the bucket is refused
+};
+
+/// AbsClass of value(0 .. cnt-1). Compares IEEE bit patterns of |v| as signed integers
+/// and ORs flags, which vectorizes on baseline SSE2 (an unsigned max would not).
+template <typename Value>
+inline AbsClass classify_values(std::size_t cnt, Value value) {
+  std::int32_t large = 0, nonfinite = 0;
+  for (std::size_t j = 0; j < cnt; ++j) {
+    const float v = value(j);
+    std::int32_t u;
+    std::memcpy(&u, &v, 4);
+    u &= 0x7FFFFFFF;
+    large |= u >= 0x58800000 ? 1 : 0;  // bits of 2^50 = kSafeMaxAbs
+    nonfinite |= u >= 0x7F800000 ? 1 : 0;
+  }
+  return nonfinite ? AbsClass::kNonFinite : (large ? AbsClass::kLarge : AbsClass::kSmall);
+}
+
+/// What a memory contributes to the fused path, on element ranges [i0, i0 + cnt) of one
+/// bucket. Neither method may fail; both are called only after the whole bucket passed
+/// step 1.
+class FeedbackOps {
+ public:
+  virtual ~FeedbackOps() = default;
+  /// p[j] = the compensated value of element i0 + j (what compensate() writes) for
+  /// j < cnt, without changing the state. p may alias the memory's residual at i0 (the
+  /// in-place sparse path): each element is read before it is written.
+  virtual void compensated(std::size_t i0, std::size_t cnt, float* p) const = 0;
+  /// Step 1 on elements [i0, i0 + cnt): the largest class of |p| (AbsClass). The default
+  /// computes compensated() into a stack tile.
+  virtual AbsClass classify(std::size_t i0, std::size_t cnt) const;
+  /// Moves the state of elements [i0, i0 + cnt) to what compensate() then update(p, d)
+  /// leave (p: the compensated values, d: the decoded message).
+  virtual void update(std::size_t i0, std::size_t cnt, const float* p, const float* d) = 0;
+
+  /// How an untiled codec's message updates the state without a decoded vector.
+  enum class Sparse {
+    kGeneric,                ///< scratch p and d, then update(0, n, p, d)
+    kResidualMinusDecoded,   ///< ef: target = p in place, then target -= decoded
+    kStatePlusDecoded,       ///< ef21: p in scratch, then target += decoded
+  };
+  virtual Sparse sparse() const { return Sparse::kGeneric; }
+  /// The state vector (n floats) of kResidualMinusDecoded / kStatePlusDecoded.
+  virtual float* sparse_target() { return nullptr; }
+  /// kResidualMinusDecoded, after the encode: turns sparse_target()[0, n), which holds p,
+  /// into the state of an element the message does not carry (update(p, 0)); the kept
+  /// elements then get target + (-1 * d). Default: nothing (the state is p - 0 = p); ef
+  /// with scale s != 1 divides by s, one pass over the bucket.
+  virtual void unsent_residual(std::size_t n) { (void)n; }
+};
+
+/// Encodes the compensated bucket of n elements (ops.compensated) with `codec` into
+/// out[0, out_capacity), sets *out_bytes, and moves the state (ops.update); same bytes
+/// and state bits as the reference path above. Errors before anything is written:
+/// kInvalidArgument (null out/out_bytes, n > 2^34, ctx.first_element != 0),
+/// kBufferTooSmall, kNonFiniteInput (a NaN/Inf compensated value; the state is untouched).
+/// Thread-safe for distinct ops/states (scratch is per thread).
+Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx,
+                            std::uint8_t* out, std::size_t out_capacity, std::size_t* out_bytes);
+
+/// Memory::encode_step of a memory whose fused operations need only the residual (ef,
+/// ef21): refuses a null grad, sizes state->residual to n (zeros, as compensate does),
+/// runs encode_with_feedback with Ops(grad, residual, args...) and counts the step on
+/// success.
+template <typename Ops, typename... Args>
+Status residual_feedback_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx,
+                              MemoryState* state, std::uint8_t* out, std::size_t out_capacity,
+                              std::size_t* out_bytes, Args... args) {
+  if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
+  if (state->residual.size() != n) state->residual.assign(n, 0.0f);
+  Ops ops(grad, state->residual.data(), args...);
+  GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, out_capacity, out_bytes));
+  ++state->steps;
+  return Status::Ok();
+}
+
+}  // namespace gradzip::quant

@@ -1,0 +1,125 @@
+// `gradzip train --aggregation allreduce|allgather` through the binary: with the identity
+// codec and two workers the PS, the allreduce and the allgather give bitwise the same
+// parameters (the same losses and accuracies, epoch by epoch) as threads (sim) and as
+// processes over loopback (local); a local run stopped and resumed ends like one that
+// never stopped; ranks started by hand with different compressors both fail naming
+// the two ranks; an allreduce of a codec it cannot sum is a usage error; homomorphic (THC)
+// and PowerSGD train through the command and send less than the fp32 allreduce.
+#include <chrono>
+#include <thread>
+
+#include "tests/experiments/gradzip_run_util.h"
+
+namespace gradzip::testing {
+namespace {
+
+const std::string kRun = kTinyRun + " --lr-schedule constant";
+
+/// Epoch, step, train loss/accuracy, test loss/accuracy of every metrics row.
+std::vector<std::vector<std::string>> learning_columns(const fs::path& run) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& row : read_csv(run / "metrics.csv")) {
+    out.push_back({row.at(0), row.at(1), row.at(3), row.at(4), row.at(5), row.at(6)});
+  }
+  return out;
+}
+
+class CollectiveTrain : public TrainRunTest {};
+
+TEST_F(CollectiveTrain, IdentityRunsOfPsAllreduceAndAllgatherLearnIdentically) {
+  Result r = gradzip("train" + kRun + " --epochs 2 --cluster sim --aggregation ps --run-dir '" + (root_ / "ps").string() + "'",
+                     root_ / "ps.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto reference = learning_columns(root_ / "ps");
+  ASSERT_EQ(reference.size(), 3u);
+  int n = 0;
+  for (const std::string how : {"sim --aggregation allreduce", "local --aggregation allgather"}) {
+    const fs::path run = root_ / ("run" + std::to_string(n++));
+    r = gradzip("train" + kRun + " --epochs 2 --cluster " + how + " --run-dir '" + run.string() + "'", root_ / "run.log");
+    ASSERT_EQ(r.status, 0) << how << ": " << r.output;
+    EXPECT_EQ(learning_columns(run), reference) << how;
+    const auto summary = read_json(run / "summary.json");
+    EXPECT_EQ(summary["status"], "complete") << how;
+    EXPECT_EQ(summary["shards"], 0) << how;
+    EXPECT_GT(summary["bytes_up"].get<double>(), 0) << how;
+  }
+}
+
+TEST_F(CollectiveTrain, LocalRunStoppedAndResumedEndsLikeAnUnbrokenOne) {
+  const std::string run = kRun + " --epochs 3 --checkpoint-every 1 --cluster local --aggregation allgather "
+                                 "--compressor ef+qsgd:bits=4";
+  const fs::path whole = root_ / "whole", parts = root_ / "parts";
+  Result r = gradzip("train" + run + " --run-dir '" + whole.string() + "'", root_ / "whole.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = gradzip("train" + run + " --max-steps 4 --run-dir '" + parts.string() + "'", root_ / "first.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_TRUE(fs::exists(parts / "checkpoints" / "shard-0-step-000000000004.ckpt")) << "rank 0 wrote no checkpoint";
+  r = gradzip("train --resume '" + parts.string() + "' --max-steps 0", root_ / "resume.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(learning_columns(parts), learning_columns(whole));
+  EXPECT_EQ(slurp(parts / "checkpoints" / "shard-0-step-000000000012.ckpt"),
+            slurp(whole / "checkpoints" / "shard-0-step-000000000012.ckpt"));
+  EXPECT_EQ(events(parts, "resume").size(), 1u);
+}
+
+TEST_F(CollectiveTrain, RanksWithDifferentCompressorsFailNamingBothRanks) {
+  const std::string common = "train" + kRun + " --aggregation allgather --role worker --collective-timeout 30 "
+                             "--collective-dir '" + (root_ / "store").string() + "' --run-dir '" +
+                             root_.string() + "'";
+  fs::create_directories(root_ / "procs");  // the launcher's job when it starts the ranks
+  Result results[2];
+  std::thread other([&] {
+    results[1] = gradzip(common + " --rank 1 --compressor fp16", root_ / "rank1.log");
+  });
+  results[0] = gradzip(common + " --rank 0 --compressor identity", root_ / "rank0.log");
+  other.join();
+  for (const Result& res : results) {
+    EXPECT_EQ(res.status, 1) << res.output;
+    EXPECT_NE(res.output.find("configuration mismatch between rank 0 and rank 1"), std::string::npos) << res.output;
+    EXPECT_NE(res.output.find("compressor"), std::string::npos) << res.output;
+  }
+}
+
+TEST_F(CollectiveTrain, AllreduceOfASparseCodecIsAUsageErrorAndHelpListsTheModes) {
+  Result r = gradzip("train" + kRun + " --aggregation allreduce --compressor topk:ratio=0.01 --run-dir '" +
+                         (root_ / "x").string() + "'",
+                     root_ / "x.log");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--aggregation allgather"), std::string::npos) << r.output;
+  r = gradzip("train --help", root_ / "help.log");
+  EXPECT_NE(r.output.find("--aggregation"), std::string::npos);
+  EXPECT_NE(r.output.find("allgather"), std::string::npos);
+  EXPECT_NE(r.output.find("--collective-timeout"), std::string::npos);
+}
+
+TEST_F(CollectiveTrain, HomomorphicAndPowerSgdRunThroughTheCommandAndSendLessThanTheFp32Allreduce) {
+  auto up_bytes = [&](const fs::path& run) { return std::stod(read_csv(run / "metrics.csv").back().at(7)); };
+  Result r = gradzip("train" + kRun + " --epochs 1 --cluster sim --aggregation allreduce --run-dir '" +
+                         (root_ / "fp32").string() + "'",
+                     root_ / "fp32.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = gradzip("train" + kRun + " --epochs 1 --cluster sim --aggregation homomorphic --compressor thc:levels=63 "
+                               "--run-dir '" + (root_ / "thc").string() + "'",
+              root_ / "thc.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = gradzip("train" + kRun + " --epochs 1 --cluster local --aggregation powersgd "
+                               "--compressor powersgd:rank=1,min_numel=64 --run-dir '" + (root_ / "psgd").string() + "'",
+              root_ / "psgd.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  // 2 ranks x 63 levels: int8 sums, a quarter of fp32 per step; both runs also carry the
+  // start-up broadcast of the fp32 parameters.
+  EXPECT_LT(up_bytes(root_ / "thc"), 0.5 * up_bytes(root_ / "fp32"));
+  EXPECT_LT(up_bytes(root_ / "psgd"), up_bytes(root_ / "fp32"));
+  for (const char* run : {"thc", "psgd"}) {
+    const auto summary = read_json(root_ / run / "summary.json");
+    EXPECT_EQ(summary["status"], "complete") << run;
+    EXPECT_NE(summary["aggregation_spec"].get<std::string>(), "") << run;
+  }
+  r = gradzip("train" + kRun + " --aggregation homomorphic --compressor qsgd:bits=4 --run-dir '" +
+                  (root_ / "bad").string() + "'",
+              root_ / "bad.log");
+  EXPECT_EQ(r.status, 2) << r.output;
+}
+
+}  // namespace
+}  // namespace gradzip::testing

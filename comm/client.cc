@@ -212,8 +212,8 @@ bool RequestClient::on_pull_reply(Request& r, const Envelope& e, Received& rx) {
   // A kFlagOneBucket pull is answered with its one bucket in one reply; a whole-model pull
   // with a delta reply, or (dense) with one kFlagPart reply per bucket.
   const bool one = (r.env.flags & kFlagOneBucket) != 0;
-  const std::vector<std::uint32_t> ids =
-      one ? std::vector<std::uint32_t>{r.env.bucket} : layout_.shard_buckets[r.shard];
+  const std::vector<std::uint32_t> one_id = {r.env.bucket};
+  const std::vector<std::uint32_t>& ids = one ? one_id : layout_.shard_buckets[r.shard];  // no copy per part
   if ((e.flags & kFlagPart) != 0) {  // one bucket of a dense reply to a whole-model pull
     if (one || rx.frames.size() != 2 || e.bucket >= ids.size()) {
       r.error = fmt::format("pull reply part from shard {}: {} frames, bucket index {} of {}{}", r.shard,

@@ -265,7 +265,10 @@ void RequestClient::dispatch(Received& rx) {
   }
   std::vector<std::size_t> sizes;
   for (const auto& f : rx.frames) sizes.push_back(f.size);
-  count_message(&counters_.down, sizes.data(), sizes.size());
+  {
+    std::lock_guard<std::mutex> lock(io_mu_);  // counters() reads them from other threads
+    count_message(&counters_.down, sizes.data(), sizes.size());
+  }
   Envelope e;
   std::string why;
   if (rx.frames.empty() || !read_envelope(rx.frames[0].data, rx.frames[0].size, &e, &why)) {
@@ -313,13 +316,16 @@ void RequestClient::dispatch(Received& rx) {
     resume_step_ = std::max(resume_step_, e.aux);
   }
   if (r.env.type == MsgType::kPull && !on_pull_reply(r, e, rx)) return;  // more parts to come
-  if (r.is_push && (e.flags & kFlagStaleness) != 0) {
-    counters_.staleness.pushes += 1;
-    counters_.staleness.sum += e.bucket;
-    counters_.staleness.max = std::max<std::uint64_t>(counters_.staleness.max, e.bucket);
-  }
   const double secs = std::chrono::duration<double>(Clock::now() - r.started).count();
-  (r.env.type == MsgType::kPull ? counters_.down : counters_.up).seconds += secs;
+  {
+    std::lock_guard<std::mutex> lock(io_mu_);  // counters() reads them from other threads
+    if (r.is_push && (e.flags & kFlagStaleness) != 0) {
+      counters_.staleness.pushes += 1;
+      counters_.staleness.sum += e.bucket;
+      counters_.staleness.max = std::max<std::uint64_t>(counters_.staleness.max, e.bucket);
+    }
+    (r.env.type == MsgType::kPull ? counters_.down : counters_.up).seconds += secs;
+  }
   r.done = true;
 }
 

@@ -179,8 +179,8 @@ class RequestClient : public WorkerTransport {
   TrafficCounters counters_;
   FaultyChannel<OutgoingCopy> request_faults_;
   FaultyChannel<Received> reply_faults_;
-  // The transport's send/receive and counters_.up are used by the driving thread and the
-  // heartbeat thread: both hold io_mu_ for them.
+  // The transport's send/receive and counters_ are used by the driving thread, the
+  // heartbeat thread and counters() callers: all hold io_mu_ for them.
   mutable std::mutex io_mu_;
   std::vector<Clock::time_point> last_send_;  // per shard (io_mu_)
   std::mutex heartbeat_mu_;

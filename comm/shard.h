@@ -256,6 +256,10 @@ class Shard {
   /// dense parts (kFlagPart) not in *sent yet.
   void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out,
                    std::vector<bool>* sent = nullptr);
+  /// The dense reply to a kFlagOneBucket pull of a bucket applied `steps` steps (sync:
+  /// sent by apply_bucket as soon as that bucket is complete).
+  void answer_one_bucket(const std::string& peer, const Envelope& e, std::uint64_t steps,
+                         std::vector<OutMessage>* out);
   /// Sends local bucket i of a dense pull reply (kFlagPart), reflecting `steps` steps.
   void send_part(const std::string& peer, const Envelope& e, std::size_t i, std::uint64_t steps,
                  std::vector<OutMessage>* out);

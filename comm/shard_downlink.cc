@@ -79,6 +79,17 @@ void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<
   reply(peer, e.worker, r, std::move(bodies), out);
 }
 
+void Shard::answer_one_bucket(const std::string& peer, const Envelope& e, std::uint64_t steps,
+                              std::vector<OutMessage>* out) {
+  const std::size_t i = static_cast<std::size_t>(local_of_[e.bucket]);
+  Envelope r = ack(e);
+  r.bucket = 1;  // one body frame
+  r.flags = 0;
+  r.aux = steps;
+  seen_updates_[e.worker][i] = bucket_updates_[i];
+  reply(peer, e.worker, r, {dense_message(i)}, out);
+}
+
 void Shard::send_part(const std::string& peer, const Envelope& e, std::size_t i, std::uint64_t steps,
                       std::vector<OutMessage>* out) {
   Envelope r = ack(e);

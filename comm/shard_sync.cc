@@ -153,15 +153,28 @@ void Shard::apply_bucket(std::uint64_t step, Pending& p, std::size_t i, std::vec
   }
   add_apply_time(t0);
   if (downlink_) return;
-  // Pulls of this step already waiting get this bucket now (pulls pipelined with pushes).
-  for (auto& pull : pending_pulls_) {
-    // (A kFlagOneBucket pull is answered whole, with its one bucket, by after_version_change.)
-    if (pull.env.step != step || (pull.env.flags & kFlagOneBucket) != 0) continue;
-    if (pull.parts_sent.empty()) pull.parts_sent.assign(nlocal(), false);
-    if (pull.parts_sent[i]) continue;
-    pull.parts_sent[i] = true;
-    send_part(pull.peer, pull.env, i, step + 1, out);
+  // Pulls of this step already waiting get this bucket now (pulls pipelined with pushes):
+  // a whole-model pull one kFlagPart message, a kFlagOneBucket pull of this bucket its
+  // whole reply (the next forward waits only for the bucket its layer needs).
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < pending_pulls_.size(); ++k) {
+    PendingPull& pull = pending_pulls_[k];
+    const bool one = (pull.env.flags & kFlagOneBucket) != 0;
+    if (pull.env.step == step && one && static_cast<std::size_t>(local_of_[pull.env.bucket]) == i) {
+      answer_one_bucket(pull.peer, pull.env, step + 1, out);
+      continue;  // answered: dropped from the pending list
+    }
+    if (pull.env.step == step && !one) {
+      if (pull.parts_sent.empty()) pull.parts_sent.assign(nlocal(), false);
+      if (!pull.parts_sent[i]) {
+        pull.parts_sent[i] = true;
+        send_part(pull.peer, pull.env, i, step + 1, out);
+      }
+    }
+    if (kept != k) pending_pulls_[kept] = std::move(pull);
+    ++kept;
   }
+  pending_pulls_.resize(kept);
 }
 
 void Shard::apply_sync(std::uint64_t step, Pending& p, std::vector<OutMessage>* out) {

@@ -80,6 +80,9 @@ inline TrainResult train(InprocCluster& cluster, std::uint32_t workers, std::uin
         res.counters[w] = t->counters();
         res.request_faults[w] = t->request_fault_counts();
         res.reply_faults[w] = t->reply_fault_counts();
+        // Done, as a real worker says (its rank may then be claimed by a new connection);
+        // a worker stopped early plays a dead one and says nothing.
+        if (last == steps) t->shutdown();
       } catch (const std::exception& e) {
         errors[w] = e.what();
       }

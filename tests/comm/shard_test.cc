@@ -226,6 +226,44 @@ TEST(Shard, AWaitingPullGetsEachBucketAsSoonAsEveryWorkerPushedIt) {
   for (float v : h.shard->params()) EXPECT_FLOAT_EQ(v, -0.2f);  // 0 - 0.1 * mean(1, 3)
 }
 
+// A waiting one-bucket pull (the pipelined worker's next forward needs that bucket only)
+// is answered as soon as its bucket is complete, not when the whole step is.
+TEST(Shard, AWaitingOneBucketPullIsAnsweredWhenItsBucketIsComplete) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init(0.0f);
+  ASSERT_GE(h.owned_count(), 3u);
+  h.push_all(0, 0, 1.0f, 1);
+  const std::size_t last = h.owned_count() - 1;
+  auto frame = Harness::env(MsgType::kPull, 0, h.owned(last), 0, 60);
+  frame[7] = kFlagOneBucket;  // envelope flags byte (comm/protocol.h)
+  EXPECT_TRUE(h.send({frame}).empty()) << "step 0 is not complete";
+  // Complete the last bucket first: the pull is answered with it while the others wait.
+  std::vector<std::size_t> order = {last};
+  for (std::size_t i = 0; i < last; ++i) order.push_back(i);
+  int answers = 0;
+  for (std::size_t i : order) {
+    const auto r = h.send({Harness::env(MsgType::kPush, 1, h.owned(i), 0, 100 + i), h.grad_msg(h.owned(i), 3.0f)});
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      if (r[k].type != reply_type(MsgType::kPull)) continue;
+      ++answers;
+      EXPECT_EQ(i, last) << "answered when bucket " << i << " completed";
+      EXPECT_EQ(r[k].seq, 60u);
+      EXPECT_EQ(r[k].flags & kFlagPart, 0) << "one reply, no part";
+      EXPECT_EQ(r[k].aux, 1u) << "reflects step 0 applied";
+      EXPECT_EQ(h.shard->version(), 0u) << "before the step is complete";
+      const auto& msg = h.out[k];
+      ASSERT_EQ(msg.frames.size(), 2u);
+      std::vector<float> got(h.layout.buckets[h.owned(last)].numel);
+      ASSERT_TRUE(quant::decode_any(msg.frames[1]->data(), msg.frames[1]->size(), got.data(), got.size()).ok());
+      for (float v : got) EXPECT_FLOAT_EQ(v, -0.2f);  // 0 - 0.1 * mean(1, 3)
+    }
+  }
+  EXPECT_EQ(answers, 1) << "answered exactly once";
+  EXPECT_EQ(h.shard->version(), 1u);
+}
+
 TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
   const auto dir = std::filesystem::temp_directory_path() / ("gz_ckpt_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);

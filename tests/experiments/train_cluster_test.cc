@@ -213,6 +213,47 @@ TEST_F(TrainCluster, LocalRunEndsAtOnceNamingAShardKilledBySignalNine) {
   for (const char* f : {"config.ini", "events.jsonl", "host.json"}) EXPECT_TRUE(fs::exists(dir / f)) << f;
 }
 
+// --heartbeat-interval through `gradzip ps` + `gradzip worker`: in async mode no step
+// waits for a worker, so only its missing heartbeats tell the shard that worker 1 was
+// killed; the shard declares it dead after --worker-timeout and ends once worker 0 is done.
+TEST_F(TrainCluster, HeartbeatsLetAnAsyncShardDeclareAKilledWorkerDeadAndFinish) {
+  using namespace std::chrono_literals;
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  const fs::path ini = root_ / "run.ini";
+  std::ofstream(ini) << "[common]\nmodel = resnet20\nwidth = 4\ntrain-subset = 256\ntest-subset = 100\n"
+                        "epochs = 30\nbatch-size = 32\nworkers = 2\nshards = 1\ncompressor = fp16\nmode = async\n"
+                        "worker-timeout = 3\nheartbeat-interval = 0.5\ndata-dir = "
+                     << kData << "\n";
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(port);
+  const std::string gz = "'" + kExe + "' ";
+  const std::string cfg = " --config '" + ini.string() + "'";
+  Result ps, w0, w1;
+  // Without heartbeats the async shard would wait for worker 1 forever: bounded here.
+  std::thread run_ps([&] { ps = shell("timeout 180 " + gz + "ps" + cfg + " --rank 0 --bind " + ep, root_ / "ps.log"); });
+  std::thread run_w0([&] { w0 = shell(gz + "worker" + cfg + " --worker-rank 0 --connect " + ep, root_ / "w0.log"); });
+  std::thread run_w1([&] { w1 = shell(gz + "worker" + cfg + " --worker-rank 1 --connect " + ep, root_ / "w1.log"); });
+  // Kill worker 1 once it finished its first epoch (it said hello, announcing heartbeats,
+  // and pushed); 30 epochs of 4 steps leave worker 0 training long after that.
+  const auto deadline = std::chrono::steady_clock::now() + 240s;
+  auto epoch_done = [&] {
+    std::ifstream f(root_ / "w1.log");
+    std::ostringstream text;
+    text << f.rdbuf();
+    return text.str().find("worker 1 epoch 0 ") != std::string::npos;
+  };
+  while (std::chrono::steady_clock::now() < deadline && !epoch_done()) std::this_thread::sleep_for(50ms);
+  const std::vector<pid_t> worker1 = pids_with_args({"worker", "--worker-rank", "1", ini.string()});
+  if (worker1.size() == 1) ::kill(worker1[0], SIGKILL);
+  run_w1.join();
+  run_w0.join();
+  run_ps.join();
+  ASSERT_EQ(worker1.size(), 1u) << "worker 1 not found (or its first epoch never came)\n" << w1.output;
+  EXPECT_EQ(w0.status, 0) << w0.output;
+  EXPECT_EQ(ps.status, 0) << ps.output;
+  EXPECT_NE(ps.output.find("worker 1 declared dead"), std::string::npos) << ps.output;
+}
+
 TEST_F(TrainCluster, PsAndWorkersStartedByHandShareOneConfigFile) {
   const int port = free_port();
   ASSERT_GT(port, 0);

@@ -93,6 +93,7 @@ class CollectiveTransport final : public WorkerTransport {
   /// allreduce of a codec that is not identity/fp16/bf16), CheckpointError (restore).
   void connect(const ModelSignature& signature, std::uint32_t worker_rank, float* params) override;
   std::uint64_t resume_step() const override { return resume_step_; }
+  using WorkerTransport::push;  // the SharedBytes overload (copies: no zero-copy path here)
   Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
   Handle pull(std::uint64_t step, float* params) override;
   /// Writes bucket `bucket` of this rank's parameters after `step`'s pushes queued before

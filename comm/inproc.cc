@@ -13,11 +13,15 @@ class InprocWorker final : public RequestClient {
         box_(std::make_shared<InprocCluster::Mailbox>()) {
     cluster_->register_mailbox(peer_, box_);
   }
-  ~InprocWorker() override { cluster_->unregister_mailbox(peer_); }
+  ~InprocWorker() override {
+    stop_heartbeats();
+    cluster_->unregister_mailbox(peer_);
+  }
 
  protected:
   void open(std::uint32_t, std::uint32_t) override {}
-  void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) override {
+  void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames,
+                   const std::vector<SharedBytes>& /*owners: delivery is synchronous*/) override {
     cluster_->deliver(peer_, shard, frames);
   }
   bool receive(double timeout_s, Received* out) override {

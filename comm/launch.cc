@@ -193,7 +193,7 @@ class Supervisor {
         if (w.process->running()) {
           all_done = false;
         } else if (w.process->exit_code() != 0) {
-          return fail(w.name + " failed with exit status " + std::to_string(w.process->exit_code()) + see_log(w));
+          return fail(how_it_ended(w) + see_log(w));
         }
       }
       if (const std::string why = shard_exited(/*any_status=*/false); !why.empty()) return fail(why);
@@ -219,7 +219,7 @@ class Supervisor {
     for (auto& s : shards_) {
       if (!wait_exit(*s.process, std::chrono::milliseconds(10000))) return fail(s.name + " did not stop");
       if (s.process->exit_code() != 0) {
-        return fail(s.name + " exited with status " + std::to_string(s.process->exit_code()) + see_log(s));
+        return fail(how_it_ended(s) + see_log(s));
       }
     }
     spdlog::debug("launch: {} workers and {} shards finished in {:.1f} s", workers_.size(), shards_.size(), elapsed());
@@ -230,10 +230,24 @@ class Supervisor {
   std::string shard_exited(bool any_status = true) {
     for (auto& s : shards_) {
       if (!s.process->running() && (any_status || s.process->exit_code() != 0)) {
-        return s.name + " exited with status " + std::to_string(s.process->exit_code()) + see_log(s);
+        return how_it_ended(s) + see_log(s);
       }
     }
     return "";
+  }
+
+  // "shard 1 killed by signal 9 (Killed)" or "worker 0 exited with status 4": the
+  // process as a person names it (its log is "<name>.log") and how it ended (Process's
+  // exit_code() is 128 + the signal number for a process a signal ended).
+  static std::string how_it_ended(const Named& p) {
+    std::string label = p.name;
+    const auto digit = label.find_first_of("0123456789");
+    if (digit != std::string::npos && digit > 0) label.insert(digit, " ");
+    const int code = p.process->exit_code();
+    if (code > 128 && code < 128 + NSIG) {
+      return label + " killed by signal " + std::to_string(code - 128) + " (" + ::strsignal(code - 128) + ")";
+    }
+    return label + " exited with status " + std::to_string(code);
   }
 
   std::string see_log(const Named& p) const {

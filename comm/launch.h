@@ -94,7 +94,9 @@ struct LaunchOptions {
 /// Runs the processes: shards first (waits for their endpoint files), then workers.
 /// Returns 0 when every worker exited 0 and every shard then exited 0 (by itself within
 /// shard_exit_grace_s, or after SIGTERM); otherwise kills every child and returns 1
-/// after logging which process failed and how (also written to `*failure` when given).
+/// after logging which process failed and how, e.g. "shard 1 killed by signal 9 (Killed);
+/// see <log_dir>/shard1.log" (also written to `*failure` when given). A shard that ends
+/// while workers run fails the launch at once.
 /// SIGINT/SIGTERM to this process while it runs stop every child; the previous signal
 /// dispositions are restored on return.
 int run_launch(const LaunchOptions& options, std::string* failure = nullptr);

@@ -23,6 +23,9 @@ const char* proto_err_name(ProtoErr e) {
     case ProtoErr::kSizeMismatch: return "size_mismatch";
     case ProtoErr::kBusy: return "busy";
     case ProtoErr::kUninitialized: return "uninitialized";
+    case ProtoErr::kNotBound: return "not_bound";
+    case ProtoErr::kRankTaken: return "rank_taken";
+    case ProtoErr::kDeclaredDead: return "declared_dead";
   }
   return "unknown";
 }

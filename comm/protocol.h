@@ -7,27 +7,37 @@
 // Envelope, little-endian, offsets in bytes:
 //   off size field
 //    0   4   magic     "GZPS" (0x47 0x5A 0x50 0x53)
-//    4   2   version   kProtocolVersion (1)
+//    4   2   version   kProtocolVersion (2)
 //    6   1   type      MsgType (requests < 0x80; reply = request | 0x80; kError = 0xFF)
-//    7   1   flags     kFlag* bits below
+//    7   1   flags     kFlag* bits below; a request carries none but kFlagOneBucket on a
+//                      pull (anything else is refused: kMalformed)
 //    8   4   worker    worker rank (requests) / echoed (replies)
 //   12   4   bucket    push: bucket id; pull with kFlagOneBucket: the bucket asked for;
-//                      pull reply: number of body frames; error: ProtoErr;
+//                      pull reply: number of body frames (kFlagPart: the bucket's index in
+//                      Layout::shard_buckets); error: ProtoErr;
 //                      push reply with kFlagStaleness: the push's staleness
 //   16   8   step      training step (0-based) of a push or pull; kLatestStep = "now"
 //   24   8   seq       request id, unique per worker and monotonic; echoed in the reply;
 //                      a retried request reuses it (dedup key (worker, step, seq))
 //   32   8   aux       hello/push/pull reply: shard version (steps applied);
+//                      hello request: heartbeat interval the worker promises, ms (0 = none);
 //                      pull request: the step of the worker's replica (compressed downlink)
 //
 // Bodies by type:
 //   kHello     [signature JSON (signature_to_json)]      reply: none (flag kFlagUninitialized)
+//              A matching hello binds `worker` to the connection it came from; every
+//              other request type is refused (kNotBound) unless it comes from that
+//              connection (comm/shard.h, "who may speak for a worker").
 //   kInit      [one identity message per shard bucket]   reply: none (first init wins)
 //   kPush      [gradzip message of bucket `bucket`]      reply: none (flags stale/duplicate)
 //   kPull      none                                      reply: one gradzip message per
 //              shard bucket in Layout::shard_buckets order (with kFlagOneBucket: of
-//              bucket `bucket` only): dense = identity message of the parameters; with
-//              kFlagDelta = the compressed update to add
+//              bucket `bucket` only, in one reply without kFlagPart): dense = identity
+//              message of the parameters; with kFlagDelta = the compressed update to add.
+//              A dense reply to a whole-model pull comes as one message per bucket
+//              (kFlagPart, one body frame, aux = the step count the bucket reflects), each
+//              sent as soon as its bucket is final, so a worker decodes while the rest is
+//              in flight
 //   kBarrier, kHeartbeat, kShutdown: none                reply: none
 //   kError (reply only) [UTF-8 text naming what was wrong]; bucket = ProtoErr
 #pragma once
@@ -41,7 +51,7 @@
 namespace gradzip::comm {
 
 constexpr std::uint32_t kProtocolMagic = 0x53505A47u;  // "GZPS"
-constexpr std::uint16_t kProtocolVersion = 1;
+constexpr std::uint16_t kProtocolVersion = 2;  // 2: pull replies in parts (kFlagPart), one-bucket pulls, staleness
 constexpr std::size_t kEnvelopeBytes = 40;
 constexpr std::uint64_t kLatestStep = ~std::uint64_t{0};
 
@@ -74,6 +84,9 @@ constexpr std::uint8_t kFlagOneBucket = 0x10;      ///< pull request: only bucke
 /// push reply (async/ssp, applied): `bucket` holds the push's staleness, the updates of
 /// that bucket applied since the worker last pulled it (saturated at 2^32 - 1).
 constexpr std::uint8_t kFlagStaleness = 0x20;
+/// pull reply to a whole-model dense pull: one bucket (its index in `bucket`). Never set
+/// on the reply to a kFlagOneBucket pull, so the client tells the two apart.
+constexpr std::uint8_t kFlagPart = 0x40;
 
 /// Why a request was refused (sent in the error envelope's bucket field). Stable values.
 enum class ProtoErr : std::uint32_t {
@@ -87,6 +100,9 @@ enum class ProtoErr : std::uint32_t {
   kSizeMismatch = 8,       ///< message numel differs from the bucket's
   kBusy = 9,               ///< too many steps pending; retry later
   kUninitialized = 10,     ///< push before the shard holds parameters
+  kNotBound = 11,          ///< request for a worker rank from a connection its hello did not bind
+  kRankTaken = 12,         ///< hello for a live worker rank bound to another connection
+  kDeclaredDead = 13,      ///< the rank was declared dead (timeout); a hello rejoins it
 };
 const char* proto_err_name(ProtoErr e);
 

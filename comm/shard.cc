@@ -1,7 +1,8 @@
-// Shard: construction and restore, request dispatch, handshake and init, push admission
-// and dedup, barrier, checkpoints. The sync round is in shard_sync.cc, async/SSP
-// application in shard_async.cc, pull replies in shard_downlink.cc, counting in
-// shard_stats.cc (semantics: comm/shard.h).
+// Shard: construction and restore, request dispatch, init, push admission and dedup,
+// checkpoints. Who may speak for a worker (handshake, binding, liveness, barrier) is in
+// shard_workers.cc, the sync round in shard_sync.cc, async/SSP application in
+// shard_async.cc, pull replies in shard_downlink.cc, counting in shard_stats.cc
+// (semantics: comm/shard.h).
 #include "comm/shard.h"
 
 #include <algorithm>
@@ -71,6 +72,10 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   const std::uint32_t w = opt_.num_workers;
   live_.assign(w, true);
   shut_down_.assign(w, false);
+  bound_peer_.assign(w, "");
+  last_heard_.assign(w, Clock::now());
+  heartbeats_.assign(w, false);
+  barrier_released_seq_.assign(w, 0);
   clock_.assign(w, 0);
   async_progress_.assign(w, {});
   bucket_updates_.assign(nlocal(), 0);
@@ -107,11 +112,8 @@ void Shard::restore_from_checkpoint() {
   last_checkpoint_version_ = version_;
   std::fill(clock_.begin(), clock_.end(), version_);
   initialized_ = true;
+  may_jump_ = true;
   spdlog::info("shard {}: restored step {} from {}", opt_.shard_id, version_, opt_.checkpoint_dir);
-}
-
-bool Shard::all_workers_shut_down() const {
-  return std::all_of(shut_down_.begin(), shut_down_.end(), [](bool b) { return b; });
 }
 
 std::uint64_t Shard::max_frame_bytes() const {
@@ -175,16 +177,29 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
     refuse(peer, e, ProtoErr::kMalformed, "a reply type sent as a request", out);
     return;
   }
+  // Requests carry no flag but kFlagOneBucket on a pull (comm/protocol.h); reply flags
+  // (kFlagPart, kFlagStaleness, ...) are never valid here.
+  const std::uint8_t allowed = e.type == MsgType::kPull ? kFlagOneBucket : 0;
+  if ((e.flags & ~allowed) != 0) {
+    refuse(peer, e, ProtoErr::kMalformed, fmt::format("unknown flags 0x{:02x} on a request", e.flags), out);
+    return;
+  }
   if (e.worker >= opt_.num_workers) {
     refuse(peer, e, ProtoErr::kUnknownWorker,
            fmt::format("worker rank {} but this run has {} workers", e.worker, opt_.num_workers), out);
     return;
   }
-  count_request(frames, count, &stats_.workers[e.worker].up);
   const FrameView* body = frames + 1;
   const std::size_t nbody = count - 1;
+  if (e.type == MsgType::kHello) {
+    on_hello(peer, e, body, nbody, now, out);
+    if (bound_peer_[e.worker] == peer) count_request(frames, count, &stats_.workers[e.worker].up);
+    return;
+  }
+  if (!admit_sender(peer, e, out)) return;
+  count_request(frames, count, &stats_.workers[e.worker].up);
+  last_heard_[e.worker] = now;
   switch (e.type) {
-    case MsgType::kHello: on_hello(peer, e, body, nbody, out); break;
     case MsgType::kInit: on_init(peer, e, body, nbody, out); break;
     case MsgType::kPush:
       if (nbody != 1) {
@@ -199,36 +214,12 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
     case MsgType::kShutdown: {
       shut_down_[e.worker] = true;
       Envelope r = ack(e);
-      r.aux = e.aux;  // the shutdown reply echoes the request's aux (protocol version 1)
+      r.aux = e.aux;  // the shutdown reply echoes the request's aux
       reply(peer, e.worker, r, {}, out);
       break;
     }
     default: refuse(peer, e, ProtoErr::kMalformed, "unexpected message type", out);
   }
-}
-
-void Shard::on_hello(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
-                     std::vector<OutMessage>* out) {
-  ModelSignature theirs;
-  std::string why;
-  if (n != 1 || !signature_from_json(body[0].data, body[0].size, &theirs, &why)) {
-    refuse(peer, e, ProtoErr::kMalformed, n != 1 ? "hello needs one signature frame" : why, out);
-    return;
-  }
-  const std::string diff = theirs.diff(sig_);
-  if (!diff.empty()) {
-    refuse(peer, e, ProtoErr::kSignatureMismatch, "model signature differs (worker vs shard): " + diff, out);
-    return;
-  }
-  if (!live_[e.worker]) spdlog::info("shard {}: worker {} rejoined at step {}", opt_.shard_id, e.worker, version_);
-  live_[e.worker] = true;
-  shut_down_[e.worker] = false;
-  Envelope r = ack(e);
-  r.flags = initialized_ ? 0 : kFlagUninitialized;
-  // Where this worker resumes: sync workers move in lockstep; an async/ssp worker
-  // continues its own clock.
-  if (opt_.mode != SyncMode::kSync) r.aux = clock_[e.worker];
-  reply(peer, e.worker, r, {}, out);
 }
 
 std::string Shard::check_message(const FrameView& msg, std::size_t local, bool must_be_identity,
@@ -291,8 +282,7 @@ void Shard::initialize(const float* partition, std::vector<OutMessage>* out) {
   after_version_change(out);
 }
 
-bool Shard::admit_push(const std::string& peer, const Envelope& e, const FrameView& msg, std::size_t* local,
-                       std::vector<OutMessage>* out) {
+bool Shard::admit_push(const std::string& peer, const Envelope& e, std::size_t* local, std::vector<OutMessage>* out) {
   if (!initialized_) {
     refuse(peer, e, ProtoErr::kUninitialized, "push before the shard holds parameters", out);
     return false;
@@ -314,19 +304,23 @@ bool Shard::admit_push(const std::string& peer, const Envelope& e, const FrameVi
     refuse(peer, e, ProtoErr::kWrongStep, "push with the 'latest' step marker", out);
     return false;
   }
-  ProtoErr err = ProtoErr::kMalformed;
-  const std::string why = check_message(msg, *local, false, &err);
-  if (!why.empty()) {
-    refuse(peer, e, err, why, out);
-    return false;
-  }
+  // The message itself (checksum, codec, size) is validated once, by the decoder that
+  // reads it (accumulate_sync / apply_async): refuse_message() types its verdict.
   return true;
+}
+
+void Shard::refuse_message(const std::string& peer, const Envelope& e, std::size_t local, const quant::Status& st,
+                           std::vector<OutMessage>* out) {
+  ProtoErr err = ProtoErr::kBadMessage;
+  if (st.code() == quant::Errc::kCodecMismatch) err = ProtoErr::kCodecMismatch;
+  if (st.code() == quant::Errc::kSizeMismatch) err = ProtoErr::kSizeMismatch;
+  refuse(peer, e, err, fmt::format("bucket {}: {}", local_bucket(local).id, st.to_string()), out);
 }
 
 void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
                     std::vector<OutMessage>* out) {
   std::size_t local = 0;
-  if (!admit_push(peer, e, msg, &local, out)) return;
+  if (!admit_push(peer, e, &local, out)) return;
   const bool sync = opt_.mode == SyncMode::kSync;
   const auto key = std::make_tuple(e.worker, e.step, e.seq);
   PushOutcome outcome = PushOutcome::kDuplicate;
@@ -363,28 +357,16 @@ void Shard::on_push(const std::string& peer, const Envelope& e, const FrameView&
 }
 
 void Shard::forget_old_pushes() {
-  // Bounded memory under a long run. A retry older than kDedupSteps steps is dropped as
-  // stale in sync mode; async accepts that horizon.
+  // Constant memory under a long run: the keys of the last kDedupSteps..1.5 kDedupSteps
+  // steps (a soak measured the shard's resident memory growing for thousands of steps
+  // when the set was only pruned above 65536 keys). A retry older than that is dropped
+  // as stale in sync mode; async accepts that horizon.
   constexpr std::uint64_t kDedupSteps = 64;
-  if (seen_pushes_.size() <= 65536 || version_ <= kDedupSteps) return;
+  if (version_ < pruned_at_version_ + kDedupSteps / 2 || version_ <= kDedupSteps) return;
+  pruned_at_version_ = version_;
   for (auto it = seen_pushes_.begin(); it != seen_pushes_.end();) {
     it = std::get<1>(*it) + kDedupSteps < version_ ? seen_pushes_.erase(it) : std::next(it);
   }
-}
-
-void Shard::on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out) {
-  bool present = false;
-  for (auto& b : barrier_waiting_) {
-    if (b.env.worker == e.worker) {
-      b = {peer, e};
-      present = true;
-    }
-  }
-  if (!present) barrier_waiting_.push_back({peer, e});
-  const auto live = static_cast<std::size_t>(std::count(live_.begin(), live_.end(), true));
-  if (barrier_waiting_.size() < live) return;
-  for (const auto& b : barrier_waiting_) reply(b.peer, b.env.worker, ack(b.env), {}, out);
-  barrier_waiting_.clear();
 }
 
 void Shard::maybe_checkpoint() {

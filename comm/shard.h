@@ -13,7 +13,16 @@
 //    one optimizer step. A pull(t) is answered once step t is applied. If a step stays
 //    incomplete for worker_timeout_s, missing workers are declared dead (logged,
 //    counted) and the step is applied with what arrived; a worker rejoins with a hello.
-//    A restored shard behind the workers jumps forward to the step they push.
+//    A shard restored from a checkpoint (and only such a shard, until it applied its
+//    first step) jumps forward to a step every live worker agrees on: each pushed it or
+//    pulled it without pushing (its pushes were lost with the old process).
+//  - who may speak for a worker: a hello whose signature matches binds the worker rank
+//    to the peer (connection) it came from. Every other request for that rank from
+//    another peer is refused (kNotBound), as is any request before a hello. A hello for
+//    a live rank bound to another peer is refused (kRankTaken). A rank is declared dead
+//    by the step timeout, or, for a worker that announced heartbeats in its hello (aux =
+//    interval in ms), after worker_timeout_s without any request; its requests are then
+//    refused (kDeclaredDead) until a hello (from any peer) rejoins it explicitly.
 //  - async (Hogwild-style PS, Dean et al. 2012 Downpour SGD): each push is applied on
 //    arrival; staleness = updates of that bucket since the pushing worker last pulled it.
 //  - ssp (Ho et al. 2013, Stale Synchronous Parallel): async application, but pull(t)
@@ -31,10 +40,11 @@
 //
 // Thread-safety: none; the owning transport serializes calls (one thread or a mutex).
 //
-// Implementation, one idea a file: shard.cc (construction and restore, dispatch,
-// handshake, init, push admission and dedup, checkpoints), shard_sync.cc (the sync
-// round), shard_async.cc (async / SSP application), shard_downlink.cc (pulls and their
-// replies, compressed downlink), shard_stats.cc (ShardStats and counting).
+// Implementation, one idea a file: shard.cc (construction and restore, dispatch, init,
+// push admission and dedup, checkpoints), shard_workers.cc (handshake and binding,
+// liveness, barrier), shard_sync.cc (the sync round), shard_async.cc (async / SSP
+// application), shard_downlink.cc (pulls and their replies, compressed downlink),
+// shard_stats.cc (ShardStats and counting).
 #pragma once
 
 #include <chrono>
@@ -47,6 +57,7 @@
 #include <tuple>
 #include <vector>
 
+#include "comm/buffer_pool.h"
 #include "comm/layout.h"
 #include "comm/optimizer.h"
 #include "comm/protocol.h"
@@ -87,8 +98,6 @@ struct FrameView {
   const std::uint8_t* data = nullptr;
   std::size_t size = 0;
 };
-/// Immutable shared bytes: replies share cached parameter messages without copies.
-using SharedBytes = std::shared_ptr<const std::vector<std::uint8_t>>;
 /// One reply to send: frames[0] is the envelope.
 struct OutMessage {
   std::string peer;
@@ -109,6 +118,7 @@ struct ShardStats {
   std::map<std::string, std::uint64_t> refused_by_reason;
   std::uint64_t timeout_completions = 0;    ///< sync steps applied without every worker
   std::uint64_t workers_declared_dead = 0;
+  std::uint64_t rejoins = 0;                ///< hellos that took back a rank declared dead
   std::uint64_t staleness_count = 0, staleness_sum = 0, staleness_max = 0;
   std::uint64_t checkpoints_written = 0;
   double apply_seconds = 0.0;               ///< time in aggregation + optimizer + downlink encode
@@ -128,12 +138,13 @@ class Shard {
   /// std::runtime_error; otherwise the shard waits for worker 0's kInit.
   Shard(ShardOptions options, ModelSignature signature, Layout layout);
 
-  /// Processes one received multipart message from `peer` (an opaque routing id) and
+  /// Processes one received multipart message from `peer` (an opaque connection id that
+  /// the transport guarantees no other connection can present) and
   /// appends 0..n replies (to this or other peers: completed pulls) to `out`. Never
   /// throws on bad frames.
   void handle(const std::string& peer, const FrameView* frames, std::size_t count, Clock::time_point now,
               std::vector<OutMessage>* out);
-  /// Periodic work (worker timeouts). Call at least every ~100 ms.
+  /// Periodic work (step timeouts, silent workers). Call at least every ~100 ms.
   void tick(Clock::time_point now, std::vector<OutMessage>* out);
 
   /// Sets the partition directly (tests, simulation); same effect as a kInit.
@@ -145,7 +156,7 @@ class Shard {
   /// params(); with a dense downlink it stays at the initial parameters).
   const std::vector<float>& replica() const { return replica_; }
   std::uint64_t version() const { return version_; }
-  /// True once every worker sent kShutdown.
+  /// True once every worker sent kShutdown or was declared dead (and one shut down).
   bool all_workers_shut_down() const;
   /// Largest frame a valid request can carry (for ZMQ_MAXMSGSIZE).
   std::uint64_t max_frame_bytes() const;
@@ -158,11 +169,13 @@ class Shard {
     std::vector<std::uint32_t> contributors;          // per local bucket
     std::vector<std::vector<bool>> received;          // [worker][local bucket]
     std::vector<std::uint32_t> done;                  // per worker: buckets received
+    std::vector<bool> applied;                        // per local bucket: optimizer step taken
     Clock::time_point first_push;
   };
   struct PendingPull {
     std::string peer;
     Envelope env;
+    std::vector<bool> parts_sent;  // dense pulls: buckets already sent (kFlagPart); empty = none
   };
   /// What became of a push that passed validation (on_push replies accordingly).
   enum class PushOutcome { kApplied, kDuplicate, kStale, kRefused };
@@ -179,16 +192,27 @@ class Shard {
   Envelope ack(const Envelope& req) const;
   /// True for a request of a step step_window or more steps ahead (refused: kWrongStep).
   bool beyond_step_window(const Envelope& e) const;
+  /// True when `peer` is bound to e.worker and the rank is live (or e is a shutdown);
+  /// otherwise refuses the request (kNotBound / kDeclaredDead) and returns false.
+  bool admit_sender(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   void on_hello(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
-                std::vector<OutMessage>* out);
+                Clock::time_point now, std::vector<OutMessage>* out);
+  /// Marks worker w dead (logged, counted) and completes what waited for it.
+  void declare_dead(std::uint32_t w, const std::string& why, std::vector<OutMessage>* out);
+  /// Forgets the pulls and barrier entries worker w left on `peer` (a rebound rank).
+  void drop_waiting(std::uint32_t w);
+  void release_barrier(std::vector<OutMessage>* out);
   void on_init(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
                std::vector<OutMessage>* out);
   void on_push(const std::string& peer, const Envelope& e, const FrameView& msg, Clock::time_point now,
                std::vector<OutMessage>* out);
-  /// Checks a push (shard initialized, bucket owned, step, message); refuses it and
-  /// returns false, or sets *local to the bucket's local index.
-  bool admit_push(const std::string& peer, const Envelope& e, const FrameView& msg, std::size_t* local,
-                  std::vector<OutMessage>* out);
+  /// Checks a push (shard initialized, bucket owned, step); refuses it and returns
+  /// false, or sets *local to the bucket's local index.
+  bool admit_push(const std::string& peer, const Envelope& e, std::size_t* local, std::vector<OutMessage>* out);
+  /// Refuses a push whose message failed to decode: kCodecMismatch, kSizeMismatch or
+  /// kBadMessage from the decoder's status.
+  void refuse_message(const std::string& peer, const Envelope& e, std::size_t local, const quant::Status& st,
+                      std::vector<OutMessage>* out);
   void forget_old_pushes();
   void on_barrier(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   /// Validates a gradzip message for local bucket `local`; empty string when valid.
@@ -204,8 +228,17 @@ class Shard {
   Pending new_pending(Clock::time_point now);
   /// True when every live worker pushed all of this shard's buckets for the step.
   bool step_complete(const Pending& p) const;
+  /// Applies what is complete: first the buckets of the current step that every live
+  /// worker pushed (their optimizer step and reply message while other buckets are still
+  /// arriving), then whole steps.
   void try_complete(std::vector<OutMessage>* out);
-  void apply_sync(std::uint64_t step, Pending& p);
+  /// True when every live worker pushed local bucket i of p.
+  bool bucket_complete(const Pending& p, std::size_t i) const;
+  /// Mean (or vote) and optimizer step of local bucket i at `step`, once; then its part
+  /// of the waiting dense pulls of that step goes out.
+  void apply_bucket(std::uint64_t step, Pending& p, std::size_t i, std::vector<OutMessage>* out);
+  /// Applies the buckets not applied yet, then moves the shard to step + 1.
+  void apply_sync(std::uint64_t step, Pending& p, std::vector<OutMessage>* out);
   /// Sync pull of a step whose pushes this (restarted) shard lost: excuses the worker;
   /// true if the pull was answered.
   bool excuse_lost_pushes(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
@@ -219,11 +252,22 @@ class Shard {
   // Downlink (pull replies): shard_downlink.cc.
   void on_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
   bool pull_ready(const Envelope& e) const;
-  void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
+  /// Answers a pull: a delta or a one-bucket (kFlagOneBucket) reply in one message, or the
+  /// dense parts (kFlagPart) not in *sent yet.
+  void answer_pull(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out,
+                   std::vector<bool>* sent = nullptr);
+  /// The dense reply to a kFlagOneBucket pull of a bucket applied `steps` steps (sync:
+  /// sent by apply_bucket as soon as that bucket is complete).
+  void answer_one_bucket(const std::string& peer, const Envelope& e, std::uint64_t steps,
+                         std::vector<OutMessage>* out);
+  /// Sends local bucket i of a dense pull reply (kFlagPart), reflecting `steps` steps.
+  void send_part(const std::string& peer, const Envelope& e, std::size_t i, std::uint64_t steps,
+                 std::vector<OutMessage>* out);
   void after_version_change(std::vector<OutMessage>* out);
   SharedBytes dense_message(std::size_t local);
-  /// Compressed downlink after sync step `step`: encodes C(x - x^) per bucket, x^ += it.
-  void encode_downlink(std::uint64_t step);
+  /// Compressed downlink of local bucket i after sync step `step`: encodes C(x - x^),
+  /// x^ += it.
+  void encode_downlink(std::uint64_t step, std::size_t i);
 
   // Counting: shard_stats.cc.
   static void count_request(const FrameView* frames, std::size_t count, DirectionCounters* c);
@@ -251,10 +295,14 @@ class Shard {
   std::vector<std::int64_t> local_of_;      // bucket id -> local index or -1
   std::vector<float> params_, momentum_, replica_, scratch_;
   bool initialized_ = false;
+  bool may_jump_ = false;  // restored from a checkpoint and no step applied since
   std::uint64_t version_ = 0;
   std::uint64_t last_checkpoint_version_ = 0;
 
   std::vector<bool> live_, shut_down_;
+  std::vector<std::string> bound_peer_;                     // per worker: its hello's peer ("" = none)
+  std::vector<Clock::time_point> last_heard_;               // per worker: last admitted request
+  std::vector<bool> heartbeats_;                            // per worker: announced heartbeats
   std::vector<std::uint64_t> clock_;                        // async/ssp: steps completed per worker
   std::vector<std::map<std::uint64_t, std::uint32_t>> async_progress_;  // worker -> step -> buckets
   std::vector<std::uint64_t> bucket_updates_;               // async: updates per local bucket
@@ -263,8 +311,11 @@ class Shard {
   std::map<std::uint64_t, Pending> pending_;
   std::vector<std::vector<float>> acc_pool_;  // accumulators of applied steps, reused
   std::set<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t>> seen_pushes_;
+  std::uint64_t pruned_at_version_ = 0;  // version_ when seen_pushes_ was last pruned
   std::vector<PendingPull> pending_pulls_;
   std::vector<PendingPull> barrier_waiting_;
+  std::vector<std::uint64_t> barrier_released_seq_;  // per worker: seq of its last released barrier
+  BufferPool message_pool_;  // dense parameter messages (declared before their cache: outlives it)
   std::vector<SharedBytes> dense_cache_, delta_cache_;
   std::vector<std::uint64_t> dense_cache_tag_;
   ShardStats stats_;

@@ -14,7 +14,7 @@ Shard::PushOutcome Shard::apply_async(const std::string& peer, const Envelope& e
   scratch_.resize(b.numel);
   const quant::Status st = push_codec(b).decode(msg.data, msg.size, scratch_.data(), b.numel);
   if (!st.ok()) {
-    refuse(peer, e, ProtoErr::kBadMessage, st.to_string(), out);
+    refuse_message(peer, e, local, st, out);
     return PushOutcome::kRefused;
   }
   const auto t0 = Clock::now();
@@ -25,7 +25,6 @@ Shard::PushOutcome Shard::apply_async(const std::string& peer, const Envelope& e
            b.numel);
   ++bucket_updates_[local];
   add_apply_time(t0);
-  live_[e.worker] = true;
   // The worker's clock advances once it pushed every bucket of this shard for the step.
   auto& progress = async_progress_[e.worker];
   if (++progress[e.step] == nlocal()) {

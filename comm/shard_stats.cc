@@ -23,6 +23,7 @@ std::string ShardStats::to_json() const {
   j["refused_by_reason"] = refused_by_reason;
   j["timeout_completions"] = timeout_completions;
   j["workers_declared_dead"] = workers_declared_dead;
+  j["rejoins"] = rejoins;
   j["staleness"] = {{"count", staleness_count}, {"sum", staleness_sum}, {"max", staleness_max}};
   j["checkpoints_written"] = checkpoints_written;
   j["apply_seconds"] = apply_seconds;
@@ -40,7 +41,10 @@ void Shard::count_reply(const OutMessage& msg, std::uint32_t worker) {
   sizes.reserve(msg.frames.size());
   for (const auto& f : msg.frames) sizes.push_back(f->size());
   count_message(&stats_.total.down, sizes.data(), sizes.size());
-  if (worker < stats_.workers.size()) count_message(&stats_.workers[worker].down, sizes.data(), sizes.size());
+  // Per worker: only replies to the connection bound to that rank (not to strangers).
+  if (worker < stats_.workers.size() && bound_peer_[worker] == msg.peer) {
+    count_message(&stats_.workers[worker].down, sizes.data(), sizes.size());
+  }
 }
 
 bool Shard::count_refusal(ProtoErr err) {

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -82,6 +83,10 @@ struct TrafficCounters {
 /// Asynchronous operation handle; pass to wait().
 using Handle = std::uint64_t;
 
+/// Immutable shared bytes (a message). Transports keep a reference while they need the
+/// bytes, so a message can be sent without a copy (zero-copy) and resent on a retry.
+using SharedBytes = std::shared_ptr<const std::vector<std::uint8_t>>;
+
 class WorkerTransport {
  public:
   virtual ~WorkerTransport() = default;
@@ -100,6 +105,12 @@ class WorkerTransport {
   /// Sends the encoded message of bucket `bucket` for `step`. `msg` must stay valid until
   /// wait(). Thread-compatible: one thread drives a transport.
   virtual Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) = 0;
+  /// Same, for a message the transport may hold on to (no copy: zero-copy sends); the
+  /// caller must not change its bytes afterwards. Build it on a pooled buffer
+  /// (comm/buffer_pool.h) to avoid page faults on fresh memory every step.
+  virtual Handle push(std::uint64_t step, std::uint32_t bucket, SharedBytes msg) {
+    return push(step, bucket, msg->data(), msg->size());
+  }
 
   /// Asks for the parameters after `step` (sync: once every live worker's push for it
   /// was applied) and writes them into params[0, total_numel) when complete.

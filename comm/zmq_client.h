@@ -1,10 +1,15 @@
 // ZeroMQ worker transport: one DEALER socket per shard, the RequestClient protocol
-// (comm/client.h) on top. Routing id "w<rank>" so a restarted worker takes over its
-// old connection (the server sets ZMQ_ROUTER_HANDOVER).
+// (comm/client.h) on top. Routing id "w<rank>-<64 random bits>", fixed for the life of
+// the transport: a reconnect after a cut link keeps it (the server sets
+// ZMQ_ROUTER_HANDOVER, so the new connection takes over the old one's id), while a
+// restarted worker gets a new one and must rejoin by hello (comm/shard.h). The id is a
+// bearer token on plaintext TCP; use CURVE where the network is not trusted.
 //
-// Push bodies are copied into zmq messages when sent (the caller may reuse its buffer
-// as soon as wait() returns, and a retried copy may still sit in a queue then); pull
-// replies are decoded straight from the received zmq frames into the caller's params.
+// Push bodies given as SharedBytes (WorkerTransport::push overload) are sent without a
+// copy: libzmq holds a reference until the bytes are on the socket. Borrowed bodies (the
+// pointer overload: the caller may reuse its buffer once wait() returns while a retried
+// copy may still sit in a queue) are copied once into a pooled buffer. Pull replies are
+// decoded straight from the received zmq frames into the caller's params.
 #pragma once
 
 #include <memory>
@@ -33,7 +38,8 @@ class ZmqWorkerTransport final : public RequestClient {
 
  protected:
   void open(std::uint32_t num_shards, std::uint32_t worker_rank) override;
-  void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames) override;
+  void send_frames(std::uint32_t shard, const std::vector<FrameView>& frames,
+                   const std::vector<SharedBytes>& owners) override;
   bool receive(double timeout_s, Received* out) override;
 
  private:

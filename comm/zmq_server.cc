@@ -13,6 +13,9 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "comm/buffer_pool.h"
+#include "comm/zmq_handshake.h"
+
 namespace gradzip::comm {
 
 std::string generate_curve_keypair(const std::string& path) {
@@ -72,6 +75,16 @@ struct ShardServer::Impl {
   std::atomic<std::uint64_t> auth_refusals{0};
   std::thread zap_thread;
   std::set<std::string> authorized;
+  std::unique_ptr<HandshakeWatch> handshakes;
+  std::atomic<std::uint64_t> handshake_failures{0};
+
+  void watch_handshakes() {
+    const std::string why = handshakes->drain();
+    const std::uint64_t before = handshake_failures.exchange(handshakes->failures());
+    if (handshakes->failures() > before && !why.empty()) {
+      spdlog::warn("shard {}: refused a connection in the handshake: {}", opt.shard.shard_id, why);
+    }
+  }
 
   void zap_loop(std::shared_ptr<zmq::socket_t> zap) {
     while (!stop.load()) {
@@ -130,6 +143,7 @@ struct ShardServer::Impl {
 
 ShardServer::ShardServer(const ShardServerOptions& options) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
+  keep_freed_message_memory();  // libzmq's receive buffers for large pushes reuse mapped memory
   s.opt = options;
   if (s.opt.signature.placement.empty()) s.opt.signature.placement = s.opt.placement.canonical();
   Layout layout = make_layout(s.opt.signature, s.opt.placement);
@@ -160,6 +174,8 @@ ShardServer::ShardServer(const ShardServerOptions& options) : impl_(std::make_un
     s.router.set(zmq::sockopt::curve_server, 1);
     s.router.set(zmq::sockopt::curve_secretkey, sec);
   }
+  s.handshakes = std::make_unique<HandshakeWatch>(
+      s.ctx, s.router, fmt::format("inproc://gz-shard-handshake-{}", static_cast<const void*>(&s)), false);
   try {
     s.router.bind(s.opt.bind);
   } catch (const zmq::error_t& e) {
@@ -196,12 +212,15 @@ ShardStats ShardServer::stats() const {
 }
 std::uint64_t ShardServer::send_failures() const { return impl_->send_failures.load(); }
 std::uint64_t ShardServer::auth_refusals() const { return impl_->auth_refusals.load(); }
+std::uint64_t ShardServer::handshake_failures() const { return impl_->handshake_failures.load(); }
 
 void ShardServer::run() {
   Impl& s = *impl_;
   std::vector<OutMessage> out;
   auto last_request = Shard::Clock::now();
   auto last_stats = Shard::Clock::now();
+  bool finished = false;
+  Shard::Clock::time_point finished_at;
   std::ofstream stats_out;
   if (!s.opt.stats_file.empty()) stats_out.open(s.opt.stats_file, std::ios::app);
   auto write_stats = [&] {
@@ -213,8 +232,10 @@ void ShardServer::run() {
     if (stats_out) stats_out << st.to_json() << "\n" << std::flush;
   };
   while (!s.stop.load()) {
-    zmq::pollitem_t item{s.router.handle(), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::milliseconds(20));
+    zmq::pollitem_t items[2] = {{s.router.handle(), 0, ZMQ_POLLIN, 0}, s.handshakes->pollitem()};
+    zmq::poll(items, 2, std::chrono::milliseconds(20));
+    const zmq::pollitem_t& item = items[0];
+    if (items[1].revents & ZMQ_POLLIN) s.watch_handshakes();
     const auto now = Shard::Clock::now();
     for (int drained = 0; drained < 256 && (item.revents & ZMQ_POLLIN); ++drained) {
       std::vector<zmq::message_t> msgs;
@@ -241,8 +262,15 @@ void ShardServer::run() {
       last_stats = now;
     }
     if (s.shard->all_workers_shut_down()) {
-      spdlog::info("shard {}: every worker finished; exiting at step {}", s.opt.shard.shard_id, s.shard->version());
-      break;
+      // Linger a moment: a worker whose shutdown reply was lost retries it.
+      if (!finished) {
+        finished = true;
+        finished_at = now;
+      } else if (std::chrono::duration<double>(now - finished_at).count() >= s.opt.shutdown_linger_s) {
+        spdlog::info("shard {}: every worker finished; exiting at step {}", s.opt.shard.shard_id,
+                     s.shard->version());
+        break;
+      }
     }
     if (s.opt.idle_exit_s > 0 && std::chrono::duration<double>(now - last_request).count() > s.opt.idle_exit_s) {
       spdlog::warn("shard {}: no request for {:.0f} s; exiting", s.opt.shard.shard_id, s.opt.idle_exit_s);

@@ -3,8 +3,9 @@
 // Socket settings and why:
 //  - ZMQ_ROUTER_MANDATORY: a reply to a peer that is gone raises EHOSTUNREACH instead of
 //    being dropped silently; it is logged and counted (send_failures).
-//  - ZMQ_ROUTER_HANDOVER: a restarted worker reconnecting with the same routing id
-//    ("w<rank>") takes over the old connection.
+//  - ZMQ_ROUTER_HANDOVER: a worker reconnecting (cut link) with its routing id takes
+//    over its old connection. Workers choose random per-process ids (comm/zmq_client.h);
+//    the Shard binds each worker rank to the id of its hello (comm/shard.h).
 //  - ZMQ_MAXMSGSIZE = Shard::max_frame_bytes() + 64 KiB: a peer that sends a larger frame
 //    is disconnected by libzmq before the bytes are buffered (oversized input refused).
 //  - ZMTP heartbeats (ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL): dead TCP peers are detected
@@ -43,6 +44,7 @@ struct ShardServerOptions {
   std::string stats_file;          ///< JSON lines of ShardStats ("" = none)
   double stats_interval_s = 5.0;
   double idle_exit_s = 0.0;        ///< exit after this long with no request (0 = never)
+  double shutdown_linger_s = 0.5;  ///< after every worker's shutdown, keep answering retries this long
 };
 
 /// A bound shard server. Construct (binds), then run() on one thread; stop() from any
@@ -58,13 +60,18 @@ class ShardServer {
 
   /// The endpoint actually bound (tcp://127.0.0.1:<port>).
   const std::string& endpoint() const;
-  /// Serves until stop(), until every worker sent shutdown, or idle_exit_s.
+  /// Serves until stop(), until shutdown_linger_s after every worker sent shutdown, or
+  /// idle_exit_s.
   void run();
   void stop();
   /// Counters (thread-safe snapshot; updated by run()).
   ShardStats stats() const;
   std::uint64_t send_failures() const;
+  /// Clients whose CURVE key the ZAP handler refused.
   std::uint64_t auth_refusals() const;
+  /// Connections whose ZMTP handshake failed (any cause: unknown key, plaintext client
+  /// on a CURVE shard, wrong server key, not ZMTP at all).
+  std::uint64_t handshake_failures() const;
 
  private:
   struct Impl;

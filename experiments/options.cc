@@ -95,10 +95,18 @@ void bind_topology_options(OptionTable* t, TopologyOptions* o) {
   t->add("slack", &o->slack, "steps a worker may run ahead of the slowest one (ssp only)", Range{0, 1000000});
   t->add("worker-timeout", &o->worker_timeout_s, "seconds of silence before a worker is declared dead",
          Range{0.001, 1e7});
+  t->add("heartbeat-interval", &o->heartbeat_interval_s,
+         "seconds; workers send heartbeats this often and a silent worker is declared dead after --worker-timeout "
+         "even between steps (0 = off)",
+         Range{0.0, 1e7});
   t->add("straggler", &o->straggler,
          "W:FACTOR: worker W's compute is FACTOR (>= 1) times slower (it sleeps (FACTOR-1) x its forward+backward); "
          "empty = none");
   t->add_check([o] {
+    if (o->heartbeat_interval_s > 0 && o->heartbeat_interval_s * 2 > o->worker_timeout_s) {
+      throw UsageError("--heartbeat-interval must be at most half of --worker-timeout (" +
+                       std::to_string(o->worker_timeout_s) + " s), or a live worker is declared dead");
+    }
     if (o->mode == SyncMode::kSsp && o->slack < 1) throw UsageError("--mode ssp needs --slack >= 1");
     if (o->mode != SyncMode::kSsp && o->slack != 0) {
       throw UsageError("--slack is only meaningful with --mode ssp (got --mode " +

@@ -51,6 +51,10 @@ struct TopologyOptions {
   comm::SyncMode mode = comm::SyncMode::kSync;
   int slack = 0;                         ///< max steps a worker may lead the slowest (ssp only)
   double worker_timeout_s = 60.0;        ///< a worker silent this long is declared dead (seconds)
+  /// Workers send a heartbeat to every shard they sent nothing to for this long, and
+  /// announce it in their hello: a shard then declares a silent worker dead after
+  /// worker_timeout_s even with no step pending (a killed async/SSP worker). 0 = off.
+  double heartbeat_interval_s = 0.0;
   std::string straggler = "";            ///< "W:FACTOR": worker W's compute is FACTOR times slower; "" = none
 };
 

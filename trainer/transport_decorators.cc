@@ -23,10 +23,8 @@ void ModeledLinkTransport::transmit(Clock::time_point* free_at, double bytes) {
   std::this_thread::sleep_until(*free_at);
 }
 
-comm::Handle ModeledLinkTransport::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg,
-                                        std::size_t bytes) {
+void ModeledLinkTransport::before_push(std::uint64_t /*step*/, std::uint32_t /*bucket*/, std::size_t bytes) {
   transmit(&up_free_, static_cast<double>(bytes + comm::kEnvelopeBytes));
-  return inner_.push(step, bucket, msg, bytes);
 }
 
 void ModeledLinkTransport::wait(comm::Handle handle) {
@@ -59,21 +57,15 @@ void PushTurns::cancel() {
   cv_.notify_all();
 }
 
-comm::Handle OrderedPushTransport::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg,
-                                        std::size_t bytes) {
+void OrderedPushTransport::before_push(std::uint64_t /*step*/, std::uint32_t bucket, std::size_t /*bytes*/) {
   turns_.await(rank_, bucket);
-  const comm::Handle h = inner_.push(step, bucket, msg, bytes);
-  turns_.done(bucket);
-  return h;
 }
 
-comm::Handle FaultyPushTransport::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg,
-                                       std::size_t bytes) {
+void FaultyPushTransport::before_push(std::uint64_t step, std::uint32_t bucket, std::size_t /*bytes*/) {
   if (step == fail_step_) {
     throw comm::CommError(comm::CommError::Kind::kIo, "push of bucket " + std::to_string(bucket) + " at step " +
                                                           std::to_string(step) + " failed (injected fault)");
   }
-  return inner_.push(step, bucket, msg, bytes);
 }
 
 }  // namespace gradzip::trainer

@@ -26,7 +26,9 @@
 
 namespace gradzip::trainer {
 
-/// Forwards every call to `inner` (a base for decorators that override a few).
+/// Forwards every call to `inner` (a base for decorators that override a few). Both
+/// push overloads forward as they are (a zero-copy push stays zero-copy under any
+/// decorator); decorators act on pushes through before_push()/after_push().
 class ForwardingTransport : public comm::WorkerTransport {
  public:
   explicit ForwardingTransport(comm::WorkerTransport& inner) : inner_(inner) {}
@@ -34,8 +36,17 @@ class ForwardingTransport : public comm::WorkerTransport {
     inner_.connect(signature, worker_rank, params);
   }
   std::uint64_t resume_step() const override { return inner_.resume_step(); }
-  comm::Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override {
-    return inner_.push(step, bucket, msg, bytes);
+  comm::Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) final {
+    before_push(step, bucket, bytes);
+    const comm::Handle h = inner_.push(step, bucket, msg, bytes);
+    after_push(bucket);
+    return h;
+  }
+  comm::Handle push(std::uint64_t step, std::uint32_t bucket, comm::SharedBytes msg) final {
+    before_push(step, bucket, msg->size());
+    const comm::Handle h = inner_.push(step, bucket, std::move(msg));
+    after_push(bucket);
+    return h;
   }
   comm::Handle pull(std::uint64_t step, float* params) override { return inner_.pull(step, params); }
   comm::Handle pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool dense) override {
@@ -47,6 +58,9 @@ class ForwardingTransport : public comm::WorkerTransport {
   comm::TrafficCounters counters() const override { return inner_.counters(); }
 
  protected:
+  /// Before a push of `bytes` leaves (may sleep or throw); after the inner push returned.
+  virtual void before_push(std::uint64_t /*step*/, std::uint32_t /*bucket*/, std::size_t /*bytes*/) {}
+  virtual void after_push(std::uint32_t /*bucket*/) {}
   comm::WorkerTransport& inner_;
 };
 
@@ -56,10 +70,10 @@ class ModeledLinkTransport final : public ForwardingTransport {
   ModeledLinkTransport(comm::WorkerTransport& inner, double bytes_per_s);
   /// Connects; the initial parameters are not charged to the link.
   void connect(const comm::ModelSignature& signature, std::uint32_t worker_rank, float* params) override;
-  comm::Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
   void wait(comm::Handle handle) override;
 
  private:
+  void before_push(std::uint64_t step, std::uint32_t bucket, std::size_t bytes) override;
   using Clock = std::chrono::steady_clock;
   /// Occupies a direction for `bytes`; sleeps until they are through.
   void transmit(Clock::time_point* free_at, double bytes);
@@ -91,9 +105,10 @@ class OrderedPushTransport final : public ForwardingTransport {
  public:
   OrderedPushTransport(comm::WorkerTransport& inner, PushTurns& turns, std::uint32_t rank)
       : ForwardingTransport(inner), turns_(turns), rank_(rank) {}
-  comm::Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
 
  private:
+  void before_push(std::uint64_t step, std::uint32_t bucket, std::size_t bytes) override;
+  void after_push(std::uint32_t bucket) override { turns_.done(bucket); }
   PushTurns& turns_;
   std::uint32_t rank_;
 };
@@ -102,9 +117,9 @@ class FaultyPushTransport final : public ForwardingTransport {
  public:
   FaultyPushTransport(comm::WorkerTransport& inner, std::uint64_t fail_step)
       : ForwardingTransport(inner), fail_step_(fail_step) {}
-  comm::Handle push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) override;
 
  private:
+  void before_push(std::uint64_t step, std::uint32_t bucket, std::size_t bytes) override;
   std::uint64_t fail_step_;
 };
 

@@ -2,10 +2,17 @@
 // run (DESIGN.md, "Performance method"):
 //   - push + pull of a 100 MB fp32 model through 1 and 4 ZeroMQ shards over loopback TCP
 //     vs a raw POSIX TCP socket moving the same bytes there and back
-//     (counter ratio_vs_raw = ZeroMQ bytes/s / raw bytes/s);
-//   - small-message round trip (heartbeat) vs a raw TCP 64-byte ping-pong;
-//   - throughput vs number of workers through one shard.
-// Run: build-*/bench/gradzip_bench_comm --benchmark_min_time=... (see the report).
+//     (counter ratio_vs_raw = ZeroMQ bytes/s / raw bytes/s of the raw benchmark's latest
+//     repetition, which runs first);
+//   - small-message round trip (heartbeat) vs a raw TCP 64-byte ping-pong
+//     (counter x_raw_rtt = ZeroMQ round trip / raw round trip);
+//   - throughput vs number of workers through one shard (ratio_vs_raw as above);
+//   - the same comparisons interleaved (BM_Interleaved_*: a raw round, then a ZeroMQ
+//     one, and again): on a shared machine whose load drifts, the robust ratios.
+// Every benchmark warms both sides with an untimed iteration (the first touch of 100 MB
+// costs ~350 ms on these VMs), runs >= 2 s and is repeated 3 times (report medians).
+// Process CPU seconds per GB moved (cpu_s_per_GB) counts every thread of the process.
+// Run: build/bench/gradzip_bench_comm [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +21,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -27,6 +35,25 @@ namespace gradzip::comm {
 namespace {
 
 constexpr std::uint64_t kModelBytes = 100ull << 20;
+
+// Baselines of the latest raw repetition, for the ratios of the ZeroMQ benchmarks.
+double g_raw_bytes_per_s = 0.0;
+double g_raw_round_trip_s = 0.0;
+
+void set_ratio(benchmark::State& state, double bytes, double seconds) {
+  if (g_raw_bytes_per_s > 0 && seconds > 0) state.counters["ratio_vs_raw"] = bytes / seconds / g_raw_bytes_per_s;
+}
+
+// Minor page faults of the process so far (first touches of fresh memory).
+double process_page_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_minflt);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // CPU seconds of the whole process (all threads: client, shard loops, libzmq I/O
 // threads, the raw peer). Less sensitive than wall time to other jobs on a shared host.
@@ -85,29 +112,67 @@ struct RawPair {
   }
 };
 
-void BM_RawTcp_PushPull(benchmark::State& state) {
-  const std::size_t n = kModelBytes;
-  std::vector<std::uint8_t> out(n, 1), in(n), echo(n);
+// `bytes` there and back: the peer thread reads them all, then writes them back; the
+// client sends and receives at once so the echo never blocks on a full buffer.
+struct RawEcho {
+  std::size_t n;
+  std::vector<std::uint8_t> out, in, echo;
   RawPair pair;
-  std::thread peer([&] {
-    while (RawPair::recv_all(pair.server, echo.data(), n)) {
-      if (!RawPair::send_all(pair.server, echo.data(), n)) break;
-    }
-  });
-  // Concurrent send/recv on the client so the peer's echo never blocks on a full buffer.
-  const double cpu0 = process_cpu_seconds();
-  for (auto _ : state) {
-    std::thread sender([&] { RawPair::send_all(pair.client, out.data(), n); });
+  std::thread peer;
+  explicit RawEcho(std::size_t bytes) : n(bytes), out(bytes, 1), in(bytes), echo(bytes) {
+    peer = std::thread([this] {
+      while (RawPair::recv_all(pair.server, echo.data(), n)) {
+        if (!RawPair::send_all(pair.server, echo.data(), n)) break;
+      }
+    });
+    round();  // warm: first touch of every buffer, TCP windows opened
+  }
+  ~RawEcho() {
+    ::shutdown(pair.client, SHUT_RDWR);
+    peer.join();
+  }
+  void round() {
+    std::thread sender([this] { RawPair::send_all(pair.client, out.data(), n); });
     RawPair::recv_all(pair.client, in.data(), n);
     sender.join();
   }
+};
+
+// A 64-byte ping-pong over a raw loopback socket.
+struct RawPing {
+  RawPair pair;
+  std::thread peer;
+  std::uint8_t msg[64] = {};
+  RawPing() {
+    peer = std::thread([this] {
+      std::uint8_t buf[64];
+      while (RawPair::recv_all(pair.server, buf, 64) && RawPair::send_all(pair.server, buf, 64)) {
+      }
+    });
+    for (int i = 0; i < 100; ++i) ping();  // warm
+  }
+  ~RawPing() {
+    ::shutdown(pair.client, SHUT_RDWR);
+    peer.join();
+  }
+  void ping() {
+    RawPair::send_all(pair.client, msg, 64);
+    RawPair::recv_all(pair.client, msg, 64);
+  }
+};
+
+void BM_RawTcp_PushPull(benchmark::State& state) {
+  RawEcho raw(kModelBytes);
+  const double cpu0 = process_cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) raw.round();
+  const double wall = seconds_since(t0);
   const double cpu = process_cpu_seconds() - cpu0;
-  ::shutdown(pair.client, SHUT_RDWR);
-  peer.join();
-  state.counters["cpu_s_per_GB"] = cpu / (static_cast<double>(state.iterations() * 2 * n) / 1e9);
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 2 * n));
-  state.counters["bytes_per_s"] = benchmark::Counter(static_cast<double>(state.iterations() * 2 * n),
-                                                     benchmark::Counter::kIsRate);
+  const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
+  g_raw_bytes_per_s = bytes / wall;
+  state.counters["cpu_s_per_GB"] = cpu / (bytes / 1e9);
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
 }
 
 // ---- ZeroMQ parameter server --------------------------------------------------------
@@ -153,7 +218,7 @@ struct PsCluster {
 struct BenchWorker {
   std::unique_ptr<ZmqWorkerTransport> t;
   std::vector<float> params;
-  std::vector<std::vector<std::uint8_t>> msgs;
+  std::vector<SharedBytes> msgs;  // sent zero-copy every step (the transport holds references)
   BenchWorker(const ModelSignature& sig, const PlacementOptions& place, const std::vector<std::string>& eps,
               std::uint32_t rank) {
     ZmqClientOptions o;
@@ -166,12 +231,13 @@ struct BenchWorker {
     t->connect(sig, rank, params.data());
     auto identity = quant::make_codec("identity");
     for (const auto& b : t->layout().buckets) {
-      msgs.push_back(identity->encode(params.data() + b.offset, b.numel, quant::SeedContext{}));
+      msgs.push_back(std::make_shared<const std::vector<std::uint8_t>>(
+          identity->encode(params.data() + b.offset, b.numel, quant::SeedContext{})));
     }
   }
   void step(std::uint64_t step) {
     std::vector<Handle> hs;
-    for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
+    for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t->push(step, b, msgs[b]));
     for (auto h : hs) t->wait(h);
     t->wait(t->pull(step, params.data()));
   }
@@ -187,48 +253,108 @@ void BM_Zmq_PushPull(benchmark::State& state) {
   PsCluster cluster(sig, place, 1);
   BenchWorker w(sig, place, cluster.endpoints, 0);
   std::uint64_t step = 0;
+  w.step(step++);  // warm: shard accumulators, message caches, pools, TCP windows
+  const double faults0 = process_page_faults();
   const double cpu0 = process_cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) w.step(step++);
+  const double wall = seconds_since(t0);
   const double cpu = process_cpu_seconds() - cpu0;
   const auto c = w.t->counters();
   const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
   state.counters["cpu_s_per_GB"] = cpu / (bytes / 1e9);
+  state.counters["page_faults_per_step"] =
+      (process_page_faults() - faults0) / static_cast<double>(std::max<std::int64_t>(1, state.iterations()));
+  set_ratio(state, bytes, wall);
   state.counters["wire_overhead_pct"] =
       100.0 * static_cast<double>(c.up.framing_bytes + c.down.framing_bytes) /
       static_cast<double>(c.up.payload_bytes + c.down.payload_bytes);
 }
 
 void BM_RawTcp_RoundTrip64B(benchmark::State& state) {
-  RawPair pair;
-  std::thread peer([&] {
-    std::uint8_t buf[64];
-    while (RawPair::recv_all(pair.server, buf, 64) && RawPair::send_all(pair.server, buf, 64)) {
-    }
-  });
-  std::uint8_t msg[64] = {};
-  for (auto _ : state) {
-    RawPair::send_all(pair.client, msg, 64);
-    RawPair::recv_all(pair.client, msg, 64);
-  }
-  ::shutdown(pair.client, SHUT_RDWR);
-  peer.join();
+  RawPing raw;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) raw.ping();
+  g_raw_round_trip_s = seconds_since(t0) / static_cast<double>(state.iterations());
 }
 
-void BM_Zmq_HeartbeatRoundTrip(benchmark::State& state) {
+// A worker connected to a one-shard server of a 16-element model: heartbeat round trips.
+struct ZmqPing {
   ModelSignature sig;
-  sig.tensors.push_back({"w", {16}, 16});
-  sig.compressor_spec = "identity";
   PlacementOptions place;
+  std::unique_ptr<PsCluster> cluster;
+  std::unique_ptr<ZmqWorkerTransport> t;  // destroyed before the cluster
+  ZmqPing() {
+    sig.tensors.push_back({"w", {16}, 16});
+    sig.compressor_spec = "identity";
+    cluster = std::make_unique<PsCluster>(sig, place, 1);
+    ZmqClientOptions o;
+    o.client.placement = place;
+    o.shard_endpoints = cluster->endpoints;
+    t = std::make_unique<ZmqWorkerTransport>(o);
+    std::vector<float> p(16, 0.0f);
+    t->connect(sig, 0, p.data());
+    for (int i = 0; i < 100; ++i) t->heartbeat();  // warm
+  }
+};
+
+void BM_Zmq_HeartbeatRoundTrip(benchmark::State& state) {
+  ZmqPing zmq;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) zmq.t->heartbeat();
+  const double rtt = seconds_since(t0) / static_cast<double>(state.iterations());
+  if (g_raw_round_trip_s > 0) state.counters["x_raw_rtt"] = rtt / g_raw_round_trip_s;
+}
+
+// The two sides interleaved in one benchmark (200 raw pings, 200 heartbeats, ...): the
+// load of a shared machine drifts, and both sides then see the same drift.
+void BM_Interleaved_RoundTrip64B(benchmark::State& state) {
+  RawPing raw;
+  ZmqPing zmq;
+  double raw_s = 0, zmq_s = 0;
+  std::int64_t pings = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) raw.ping();
+    raw_s += seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) zmq.t->heartbeat();
+    zmq_s += seconds_since(t0);
+    pings += 200;
+  }
+  state.counters["raw_us"] = 1e6 * raw_s / static_cast<double>(pings);
+  state.counters["zmq_us"] = 1e6 * zmq_s / static_cast<double>(pings);
+  state.counters["x_raw_rtt"] = zmq_s / raw_s;
+}
+
+// 100 MB push+pull through `shards` shards and the raw echo, alternating step by step.
+void BM_Interleaved_PushPull(benchmark::State& state) {
+  const auto shards = static_cast<std::uint32_t>(state.range(0));
+  const ModelSignature sig = big_model(kModelBytes);
+  PlacementOptions place;
+  place.num_shards = shards;
+  place.strategy = PlacementStrategy::kPartitioned;
+  place.bucket_bytes = 4 << 20;
   PsCluster cluster(sig, place, 1);
-  ZmqClientOptions o;
-  o.client.placement = place;
-  o.shard_endpoints = cluster.endpoints;
-  ZmqWorkerTransport t(o);
-  std::vector<float> p(16, 0.0f);
-  t.connect(sig, 0, p.data());
-  for (auto _ : state) t.heartbeat();
+  BenchWorker w(sig, place, cluster.endpoints, 0);
+  std::uint64_t step = 0;
+  w.step(step++);  // warm
+  RawEcho raw(kModelBytes);
+  double raw_s = 0, zmq_s = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    raw.round();
+    raw_s += seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    w.step(step++);
+    zmq_s += seconds_since(t0);
+  }
+  const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
+  state.counters["raw_GB_per_s"] = bytes / raw_s / 1e9;
+  state.counters["zmq_GB_per_s"] = bytes / zmq_s / 1e9;
+  state.counters["ratio_vs_raw"] = raw_s / zmq_s;
 }
 
 void BM_Zmq_WorkersThroughOneShard(benchmark::State& state) {
@@ -247,22 +373,46 @@ void BM_Zmq_WorkersThroughOneShard(benchmark::State& state) {
     for (auto& x : th) x.join();
   }
   std::uint64_t step = 0;
-  for (auto _ : state) {
+  const auto all_step = [&] {
     std::vector<std::thread> th;
     for (std::uint32_t r = 0; r < workers; ++r) th.emplace_back([&, r] { ws[r]->step(step); });
     for (auto& x : th) x.join();
     ++step;
-  }
+  };
+  all_step();  // warm
+  const double cpu0 = process_cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) all_step();
+  const double wall = seconds_since(t0);
+  const double cpu = process_cpu_seconds() - cpu0;
   const double bytes = static_cast<double>(state.iterations()) * 2.0 * workers * static_cast<double>(model_bytes);
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.counters["bytes_per_s"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate);
+  state.counters["cpu_s_per_GB"] = cpu / (bytes / 1e9);
+  set_ratio(state, bytes, wall);
 }
 
-BENCHMARK(BM_RawTcp_PushPull)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_Zmq_PushPull)->Arg(1)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_RawTcp_RoundTrip64B)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_Zmq_HeartbeatRoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_Zmq_WorkersThroughOneShard)->Arg(1)->Arg(2)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+// Raw baselines run first (registration order); ratios use the latest raw repetition.
+BENCHMARK(BM_RawTcp_PushPull)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
+BENCHMARK(BM_Zmq_PushPull)->Arg(1)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
+BENCHMARK(BM_RawTcp_RoundTrip64B)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
+BENCHMARK(BM_Zmq_HeartbeatRoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
+BENCHMARK(BM_Interleaved_PushPull)
+    ->Arg(1)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0)
+    ->Repetitions(3);
+BENCHMARK(BM_Interleaved_RoundTrip64B)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0)->Repetitions(3);
+BENCHMARK(BM_Zmq_WorkersThroughOneShard)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(4)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0)
+    ->Repetitions(3);
 
 }  // namespace
 }  // namespace gradzip::comm

@@ -95,6 +95,7 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
   comm::ZmqClientOptions zo;
   zo.client.placement = plan.cfg.placement;
   zo.client.op_timeout_s = std::max(60.0, o.topology.worker_timeout_s);
+  zo.client.heartbeat_interval_s = o.topology.heartbeat_interval_s;
   zo.shard_endpoints = endpoints;
   if (!o.curve_keys.empty()) {
     try {

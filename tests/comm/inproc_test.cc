@@ -8,89 +8,15 @@
 
 #include "comm/inproc.h"
 #include "comm/optimizer.h"
-#include "tests/comm/lsq.h"
+#include "tests/comm/inproc_train.h"
 
 namespace gradzip::comm {
 namespace {
 
-using testing::BucketEncoder;
-using testing::lsq_signature;
-using testing::LsqProblem;
-using testing::initial_params;
-using testing::test_optimizer;
-
-constexpr std::size_t kRows = 24;
-
-struct TrainResult {
-  std::vector<std::vector<float>> worker_params;  // after the last pull
-  std::vector<double> first_loss, last_loss;
-  std::vector<TrafficCounters> counters;          // each worker's, at the end
-};
-
-/// How a worker pulls the parameters of `step` (default: one pull of everything).
-using PullFn = std::function<void(RequestClient& t, std::uint64_t step, float* x)>;
-
-// Trains `steps` steps with one thread per worker; `stop_after[w]` (if set) makes worker
-// w quit after that many steps (a dead worker).
-TrainResult train(InprocCluster& cluster, std::uint32_t workers, std::uint64_t steps, const std::string& spec,
-                  ClientOptions co = {}, std::vector<std::uint64_t> stop_after = {}, const PullFn& pull = {}) {
-  const auto& sig = cluster.signature();
-  const std::size_t d = sig.total_numel();
-  TrainResult res;
-  res.worker_params.assign(workers, {});
-  res.first_loss.assign(workers, 0.0);
-  res.last_loss.assign(workers, 0.0);
-  res.counters.assign(workers, {});
-  std::vector<std::string> errors(workers);
-  std::vector<std::thread> threads;
-  for (std::uint32_t w = 0; w < workers; ++w) {
-    threads.emplace_back([&, w] {
-      try {
-        auto t = cluster.make_worker(co);
-        LsqProblem prob(d, kRows, w);
-        BucketEncoder enc(spec);
-        std::vector<float> x = initial_params(d), g(d);
-        t->connect(sig, w, x.data());
-        const std::uint64_t last = stop_after.empty() ? steps : std::min(steps, stop_after[w]);
-        const std::uint64_t first = t->resume_step();
-        for (std::uint64_t step = first; step < last; ++step) {
-          const double loss = prob.gradient(x.data(), g.data());
-          if (step == first) res.first_loss[w] = loss;
-          res.last_loss[w] = loss;
-          auto msgs = enc.encode(t->layout(), g.data(), step, w);
-          std::vector<Handle> hs;
-          for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t->push(step, b, msgs[b].data(), msgs[b].size()));
-          for (auto h : hs) t->wait(h);
-          if (pull) {
-            pull(*t, step, x.data());
-          } else {
-            t->wait(t->pull(step, x.data()));
-          }
-        }
-        res.worker_params[w] = x;
-        res.counters[w] = t->counters();
-      } catch (const std::exception& e) {
-        errors[w] = e.what();
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  for (std::uint32_t w = 0; w < workers; ++w) EXPECT_EQ(errors[w], "") << "worker " << w;
-  return res;
-}
-
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using namespace testing;  // NOLINT: the helpers of these tests
 
 TEST(Inproc, SyncIdentityEqualsSingleProcessReference) {
   const auto sig = lsq_signature();
-  const std::size_t d = sig.total_numel();
   PlacementOptions place;
   place.num_shards = 2;
   place.bucket_bytes = 4 * 40;
@@ -101,18 +27,7 @@ TEST(Inproc, SyncIdentityEqualsSingleProcessReference) {
   const auto res = train(cluster, 4, steps, "identity");
 
   // Reference: one process, averaged gradient, same optimizer.
-  std::vector<float> x = initial_params(d), mom(d, 0.0f), sum(d), g(d);
-  std::vector<LsqProblem> probs;
-  for (std::uint32_t w = 0; w < 4; ++w) probs.emplace_back(d, kRows, w);
-  for (std::uint64_t step = 0; step < steps; ++step) {
-    std::fill(sum.begin(), sum.end(), 0.0f);
-    for (auto& p : probs) {
-      p.gradient(x.data(), g.data());
-      for (std::size_t i = 0; i < d; ++i) sum[i] += g[i];
-    }
-    for (auto& v : sum) v *= 0.25f;
-    sgd_step(so.optimizer, step, x.data(), sum.data(), mom.data(), d);
-  }
+  const std::vector<float> x = sync_reference(sig, 4, steps, so.optimizer);
   EXPECT_LE(rel_diff(cluster.gather_params(), x), 1e-6);
   for (const auto& wp : res.worker_params) EXPECT_LE(rel_diff(wp, x), 1e-6);
   EXPECT_GT(res.first_loss[0], 0.0);
@@ -175,28 +90,6 @@ TEST(Inproc, AsyncAndSspConvergeOnLeastSquaresAndReportStaleness) {
     EXPECT_EQ(sum, cluster.shard_stats(0).staleness_sum + cluster.shard_stats(1).staleness_sum);
     EXPECT_EQ(pushes, 4u * 80u * cluster.layout().buckets.size());
   }
-}
-
-TEST(Inproc, DropDuplicateReorderLeaveParamsEqualToFaultFreeRun) {
-  const auto sig = lsq_signature();
-  PlacementOptions place;
-  place.num_shards = 2;
-  place.bucket_bytes = 4 * 30;
-  ShardOptions so;
-  so.optimizer = test_optimizer();
-  InprocCluster clean(sig, place, so, 3);
-  train(clean, 3, 5, "identity");
-  ClientOptions faulty;
-  faulty.request_timeout_s = 0.03;
-  faulty.faults.drop_probability = 0.15;
-  faulty.faults.duplicate_probability = 0.2;
-  faulty.faults.reorder_probability = 0.2;
-  InprocCluster dirty(sig, place, so, 3);
-  train(dirty, 3, 5, "identity", faulty);
-  EXPECT_LE(rel_diff(dirty.gather_params(), clean.gather_params()), 1e-6);
-  std::uint64_t dups = 0;
-  for (std::uint32_t s = 0; s < 2; ++s) dups += dirty.shard_stats(s).duplicates;
-  EXPECT_GT(dups, 0u) << "the fault hook should have produced duplicates";
 }
 
 TEST(Inproc, HandshakeMismatchIsRefusedNamingTheDifference) {

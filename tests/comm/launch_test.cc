@@ -71,8 +71,32 @@ TEST(Launch, AFailureIsReportedWithTheLogToRead) {
   o.log_dir = dir.path.string();
   std::string failure;
   EXPECT_EQ(run_launch(o, &failure), 1);
-  EXPECT_NE(failure.find("worker0 failed with exit status 4"), std::string::npos) << failure;
+  EXPECT_NE(failure.find("worker 0 exited with status 4"), std::string::npos) << failure;
   EXPECT_NE(failure.find(dir / "worker0.log"), std::string::npos) << failure;
+}
+
+// A shard killed by SIGKILL while the workers wait on it ends the launch at once (the
+// workers would only notice after their request timeout), and the failure names the
+// shard, the signal and its log.
+TEST(Launch, AShardKilledBySignalNineIsNamedAtOnceAndTheOthersAreStopped) {
+  using namespace std::chrono_literals;
+  TempDir dir;
+  LaunchOptions o;
+  for (int s = 0; s < 2; ++s) {
+    const std::string ep = dir / ("shard" + std::to_string(s) + ".ep");
+    const std::string end = s == 1 ? "sleep 0.3; kill -9 $$" : "exec sleep 30";
+    o.shard_commands.push_back({"sh", "-c", "echo tcp://127.0.0.1:1 > " + ep + "; " + end});
+    o.shard_endpoint_files.push_back(ep);
+  }
+  o.worker_commands = {{"sleep", "30"}, {"sleep", "30"}};
+  o.log_dir = dir.path.string();
+  o.timeout_s = 60;
+  std::string failure;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(run_launch(o, &failure), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "the sleeping workers and shard 0 must have been stopped";
+  EXPECT_NE(failure.find("shard 1 killed by signal 9"), std::string::npos) << failure;
+  EXPECT_NE(failure.find(dir / "shard1.log"), std::string::npos) << failure;
 }
 
 

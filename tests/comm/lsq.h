@@ -4,6 +4,7 @@
 // placement strategies have something to balance.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -82,6 +83,30 @@ struct LsqProblem {
     return loss;
   }
 };
+
+/// The parameters every lsq worker starts from (worker 0 initializes the shards with them).
+inline std::vector<float> lsq_initial_params(std::size_t d) { return initial_params(d); }
+
+/// Single-process reference of a sync PS run: `steps` optimizer steps on the mean of the
+/// gradients of workers 0..workers-1 (summed in rank order), from lsq_initial_params.
+inline std::vector<float> sync_reference(const ModelSignature& sig, std::uint32_t workers, std::uint64_t steps,
+                                         const OptimizerOptions& o, std::size_t rows = 24) {
+  const std::size_t d = sig.total_numel();
+  std::vector<float> x = lsq_initial_params(d), mom(d, 0.0f), sum(d), g(d);
+  std::vector<LsqProblem> probs;
+  for (std::uint32_t w = 0; w < workers; ++w) probs.emplace_back(d, rows, w);
+  const float inv = 1.0f / static_cast<float>(workers);
+  for (std::uint64_t step = 0; step < steps; ++step) {
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (auto& p : probs) {
+      p.gradient(x.data(), g.data());
+      for (std::size_t i = 0; i < d; ++i) sum[i] += g[i];
+    }
+    for (auto& v : sum) v *= inv;
+    sgd_step(o, step, x.data(), sum.data(), mom.data(), d);
+  }
+  return x;
+}
 
 /// Encodes every bucket of `grad` the way a worker does: error feedback + uplink codec
 /// for compressed buckets, identity for the others. `states` holds one MemoryState per

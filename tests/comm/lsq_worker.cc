@@ -5,15 +5,24 @@
 //   lsq_worker --rank=R --workers=N --endpoints=tcp://..,tcp://.. --steps=S
 //              [--sizes=..] [--compressor=identity] [--strategy=greedy] [--bucket-bytes=N]
 //              [--rows=24] [--out=params.bin] [--step-sleep-ms=0] [--op-timeout=60]
+//              [--heartbeat=S] [--no-rejoin] [--stop-file=F] [--stats-out=F.json]
+//              [--fault-drop=P --fault-dup=P --fault-reorder=P --fault-delay=P
+//               --fault-delay-s=S --fault-seed=N --faults-out=F.json]
+// Fault probabilities apply to requests and to replies alike (comm/faults.h); the
+// counts of both directions go to --faults-out. With --stop-file, the worker stops
+// after the step written in that file (a soak driver's way to stop every worker at the
+// same step); --stats-out gets the steps done and the message counters.
 //   collectives: --aggregation=allreduce|allgather --store=DIR [--timeout=S] [--host=ADDR]
 //              [--checkpoint-dir=DIR --checkpoint-every=N] [--restore-step=N]
 //              [--die-at-step=N] [--hang-at-step=N] (fault injection before that step's pushes)
 // Exit code 0 after `steps` steps (and params written to --out); 1 on a CommError.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include "comm/collective_transport.h"
@@ -48,6 +57,17 @@ int main(int argc, char** argv) {
       o.client.placement.num_shards = static_cast<std::uint32_t>(o.shard_endpoints.size());
       o.client.request_timeout_s = f.num("request-timeout", 1.0);
       o.client.op_timeout_s = f.num("op-timeout", 60.0);
+      o.client.heartbeat_interval_s = f.num("heartbeat", 0.0);
+      o.client.rejoin_when_declared_dead = !f.has("no-rejoin");
+      FaultSpec faults;
+      faults.drop_probability = f.num("fault-drop", 0.0);
+      faults.duplicate_probability = f.num("fault-dup", 0.0);
+      faults.reorder_probability = f.num("fault-reorder", 0.0);
+      faults.delay_probability = f.num("fault-delay", 0.0);
+      faults.delay_s = f.num("fault-delay-s", 0.05);
+      o.client.faults.requests = faults;
+      o.client.faults.replies = faults;
+      o.client.faults.seed = static_cast<std::uint64_t>(f.num("fault-seed", 1));
       placement = o.client.placement;
       auto z = std::make_unique<ZmqWorkerTransport>(o);
       zmq = z.get();
@@ -75,12 +95,17 @@ int main(int argc, char** argv) {
     const std::size_t d = sig.total_numel();
     testing::LsqProblem prob(d, rows, rank);
     testing::BucketEncoder enc(sig.compressor_spec);
-    std::vector<float> x(d), g(d);
-    for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
+    std::vector<float> x = testing::lsq_initial_params(d), g(d);
     t.connect(sig, rank, x.data());
     const std::uint64_t first = t.resume_step();
     double loss = 0.0;
-    for (std::uint64_t step = first; step < steps; ++step) {
+    std::uint64_t last = steps;
+    for (std::uint64_t step = first; step < last; ++step) {
+      if (f.has("stop-file")) {  // the soak driver names the last step once it wants to stop
+        std::ifstream stop(f.str("stop-file"));
+        std::uint64_t stop_at = 0;
+        if (stop >> stop_at) last = std::min(last, std::max(stop_at, step + 1));
+      }
       if (static_cast<std::int64_t>(step) == die_at) _exit(9);  // dies without a goodbye
       if (static_cast<std::int64_t>(step) == hang_at) std::this_thread::sleep_for(std::chrono::hours(1));
       loss = prob.gradient(x.data(), g.data());
@@ -98,12 +123,30 @@ int main(int argc, char** argv) {
       std::rename((f.str("out") + ".tmp").c_str(), f.str("out").c_str());
     }
     const auto c = t.counters();
+    if (f.has("stats-out")) {
+      std::ofstream(f.str("stats-out")) << nlohmann::json{{"first_step", first},
+                                                         {"last_step", last},
+                                                         {"up_messages", c.up.messages},
+                                                         {"down_messages", c.down.messages},
+                                                         {"rejoins", zmq != nullptr ? zmq->rejoins() : std::uint64_t{0}}}
+                                                .dump();
+    }
     std::printf("worker %u: steps %llu..%llu loss %.6g up %llu+%llu+%llu B down %llu+%llu+%llu B\n", rank,
-                static_cast<unsigned long long>(first), static_cast<unsigned long long>(steps), loss,
-                static_cast<unsigned long long>(c.up.payload_bytes), static_cast<unsigned long long>(c.up.framing_bytes),
-                static_cast<unsigned long long>(c.up.tcpip_bytes), static_cast<unsigned long long>(c.down.payload_bytes),
+                static_cast<unsigned long long>(first), static_cast<unsigned long long>(last), loss,
+                static_cast<unsigned long long>(c.up.payload_bytes),
+                static_cast<unsigned long long>(c.up.framing_bytes), static_cast<unsigned long long>(c.up.tcpip_bytes),
+                static_cast<unsigned long long>(c.down.payload_bytes),
                 static_cast<unsigned long long>(c.down.framing_bytes),
                 static_cast<unsigned long long>(c.down.tcpip_bytes));
+    if (zmq != nullptr && f.has("faults-out")) {
+      const auto json = [](const FaultCounts& n) {
+        return nlohmann::json{{"passed", n.passed},     {"dropped", n.dropped}, {"duplicated", n.duplicated},
+                              {"reordered", n.reordered}, {"delayed", n.delayed}};
+      };
+      std::ofstream(f.str("faults-out")) << nlohmann::json{{"requests", json(zmq->request_fault_counts())},
+                                                           {"replies", json(zmq->reply_fault_counts())}}
+                                                .dump();
+    }
     if (zmq != nullptr) zmq->shutdown();
     return 0;
   } catch (const std::exception& e) {

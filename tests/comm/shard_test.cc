@@ -10,76 +10,14 @@
 #include "comm/checkpoint.h"
 #include "comm/shard.h"
 #include "quant/registry.h"
-#include "tests/comm/lsq.h"
+#include "tests/comm/shard_harness.h"
 
 namespace gradzip::comm {
 namespace {
 
-using testing::lsq_signature;
+using testing::err_of;
+using testing::Harness;
 
-// Drives a Shard with hand-built requests and decodes its replies.
-struct Harness {
-  ModelSignature sig;
-  Layout layout;
-  std::unique_ptr<Shard> shard;
-  std::vector<OutMessage> out;
-
-  Harness(ShardOptions o, std::uint32_t shards = 2, const std::string& spec = "identity") {
-    sig = lsq_signature();
-    sig.compressor_spec = spec;
-    PlacementOptions p;
-    p.num_shards = shards;
-    p.bucket_bytes = 4 * 40;
-    sig.placement = p.canonical();
-    layout = make_layout(sig, p);
-    shard = std::make_unique<Shard>(o, sig, layout);
-  }
-  void init(float value = 1.0f) {
-    std::vector<float> v(layout.shard_numel[0], value);
-    shard->initialize(v.data(), &out);
-  }
-  // Sends frames; returns the envelopes of the replies produced.
-  std::vector<Envelope> send(const std::vector<std::vector<std::uint8_t>>& frames) {
-    std::vector<FrameView> views;
-    for (const auto& f : frames) views.push_back({f.data(), f.size()});
-    out.clear();
-    shard->handle("peer", views.data(), views.size(), Shard::Clock::now(), &out);
-    std::vector<Envelope> envs;
-    for (const auto& m : out) {
-      Envelope e;
-      std::string why;
-      EXPECT_TRUE(read_envelope(m.frames[0]->data(), m.frames[0]->size(), &e, &why)) << why;
-      envs.push_back(e);
-    }
-    return envs;
-  }
-  static std::vector<std::uint8_t> env(MsgType t, std::uint32_t worker, std::uint32_t bucket, std::uint64_t step,
-                                       std::uint64_t seq) {
-    Envelope e;
-    e.type = t;
-    e.worker = worker;
-    e.bucket = bucket;
-    e.step = step;
-    e.seq = seq;
-    std::vector<std::uint8_t> b(kEnvelopeBytes);
-    write_envelope(e, b.data());
-    return b;
-  }
-  std::vector<std::uint8_t> grad_msg(std::uint32_t bucket, float value, const std::string& codec = "identity") {
-    std::vector<float> g(layout.buckets[bucket].numel, value);
-    return quant::make_codec(codec)->encode(g.data(), g.size(), quant::SeedContext{});
-  }
-  std::uint32_t owned(std::size_t i = 0) const { return layout.shard_buckets[0].at(i); }
-  // Worker w pushes `value` for every bucket of shard 0 at `step` (seq first_seq + i).
-  void push_all(std::uint32_t w, std::uint64_t step, float value, std::uint64_t first_seq) {
-    for (std::size_t i = 0; i < layout.shard_buckets[0].size(); ++i) {
-      send({env(MsgType::kPush, w, owned(i), step, first_seq + i), grad_msg(owned(i), value)});
-    }
-  }
-  std::uint32_t foreign() const { return layout.shard_buckets[1].at(0); }
-};
-
-ProtoErr err_of(const Envelope& e) { return static_cast<ProtoErr>(e.bucket); }
 
 TEST(Shard, MalformedBarrageIsRefusedAndTheShardKeepsServing) {
   ShardOptions o;
@@ -229,12 +167,101 @@ TEST(Shard, EveryRequestTypeIsAnsweredWithItsReplyTypeAndItsSeq) {
     std::string why;
     ASSERT_TRUE(read_envelope(requests[i][0].data(), requests[i][0].size(), &req, &why)) << why;
     const auto r = h.send(requests[i]);
-    ASSERT_EQ(r.size(), 1u) << i;
-    EXPECT_EQ(r[0].type, reply_type(req.type)) << i;
-    EXPECT_EQ(r[0].seq, req.seq) << i;
-    EXPECT_EQ(r[0].worker, req.worker) << i;
+    // A dense pull is answered in parts, one message per bucket; every other request once.
+    ASSERT_EQ(r.size(), req.type == MsgType::kPull ? h.owned_count() : 1u) << i;
+    for (const auto& reply : r) {
+      EXPECT_EQ(reply.type, reply_type(req.type)) << i;
+      EXPECT_EQ(reply.seq, req.seq) << i;
+      EXPECT_EQ(reply.worker, req.worker) << i;
+    }
   }
   EXPECT_TRUE(h.shard->all_workers_shut_down());
+}
+
+TEST(Shard, BarrierReleasesWhenEveryLiveWorkerArrivedAndAnswersARetryAtOnce) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init();
+  EXPECT_TRUE(h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 5)}).empty());
+  const auto released = h.send({Harness::env(MsgType::kBarrier, 1, 0, 0, 9)});
+  ASSERT_EQ(released.size(), 2u);
+  for (const auto& r : released) EXPECT_EQ(r.type, reply_type(MsgType::kBarrier));
+  // Worker 0's reply was lost; its retry (same seq) must not wait for a new barrier.
+  const auto retry = h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 5)});
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].seq, 5u);
+  // A new barrier (new seq) waits again.
+  EXPECT_TRUE(h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 6)}).empty());
+}
+
+TEST(Shard, AWaitingPullGetsEachBucketAsSoonAsEveryWorkerPushedIt) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init(0.0f);
+  ASSERT_GE(h.owned_count(), 3u);
+  h.push_all(0, 0, 1.0f, 1);
+  EXPECT_TRUE(h.send({Harness::env(MsgType::kPull, 0, 0, 0, 50)}).empty()) << "step 0 is not complete";
+  std::vector<int> parts(h.owned_count(), 0);
+  for (std::size_t i = 0; i < h.owned_count(); ++i) {
+    // Worker 1's push of bucket i completes that bucket: its part of worker 0's pull goes
+    // out with the push's ack, before the step is complete.
+    const auto r = h.send({Harness::env(MsgType::kPush, 1, h.owned(i), 0, 100 + i), h.grad_msg(h.owned(i), 3.0f)});
+    for (const auto& e : r) {
+      if (e.type != reply_type(MsgType::kPull)) continue;
+      EXPECT_EQ(e.seq, 50u);
+      EXPECT_EQ(e.flags & kFlagPart, kFlagPart);
+      ASSERT_LT(e.bucket, parts.size());
+      ++parts[e.bucket];
+      EXPECT_EQ(e.aux, 1u) << "the part reflects step 0 applied";
+    }
+    EXPECT_EQ(parts[i], 1) << "bucket " << i << " was not sent when it was complete";
+    if (i + 1 < h.owned_count()) {
+      EXPECT_EQ(h.shard->version(), 0u);
+    }
+  }
+  EXPECT_EQ(h.shard->version(), 1u);
+  EXPECT_EQ(parts, std::vector<int>(h.owned_count(), 1)) << "every part exactly once";
+  for (float v : h.shard->params()) EXPECT_FLOAT_EQ(v, -0.2f);  // 0 - 0.1 * mean(1, 3)
+}
+
+// A waiting one-bucket pull (the pipelined worker's next forward needs that bucket only)
+// is answered as soon as its bucket is complete, not when the whole step is.
+TEST(Shard, AWaitingOneBucketPullIsAnsweredWhenItsBucketIsComplete) {
+  ShardOptions o;
+  o.num_workers = 2;
+  Harness h(o, 1);
+  h.init(0.0f);
+  ASSERT_GE(h.owned_count(), 3u);
+  h.push_all(0, 0, 1.0f, 1);
+  const std::size_t last = h.owned_count() - 1;
+  auto frame = Harness::env(MsgType::kPull, 0, h.owned(last), 0, 60);
+  frame[7] = kFlagOneBucket;  // envelope flags byte (comm/protocol.h)
+  EXPECT_TRUE(h.send({frame}).empty()) << "step 0 is not complete";
+  // Complete the last bucket first: the pull is answered with it while the others wait.
+  std::vector<std::size_t> order = {last};
+  for (std::size_t i = 0; i < last; ++i) order.push_back(i);
+  int answers = 0;
+  for (std::size_t i : order) {
+    const auto r = h.send({Harness::env(MsgType::kPush, 1, h.owned(i), 0, 100 + i), h.grad_msg(h.owned(i), 3.0f)});
+    for (std::size_t k = 0; k < r.size(); ++k) {
+      if (r[k].type != reply_type(MsgType::kPull)) continue;
+      ++answers;
+      EXPECT_EQ(i, last) << "answered when bucket " << i << " completed";
+      EXPECT_EQ(r[k].seq, 60u);
+      EXPECT_EQ(r[k].flags & kFlagPart, 0) << "one reply, no part";
+      EXPECT_EQ(r[k].aux, 1u) << "reflects step 0 applied";
+      EXPECT_EQ(h.shard->version(), 0u) << "before the step is complete";
+      const auto& msg = h.out[k];
+      ASSERT_EQ(msg.frames.size(), 2u);
+      std::vector<float> got(h.layout.buckets[h.owned(last)].numel);
+      ASSERT_TRUE(quant::decode_any(msg.frames[1]->data(), msg.frames[1]->size(), got.data(), got.size()).ok());
+      for (float v : got) EXPECT_FLOAT_EQ(v, -0.2f);  // 0 - 0.1 * mean(1, 3)
+    }
+  }
+  EXPECT_EQ(answers, 1) << "answered exactly once";
+  EXPECT_EQ(h.shard->version(), 1u);
 }
 
 TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
@@ -282,18 +309,28 @@ TEST(Shard, CheckpointsAreWrittenAndACorruptOneIsSkipped) {
 }
 
 TEST(Shard, StaleAndAheadStepsAfterRestoreJumpForward) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gz_jump_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
   ShardOptions o;
   o.num_workers = 1;
-  Harness h(o, 1);
-  h.init(0.0f);
-  // Workers continue at step 5 (the shard was restored to step 0): the shard jumps.
-  for (std::size_t i = 0; i < h.layout.shard_buckets[0].size(); ++i) {
-    const auto id = h.owned(i);
-    h.send({Harness::env(MsgType::kPush, 0, id, 5, 1 + i), h.grad_msg(id, 1.0f)});
+  o.checkpoint_dir = dir.string();
+  o.checkpoint_every = 1;
+  {
+    Harness h(o, 1);
+    h.init(0.0f);
+    h.push_all(0, 0, 1.0f, 1);
+    ASSERT_EQ(h.shard->version(), 1u);
   }
+  // Restored to step 1 while the worker continues at step 5: the shard jumps.
+  o.restore = true;
+  Harness h(o, 1);
+  ASSERT_EQ(h.shard->version(), 1u);
+  h.hello(0);
+  h.push_all(0, 5, 1.0f, 1);
   EXPECT_EQ(h.shard->version(), 6u);
   auto r = h.send({Harness::env(MsgType::kPush, 0, h.owned(), 3, 99), h.grad_msg(h.owned(), 1.0f)});
   EXPECT_EQ(r[0].flags & kFlagStale, kFlagStale);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
@@ -340,6 +377,51 @@ TEST(Shard, OneBucketPullsAndStalenessInAsyncAcks) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].flags & kFlagStaleness, kFlagStaleness);
   EXPECT_EQ(r[0].bucket, 3u) << "staleness of worker 1's push";
+}
+
+// Flag bits per message type: a request carries none but kFlagOneBucket on a pull (reply
+// flags are refused), and a whole-model dense pull is answered in kFlagPart messages while
+// a one-bucket pull gets one reply without kFlagPart (the client tells them apart).
+TEST(Shard, RequestFlagsAreCheckedAndPartsAreTellableFromOneBucketReplies) {
+  ShardOptions o;
+  o.num_workers = 1;
+  Harness h(o);
+  h.init(1.0f);
+  auto with_flags = [](MsgType t, std::uint32_t bucket, std::uint64_t step, std::uint64_t seq, std::uint8_t flags) {
+    auto frame = Harness::env(t, 0, bucket, step, seq);
+    frame[7] = flags;  // envelope flags byte (comm/protocol.h)
+    return frame;
+  };
+  const std::vector<std::pair<MsgType, std::uint8_t>> bad = {
+      {MsgType::kPull, kFlagPart},           {MsgType::kPull, kFlagStaleness}, {MsgType::kPull, kFlagDelta},
+      {MsgType::kPush, kFlagOneBucket},      {MsgType::kBarrier, kFlagPart},  {MsgType::kHeartbeat, kFlagStale},
+      {MsgType::kPull, kFlagOneBucket | kFlagPart}};
+  std::uint64_t seq = 1;
+  for (const auto& [type, flags] : bad) {
+    std::vector<std::vector<std::uint8_t>> frames = {with_flags(type, h.owned(), 0, seq++, flags)};
+    if (type == MsgType::kPush) frames.push_back(h.grad_msg(h.owned(), 1.0f));
+    const auto r = h.send(frames);
+    ASSERT_EQ(r.size(), 1u) << "type " << int(type) << " flags " << int(flags);
+    EXPECT_EQ(r[0].type, MsgType::kError) << "type " << int(type) << " flags " << int(flags);
+    EXPECT_EQ(err_of(r[0]), ProtoErr::kMalformed) << "type " << int(type) << " flags " << int(flags);
+  }
+  EXPECT_EQ(h.shard->version(), 0u) << "no refused push was applied";
+  EXPECT_EQ(h.hello(0, "peer", kFlagUninitialized).type, MsgType::kError) << "a reply flag on a hello";
+
+  auto r = h.send({with_flags(MsgType::kPull, h.owned(1), kLatestStep, seq++, kFlagOneBucket)});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].type, reply_type(MsgType::kPull));
+  EXPECT_EQ(r[0].flags & kFlagPart, 0) << "a one-bucket reply is no part";
+  EXPECT_EQ(r[0].bucket, 1u) << "one body frame";
+  r = h.send({with_flags(MsgType::kPull, 0, kLatestStep, seq++, 0)});
+  ASSERT_EQ(r.size(), h.owned_count()) << "one message per bucket";
+  std::vector<int> parts(h.owned_count(), 0);
+  for (const auto& e : r) {
+    EXPECT_EQ(e.flags & kFlagPart, kFlagPart);
+    ASSERT_LT(e.bucket, parts.size());
+    ++parts[e.bucket];
+  }
+  EXPECT_EQ(parts, std::vector<int>(h.owned_count(), 1));
 }
 
 // Sync acknowledgements keep echoing the bucket and carry no staleness.

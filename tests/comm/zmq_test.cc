@@ -1,6 +1,7 @@
 // ZeroMQ parameter server end to end: shard processes (gradzip-ps) and least-squares
-// worker processes (lsq_worker) on loopback TCP, ports chosen by the OS; plus in-process
-// ShardServer tests for hostile input and CURVE. Every wait is bounded in time.
+// worker processes (lsq_worker) on loopback TCP, ports chosen by the OS; plus an
+// in-process ShardServer fed hostile input. Every wait is bounded in time. CURVE and
+// worker binding over TCP: zmq_security_test.cc.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -21,105 +22,12 @@
 #include "comm/cluster.h"
 #include "comm/launch.h"
 #include "comm/optimizer.h"
-#include "comm/zmq_client.h"
-#include "comm/zmq_server.h"
-#include "tests/comm/lsq.h"
-#include "tests/comm/temp_dir.h"
+#include "tests/comm/zmq_helpers.h"
 
 namespace gradzip::comm {
 namespace {
 
-namespace fs = std::filesystem;
-using namespace std::chrono_literals;
-using testing::lsq_signature;
-using testing::LsqProblem;
-using testing::TempDir;
-
-const std::string kBin = std::string(GRADZIP_BINARY_DIR) + "/tests/comm/";
-
-std::string wait_endpoint(const std::string& file, ChildProcess& proc, std::chrono::milliseconds timeout = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream f(file);
-    std::string ep;
-    if (f >> ep) return ep;
-    if (!proc.running()) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  return "";
-}
-
-std::vector<float> read_floats(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string bytes = ss.str();
-  std::vector<float> v(bytes.size() / 4);
-  std::memcpy(v.data(), bytes.data(), 4 * v.size());
-  return v;
-}
-
-nlohmann::json last_stats(const std::string& path) {
-  std::ifstream f(path);
-  std::string line, last;
-  while (std::getline(f, line)) {
-    if (!line.empty()) last = line;
-  }
-  return last.empty() ? nlohmann::json() : nlohmann::json::parse(last);
-}
-
-// A set of shard processes with common flags.
-struct Shards {
-  std::vector<ChildProcess> procs;
-  std::vector<std::string> endpoints;
-  std::vector<std::vector<std::string>> argvs;
-  Shards(const TempDir& dir, std::uint32_t m, const std::vector<std::string>& flags) {
-    for (std::uint32_t s = 0; s < m; ++s) {
-      std::vector<std::string> argv = {kBin + "gradzip-ps",
-                                       "--shard=" + std::to_string(s),
-                                       "--shards=" + std::to_string(m),
-                                       "--endpoint-file=" + dir / ("shard" + std::to_string(s) + ".ep"),
-                                       "--stats-file=" + dir / ("shard" + std::to_string(s) + ".stats"),
-                                       "--stats-interval=0.2",
-                                       "--idle-exit=60"};
-      argv.insert(argv.end(), flags.begin(), flags.end());
-      argvs.push_back(argv);
-      procs.emplace_back("shard" + std::to_string(s), argv, dir / ("shard" + std::to_string(s) + ".log"));
-      endpoints.push_back(wait_endpoint(dir / ("shard" + std::to_string(s) + ".ep"), procs.back()));
-      EXPECT_FALSE(endpoints.back().empty()) << "shard " << s << " did not start";
-    }
-  }
-  std::string joined() const {
-    std::string s;
-    for (const auto& e : endpoints) s += (s.empty() ? "" : ",") + e;
-    return s;
-  }
-};
-
-ChildProcess start_worker(const TempDir& dir, std::uint32_t rank, const std::string& endpoints,
-                          const std::vector<std::string>& flags) {
-  std::vector<std::string> argv = {kBin + "lsq_worker", "--rank=" + std::to_string(rank), "--endpoints=" + endpoints,
-                                   "--out=" + dir / ("w" + std::to_string(rank) + ".bin")};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  return ChildProcess("worker" + std::to_string(rank), argv, dir / ("worker" + std::to_string(rank) + ".log"));
-}
-
-std::string log_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return 1e30;
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using namespace testing;  // NOLINT: the helpers of these tests
 
 TEST(ZmqProcesses, SyncIdentityFourWorkersTwoShardsEqualsReference) {
   TempDir dir;
@@ -138,27 +46,12 @@ TEST(ZmqProcesses, SyncIdentityFourWorkersTwoShardsEqualsReference) {
     ASSERT_TRUE(s.wait_for(20s)) << s.name() << " did not exit after every worker shut down";
     EXPECT_EQ(s.exit_code(), 0);
   }
-  // Reference.
-  const auto sig = lsq_signature();
-  const std::size_t d = sig.total_numel();
   OptimizerOptions o;
   o.lr = 0.3;
   o.momentum = 0.9;
   o.nesterov = true;
   o.weight_decay = 0.001;
-  std::vector<float> x(d), mom(d, 0.0f), sum(d), g(d);
-  for (std::size_t i = 0; i < d; ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
-  std::vector<LsqProblem> probs;
-  for (std::uint32_t w = 0; w < 4; ++w) probs.emplace_back(d, 24, w);
-  for (std::uint64_t step = 0; step < steps; ++step) {
-    std::fill(sum.begin(), sum.end(), 0.0f);
-    for (auto& p : probs) {
-      p.gradient(x.data(), g.data());
-      for (std::size_t i = 0; i < d; ++i) sum[i] += g[i];
-    }
-    for (auto& v : sum) v *= 0.25f;
-    sgd_step(o, step, x.data(), sum.data(), mom.data(), d);
-  }
+  const std::vector<float> x = sync_reference(lsq_signature(), 4, steps, o);
   for (std::uint32_t w = 0; w < 4; ++w) {
     EXPECT_LE(rel_diff(read_floats(dir / ("w" + std::to_string(w) + ".bin")), x), 1e-6) << "worker " << w;
   }
@@ -173,6 +66,47 @@ TEST(ZmqProcesses, SyncIdentityFourWorkersTwoShardsEqualsReference) {
   }
 }
 
+// Real processes: two lsq_worker processes whose requests and replies are dropped,
+// duplicated, reordered across the two shards and delayed; the shard processes end
+// with exactly the parameters of the fault-free single-process reference.
+TEST(ZmqProcesses, DroppedDuplicatedReorderedDelayedRequestsAndRepliesOfWorkerProcessesGiveTheFaultFreeParams) {
+  TempDir dir;
+  const std::uint64_t steps = 8;
+  Shards shards(dir, 2, {"--workers=2", "--bucket-bytes=160"});
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    workers.push_back(start_worker(dir, w, shards.joined(),
+                                   {"--steps=8", "--bucket-bytes=160", "--request-timeout=0.05",
+                                    "--fault-drop=0.1", "--fault-dup=0.1", "--fault-reorder=0.2", "--fault-delay=0.1",
+                                    "--fault-delay-s=0.08", "--fault-seed=" + std::to_string(w + 1),
+                                    "--faults-out=" + dir / ("faults" + std::to_string(w) + ".json")}));
+  }
+  for (auto& w : workers) {
+    ASSERT_TRUE(w.wait_for(60s)) << w.name() << " hung";
+    EXPECT_EQ(w.exit_code(), 0) << log_text(dir / (w.name() + ".log"));
+  }
+  for (auto& s : shards.procs) ASSERT_TRUE(s.wait_for(20s));
+  const std::vector<float> x = sync_reference(lsq_signature(), 2, steps, OptimizerOptions{});
+  for (std::uint32_t w = 0; w < 2; ++w) EXPECT_EQ(read_floats(dir / ("w" + std::to_string(w) + ".bin")), x) << w;
+  for (const char* direction : {"requests", "replies"}) {
+    for (const char* kind : {"dropped", "duplicated", "reordered", "delayed"}) {
+      std::uint64_t n = 0;
+      for (std::uint32_t w = 0; w < 2; ++w) {
+        std::ifstream f(dir / ("faults" + std::to_string(w) + ".json"));
+        n += nlohmann::json::parse(f)[direction][kind].get<std::uint64_t>();
+      }
+      EXPECT_GT(n, 0u) << direction << " " << kind;
+    }
+  }
+  std::uint64_t duplicates = 0;
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    const auto st = last_stats(dir / ("shard" + std::to_string(s) + ".stats"));
+    EXPECT_EQ(st["version"], steps);
+    duplicates += st["duplicates"].get<std::uint64_t>();
+  }
+  EXPECT_GT(duplicates, 0u) << "duplicated and retried pushes reach the shards and are applied once";
+}
+
 TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {
   TempDir dir;
   Shards shards(dir, 2, {"--workers=3", "--bucket-bytes=160", "--worker-timeout=1.0", "--lr=2"});
@@ -180,10 +114,7 @@ TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {
                                           "--request-timeout=0.5"};
   std::vector<ChildProcess> workers;
   for (std::uint32_t w = 0; w < 3; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
-  std::this_thread::sleep_for(300ms);
-  ASSERT_TRUE(workers[2].running());
-  workers[2].signal(SIGKILL);
-  ASSERT_TRUE(workers[2].wait_for(5s));
+  kill_after(workers[2], 300ms);
   EXPECT_EQ(workers[2].exit_code(), 128 + SIGKILL);
   std::this_thread::sleep_for(1500ms);  // the shards declare it dead and go on
   ChildProcess again = start_worker(dir, 2, shards.joined(), flags);
@@ -197,6 +128,32 @@ TEST(ZmqProcesses, KillDashNineOfAWorkerMidRunAndItsRestartFinishTheRun) {
   EXPECT_GE(st["workers_declared_dead"].get<int>(), 1);
   EXPECT_GE(st["timeout_completions"].get<int>(), 1);
   EXPECT_NE(log_text(dir / "shard0.log").find("rejoined"), std::string::npos);
+}
+
+// SSP has no step timeout: without heartbeats the survivors would wait for the killed
+// worker's clock until their request timeout. With heartbeats announced, its silence
+// declares it dead and the bounded-staleness pulls stop waiting for it.
+TEST(ZmqProcesses, KillDashNineOfAnSspWorkerIsDeclaredDeadByHeartbeatsAndTheOthersFinish) {
+  TempDir dir;
+  Shards shards(dir, 2, {"--workers=3", "--bucket-bytes=160", "--mode=ssp", "--slack=1", "--worker-timeout=0.8"});
+  const std::vector<std::string> flags = {"--steps=40", "--bucket-bytes=160", "--step-sleep-ms=20", "--heartbeat=0.1",
+                                          "--op-timeout=120"};
+  std::vector<ChildProcess> workers;
+  for (std::uint32_t w = 0; w < 3; ++w) workers.push_back(start_worker(dir, w, shards.joined(), flags));
+  kill_after(workers[2], 300ms);
+  for (std::uint32_t w = 0; w < 2; ++w) {
+    ASSERT_TRUE(workers[w].wait_for(60s)) << workers[w].name() << " hung";
+    EXPECT_EQ(workers[w].exit_code(), 0) << log_text(dir / (workers[w].name() + ".log"));
+  }
+  // The dead worker never shut down: stop the shards.
+  for (auto& s : shards.procs) s.signal(SIGTERM);
+  for (auto& s : shards.procs) ASSERT_TRUE(s.wait_for(20s));
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    const auto st = last_stats(dir / ("shard" + std::to_string(s) + ".stats"));
+    EXPECT_EQ(st["workers_declared_dead"], 1) << "shard " << s;
+    EXPECT_NE(log_text(dir / ("shard" + std::to_string(s) + ".log")).find("no request or heartbeat"),
+              std::string::npos);
+  }
 }
 
 TEST(ZmqProcesses, KillAndRestoreOfAShardFinishesTheRun) {
@@ -225,43 +182,11 @@ TEST(ZmqProcesses, KillAndRestoreOfAShardFinishesTheRun) {
   ASSERT_TRUE(restored.wait_for(20s));
   EXPECT_EQ(restored.exit_code(), 0);
   EXPECT_NE(log_text(dir / "shard1-restored.log").find("restored step"), std::string::npos);
+  // The restored shard did not know the workers' connections: they said hello again.
+  EXPECT_NE(log_text(dir / "worker0.log").find("saying hello again"), std::string::npos);
   EXPECT_EQ(last_stats(dir / "shard1.stats")["version"], 30);
 }
 
-ShardServerOptions server_options(std::uint32_t workers) {
-  ShardServerOptions o;
-  o.signature = lsq_signature();
-  o.placement.bucket_bytes = 160;
-  o.shard.num_workers = workers;
-  o.shard.step_window = 100;
-  o.stats_interval_s = 0.1;
-  return o;
-}
-
-ZmqClientOptions client_options(const std::string& endpoint) {
-  ZmqClientOptions c;
-  c.shard_endpoints = {endpoint};
-  c.client.placement.bucket_bytes = 160;
-  c.client.op_timeout_s = 10.0;
-  return c;
-}
-
-void train_steps(ZmqWorkerTransport& t, std::uint32_t rank, std::uint64_t steps) {
-  const auto sig = lsq_signature();
-  const std::size_t d = sig.total_numel();
-  LsqProblem prob(d, 24, rank);
-  testing::BucketEncoder enc("identity");
-  std::vector<float> x(d, 0.0f), g(d);
-  t.connect(sig, rank, x.data());
-  for (std::uint64_t step = t.resume_step(); step < steps; ++step) {
-    prob.gradient(x.data(), g.data());
-    auto msgs = enc.encode(t.layout(), g.data(), step, rank);
-    std::vector<Handle> hs;
-    for (std::uint32_t b = 0; b < msgs.size(); ++b) hs.push_back(t.push(step, b, msgs[b].data(), msgs[b].size()));
-    for (auto h : hs) t.wait(h);
-    t.wait(t.pull(step, x.data()));
-  }
-}
 
 TEST(ZmqServer, MalformedBarrageThenAWellBehavedWorkerIsServed) {
   ShardServer server(server_options(1));
@@ -331,40 +256,6 @@ TEST(ZmqServer, MalformedBarrageThenAWellBehavedWorkerIsServed) {
   EXPECT_GT(c.up.payload_bytes, 3u * 4 * 220);
   EXPECT_GT(c.down.payload_bytes, 3u * 4 * 220);
   EXPECT_GT(c.up.framing_bytes, 0u);
-}
-
-TEST(ZmqServer, CurveAdmitsKnownKeysAndRefusesUnknownOnes) {
-  TempDir dir;
-  const std::string server_pub = generate_curve_keypair(dir / "server.key");
-  const std::string client_pub = generate_curve_keypair(dir / "client.key");
-  generate_curve_keypair(dir / "stranger.key");
-  {
-    std::ofstream f(dir / "authorized");
-    f << client_pub << "\n";
-  }
-  auto o = server_options(1);
-  o.curve_key_file = dir / "server.key";
-  o.curve_authorized_keys_file = dir / "authorized";
-  ShardServer server(o);
-  std::thread loop([&] { server.run(); });
-  {
-    auto c = client_options(server.endpoint());
-    c.curve_server_public_key = server_pub;
-    c.curve_key_file = dir / "stranger.key";
-    c.client.op_timeout_s = 1.5;
-    ZmqWorkerTransport stranger(c);
-    std::vector<float> x(lsq_signature().total_numel());
-    EXPECT_THROW(stranger.connect(lsq_signature(), 0, x.data()), CommError);
-  }
-  EXPECT_GE(server.auth_refusals(), 1u);
-  auto c = client_options(server.endpoint());
-  c.curve_server_public_key = server_pub;
-  c.curve_key_file = dir / "client.key";
-  ZmqWorkerTransport friendly(c);
-  train_steps(friendly, 0, 2);
-  friendly.shutdown();
-  loop.join();
-  EXPECT_EQ(server.stats().version, 2u);
 }
 
 TEST(Cluster, FileAndLauncherEnvironment) {

@@ -92,6 +92,7 @@ TEST_F(GradzipBinary, UsageErrorsExitTwoWithOneLine) {
                              "train --lr abc",
                              "train --workers 0",
                              "train --mode sometimes",
+                             "train --heartbeat-interval 40 --worker-timeout 60",
                              "train --config /nonexistent/gradzip.ini",
                              "ps --shard-rank 3 --shards 2",
                              "worker --batch-size",

@@ -10,14 +10,19 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +53,31 @@ int free_port() {
   }
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+/// Pids of the processes whose command line holds every one of `args` (each a whole
+/// argument), found in /proc.
+std::vector<pid_t> pids_with_args(const std::vector<std::string>& args) {
+  std::vector<pid_t> pids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream f(e.path() / "cmdline");
+    std::vector<std::string> argv;
+    for (std::string a; std::getline(f, a, '\0');) argv.push_back(a);
+    bool all = true;
+    for (const auto& want : args) all = all && std::find(argv.begin(), argv.end(), want) != argv.end();
+    if (all && !argv.empty()) pids.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return pids;
+}
+
+int lines_in(const fs::path& file) {
+  std::ifstream f(file);
+  int rows = 0;
+  for (std::string line; std::getline(f, line);) rows += line.empty() ? 0 : 1;
+  return rows;
 }
 
 bool on_path(const std::string& tool) { return std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0; }
@@ -131,6 +161,97 @@ TEST_F(TrainCluster, SlurmRankVariablesAndAClusterFile) {
 TEST_F(TrainCluster, LocalProcessesPrintProgressPerEpoch) {
   run_and_check("'" + kExe + "' train --cluster local --shards 1 --run-dir '" + (root_ / "local").string() + "'" + kTiny,
                 "local", "local");
+}
+
+// `kill -9` of a shard in a --cluster local run without checkpoints: the launcher sees its
+// child die and ends the run at once (the workers alone would wait for their 60 s request
+// timeout), stops every other process, and the run directory stays consistent: a failed
+// summary naming the dead shard and its log, one complete metrics row per finished epoch.
+TEST_F(TrainCluster, LocalRunEndsAtOnceNamingAShardKilledBySignalNine) {
+  using namespace std::chrono_literals;
+  const fs::path dir = root_ / "killed";
+  std::string tiny = kTiny;
+  tiny.replace(tiny.find(" --epochs 2 "), 12, " --epochs 60 ");
+  Result r;
+  std::thread run([&] {
+    r = shell("'" + kExe + "' train --cluster local --shards 2 --run-dir '" + dir.string() + "'" + tiny,
+              root_ / "killed.log");
+  });
+  // Once the first epoch is recorded, kill shard 1 (found by its command line).
+  const auto deadline = std::chrono::steady_clock::now() + 240s;
+  std::vector<pid_t> shard1;
+  while (std::chrono::steady_clock::now() < deadline && lines_in(dir / "metrics.csv") < 2) std::this_thread::sleep_for(50ms);
+  shard1 = pids_with_args({"shard", "--role", "--rank", "1", dir.string()});
+  const auto killed_at = std::chrono::steady_clock::now();
+  if (shard1.size() == 1) ::kill(shard1[0], SIGKILL);
+  run.join();
+  const double after_kill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  ASSERT_EQ(shard1.size(), 1u) << "shard 1 of the run not found (or the first epoch never came)\n" << r.output;
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_LT(after_kill_s, 20.0) << "the run must end well before the workers' 60 s request timeout";
+  EXPECT_NE(r.output.find("shard 1 killed by signal 9"), std::string::npos) << r.output;
+  EXPECT_TRUE(pids_with_args({dir.string()}).empty()) << "every process of the run was stopped";
+
+  std::ifstream s(dir / "summary.json");
+  const nlohmann::json summary = nlohmann::json::parse(s, nullptr, false);
+  ASSERT_TRUE(summary.is_object());
+  EXPECT_EQ(summary["status"], "failed");
+  ASSERT_TRUE(summary.contains("error")) << summary.dump();
+  const std::string error = summary["error"].dump();  // quoted; paths hold no character JSON escapes
+  EXPECT_NE(error.find("shard 1 killed by signal 9"), std::string::npos) << error;
+  EXPECT_NE(error.find((dir / "procs" / "shard1.log").string()), std::string::npos) << error;
+  // Every metrics row is complete: as many fields as the header.
+  std::ifstream csv(dir / "metrics.csv");
+  std::string header;
+  ASSERT_TRUE(std::getline(csv, header));
+  int rows = 0;
+  for (std::string line; std::getline(csv, line); ++rows) {
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), std::count(header.begin(), header.end(), ',')) << line;
+  }
+  EXPECT_GE(rows, 1);
+  EXPECT_LT(rows, 60);
+  for (const char* f : {"config.ini", "events.jsonl", "host.json"}) EXPECT_TRUE(fs::exists(dir / f)) << f;
+}
+
+// --heartbeat-interval through `gradzip ps` + `gradzip worker`: in async mode no step
+// waits for a worker, so only its missing heartbeats tell the shard that worker 1 was
+// killed; the shard declares it dead after --worker-timeout and ends once worker 0 is done.
+TEST_F(TrainCluster, HeartbeatsLetAnAsyncShardDeclareAKilledWorkerDeadAndFinish) {
+  using namespace std::chrono_literals;
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  const fs::path ini = root_ / "run.ini";
+  std::ofstream(ini) << "[common]\nmodel = resnet20\nwidth = 4\ntrain-subset = 256\ntest-subset = 100\n"
+                        "epochs = 30\nbatch-size = 32\nworkers = 2\nshards = 1\ncompressor = fp16\nmode = async\n"
+                        "worker-timeout = 3\nheartbeat-interval = 0.5\ndata-dir = "
+                     << kData << "\n";
+  const std::string ep = "tcp://127.0.0.1:" + std::to_string(port);
+  const std::string gz = "'" + kExe + "' ";
+  const std::string cfg = " --config '" + ini.string() + "'";
+  Result ps, w0, w1;
+  // Without heartbeats the async shard would wait for worker 1 forever: bounded here.
+  std::thread run_ps([&] { ps = shell("timeout 180 " + gz + "ps" + cfg + " --rank 0 --bind " + ep, root_ / "ps.log"); });
+  std::thread run_w0([&] { w0 = shell(gz + "worker" + cfg + " --worker-rank 0 --connect " + ep, root_ / "w0.log"); });
+  std::thread run_w1([&] { w1 = shell(gz + "worker" + cfg + " --worker-rank 1 --connect " + ep, root_ / "w1.log"); });
+  // Kill worker 1 once it finished its first epoch (it said hello, announcing heartbeats,
+  // and pushed); 30 epochs of 4 steps leave worker 0 training long after that.
+  const auto deadline = std::chrono::steady_clock::now() + 240s;
+  auto epoch_done = [&] {
+    std::ifstream f(root_ / "w1.log");
+    std::ostringstream text;
+    text << f.rdbuf();
+    return text.str().find("worker 1 epoch 0 ") != std::string::npos;
+  };
+  while (std::chrono::steady_clock::now() < deadline && !epoch_done()) std::this_thread::sleep_for(50ms);
+  const std::vector<pid_t> worker1 = pids_with_args({"worker", "--worker-rank", "1", ini.string()});
+  if (worker1.size() == 1) ::kill(worker1[0], SIGKILL);
+  run_w1.join();
+  run_w0.join();
+  run_ps.join();
+  ASSERT_EQ(worker1.size(), 1u) << "worker 1 not found (or its first epoch never came)\n" << w1.output;
+  EXPECT_EQ(w0.status, 0) << w0.output;
+  EXPECT_EQ(ps.status, 0) << ps.output;
+  EXPECT_NE(ps.output.find("worker 1 declared dead"), std::string::npos) << ps.output;
 }
 
 TEST_F(TrainCluster, PsAndWorkersStartedByHandShareOneConfigFile) {

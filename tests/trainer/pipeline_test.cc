@@ -254,4 +254,41 @@ TEST(TransportDecorators, ModeledLinkTakesBytesOverBandwidthAndOrderedPushesTake
   EXPECT_THROW(turns.await(1, 0), comm::CommError);
 }
 
+// Records which push overload reached it (the bottom of a decorator stack).
+class RecordingTransport final : public comm::WorkerTransport {
+ public:
+  void connect(const comm::ModelSignature&, std::uint32_t, float*) override {}
+  comm::Handle push(std::uint64_t, std::uint32_t, const std::uint8_t*, std::size_t) override { return ++copied; }
+  comm::Handle push(std::uint64_t, std::uint32_t, comm::SharedBytes msg) override {
+    shared.push_back(msg);
+    return 1000 + shared.size();
+  }
+  comm::Handle pull(std::uint64_t, float*) override { return 0; }
+  comm::Handle pull_bucket(std::uint64_t, std::uint32_t, float*, bool) override { return 0; }
+  void wait(comm::Handle) override {}
+  void abort() override {}
+  void barrier() override {}
+  comm::TrafficCounters counters() const override { return {}; }
+  comm::Handle copied = 0;
+  std::vector<comm::SharedBytes> shared;  // the very buffers handed to the shared overload
+};
+
+TEST(TransportDecorators, ZeroCopyPushesStayZeroCopyThroughEveryDecorator) {
+  RecordingTransport bottom;
+  gz::ModeledLinkTransport link(bottom, 1e9);
+  gz::PushTurns turns(1, 1);
+  gz::OrderedPushTransport ordered(link, turns, 0);
+  gz::FaultyPushTransport faulty(ordered, 3);
+  auto msg = std::make_shared<const std::vector<std::uint8_t>>(64, 7);
+  for (std::uint64_t step = 0; step < 3; ++step) faulty.push(step, 0, msg);
+  ASSERT_EQ(bottom.shared.size(), 3u) << "every shared push reached the shared overload";
+  for (const auto& m : bottom.shared) EXPECT_EQ(m.get(), msg.get()) << "the same buffer, not a copy";
+  EXPECT_EQ(bottom.copied, 0u) << "no push took the copying overload";
+  EXPECT_THROW(faulty.push(3, 0, msg), comm::CommError) << "the decorators still act on shared pushes";
+  const std::uint8_t raw[4] = {1, 2, 3, 4};
+  faulty.push(4, 0, raw, sizeof raw);  // the single worker's turns kept advancing
+  EXPECT_EQ(bottom.copied, 1u);
+  EXPECT_EQ(bottom.shared.size(), 3u);
+}
+
 }  // namespace

@@ -98,10 +98,15 @@ training_device() {
 }
 
 # Runs the sweep file $1 with gradzip $2 (--dry-run: prints the commands and exits 0).
-run_sweep_file() {
-  if [[ $dry_run -eq 1 ]]; then
-    "$2" sweep --file "$1" --dry-run
-    exit 0
-  fi
-  "$2" sweep --file "$1"
+run_sweep_file() { run_sweep_files "$2" "$1"; }
+
+# Runs the sweep files $2... one after the other with gradzip $1 (--dry-run: prints
+# every file's commands and exits 0).
+run_sweep_files() {
+  local gz=$1 file
+  shift
+  for file in "$@"; do
+    if [[ $dry_run -eq 1 ]]; then "$gz" sweep --file "$file" --dry-run; else "$gz" sweep --file "$file"; fi
+  done
+  if [[ $dry_run -eq 1 ]]; then exit 0; fi
 }

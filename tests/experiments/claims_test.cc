@@ -36,7 +36,8 @@ class ClaimsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(root_); }
 
   /// One finished run: `requested` as config.ini's compressor, `canonical` as summary.json's,
-  /// final accuracy `acc` (fraction), cumulative wire bytes `up` and `down` (all workers).
+  /// final accuracy `acc` (fraction), cumulative wire bytes `up` and `down` (all workers),
+  /// `extra_config` appended to config.ini (a `downlink =` there replaces the dense one).
   void run(const std::string& name, const std::string& requested, const std::string& canonical, int seed,
            double acc, double up = 1e6, double down = 8e6, const std::string& extra_config = "") {
     const fs::path dir = root_ / "runs" / name;
@@ -44,7 +45,9 @@ class ClaimsTest : public ::testing::Test {
     std::ofstream(dir / "summary.json") << R"({"status": "complete", "compressor": ")" << canonical
                                         << R"(", "workers": 4, "final_test_accuracy": )" << acc << "}";
     std::ofstream(dir / "config.ini") << "# gradzip train: resolved configuration\n[train]\nmodel = resnet20\n"
-                                      << "compressor = " << requested << "\nmemory =\ndownlink = dense\nseed = " << seed
+                                      << "compressor = " << requested << "\nmemory =\n"
+                                      << (extra_config.find("downlink =") == std::string::npos ? "downlink = dense\n" : "")
+                                      << "seed = " << seed
                                       << "\nrun-dir = " << dir.string() << "\n" << extra_config;
     std::ofstream(dir / "metrics.csv") << "epoch,step,seconds,test_accuracy,up_payload_bytes,up_framing_bytes,"
                                           "up_tcpip_bytes,down_payload_bytes,down_framing_bytes,down_tcpip_bytes\n"
@@ -52,9 +55,10 @@ class ClaimsTest : public ::testing::Test {
   }
   /// Three seeds of one configuration with final accuracies `accs` (percent).
   void seeds(const std::string& tag, const std::string& requested, const std::string& canonical,
-             const std::vector<double>& accs, double up = 1e6) {
+             const std::vector<double>& accs, double up = 1e6, double down = 8e6, const std::string& extra_config = "") {
     for (std::size_t i = 0; i < accs.size(); ++i) {
-      run(tag + "-" + std::to_string(i + 1), requested, canonical, static_cast<int>(i + 1), accs[i] / 100, up);
+      run(tag + "-" + std::to_string(i + 1), requested, canonical, static_cast<int>(i + 1), accs[i] / 100, up, down,
+          extra_config);
     }
   }
   /// claims.py's stdout; `code` gets its exit status.
@@ -163,6 +167,49 @@ TEST_F(ClaimsTest, ReportsTotalBytesAndKeepsDifferentSettingsApart) {
   ASSERT_EQ(code, 0) << md;
   EXPECT_NE(md.find("| `identity [epochs=9]` | 1 |"), std::string::npos) << md;
   EXPECT_NE(row(md, "top-k 1% + EF").find("n/a (`identity` was run with different settings"), std::string::npos)
+      << md;
+}
+
+// PowerSGD runs as --aggregation powersgd with one shard, the bidirectional runs with a
+// compressed --downlink: each claim takes only runs with its own aggregation and downlink;
+// keys a newer binary writes at the older behaviour (first-bucket-mb = 0), timing keys
+// (overlap, encode-threads) and the shard count of a collective run split no
+// configurations; a run still going is left out.
+TEST_F(ClaimsTest, PowerSgdAndBidirectionalRunsMatchTheirOwnClaims) {
+  if (!have_python()) GTEST_SKIP() << "no " << kPython;
+  const std::string old_ps = "shards = 2\n";
+  const std::string new_ps =
+      "shards = 2\naggregation = ps\noverlap = on\nencode-threads = 2\nfirst-bucket-mb = 0\ndownlink-resync = 0\n";
+  seeds("identity", "identity", "none+identity", {90.0, 90.1, 89.9}, 8e6, 8e6, old_ps);
+  seeds("topk", "ef+topk:ratio=0.01", "ef+topk:ratio=0.01,k=0,values=fp32", {90.0, 90.1, 89.9}, 1e6, 8e6, old_ps);
+  // Top-k both ways: 1 MB up, 1 MB down; far below the baseline.
+  seeds("topk-bidir", "ef+topk:ratio=0.01", "ef+topk:ratio=0.01,k=0,values=fp32", {80.0, 80.1, 79.9}, 1e6, 1e6,
+        new_ps + "downlink = ef+topk:ratio=0.01\n");
+  seeds("powersgd", "powersgd:rank=4", "none+identity", {89.9, 90.0, 90.1}, 2e6, 2e6,
+        "shards = 1\naggregation = powersgd\noverlap = off\nencode-threads = 2\nfirst-bucket-mb = 0\n");
+  // A PowerSGD run still going: summary.json says so and metrics.csv has no rows yet.
+  fs::create_directories(root_ / "runs" / "powersgd-running");
+  std::ofstream(root_ / "runs" / "powersgd-running" / "summary.json") << R"({"status": "running", "compressor": "x"})";
+  std::ofstream(root_ / "runs" / "powersgd-running" / "metrics.csv") << "epoch,step\n";
+  int code = 0;
+  const std::string md = claims(&code);
+  ASSERT_EQ(code, 0) << md;
+  for (const char* label : {"| `identity` | 3 |", "| `ef+topk:ratio=0.01` | 3 |",
+                            "| `ef+topk:ratio=0.01 (downlink ef+topk:ratio=0.01)` | 3 |",
+                            "| `powersgd:rank=4 (aggregation powersgd)` | 3 |"}) {
+    EXPECT_NE(md.find(label), std::string::npos) << label << "\n" << md;
+  }
+  EXPECT_NE(md.find("1 unfinished run(s) left out."), std::string::npos) << md;
+  EXPECT_NE(row(md, "top-k 1% + EF ≈").find("**holds**"), std::string::npos) << md;
+  const std::string bidir = row(md, "bidirectional top-k 1% + EF");
+  EXPECT_NE(bidir.find("**does not hold**"), std::string::npos) << md;
+  EXPECT_NE(bidir.find("uplink 8x, total (up + down) 8.0x smaller"), std::string::npos) << md;  // 16 MB vs 2 MB
+  const std::string powersgd = row(md, "PowerSGD rank 4");
+  EXPECT_NE(powersgd.find("`powersgd:rank=4` (aggregation `powersgd`) 90.00 ± 0.10 % (3 seeds)"), std::string::npos)
+      << md;
+  EXPECT_NE(powersgd.find("**holds**"), std::string::npos) << md;
+  EXPECT_NE(row(md, "bidirectional scaled sign").find("n/a (not run: `ef+scaled-sign` (downlink `ef+scaled-sign`))"),
+            std::string::npos)
       << md;
 }
 

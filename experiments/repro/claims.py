@@ -54,7 +54,11 @@ estimate, from metrics.csv): uplink, and the total up + down (with a dense downl
 pull of the parameters is most of the traffic); each verdict gives both reductions
 against the baseline.
 
-Usage: claims.py --runs DIR... [--figure accuracy_vs_bytes.png] [--tolerance 1.0]
+--plot DIR also draws claims_accuracy_vs_bytes.png and .svg there (needs matplotlib): one
+point per configuration, final accuracy mean ± standard deviation over seeds against its
+uplink bytes and against its total bytes (up + down), log x.
+
+Usage: claims.py --runs DIR... [--figure FILE] [--plot DIR] [--tolerance 1.0]
 Exit status 2 with one line on stderr for bad input.
 """
 
@@ -356,11 +360,43 @@ def report(groups, unfinished, figure, tol):
     return "\n".join(out)
 
 
+def plot(groups, out):
+    """claims_accuracy_vs_bytes.{png,svg} in `out` (see the module docstring); their paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+    rows = sorted((stats(g) for g in groups.values()), key=lambda g: g["label"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    markers = "osD^v<>pPX*h"
+    for ax, key, what in ((axes[0], "up", "uplink"), (axes[1], "total", "up + down")):
+        for i, g in enumerate(rows):
+            ax.errorbar(g[key] / 1e6, g["mean"], yerr=0 if math.isnan(g["std"]) else g["std"], marker=markers[i % len(markers)],
+                        color=f"C{i % 10}", capsize=3, linestyle="none", label=f"{g['label']} ({g['n']})")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel(f"{what} MB per run, all workers (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("final test accuracy (%), mean ± std over seeds")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="configuration (seeds)",
+                   title_fontsize=7)
+    fig.suptitle("Codec study: accuracy against bytes")
+    os.makedirs(out, exist_ok=True)
+    paths = [os.path.join(out, f"claims_accuracy_vs_bytes.{ext}") for ext in ("png", "svg")]
+    for p in paths:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", required=True, help="run directories, or folders of them")
     p.add_argument("--figure", default="", help="figure to show above the tables (path relative to the report)")
     p.add_argument("--tolerance", type=float, default=1.0, help="accuracy points that count as 'close'")
+    p.add_argument("--plot", default="", help="folder for claims_accuracy_vs_bytes.png/.svg (matplotlib)")
     a = p.parse_args(argv)
     try:
         groups, unfinished = load(a.runs)
@@ -368,6 +404,16 @@ def main(argv):
         print(f"claims: {e}", file=sys.stderr)
         return 2
     print(report(groups, unfinished, a.figure, a.tolerance))
+    if a.plot:
+        try:
+            for path in plot(groups, a.plot):
+                print(path, file=sys.stderr)
+        except ImportError:
+            print("claims: --plot needs matplotlib (Debian: python3-matplotlib)", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"claims: --plot {a.plot}: {e.strerror}", file=sys.stderr)
+            return 2
     return 0
 
 

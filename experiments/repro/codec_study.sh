@@ -97,5 +97,6 @@ start=$(date +%s)
 run_sweep_files "$gz" "${sweeps[@]}"
 py=$(find_python)
 "$gz" report --runs "$(run_list "$out/runs")" --out "$out/report" --links eth1g,eth10g,eth25g,eth100g,pcie3
-"$py" "$repro_dir/claims.py" --runs "$out/runs" --figure accuracy_vs_bytes.png > "$out/report/codec_study.md"
+"$py" "$repro_dir/claims.py" --runs "$out/runs" --figure claims_accuracy_vs_bytes.png --plot "$out/report" \
+  > "$out/report/codec_study.md"
 echo "codec study ($budget budget): $(( $(date +%s) - start )) s; $out/report/codec_study.md"

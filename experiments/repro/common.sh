@@ -36,10 +36,11 @@ find_python() {
   exit 2
 }
 
-# Comma-separated list of the run directories under $1 (sorted).
+# Comma-separated list of the finished run directories under $1 (sorted): summary.json
+# says "status": "complete" (a run still going or one that failed is left out).
 run_list() {
   local dirs=()
-  for d in "$1"/*/; do [[ -f "$d/summary.json" ]] && dirs+=("${d%/}"); done
+  for d in "$1"/*/; do grep -qs '"status": *"complete"' "$d/summary.json" && dirs+=("${d%/}"); done
   if [[ ${#dirs[@]} -eq 0 ]]; then echo "no finished runs under $1" >&2; exit 1; fi
   local IFS=,
   echo "${dirs[*]}"

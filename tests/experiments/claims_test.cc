@@ -213,6 +213,21 @@ TEST_F(ClaimsTest, PowerSgdAndBidirectionalRunsMatchTheirOwnClaims) {
       << md;
 }
 
+// --plot draws the per-configuration figure (PNG and SVG) beside the markdown report.
+TEST_F(ClaimsTest, PlotWritesAccuracyAgainstBytesFigure) {
+  if (!have_python()) GTEST_SKIP() << "no " << kPython;
+  if (std::system((std::string(kPython) + " -c 'import matplotlib' 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "no matplotlib for " << kPython << " (Debian: python3-matplotlib)";
+  }
+  seeds("identity", "identity", "none+identity", {90.0, 90.1, 89.9}, 8e6);
+  seeds("topk", "ef+topk:ratio=0.01", "ef+topk:ratio=0.01,k=0,values=fp32", {89.0, 89.1}, 1e6);
+  int code = 0;
+  const std::string md = claims(&code, "--plot '" + (root_ / "fig").string() + "'");
+  ASSERT_EQ(code, 0) << md;
+  EXPECT_EQ(read(root_ / "fig" / "claims_accuracy_vs_bytes.png").substr(0, 4), "\x89PNG") << md;
+  EXPECT_NE(read(root_ / "fig" / "claims_accuracy_vs_bytes.svg").find("<svg"), std::string::npos) << md;
+}
+
 TEST_F(ClaimsTest, BadInputIsExitStatus2) {
   if (!have_python()) GTEST_SKIP() << "no " << kPython;
   int code = 0;

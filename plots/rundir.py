@@ -43,6 +43,10 @@ class Run:
         if not isinstance(self.summary, dict) or "compressor" not in self.summary:
             raise RunDirError(f"{summary_path}: needs an object with \"compressor\"")
         self.compressor = str(self.summary["compressor"])
+        # A collective aggregation (e.g. powersgd) names its method in aggregation_spec.
+        if self.summary.get("aggregation", "ps") != "ps" and self.summary.get("aggregation_spec"):
+            self.compressor = str(self.summary["aggregation_spec"])
+        self.downlink = str(self.summary.get("downlink", "dense"))
         self.workers = int(self.summary.get("workers", 1))
         metrics_path = os.path.join(path, "metrics.csv")
         try:
@@ -103,6 +107,9 @@ def load_runs(paths):
 
 def label(run):
     """Legend label: the compressor spec up to its first parameter, without "none+"
-    ("ef+qsgd:bits=4,bucket=512,norm=l2" -> "ef+qsgd:bits=4")."""
-    spec = run.compressor.split(",")[0]
-    return spec[len("none+"):] if spec.startswith("none+") else spec
+    ("ef+qsgd:bits=4,bucket=512,norm=l2" -> "ef+qsgd:bits=4"), and a compressed
+    downlink the same way (" down ef+topk:ratio=0.01")."""
+    def short(spec):
+        spec = spec.split(",")[0]
+        return spec[len("none+"):] if spec.startswith("none+") else spec
+    return short(run.compressor) + ("" if run.downlink == "dense" else " down " + short(run.downlink))

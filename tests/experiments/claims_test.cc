@@ -1,7 +1,8 @@
 // experiments/repro/claims.py on synthetic run directories (summary.json, config.ini,
 // metrics.csv as `gradzip train` writes them): runs are matched to a claim by exact
 // configuration, differences count only beyond the seed noise, bytes are reported up and
-// up + down, and bad input gives exit status 2. Skips when no /usr/bin/python3 is found.
+// up + down, and bad input gives exit status 2; publish.py turns a study into a results
+// folder. Skips when no /usr/bin/python3 is found.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -226,6 +227,58 @@ TEST_F(ClaimsTest, PlotWritesAccuracyAgainstBytesFigure) {
   ASSERT_EQ(code, 0) << md;
   EXPECT_EQ(read(root_ / "fig" / "claims_accuracy_vs_bytes.png").substr(0, 4), "\x89PNG") << md;
   EXPECT_NE(read(root_ / "fig" / "claims_accuracy_vs_bytes.svg").find("<svg"), std::string::npos) << md;
+}
+
+// experiments/repro/publish.py: the study's report files, the small files of each
+// complete run (no logs), host.json with the machine and build, command.txt, and a
+// README with the partial-run note, the figure and the claims table.
+TEST_F(ClaimsTest, PublishWritesResultsFolder) {
+  if (!have_python()) GTEST_SKIP() << "no " << kPython;
+  seeds("identity", "identity", "none+identity", {90.0, 90.1, 89.9});
+  for (int i = 1; i <= 3; ++i) {
+    const fs::path run = root_ / "runs" / ("identity-" + std::to_string(i));
+    std::ofstream(run / "host.json") << R"({"build": {"git_revision": "abc123", "compiler": "GCC 12"},
+        "host": {"cpu_model": "Test CPU", "logical_cores": 2, "memory_bytes": 4294967296, "os": "Linux"},
+        "torch_version": "1.13.0"})";
+    std::ofstream(run / "log.txt") << "a log\n";
+  }
+  fs::create_directories(root_ / "runs" / "fp16-1");
+  std::ofstream(root_ / "runs" / "fp16-1" / "summary.json") << R"({"status": "running", "compressor": "x"})";
+  fs::create_directories(root_ / "report");
+  int code = 0;
+  std::ofstream(root_ / "report" / "codec_study.md") << claims(&code);
+  ASSERT_EQ(code, 0);
+  std::ofstream(root_ / "report" / "report.md") << "the report\n";
+  std::ofstream(root_ / "report" / "notes.txt") << "not a report file\n";
+  const fs::path dest = root_ / "results";
+  const std::string publish = (kClaims.parent_path() / "publish.py").string();
+  auto run_publish = [&](const std::string& study) {
+    const std::string cmd = std::string(kPython) + " '" + publish + "' --study '" + study + "' --dest '" +
+                            dest.string() + "' --title 'A study' --command 'run it --now' --expected 4 " +
+                            "--wall-clock '12 s on a test' > '" + (root_ / "publish.log").string() + "' 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  };
+  ASSERT_EQ(run_publish(root_.string()), 0) << read(root_ / "publish.log");
+  const std::string readme = read(dest / "README.md");
+  EXPECT_NE(readme.find("**Partial: 3 of 4 runs finished**"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("Test CPU, 2 logical cores, 4.0 GiB memory, Linux"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("gradzip abc123 (GCC 12, torch 1.13.0) for 3 runs"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("Wall-clock: 12 s on a test."), std::string::npos) << readme;
+  EXPECT_NE(readme.find("![accuracy against bytes](claims_accuracy_vs_bytes.png)"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("| QSGD 4-bit ≈ baseline"), std::string::npos) << readme;
+  EXPECT_EQ(read(dest / "command.txt"), "run it --now\n");
+  EXPECT_EQ(read(dest / "report.md"), "the report\n");
+  EXPECT_FALSE(fs::exists(dest / "notes.txt"));
+  EXPECT_TRUE(fs::exists(dest / "runs" / "identity-2" / "summary.json"));
+  EXPECT_TRUE(fs::exists(dest / "runs" / "identity-2" / "metrics.csv"));
+  EXPECT_FALSE(fs::exists(dest / "runs" / "identity-2" / "log.txt"));
+  EXPECT_FALSE(fs::exists(dest / "runs" / "fp16-1"));
+  const std::string host = read(dest / "host.json");
+  EXPECT_NE(host.find("\"runs_complete\": 3"), std::string::npos) << host;
+  EXPECT_NE(host.find("\"cpu_model\": \"Test CPU\""), std::string::npos) << host;
+  EXPECT_EQ(run_publish((root_ / "nowhere").string()), 2);
+  EXPECT_NE(read(root_ / "publish.log").find("publish: "), std::string::npos);
 }
 
 TEST_F(ClaimsTest, BadInputIsExitStatus2) {

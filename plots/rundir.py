@@ -26,6 +26,21 @@ def _number(text, where):
         raise RunDirError(f"{where}: '{text}' is not a number") from None
 
 
+def read_json_object(path):
+    """The JSON object in file `path`; RunDirError naming the file when it cannot be read,
+    is not JSON or is not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except OSError as e:
+        raise RunDirError(f"{path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: needs a JSON object")
+    return value
+
+
 class Run:
     """One run directory: summary fields and metric rows (lists of floats per column)."""
 
@@ -33,14 +48,8 @@ class Run:
         self.path = path
         self.name = os.path.basename(os.path.normpath(path))
         summary_path = os.path.join(path, "summary.json")
-        try:
-            with open(summary_path, encoding="utf-8") as f:
-                self.summary = json.load(f)
-        except OSError as e:
-            raise RunDirError(f"{summary_path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise RunDirError(f"{summary_path}: not JSON ({e})") from None
-        if not isinstance(self.summary, dict) or "compressor" not in self.summary:
+        self.summary = read_json_object(summary_path)
+        if "compressor" not in self.summary:
             raise RunDirError(f"{summary_path}: needs an object with \"compressor\"")
         self.compressor = str(self.summary["compressor"])
         # A collective aggregation (e.g. powersgd) names its method in aggregation_spec.

@@ -64,7 +64,6 @@ Exit status 2 with one line on stderr for bad input.
 
 import argparse
 import configparser
-import json
 import math
 import os
 import re
@@ -169,17 +168,10 @@ def run_paths(paths):
 
 def _status(path):
     """summary.json's "status" ("complete" when it has none)."""
-    summary_path = os.path.join(path, "summary.json")
     try:
-        with open(summary_path, encoding="utf-8") as f:
-            summary = json.load(f)
-    except OSError as e:
-        raise ClaimsError(f"{summary_path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ClaimsError(f"{summary_path}: not JSON ({e})") from None
-    if not isinstance(summary, dict):
-        raise ClaimsError(f"{summary_path}: not a JSON object")
-    return str(summary.get("status", "complete"))
+        return str(rundir.read_json_object(os.path.join(path, "summary.json")).get("status", "complete"))
+    except rundir.RunDirError as e:
+        raise ClaimsError(str(e)) from None
 
 
 def load(paths):

@@ -28,6 +28,9 @@ import os
 import shutil
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "plots"))
+import rundir  # noqa: E402  (plots/rundir.py)
+
 RUN_FILES = ("summary.json", "config.ini", "metrics.csv")
 REPORT_EXTS = (".md", ".csv", ".png", ".svg")
 
@@ -38,15 +41,9 @@ class PublishError(Exception):
 
 def read_json(path):
     try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except OSError as e:
-        raise PublishError(f"{path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise PublishError(f"{path}: not JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise PublishError(f"{path}: not a JSON object")
-    return value
+        return rundir.read_json_object(path)
+    except rundir.RunDirError as e:
+        raise PublishError(str(e)) from None
 
 
 def runs_of(study):

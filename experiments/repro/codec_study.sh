@@ -10,16 +10,18 @@
 # two bidirectional runs (ef+topk 1% and ef+scaled-sign both up and down, server EF).
 #
 # Budgets (--budget, see experiments/repro/common.sh for the shared options):
-#   quick     width 8, 2048 training / 1000 test images, 2 epochs, 1 seed: 10 runs, a
+#   quick     width 8, 2048 training / 1000 test images, 2 epochs, 1 seed: 13 runs, a
 #             smoke test (not timed yet); accuracies far from converged.
 #   standard  width 8 (68k parameters), all 60k training and 10k test images, 2 epochs,
-#             3 seeds: 30 runs, 2 at a time with 1 torch thread each. Sized from a pilot on
+#             3 seeds: 39 runs, 2 at a time with 1 torch thread each. Sized from a pilot on
 #             the 2-core VM (identity, width 8, 20k images x 2 epochs: 84.3% test
 #             accuracy, 63 s of CPU for 40k training images, about 1.5 ms per image), so
 #             a run costs about 190 s of CPU (120k images plus two evaluations) and the 30
 #             runs about 50 minutes on two otherwise idle cores (estimated; on the same VM
-#             shared with builds, niced, runs took 13-23 minutes each). Measured baseline:
-#             identity 90.17 / 90.36 / 90.15% test accuracy for seeds 1-3.
+#             shared with builds, niced, runs took 13-23 minutes each; the 30 runs of the
+#             grid 8511 s; PowerSGD and bidirectional runs, one at a time, 7-8 minutes
+#             each). Measured baseline: identity 90.17 / 90.36 / 90.15% test accuracy for
+#             seeds 1-3; results in experiments/results/codec_study/.
 #   full      the published width (16), all data, 15 epochs, batch 64, 3 seeds, on a GPU
 #             host (--device cuda), 8 runs at once (not yet run on a GPU).
 # Usage: experiments/repro/codec_study.sh [--budget quick|standard|full] [--data DIR]

@@ -20,8 +20,9 @@
 #             runs about 50 minutes on two otherwise idle cores (estimated; on the same VM
 #             shared with builds, niced, runs took 13-23 minutes each; the 30 runs of the
 #             grid 8511 s at 2 at a time; the 9 PowerSGD and bidirectional runs, one at
-#             a time, 347-563 s each, 3872 s in all). Measured baseline: identity 90.17 / 90.36 / 90.15% test accuracy for
-#             seeds 1-3; results in experiments/results/codec_study/.
+#             a time, 347-563 s each, 3872 s in all). Measured baseline: identity
+#             90.17 / 90.36 / 90.15% test accuracy for seeds 1-3; results in
+#             experiments/results/codec_study/.
 #   full      the published width (16), all data, 15 epochs, batch 64, 3 seeds, on a GPU
 #             host (--device cuda), 8 runs at once (not yet run on a GPU).
 # Usage: experiments/repro/codec_study.sh [--budget quick|standard|full] [--data DIR]

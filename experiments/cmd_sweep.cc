@@ -56,7 +56,7 @@ int cmd_sweep(int argc, char** argv) {
   SweepOptions opt;
   OptionTable table("sweep", "Run every unfinished run of a sweep file (codecs x workers x links x seeds).");
   table.group("Sweep");
-  table.add("file", &opt.file, "sweep file: [sweep] base/out/parallel/timeout, [axes], [fixed]");
+  table.add("file", &opt.file, "sweep file: [sweep] base/out/parallel/timeout/names, [axes], [fixed]");
   table.add("parallel", &opt.parallel, "runs at once; 0 = the file's value", Range{0, 64});
   table.add("dry-run", &opt.dry_run, "print the train commands without running them");
   table.add("gradzip", &opt.gradzip, "gradzip binary to start per run; empty = this executable");

@@ -95,9 +95,12 @@ RunRecord load_run(const std::string& dir) {
   const double workers = json_number(s, "workers", summary_path, true);
   const double shards = json_number(s, "shards", summary_path, true);
   const double params = json_number(s, "parameters", summary_path, true);
-  if (!(workers >= 1) || !(shards >= 1) || !(params >= 1)) {
-    throw ReportError(summary_path + ": workers, shards and parameters must be >= 1");
+  if (s.contains("aggregation") && s["aggregation"].is_string()) run.aggregation = s["aggregation"].get<std::string>();
+  const bool collective = run.aggregation != "ps";
+  if (!(workers >= 1) || !(shards >= (collective ? 0 : 1)) || !(params >= 1)) {
+    throw ReportError(summary_path + ": workers and parameters must be >= 1, shards >= 1 (>= 0 under a collective)");
   }
+  if (collective && !json_string(s, "aggregation_spec").empty()) run.compressor = json_string(s, "aggregation_spec");
   run.workers = static_cast<std::uint32_t>(workers);
   run.shards = static_cast<std::uint32_t>(shards);
   run.parameters = static_cast<std::uint64_t>(params);
@@ -256,9 +259,10 @@ ReportTable make_report(const std::vector<RunRecord>& runs, const ReportSettings
       for (const auto& r : run.rows) measured.push_back(r.seconds);
       if (auto t = time_to_accuracy(segs, measured, table.target_accuracy)) row.tta_measured_s = *t;
     }
+    row.modeled = run.aggregation == "ps";
     for (const auto& link : settings.links) {
       double t = kNaN;
-      if (std::isfinite(table.target_accuracy)) {
+      if (row.modeled && std::isfinite(table.target_accuracy)) {
         if (auto v = time_to_accuracy(segs, modeled_timeline(link, segs), table.target_accuracy)) t = *v;
       }
       row.tta_modeled_s.push_back(t);
@@ -274,7 +278,8 @@ std::string report_markdown(const ReportTable& t) {
      << (std::isfinite(t.target_accuracy) ? fmt("%.1f%%", t.target_accuracy * 100) : std::string("n/a"))
      << ". Bytes are per worker per step (payload + ZeroMQ framing + TCP/IP estimate); "
         "ratio = fp32 gradient bytes / uplink payload bytes; modeled times use experiments/link_model.h "
-        "(measured compute + modeled communication with incast).\n\n";
+        "(measured compute + modeled communication with incast; parameter-server runs only, W x 0 = a "
+        "collective aggregation without shards: n/a).\n\n";
   os << "| run | codec | W x S | up B/step | down B/step | ratio | best acc | final acc | steps/s | TTA measured |";
   for (const auto& l : t.links) os << " TTA " << l << " |";
   os << " bottleneck |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|";
@@ -289,7 +294,7 @@ std::string report_markdown(const ReportTable& t) {
        << pct(r.best_accuracy) << " | " << pct(r.final_accuracy) << " | "
        << (std::isfinite(r.steps_per_s) ? fmt("%.2f", r.steps_per_s) : "n/a") << " | " << secs(r.tta_measured_s)
        << " |";
-    for (double v : r.tta_modeled_s) os << " " << secs(v) << " |";
+    for (double v : r.tta_modeled_s) os << " " << (r.modeled ? secs(v) : std::string("n/a")) << " |";
     os << " " << r.bottleneck << " |\n";
   }
   return os.str();
@@ -321,6 +326,7 @@ std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::
   std::ostringstream os;
   os << "run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy\n";
   for (const auto& run : runs) {
+    if (run.aggregation != "ps") continue;  // the link model is the parameter server's
     const auto segs = run_segments(run);
     for (const auto& link : links) {
       const auto modeled = modeled_timeline(link, segs);

@@ -51,9 +51,10 @@ struct MetricRow {
 struct RunRecord {
   std::string dir;
   std::string name;        ///< last path component of dir
-  std::string compressor;  ///< uplink spec
+  std::string compressor;  ///< uplink spec; a collective's "aggregation_spec" (e.g. powersgd:rank=4) when it has one
+  std::string aggregation = "ps";  ///< summary.json "aggregation": ps, or a collective (allreduce, powersgd, ...)
   std::uint32_t workers = 1;
-  std::uint32_t shards = 1;
+  std::uint32_t shards = 1;  ///< 0 under a collective aggregation (no parameter-server shards)
   std::uint64_t parameters = 0;
   std::string status;      ///< "complete" or what summary.json says ("" if absent)
   double compute_seconds_per_step = 0;  ///< 0 when unknown: then seconds minus nothing is used
@@ -95,7 +96,8 @@ struct ReportRow {
   double final_accuracy = 0;
   double steps_per_s = 0;          ///< measured
   double tta_measured_s = 0;       ///< measured wall time to target
-  std::vector<double> tta_modeled_s;  ///< per link, same order as ReportTable::links
+  std::vector<double> tta_modeled_s;  ///< per link, same order as ReportTable::links; NaN for a collective run
+  bool modeled = true;  ///< false for a collective run: the link model is the parameter server's
   std::string bottleneck;
 };
 
@@ -117,7 +119,8 @@ std::string report_csv(const ReportTable& table);
 /// the test accuracy, as CSV with header
 ///   run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy
 /// (what plots/plot_runs.py draws as "accuracy vs modeled wall time per link", so the
-/// model has one implementation).
+/// model has one implementation). Collective runs (aggregation other than ps) have no
+/// rows: the link model is the parameter server's.
 std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<LinkProfile>& links);
 
 }  // namespace gradzip::experiments

@@ -146,8 +146,11 @@ SweepSpec parse_sweep_text(const std::string& text, const std::string& origin, c
         spec.parallel = static_cast<int>(p);
       } else if (key == "timeout") {
         spec.run_timeout_s = parse_positive(origin, line, key, value);
+      } else if (key == "names") {
+        if (value != "varying" && value != "all") fail("names = " + value + " must be 'varying' or 'all'");
+        spec.name_every_axis = value == "all";
       } else {
-        fail("unknown key '" + key + "' in [sweep]; allowed: base out parallel timeout");
+        fail("unknown key '" + key + "' in [sweep]; allowed: base out parallel timeout names");
       }
       continue;
     }
@@ -202,7 +205,7 @@ std::vector<SweepRun> expand_sweep(const SweepSpec& spec) {
     for (std::size_t a = 0; a < spec.axes.size(); ++a) {
       const auto& [option, values] = spec.axes[a];
       run.settings.emplace_back(option, values[digit[a]]);
-      if (values.size() > 1 || spec.axes.size() == 1) {
+      if (values.size() > 1 || spec.axes.size() == 1 || spec.name_every_axis) {
         run.name += (run.name.empty() ? "" : "__") + slug(option + "=" + values[digit[a]]);
       }
     }

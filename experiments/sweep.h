@@ -11,6 +11,7 @@
 //   out = runs/codec-sweep                       # relative: to the working directory
 //   parallel = 2                                 # runs at once
 //   timeout = 3600                               # seconds per run, then it is killed
+//   names = varying                              # run names: varying (default) | all axes
 //   [axes]                                       # one line per axis, values separated by spaces
 //   codecs = identity fp16 ef+qsgd:bits=4 ef+topk:ratio=0.01
 //   workers = 2 4
@@ -22,6 +23,10 @@
 // Axis and fixed keys are `gradzip train` option names; the plural aliases codecs,
 // links, seeds map to compressor, link, seed. Spec strings contain no spaces (quant/spec.h),
 // so spaces separate values. Axes expand in file order, the last one varying fastest.
+// A run's name joins option=value of its axes with more than one value (every axis when
+// there is only one, or when `names = all`): with `names = all`, sweeps that share one out
+// folder and differ in single-valued axes (e.g. `aggregation = powersgd`, or a `downlink`)
+// keep apart runs that would otherwise both be called `seed=1`.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +49,7 @@ struct SweepSpec {
   std::string out_dir;      ///< folder holding one directory per run
   int parallel = 1;         ///< runs at once, >= 1
   double run_timeout_s = 3600;  ///< a run still going after this is killed and counted failed
+  bool name_every_axis = false;  ///< `names = all`: single-valued axes are named in run names too
   std::vector<std::pair<std::string, std::string>> fixed;  ///< option -> value for every run
   std::vector<std::pair<std::string, std::vector<std::string>>> axes;  ///< option -> values
 };

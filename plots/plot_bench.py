@@ -24,7 +24,6 @@ Exit status 2 with one line on stderr for bad input.
 """
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -35,6 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from plot_runs import save  # noqa: E402  (PNG + SVG, then closes the figure)
+from rundir import RunDirError, read_json_object  # noqa: E402
 
 _TIME_SUFFIXES = ("/manual_time", "/real_time", "/process_time")
 
@@ -82,13 +82,10 @@ def rate_of(b):
 def read_file(path):
     """Rows {file, name, device, n, rate} of one JSON file, one per benchmark."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except OSError as e:
-        raise BenchError(f"{path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise BenchError(f"{path}: not JSON ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        doc = read_json_object(path)
+    except RunDirError as e:
+        raise BenchError(str(e)) from None
+    if not isinstance(doc.get("benchmarks"), list):
         raise BenchError(f"{path}: no \"benchmarks\" list (not Google Benchmark JSON)")
     context = doc.get("context") if isinstance(doc.get("context"), dict) else {}
     file_device = "gpu" if str(context.get("gradzip_device", "")).lower().startswith("cuda") else None

@@ -2,8 +2,8 @@
 """Figures from gradzip run directories (PNG and SVG each).
 
   accuracy_vs_bytes      test accuracy vs cumulative bytes the workers sent, log x (all
-                         workers, uplink payload + framing + TCP/IP estimate; the dense
-                         downlink is the same for every codec and is in bytes_per_step)
+                         workers, uplink payload + framing + TCP/IP estimate; the
+                         downlink, dense or compressed, is in bytes_per_step)
   accuracy_vs_time_<L>   test accuracy vs modeled wall time on link L (needs the
                          timelines CSV that `gradzip report` writes; the model itself is
                          experiments/link_model.h, not re-implemented here)

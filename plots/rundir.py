@@ -26,6 +26,21 @@ def _number(text, where):
         raise RunDirError(f"{where}: '{text}' is not a number") from None
 
 
+def read_json_object(path):
+    """The JSON object in file `path`; RunDirError naming the file when it cannot be read,
+    is not JSON or is not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except OSError as e:
+        raise RunDirError(f"{path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: needs a JSON object")
+    return value
+
+
 class Run:
     """One run directory: summary fields and metric rows (lists of floats per column)."""
 
@@ -33,16 +48,14 @@ class Run:
         self.path = path
         self.name = os.path.basename(os.path.normpath(path))
         summary_path = os.path.join(path, "summary.json")
-        try:
-            with open(summary_path, encoding="utf-8") as f:
-                self.summary = json.load(f)
-        except OSError as e:
-            raise RunDirError(f"{summary_path}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise RunDirError(f"{summary_path}: not JSON ({e})") from None
-        if not isinstance(self.summary, dict) or "compressor" not in self.summary:
+        self.summary = read_json_object(summary_path)
+        if "compressor" not in self.summary:
             raise RunDirError(f"{summary_path}: needs an object with \"compressor\"")
         self.compressor = str(self.summary["compressor"])
+        # A collective aggregation (e.g. powersgd) names its method in aggregation_spec.
+        if self.summary.get("aggregation", "ps") != "ps" and self.summary.get("aggregation_spec"):
+            self.compressor = str(self.summary["aggregation_spec"])
+        self.downlink = str(self.summary.get("downlink", "dense"))
         self.workers = int(self.summary.get("workers", 1))
         metrics_path = os.path.join(path, "metrics.csv")
         try:
@@ -103,6 +116,9 @@ def load_runs(paths):
 
 def label(run):
     """Legend label: the compressor spec up to its first parameter, without "none+"
-    ("ef+qsgd:bits=4,bucket=512,norm=l2" -> "ef+qsgd:bits=4")."""
-    spec = run.compressor.split(",")[0]
-    return spec[len("none+"):] if spec.startswith("none+") else spec
+    ("ef+qsgd:bits=4,bucket=512,norm=l2" -> "ef+qsgd:bits=4"), and a compressed
+    downlink the same way (" down ef+topk:ratio=0.01")."""
+    def short(spec):
+        spec = spec.split(",")[0]
+        return spec[len("none+"):] if spec.startswith("none+") else spec
+    return short(run.compressor) + ("" if run.downlink == "dense" else " down " + short(run.downlink))

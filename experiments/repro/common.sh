@@ -36,10 +36,11 @@ find_python() {
   exit 2
 }
 
-# Comma-separated list of the run directories under $1 (sorted).
+# Comma-separated list of the finished run directories under $1 (sorted): summary.json
+# says "status": "complete" (a run still going or one that failed is left out).
 run_list() {
   local dirs=()
-  for d in "$1"/*/; do [[ -f "$d/summary.json" ]] && dirs+=("${d%/}"); done
+  for d in "$1"/*/; do grep -qs '"status": *"complete"' "$d/summary.json" && dirs+=("${d%/}"); done
   if [[ ${#dirs[@]} -eq 0 ]]; then echo "no finished runs under $1" >&2; exit 1; fi
   local IFS=,
   echo "${dirs[*]}"
@@ -98,10 +99,15 @@ training_device() {
 }
 
 # Runs the sweep file $1 with gradzip $2 (--dry-run: prints the commands and exits 0).
-run_sweep_file() {
-  if [[ $dry_run -eq 1 ]]; then
-    "$2" sweep --file "$1" --dry-run
-    exit 0
-  fi
-  "$2" sweep --file "$1"
+run_sweep_file() { run_sweep_files "$2" "$1"; }
+
+# Runs the sweep files $2... one after the other with gradzip $1 (--dry-run: prints
+# every file's commands and exits 0).
+run_sweep_files() {
+  local gz=$1 file
+  shift
+  for file in "$@"; do
+    if [[ $dry_run -eq 1 ]]; then "$gz" sweep --file "$file" --dry-run; else "$gz" sweep --file "$file"; fi
+  done
+  if [[ $dry_run -eq 1 ]]; then exit 0; fi
 }

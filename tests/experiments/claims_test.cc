@@ -1,7 +1,8 @@
 // experiments/repro/claims.py on synthetic run directories (summary.json, config.ini,
 // metrics.csv as `gradzip train` writes them): runs are matched to a claim by exact
 // configuration, differences count only beyond the seed noise, bytes are reported up and
-// up + down, and bad input gives exit status 2. Skips when no /usr/bin/python3 is found.
+// up + down, and bad input gives exit status 2; publish.py turns a study into a results
+// folder. Skips when no /usr/bin/python3 is found.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,7 +37,8 @@ class ClaimsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(root_); }
 
   /// One finished run: `requested` as config.ini's compressor, `canonical` as summary.json's,
-  /// final accuracy `acc` (fraction), cumulative wire bytes `up` and `down` (all workers).
+  /// final accuracy `acc` (fraction), cumulative wire bytes `up` and `down` (all workers),
+  /// `extra_config` appended to config.ini (a `downlink =` there replaces the dense one).
   void run(const std::string& name, const std::string& requested, const std::string& canonical, int seed,
            double acc, double up = 1e6, double down = 8e6, const std::string& extra_config = "") {
     const fs::path dir = root_ / "runs" / name;
@@ -44,7 +46,9 @@ class ClaimsTest : public ::testing::Test {
     std::ofstream(dir / "summary.json") << R"({"status": "complete", "compressor": ")" << canonical
                                         << R"(", "workers": 4, "final_test_accuracy": )" << acc << "}";
     std::ofstream(dir / "config.ini") << "# gradzip train: resolved configuration\n[train]\nmodel = resnet20\n"
-                                      << "compressor = " << requested << "\nmemory =\ndownlink = dense\nseed = " << seed
+                                      << "compressor = " << requested << "\nmemory =\n"
+                                      << (extra_config.find("downlink =") == std::string::npos ? "downlink = dense\n" : "")
+                                      << "seed = " << seed
                                       << "\nrun-dir = " << dir.string() << "\n" << extra_config;
     std::ofstream(dir / "metrics.csv") << "epoch,step,seconds,test_accuracy,up_payload_bytes,up_framing_bytes,"
                                           "up_tcpip_bytes,down_payload_bytes,down_framing_bytes,down_tcpip_bytes\n"
@@ -52,9 +56,10 @@ class ClaimsTest : public ::testing::Test {
   }
   /// Three seeds of one configuration with final accuracies `accs` (percent).
   void seeds(const std::string& tag, const std::string& requested, const std::string& canonical,
-             const std::vector<double>& accs, double up = 1e6) {
+             const std::vector<double>& accs, double up = 1e6, double down = 8e6, const std::string& extra_config = "") {
     for (std::size_t i = 0; i < accs.size(); ++i) {
-      run(tag + "-" + std::to_string(i + 1), requested, canonical, static_cast<int>(i + 1), accs[i] / 100, up);
+      run(tag + "-" + std::to_string(i + 1), requested, canonical, static_cast<int>(i + 1), accs[i] / 100, up, down,
+          extra_config);
     }
   }
   /// claims.py's stdout; `code` gets its exit status.
@@ -164,6 +169,116 @@ TEST_F(ClaimsTest, ReportsTotalBytesAndKeepsDifferentSettingsApart) {
   EXPECT_NE(md.find("| `identity [epochs=9]` | 1 |"), std::string::npos) << md;
   EXPECT_NE(row(md, "top-k 1% + EF").find("n/a (`identity` was run with different settings"), std::string::npos)
       << md;
+}
+
+// PowerSGD runs as --aggregation powersgd with one shard, the bidirectional runs with a
+// compressed --downlink: each claim takes only runs with its own aggregation and downlink;
+// keys a newer binary writes at the older behaviour (first-bucket-mb = 0), timing keys
+// (overlap, encode-threads) and the shard count of a collective run split no
+// configurations; a run still going is left out.
+TEST_F(ClaimsTest, PowerSgdAndBidirectionalRunsMatchTheirOwnClaims) {
+  if (!have_python()) GTEST_SKIP() << "no " << kPython;
+  const std::string old_ps = "shards = 2\n";
+  const std::string new_ps =
+      "shards = 2\naggregation = ps\noverlap = on\nencode-threads = 2\nfirst-bucket-mb = 0\ndownlink-resync = 0\n";
+  seeds("identity", "identity", "none+identity", {90.0, 90.1, 89.9}, 8e6, 8e6, old_ps);
+  seeds("topk", "ef+topk:ratio=0.01", "ef+topk:ratio=0.01,k=0,values=fp32", {90.0, 90.1, 89.9}, 1e6, 8e6, old_ps);
+  // Top-k both ways: 1 MB up, 1 MB down; far below the baseline.
+  seeds("topk-bidir", "ef+topk:ratio=0.01", "ef+topk:ratio=0.01,k=0,values=fp32", {80.0, 80.1, 79.9}, 1e6, 1e6,
+        new_ps + "downlink = ef+topk:ratio=0.01\n");
+  seeds("powersgd", "powersgd:rank=4", "none+identity", {89.9, 90.0, 90.1}, 2e6, 2e6,
+        "shards = 1\naggregation = powersgd\noverlap = off\nencode-threads = 2\nfirst-bucket-mb = 0\n");
+  // A PowerSGD run still going: summary.json says so and metrics.csv has no rows yet.
+  fs::create_directories(root_ / "runs" / "powersgd-running");
+  std::ofstream(root_ / "runs" / "powersgd-running" / "summary.json") << R"({"status": "running", "compressor": "x"})";
+  std::ofstream(root_ / "runs" / "powersgd-running" / "metrics.csv") << "epoch,step\n";
+  int code = 0;
+  const std::string md = claims(&code);
+  ASSERT_EQ(code, 0) << md;
+  for (const char* label : {"| `identity` | 3 |", "| `ef+topk:ratio=0.01` | 3 |",
+                            "| `ef+topk:ratio=0.01 (downlink ef+topk:ratio=0.01)` | 3 |",
+                            "| `powersgd:rank=4 (aggregation powersgd)` | 3 |"}) {
+    EXPECT_NE(md.find(label), std::string::npos) << label << "\n" << md;
+  }
+  EXPECT_NE(md.find("1 unfinished run(s) left out."), std::string::npos) << md;
+  EXPECT_NE(row(md, "top-k 1% + EF ≈").find("**holds**"), std::string::npos) << md;
+  const std::string bidir = row(md, "bidirectional top-k 1% + EF");
+  EXPECT_NE(bidir.find("**does not hold**"), std::string::npos) << md;
+  EXPECT_NE(bidir.find("uplink 8x, total (up + down) 8.0x smaller"), std::string::npos) << md;  // 16 MB vs 2 MB
+  const std::string powersgd = row(md, "PowerSGD rank 4");
+  EXPECT_NE(powersgd.find("`powersgd:rank=4` (aggregation `powersgd`) 90.00 ± 0.10 % (3 seeds)"), std::string::npos)
+      << md;
+  EXPECT_NE(powersgd.find("**holds**"), std::string::npos) << md;
+  EXPECT_NE(row(md, "bidirectional scaled sign").find("n/a (not run: `ef+scaled-sign` (downlink `ef+scaled-sign`))"),
+            std::string::npos)
+      << md;
+}
+
+// --plot draws the per-configuration figure (PNG and SVG) beside the markdown report.
+TEST_F(ClaimsTest, PlotWritesAccuracyAgainstBytesFigure) {
+  if (!have_python()) GTEST_SKIP() << "no " << kPython;
+  if (std::system((std::string(kPython) + " -c 'import matplotlib' 2>/dev/null").c_str()) != 0) {
+    GTEST_SKIP() << "no matplotlib for " << kPython << " (Debian: python3-matplotlib)";
+  }
+  seeds("identity", "identity", "none+identity", {90.0, 90.1, 89.9}, 8e6);
+  seeds("topk", "ef+topk:ratio=0.01", "ef+topk:ratio=0.01,k=0,values=fp32", {89.0, 89.1}, 1e6);
+  int code = 0;
+  const std::string md = claims(&code, "--plot '" + (root_ / "fig").string() + "'");
+  ASSERT_EQ(code, 0) << md;
+  EXPECT_EQ(read(root_ / "fig" / "claims_accuracy_vs_bytes.png").substr(0, 4), "\x89PNG") << md;
+  EXPECT_NE(read(root_ / "fig" / "claims_accuracy_vs_bytes.svg").find("<svg"), std::string::npos) << md;
+}
+
+// experiments/repro/publish.py: the study's report files, the small files of each
+// complete run (no logs), host.json with the machine and build, command.txt, and a
+// README with the partial-run note, the figure and the claims table.
+TEST_F(ClaimsTest, PublishWritesResultsFolder) {
+  if (!have_python()) GTEST_SKIP() << "no " << kPython;
+  seeds("identity", "identity", "none+identity", {90.0, 90.1, 89.9});
+  for (int i = 1; i <= 3; ++i) {
+    const fs::path run = root_ / "runs" / ("identity-" + std::to_string(i));
+    std::ofstream(run / "host.json") << R"({"build": {"git_revision": "abc123", "compiler": "GCC 12"},
+        "host": {"cpu_model": "Test CPU", "logical_cores": 2, "memory_bytes": 4294967296, "os": "Linux"},
+        "torch_version": "1.13.0"})";
+    std::ofstream(run / "log.txt") << "a log\n";
+  }
+  fs::create_directories(root_ / "runs" / "fp16-1");
+  std::ofstream(root_ / "runs" / "fp16-1" / "summary.json") << R"({"status": "running", "compressor": "x"})";
+  fs::create_directories(root_ / "report");
+  int code = 0;
+  std::ofstream(root_ / "report" / "codec_study.md") << claims(&code);
+  ASSERT_EQ(code, 0);
+  std::ofstream(root_ / "report" / "report.md") << "the report\n";
+  std::ofstream(root_ / "report" / "notes.txt") << "not a report file\n";
+  const fs::path dest = root_ / "results";
+  const std::string publish = (kClaims.parent_path() / "publish.py").string();
+  auto run_publish = [&](const std::string& study) {
+    const std::string cmd = std::string(kPython) + " '" + publish + "' --study '" + study + "' --dest '" +
+                            dest.string() + "' --title 'A study' --command 'run it --now' --expected 4 " +
+                            "--wall-clock '12 s on a test' > '" + (root_ / "publish.log").string() + "' 2>&1";
+    const int rc = std::system(cmd.c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+  };
+  ASSERT_EQ(run_publish(root_.string()), 0) << read(root_ / "publish.log");
+  const std::string readme = read(dest / "README.md");
+  EXPECT_NE(readme.find("**Partial: 3 of 4 runs finished**"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("Test CPU, 2 logical cores, 4.0 GiB memory, Linux"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("gradzip abc123 (GCC 12, torch 1.13.0) for 3 runs"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("Wall-clock: 12 s on a test."), std::string::npos) << readme;
+  EXPECT_NE(readme.find("![accuracy against bytes](claims_accuracy_vs_bytes.png)"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("| QSGD 4-bit ≈ baseline"), std::string::npos) << readme;
+  EXPECT_EQ(read(dest / "command.txt"), "run it --now\n");
+  EXPECT_EQ(read(dest / "report.md"), "the report\n");
+  EXPECT_FALSE(fs::exists(dest / "notes.txt"));
+  EXPECT_TRUE(fs::exists(dest / "runs" / "identity-2" / "summary.json"));
+  EXPECT_TRUE(fs::exists(dest / "runs" / "identity-2" / "metrics.csv"));
+  EXPECT_FALSE(fs::exists(dest / "runs" / "identity-2" / "log.txt"));
+  EXPECT_FALSE(fs::exists(dest / "runs" / "fp16-1"));
+  const std::string host = read(dest / "host.json");
+  EXPECT_NE(host.find("\"runs_complete\": 3"), std::string::npos) << host;
+  EXPECT_NE(host.find("\"cpu_model\": \"Test CPU\""), std::string::npos) << host;
+  EXPECT_EQ(run_publish((root_ / "nowhere").string()), 2);
+  EXPECT_NE(read(root_ / "publish.log").find("publish: "), std::string::npos);
 }
 
 TEST_F(ClaimsTest, BadInputIsExitStatus2) {

@@ -102,6 +102,26 @@ TEST_F(PlotsTest, RendersEveryRunFigure) {
   }
 }
 
+// plots/rundir.py legend labels: a PowerSGD run (summary.json "aggregation" powersgd)
+// is named by its aggregation spec, not its "none+identity" compressor, and a
+// compressed downlink is named after the uplink codec.
+TEST_F(PlotsTest, LabelsNamePowerSgdAndCompressedDownlink) {
+  if (python_.empty()) GTEST_SKIP() << "no python3 with matplotlib (Debian: python3-matplotlib)";
+  const fs::path psgd = make_run("psgd", "none+identity", 4000);
+  std::ofstream(psgd / "summary.json") << R"({"status": "complete", "compressor": "none+identity", "workers": 4,
+      "shards": 0, "parameters": 50000, "aggregation": "powersgd", "aggregation_spec": "powersgd:rank=4",
+      "downlink": "dense"})";
+  const fs::path bidir = make_run("bidir", "ef+topk:ratio=0.01,k=0,values=fp32", 4000);
+  std::ofstream(bidir / "summary.json") << R"({"status": "complete", "compressor": "ef+topk:ratio=0.01,k=0",
+      "workers": 4, "shards": 2, "parameters": 50000, "downlink": "none+scaled-sign:bucket=512"})";
+  const fs::path plain = make_run("plain", "none+fp16", 100000);
+  const std::string cmd = python_ + " -c \"import sys; sys.path.insert(0, '" + kPlots.string() +
+                          "'); import rundir; print('|'.join(rundir.label(rundir.Run(p)) for p in sys.argv[1:]))\" '" +
+                          psgd.string() + "' '" + bidir.string() + "' '" + plain.string() + "'";
+  ASSERT_EQ(run_shell(cmd, root_ / "labels.log"), 0) << read(root_ / "labels.log");
+  EXPECT_EQ(read(root_ / "labels.log"), "powersgd:rank=4|ef+topk:ratio=0.01 down scaled-sign:bucket=512|fp16\n");
+}
+
 TEST_F(PlotsTest, RendersBenchmarkBarsAndTable) {
   if (python_.empty()) GTEST_SKIP() << "no python3 with matplotlib (Debian: python3-matplotlib)";
   // Google Benchmark JSON layout: CPU rows (bench/quant: bytes_per_second, size in the

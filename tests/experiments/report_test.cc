@@ -125,6 +125,39 @@ TEST_F(ReportTest, AutomaticTargetIsReachedByEveryRun) {
   EXPECT_NE(report_markdown(h).find("not reached"), std::string::npos);
 }
 
+// A PowerSGD run (--aggregation powersgd) has no shards: it loads under its aggregation
+// spec, its measured numbers are reported, and the parameter-server link model is not
+// applied to it (n/a, no timeline rows). A parameter-server run with 0 shards is an error.
+TEST_F(ReportTest, CollectiveRunsAreNotModeledAsParameterServers) {
+  const fs::path psgd = make_run("psgd", "none+identity", 1000, 0.5, 0.7);
+  std::ofstream(psgd / "summary.json") << R"({"status": "complete", "compressor": "none+identity", "workers": 2,
+      "shards": 0, "parameters": 1000, "aggregation": "powersgd", "aggregation_spec": "powersgd:rank=4",
+      "compute_seconds_per_step": 0.01})";
+  std::vector<RunRecord> runs = {load_run(make_run("dense", "identity", 4100, 0.5, 0.7).string()),
+                                 load_run(psgd.string())};
+  EXPECT_EQ(runs[1].compressor, "powersgd:rank=4");
+  EXPECT_EQ(runs[1].aggregation, "powersgd");
+  EXPECT_EQ(runs[1].shards, 0u);
+  ReportSettings settings;
+  settings.links = {parse_link("custom:bw=8mbit,lat=0")};
+  settings.target_accuracy = 0.6;
+  const ReportTable t = make_report(runs, settings);
+  ASSERT_EQ(t.rows.size(), 2u);
+  EXPECT_TRUE(t.rows[0].modeled);
+  EXPECT_FALSE(t.rows[1].modeled);
+  EXPECT_DOUBLE_EQ(t.rows[1].tta_measured_s, 1.0);
+  EXPECT_DOUBLE_EQ(t.rows[1].up_bytes_per_step, 1450);  // 1000 + 50 + 400
+  EXPECT_FALSE(std::isfinite(t.rows[1].tta_modeled_s[0]));
+  EXPECT_NE(report_markdown(t).find("| psgd | `powersgd:rank=4` | 2 x 0 |"), std::string::npos) << report_markdown(t);
+  EXPECT_NE(report_markdown(t).find(" 1.00 s | n/a | n/a |"), std::string::npos) << report_markdown(t);
+  const std::string tl = report_timelines_csv(runs, settings.links);
+  EXPECT_NE(tl.find("\"dense\""), std::string::npos);
+  EXPECT_EQ(tl.find("\"psgd\""), std::string::npos) << tl;
+
+  std::ofstream(psgd / "summary.json") << R"({"compressor": "identity", "workers": 2, "shards": 0, "parameters": 9})";
+  EXPECT_THROW(load_run(psgd.string()), ReportError);
+}
+
 TEST_F(ReportTest, BadRunDirectoriesAreTypedErrors) {
   auto error_of = [](const fs::path& dir) -> std::string {
     try {

@@ -73,15 +73,21 @@ struct Case {
 
 TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
   const Case cases[] = {
-      // codec study: 10 configurations x 1 seed (quick) or 3 seeds; standard is the default.
-      {"codec_study.sh", "--budget quick --dry-run", 10,
-       {"--device cpu --width 8 --train-subset 2048 --test-subset 1000 --epochs 2"}},
-      {"codec_study.sh", "--dry-run", 30,
+      // codec study: 13 configurations (10 codecs through the parameter server, PowerSGD
+      // rank 4, 2 bidirectional) x 1 seed (quick) or 3 seeds; standard is the default.
+      {"codec_study.sh", "--budget quick --dry-run", 13,
+       {"--device cpu --width 8 --train-subset 2048 --test-subset 1000 --epochs 2",
+        "--torch-threads 1 --shards 1 --aggregation powersgd --compressor powersgd:rank=4 --seed 1 --run-dir ",
+        "/runs/aggregation=powersgd__compressor=powersgd_rank=4__seed=1\n"}},
+      {"codec_study.sh", "--dry-run", 39,
        {"--width 8 --train-subset 0 --test-subset 0 --epochs 2 --warmup-epochs 0 --torch-threads 1",
-        "--compressor ef+topk:ratio=0.01 --seed 3 ", ", 2 at a time"}},
-      {"codec_study.sh", "--budget full --dry-run", 30,
+        "--compressor ef+topk:ratio=0.01 --seed 3 ", ", 2 at a time",
+        "--compressor ef+topk:ratio=0.01 --downlink ef+topk:ratio=0.01 --seed 3 ",
+        "--compressor ef+scaled-sign --downlink ef+scaled-sign --seed 2 ",
+        "/runs/compressor=ef+scaled-sign__downlink=ef+scaled-sign__seed=2\n"}},
+      {"codec_study.sh", "--budget full --dry-run", 39,
        {"--device cuda --width 0 --train-subset 0 --test-subset 0 --epochs 15", ", 8 at a time"}},
-      {"codec_study.sh", "--budget full --device cpu --parallel 3 --dry-run", 30,
+      {"codec_study.sh", "--budget full --device cpu --parallel 3 --dry-run", 39,
        {"--device cpu --width 0", ", 3 at a time"}},
       // quickstart: 6 codecs; standard is quickstart.ini as it is.
       {"quickstart.sh", "--budget quick --dry-run", 6, {"--train-subset 512 --test-subset 500 --epochs 2"}},

@@ -69,6 +69,7 @@ TEST(SweepFile, ErrorsNameTheLine) {
   EXPECT_NE(error_of("[sweep]\nout=a\n[axes]\nRun_Dir = x\n").find("option name"), std::string::npos);
   EXPECT_NE(error_of("[sweep]\nout=a\n[axes]\nrun-dir = x\n").find("set by the sweep"), std::string::npos);
   EXPECT_NE(error_of("[sweep]\nout=a\n[axes]\nseed = 1 2\n[fixed]\nseeds = 3\n").find("both"), std::string::npos);
+  EXPECT_NE(error_of("[sweep]\nout=a\nnames = some\n").find("f:3: names = some must be"), std::string::npos);
   EXPECT_THROW(parse_sweep_file("/no/such/sweep.ini"), SweepError);
 }
 
@@ -93,6 +94,33 @@ TEST(SweepExpand, CrossProductLastAxisFastest) {
   EXPECT_EQ(runs[2].settings[1].second, "ef+qsgd:bits=4");
   EXPECT_EQ(runs[2].name, "compressor=ef+qsgd_bits=4__workers=2");  // single-valued axis not in the name
   EXPECT_EQ(runs[2].dir, (fs::path("out") / runs[2].name).string());
+}
+
+// Two sweeps sharing one out folder that differ only in single-valued axes (what
+// codec_study.sh writes for PowerSGD and the bidirectional runs) get distinct run names
+// with `names = all`, and the usual names without it.
+TEST(SweepExpand, NamesAllKeepsSingleValuedAxesInTheName) {
+  const std::string bidir = "[sweep]\nout = runs\nnames = all\n[axes]\ncodecs = ef+topk:ratio=0.01\n"
+                            "downlink = ef+topk:ratio=0.01\nseeds = 1 2\n";
+  const std::string powersgd = "[sweep]\nout = runs\nnames = all\n[axes]\naggregation = powersgd\n"
+                               "codecs = powersgd:rank=4\nseeds = 1 2\n[fixed]\nshards = 1\n";
+  const auto a = expand_sweep(parse_sweep_text(bidir, "a", ""));
+  const auto b = expand_sweep(parse_sweep_text(powersgd, "b", ""));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(a[1].name, "compressor=ef+topk_ratio=0.01__downlink=ef+topk_ratio=0.01__seed=2");
+  EXPECT_EQ(b[0].name, "aggregation=powersgd__compressor=powersgd_rank=4__seed=1");
+  EXPECT_EQ(b[0].settings.front(), (std::pair<std::string, std::string>{"shards", "1"}));
+  std::set<std::string> names;
+  for (const auto* runs : {&a, &b}) {
+    for (const auto& r : *runs) EXPECT_TRUE(names.insert(r.name).second) << r.name;
+  }
+  // Without `names = all` (or with the default spelled out) only the seed names a run.
+  for (const char* names_line : {"", "names = varying\n"}) {
+    std::string text = bidir;
+    text.replace(text.find("names = all\n"), 12, names_line);
+    EXPECT_EQ(expand_sweep(parse_sweep_text(text, "c", ""))[0].name, "seed=1");
+  }
 }
 
 // Stand-in for `gradzip train`: parses --run-dir and --scratch, marks itself active,

@@ -95,8 +95,11 @@ RunRecord load_run(const std::string& dir) {
   const double workers = json_number(s, "workers", summary_path, true);
   const double shards = json_number(s, "shards", summary_path, true);
   const double params = json_number(s, "parameters", summary_path, true);
-  if (!(workers >= 1) || !(shards >= 1) || !(params >= 1)) {
-    throw ReportError(summary_path + ": workers, shards and parameters must be >= 1");
+  const std::string aggregation = json_string(s, "aggregation");
+  if (!aggregation.empty()) run.aggregation = aggregation;
+  const bool collective = run.aggregation != "ps";
+  if (!(workers >= 1) || !(shards >= (collective ? 0 : 1)) || !(params >= 1)) {
+    throw ReportError(summary_path + ": workers and parameters must be >= 1, shards >= 1 (>= 0 for a collective)");
   }
   run.workers = static_cast<std::uint32_t>(workers);
   run.shards = static_cast<std::uint32_t>(shards);
@@ -172,6 +175,14 @@ RunRecord load_run(const std::string& dir) {
   return run;
 }
 
+std::uint32_t collective_ring_rounds(const std::string& aggregation, std::uint32_t workers) {
+  if (aggregation == "ps") return 0;
+  const std::uint32_t hops = workers > 1 ? workers - 1 : 1;
+  if (aggregation == "allgather") return hops;
+  if (aggregation == "powersgd") return 4 * hops;
+  return 2 * hops;  // ring allreduce: reduce-scatter + allgather
+}
+
 std::vector<RunSegment> run_segments(const RunRecord& run) {
   std::vector<RunSegment> segs;
   MetricRow prev;  // step 0, zero bytes
@@ -184,6 +195,7 @@ std::vector<RunSegment> run_segments(const RunRecord& run) {
     seg.measured_comm_s = std::max(0.0, wall - seg.compute_s);
     seg.test_accuracy = r.test_accuracy;
     seg.mean_step_traffic.num_shards = run.shards;
+    seg.mean_step_traffic.collective_rounds = collective_ring_rounds(run.aggregation, run.workers);
     seg.mean_step_traffic.shard_fraction = run.shard_fraction;
     const double per = steps > 0 ? 1.0 / (steps * run.workers) : 0.0;
     WireBytes up{(r.up.payload_bytes - prev.up.payload_bytes) * per,

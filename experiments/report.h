@@ -5,7 +5,8 @@
 //
 // What is read from a run directory (written by `gradzip train`):
 //   summary.json  object with at least
-//       "compressor" (string), "workers", "shards", "parameters" (numbers),
+//       "compressor" (string), "workers", "shards", "parameters" (numbers; shards 0 when
+//       "aggregation" names a collective),
 //     and, when present, "status" ("complete"), "steps", "seconds",
 //       "compute_seconds_per_step" (measured time of one worker step outside push/pull),
 //       "shard_fraction" (array, share of parameters per shard), "bottleneck" (string),
@@ -53,7 +54,8 @@ struct RunRecord {
   std::string name;        ///< last path component of dir
   std::string compressor;  ///< uplink spec
   std::uint32_t workers = 1;
-  std::uint32_t shards = 1;
+  std::uint32_t shards = 1;  ///< 0 for a collective run (no shards)
+  std::string aggregation = "ps";  ///< summary.json "aggregation": ps, allreduce, allgather, ...
   std::uint64_t parameters = 0;
   std::string status;      ///< "complete" or what summary.json says ("" if absent)
   double compute_seconds_per_step = 0;  ///< 0 when unknown: then seconds minus nothing is used
@@ -70,8 +72,14 @@ RunRecord load_run(const std::string& dir);
 /// 0 with zero bytes) for experiments/link_model.h. Per segment: steps, compute time =
 /// steps * compute_seconds_per_step (or, if unknown, the measured wall time of the
 /// segment), the mean traffic of one step per worker (segment bytes / steps / workers),
-/// and the accuracy at its end.
+/// and the accuracy at its end. A collective run's traffic is modeled as a ring among
+/// the workers (collective_ring_rounds).
 std::vector<RunSegment> run_segments(const RunRecord& run);
+
+/// Sequential latency-bound rounds of one step of `aggregation` on `workers` ranks
+/// (StepTraffic::collective_rounds): ring allreduce (allreduce, homomorphic) 2(R-1),
+/// allgather R-1, powersgd two allreduces 4(R-1); at least 1. 0 for "ps".
+std::uint32_t collective_ring_rounds(const std::string& aggregation, std::uint32_t workers);
 
 /// Settings of make_report.
 struct ReportSettings {

@@ -105,3 +105,52 @@ run_sweep_file() {
   fi
   "$2" sweep --file "$1"
 }
+
+# Studies made of several sweeps ("groups": the link, straggler and scaling studies).
+# run_sweep_group NAME AXES FIXED writes $out/NAME.sweep (base config $study_base, runs
+# under $out/runs/NAME, ${parallel:-1} at a time, $timeout seconds each; AXES and FIXED
+# are `key = value` lines) and runs it with $gz; --dry-run prints its commands only. A
+# group with failed runs does not stop the study: the report shows what finished.
+run_sweep_group() {
+  local file="$out/$1.sweep"
+  cat > "$file" <<SWEEP
+# written by $(basename "$0") --budget $budget
+[sweep]
+base = $study_base
+out = $out/runs/$1
+parallel = ${parallel:-1}
+timeout = $timeout
+[axes]
+$2
+[fixed]
+device = $(training_device)
+$3
+SWEEP
+  if [[ $dry_run -eq 1 ]]; then
+    "$gz" sweep --file "$file" --dry-run
+  else
+    "$gz" sweep --file "$file" || echo "$(basename "$0"): group $1 has failed runs (see $out/runs/$1)" >&2
+  fi
+}
+
+# Writes $out/command.txt (the study's command line) and $out/host.json (the machine:
+# a run's host.json, plus the load average and the time) after a study.
+study_record() {
+  echo "$1" > "$out/command.txt"
+  local first
+  first=$(find "$out/runs" -name host.json -print -quit 2>/dev/null || true)
+  { echo "{\"study\": \"$(basename "$0" .sh)\", \"budget\": \"$budget\", \"loadavg_at_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+    echo " \"nproc\": $(nproc), \"finished\": \"$(date -u +%FT%TZ)\", \"seconds\": $2,"
+    echo " \"run_host\": $(if [[ -n "$first" ]]; then cat "$first"; else echo null; fi)}"; } > "$out/host.json"
+}
+
+# One `gradzip report` per group of $out/runs (run names repeat across groups) into
+# $out/report/<group>/, links $1 (comma-separated), target accuracy $2 (0: automatic).
+study_reports() {
+  local group
+  for group in "$out"/runs/*/; do
+    group=$(basename "$group")
+    "$gz" report --runs "$(run_list "$out/runs/$group")" --out "$out/report/$group" --links "$1" --target "$2" \
+      --plots false > /dev/null || echo "$(basename "$0"): report of group $group failed" >&2
+  done
+}

@@ -125,6 +125,25 @@ TEST_F(ReportTest, AutomaticTargetIsReachedByEveryRun) {
   EXPECT_NE(report_markdown(h).find("not reached"), std::string::npos);
 }
 
+TEST_F(ReportTest, CollectiveRunHasNoShardsAndRingModel) {
+  const fs::path d = make_run("ring", "fp16", 4100, 0.5, 0.7, 4);
+  std::ofstream(d / "summary.json") << R"({"status": "complete", "compressor": "fp16", "workers": 4, "shards": 0,
+      "aggregation": "allreduce", "parameters": 1000, "compute_seconds_per_step": 0.01})";
+  const RunRecord run = load_run(d.string());
+  EXPECT_EQ(run.aggregation, "allreduce");
+  EXPECT_EQ(run.shards, 0u);
+  const auto segs = run_segments(run);
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].mean_step_traffic.collective_rounds, 6u);  // 2 (R - 1), R = 4
+  // A parameter-server run still needs a shard.
+  std::ofstream(d / "summary.json") << R"({"compressor": "fp16", "workers": 4, "shards": 0, "parameters": 1000})";
+  EXPECT_THROW(load_run(d.string()), ReportError);
+  EXPECT_EQ(collective_ring_rounds("ps", 4), 0u);
+  EXPECT_EQ(collective_ring_rounds("allgather", 4), 3u);
+  EXPECT_EQ(collective_ring_rounds("powersgd", 4), 12u);
+  EXPECT_EQ(collective_ring_rounds("allreduce", 1), 2u);
+}
+
 TEST_F(ReportTest, BadRunDirectoriesAreTypedErrors) {
   auto error_of = [](const fs::path& dir) -> std::string {
     try {

@@ -107,6 +107,8 @@ RunRecord load_run(const std::string& dir) {
   run.status = json_string(s, "status");
   const double cps = json_number(s, "compute_seconds_per_step", summary_path, false);
   run.compute_seconds_per_step = std::isfinite(cps) && cps > 0 ? cps : 0;
+  const double sps = json_number(s, "step_seconds", summary_path, false);
+  run.step_seconds = std::isfinite(sps) && sps > 0 ? sps : 0;
   run.bottleneck = json_string(s, "bottleneck");
   if (s.contains("shard_fraction") && s["shard_fraction"].is_array()) {
     for (const auto& f : s["shard_fraction"]) {
@@ -185,13 +187,19 @@ std::uint32_t collective_ring_rounds(const std::string& aggregation, std::uint32
 
 std::vector<RunSegment> run_segments(const RunRecord& run) {
   std::vector<RunSegment> segs;
+  // Measured time outside the training steps (evaluations), spread over the segments.
+  double outside_steps_s = 0;
+  if (run.step_seconds > 0 && run.compute_seconds_per_step > 0 && !run.rows.empty()) {
+    const MetricRow& last = run.rows.back();
+    outside_steps_s = std::max(0.0, last.seconds - last.step * run.step_seconds) / static_cast<double>(run.rows.size());
+  }
   MetricRow prev;  // step 0, zero bytes
   for (const auto& r : run.rows) {
     RunSegment seg;
     const double steps = r.step - prev.step;
     seg.steps = static_cast<std::uint64_t>(std::max(0.0, steps));
     const double wall = r.seconds - prev.seconds;
-    seg.compute_s = run.compute_seconds_per_step > 0 ? steps * run.compute_seconds_per_step : wall;
+    seg.compute_s = run.compute_seconds_per_step > 0 ? steps * run.compute_seconds_per_step + outside_steps_s : wall;
     seg.measured_comm_s = std::max(0.0, wall - seg.compute_s);
     seg.test_accuracy = r.test_accuracy;
     seg.mean_step_traffic.num_shards = run.shards;

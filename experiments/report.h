@@ -9,6 +9,7 @@
 //       "aggregation" names a collective),
 //     and, when present, "status" ("complete"), "steps", "seconds",
 //       "compute_seconds_per_step" (measured time of one worker step outside push/pull),
+//       "step_seconds" (measured time of one training step, evaluations excluded),
 //       "shard_fraction" (array, share of parameters per shard), "bottleneck" (string),
 //       "stages" (object stage -> seconds), "final_test_accuracy".
 //   metrics.csv   one row per evaluation, header line with column names; used columns:
@@ -59,6 +60,9 @@ struct RunRecord {
   std::uint64_t parameters = 0;
   std::string status;      ///< "complete" or what summary.json says ("" if absent)
   double compute_seconds_per_step = 0;  ///< 0 when unknown: then seconds minus nothing is used
+  /// Measured wall time of one training step of worker 0 (summary "step_seconds"; its
+  /// training loop only, evaluations excluded); 0 when unknown.
+  double step_seconds = 0;
   std::vector<double> shard_fraction;   ///< empty: uniform
   std::string bottleneck;
   std::map<std::string, double> stages;  ///< stage -> seconds
@@ -71,8 +75,10 @@ RunRecord load_run(const std::string& dir);
 /// Cuts a run into segments between consecutive metric rows (the first starts at step
 /// 0 with zero bytes) for experiments/link_model.h. Per segment: steps, compute time =
 /// steps * compute_seconds_per_step (or, if unknown, the measured wall time of the
-/// segment), the mean traffic of one step per worker (segment bytes / steps / workers),
-/// and the accuracy at its end. A collective run's traffic is modeled as a ring among
+/// segment) plus, when step_seconds is known, an equal share of the run's measured time
+/// outside its training steps (evaluations: last seconds - steps * step_seconds, which no
+/// link changes), the mean traffic of one step per worker (segment bytes / steps /
+/// workers), and the accuracy at its end. A collective run's traffic is modeled as a ring among
 /// the workers (collective_ring_rounds).
 std::vector<RunSegment> run_segments(const RunRecord& run);
 

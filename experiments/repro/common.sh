@@ -151,6 +151,6 @@ study_reports() {
   for group in "$out"/runs/*/; do
     group=$(basename "$group")
     "$gz" report --runs "$(run_list "$out/runs/$group")" --out "$out/report/$group" --links "$1" --target "$2" \
-      --plots false > /dev/null || echo "$(basename "$0"): report of group $group failed" >&2
+      --plots=false > /dev/null || echo "$(basename "$0"): report of group $group failed" >&2
   done
 }

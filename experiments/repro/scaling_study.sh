@@ -38,7 +38,8 @@ epochs = 1
 compressor = identity
 $sizes"
   run_sweep_group "w$n-ps" "shards = $shards" "$fixed"
-  run_sweep_group "w$n-allreduce" "aggregation = allreduce" "$fixed"
+  run_sweep_group "w$n-allreduce" "aggregation = allreduce" "shards = 1
+$fixed"
 done
 [[ $dry_run -eq 1 ]] && exit 0
 study_reports "$link" 0

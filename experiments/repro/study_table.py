@@ -94,8 +94,16 @@ class Run:
         modeled = self.timeline[-1][2] / steps if self.timeline and steps > 0 else NAN
         return measured, modeled
 
+    def comm_per_step(self):
+        """(measured, modeled) seconds per step outside the measured compute of worker 0."""
+        measured, modeled = self.step_seconds()
+        compute = number(self.summary.get("compute_seconds_per_step"))
+        return measured - compute, modeled - compute
+
     def bytes_per_step(self):
         worker_steps = number(self.summary.get("steps")) * number(self.summary.get("workers"))
+        if not self.metrics:
+            return NAN
         last = self.metrics[-1]
         total = sum(number(last.get(f"{d}_{k}_bytes", 0)) for d in ("up", "down")
                     for k in ("payload", "framing", "tcpip"))
@@ -153,17 +161,19 @@ def save(fig, study, name):
 
 
 def config_label(run):
-    agg = run.summary.get("aggregation", "ps")
-    codec = run.summary.get("compressor", "").replace("none+", "")
-    down = run.summary.get("downlink", "dense")
-    label = f"{agg} {codec}" + (f" down {down.replace('none+', '')}" if down != "dense" else "")
-    return label + ("" if run.get("overlap", "on") == "on" else " (no overlap)")
+    agg = run.get("aggregation", "ps")
+    codec = {"identity": "fp32"}.get(run.get("compressor"), run.get("compressor"))
+    down = run.get("downlink", "dense")
+    label = f"{agg} {codec}" + (f" down {down}" if down != "dense" else "")
+    label += "" if run.get("overlap", "on") == "on" else " (no overlap)"
+    return label + ("" if run.summary.get("status") == "complete" else f" [{run.summary.get('status')}]")
 
 
 def link_study(study, runs):
     target = 0.80
     header = ["link", "configuration", "overlap", "final acc", "bytes/worker/step", "TTA measured s",
-              "TTA modeled s", "model error %", "speed-up vs fp32 PS", "speed-up vs fp16 allreduce"]
+              "TTA modeled s", "model error %", "speed-up vs fp32 PS", "speed-up vs fp16 allreduce",
+              "step s measured", "compute s/step", "non-compute s/step measured", "comm s/step modeled"]
     by_link = {}
     for r in runs:
         by_link.setdefault(r.link, []).append(r)
@@ -176,10 +186,14 @@ def link_study(study, runs):
         ar16 = base(lambda r: r.group == "allreduce-fp16" and r.get("overlap") == "on")
         for r in sorted(group, key=lambda r: r.tta(target)[0] if not math.isnan(r.tta(target)[0]) else 1e9):
             measured, modeled = r.tta(target)
+            step = r.step_seconds()[0]
+            comm = r.comm_per_step()
             rows.append([link_label(link), config_label(r), r.get("overlap", "on"), fmt(r.final_accuracy() * 100, "{:.1f}%"),
                          fmt(r.bytes_per_step() / 1e3, "{:.1f} kB"), fmt(measured), fmt(modeled),
                          fmt(pct_error(measured, modeled), "{:+.1f}"), fmt(fp32 / measured, "{:.2f}x"),
-                         fmt(ar16 / measured, "{:.2f}x")])
+                         fmt(ar16 / measured, "{:.2f}x"), fmt(step, "{:.3f}"),
+                         fmt(number(r.summary.get("compute_seconds_per_step")), "{:.3f}"), fmt(comm[0], "{:.3f}"),
+                         fmt(comm[1], "{:.3f}")])
     write_tables(study, header, rows,
                  f"Link study: time to {target:.0%} test accuracy (measured wall clock, evaluations "
                  "included; modeled = measured compute + link model's communication, no overlap).")
@@ -200,7 +214,7 @@ def link_study(study, runs):
 def straggler_label(run):
     mode = run.get("mode", "sync")
     slack = f" slack {run.get('slack')}" if mode == "ssp" else ""
-    return f"{mode}{slack} {run.summary.get('compressor', '').replace('none+', '')}"
+    return f"{mode}{slack} {run.get('compressor')}"
 
 
 def straggler_study(study, runs):

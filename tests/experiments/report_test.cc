@@ -125,6 +125,20 @@ TEST_F(ReportTest, AutomaticTargetIsReachedByEveryRun) {
   EXPECT_NE(report_markdown(h).find("not reached"), std::string::npos);
 }
 
+TEST_F(ReportTest, EvaluationTimeJoinsEverySegmentsMeasuredPart) {
+  // Rows at steps 10 and 20, 1.0 s in all; step_seconds 0.02 -> 20 * 0.02 = 0.4 s of
+  // training, 0.6 s outside the steps (evaluations): 0.3 s per segment, added to the
+  // segment's 10 * 0.01 s of compute.
+  const fs::path d = make_run("evals", "identity", 4100, 0.5, 0.7);
+  std::ofstream(d / "summary.json") << R"({"status": "complete", "compressor": "identity", "workers": 2, "shards": 1,
+      "parameters": 1000, "compute_seconds_per_step": 0.01, "step_seconds": 0.02})";
+  const auto segs = run_segments(load_run(d.string()));
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_NEAR(segs[0].compute_s, 0.4, 1e-12);
+  EXPECT_NEAR(segs[1].compute_s, 0.4, 1e-12);
+  EXPECT_NEAR(measured_timeline(segs).back(), 1.0, 1e-12);
+}
+
 TEST_F(ReportTest, CollectiveRunHasNoShardsAndRingModel) {
   const fs::path d = make_run("ring", "fp16", 4100, 0.5, 0.7, 4);
   std::ofstream(d / "summary.json") << R"({"status": "complete", "compressor": "fp16", "workers": 4, "shards": 0,

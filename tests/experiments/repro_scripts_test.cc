@@ -88,17 +88,18 @@ TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
       {"quickstart.sh", "--budget standard --dry-run", 6, {"--device cpu --compressor"}, {"--train-subset"}},
       {"quickstart.sh", "--budget full --dry-run", 6, {"--device cuda --width 0 --train-subset 0"}},
       // link study (a dry run needs no root): 100 Mbit/s x 3 configurations (quick), then
-      // 2 links x 9: fp32/fp16/QSGD PS, top-k PS and fp16 allreduce with and without
-      // overlap, allgather, homomorphic.
+      // 2 links x 10: fp32/fp16/QSGD/top-k 10% PS, top-k 1% PS and fp16 allreduce with
+      // and without overlap, allgather, homomorphic.
       {"link_study.sh", "--budget quick --dry-run", 3,
-       {"--aggregation allreduce --compressor fp16 --train-subset 1024 --epochs 2 --link custom:bw=100mbit,lat=50us "
-        "--overlap on"},
+       {"--aggregation allreduce --shards 1 --encode-threads 1 --compressor fp16 --train-subset 1024 --epochs 2 "
+        "--link custom:bw=100mbit,lat=50us --overlap on"},
        {"1gbit"}},
-      {"link_study.sh", "--dry-run", 18,
-       {"--aggregation allreduce --compressor fp16 --link custom:bw=1gbit,lat=50us --overlap off",
+      {"link_study.sh", "--dry-run", 20,
+       {"--aggregation allreduce --shards 1 --encode-threads 1 --compressor fp16 --link custom:bw=1gbit,lat=50us --overlap off",
         "--compressor ef+topk:ratio=0.01 --downlink ef+topk:ratio=0.01 --link custom:bw=100mbit,lat=50us --overlap off",
-        "--aggregation homomorphic --compressor ef+thc", "--aggregation allgather --compressor ef+topk:ratio=0.01"}},
-      {"link_study.sh", "--budget full --dry-run", 18, {"--device cuda --compressor identity --width 32 --train-subset 0"}},
+        "--aggregation homomorphic --shards 1 --encode-threads 1 --compressor ef+thc",
+        "--aggregation allgather --shards 1 --encode-threads 1 --compressor ef+topk:ratio=0.01"}},
+      {"link_study.sh", "--budget full --dry-run", 20, {"--device cuda --compressor identity --width 32 --train-subset 0"}},
       // straggler study: sync and async (quick), then sync, async, SSP slack 2 and 8 x
       // fp32 and top-k, worker 3 four times slower on 1 Gbit/s.
       {"straggler_study.sh", "--budget quick --dry-run", 2, {"--mode async --link custom:bw=1gbit,lat=50us --straggler 3:4"}},
@@ -108,7 +109,8 @@ TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
       {"scaling_study.sh", "--budget quick --dry-run", 4, {"--workers 2 --train-subset 1280 --epochs 1"}},
       {"scaling_study.sh", "--dry-run", 16,
        {"--workers 8 --train-subset 10240 --epochs 1 --compressor identity --shards 4",
-        "--workers 1 --train-subset 1280 --epochs 1 --compressor identity --aggregation allreduce"}},
+        "--shards 1 --link custom:bw=100mbit,lat=50us --workers 1 --train-subset 1280 --epochs 1 --compressor identity "
+        "--aggregation allreduce"}},
   };
   for (const Case& c : cases) {
     const Result r = script(c.script, c.args);

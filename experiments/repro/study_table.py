@@ -170,33 +170,36 @@ def config_label(run):
 
 
 def link_study(study, runs):
-    target = 0.80
-    header = ["link", "configuration", "overlap", "final acc", "bytes/worker/step", "TTA measured s",
+    targets = (0.80, 0.70)  # 80%: what fp32 reaches in this budget; 70%: what most compressed runs reach
+    header = ["target", "link", "configuration", "overlap", "final acc", "bytes/worker/step", "TTA measured s",
               "TTA modeled s", "model error %", "speed-up vs fp32 PS", "speed-up vs fp16 allreduce",
               "step s measured", "compute s/step", "non-compute s/step measured", "comm s/step modeled"]
     by_link = {}
     for r in runs:
         by_link.setdefault(r.link, []).append(r)
     rows = []
-    for link, group in by_link.items():
-        def base(pred):
-            hit = [r for r in group if pred(r)]
-            return hit[0].tta(target)[0] if hit else NAN
-        fp32 = base(lambda r: r.group == "ps-fp32")
-        ar16 = base(lambda r: r.group == "allreduce-fp16" and r.get("overlap") == "on")
-        for r in sorted(group, key=lambda r: r.tta(target)[0] if not math.isnan(r.tta(target)[0]) else 1e9):
-            measured, modeled = r.tta(target)
-            step = r.step_seconds()[0]
-            comm = r.comm_per_step()
-            rows.append([link_label(link), config_label(r), r.get("overlap", "on"), fmt(r.final_accuracy() * 100, "{:.1f}%"),
-                         fmt(r.bytes_per_step() / 1e3, "{:.1f} kB"), fmt(measured), fmt(modeled),
-                         fmt(pct_error(measured, modeled), "{:+.1f}"), fmt(fp32 / measured, "{:.2f}x"),
-                         fmt(ar16 / measured, "{:.2f}x"), fmt(step, "{:.3f}"),
-                         fmt(number(r.summary.get("compute_seconds_per_step")), "{:.3f}"), fmt(comm[0], "{:.3f}"),
-                         fmt(comm[1], "{:.3f}")])
+    for target in targets:
+        for link, group in by_link.items():
+            def base(pred):
+                hit = [r for r in group if pred(r)]
+                return hit[0].tta(target)[0] if hit else NAN
+            fp32 = base(lambda r: r.group == "ps-fp32")
+            ar16 = base(lambda r: r.group == "allreduce-fp16" and r.get("overlap") == "on")
+            for r in sorted(group, key=lambda r: r.tta(target)[0] if not math.isnan(r.tta(target)[0]) else 1e9):
+                measured, modeled = r.tta(target)
+                step = r.step_seconds()[0]
+                comm = r.comm_per_step()
+                rows.append([f"{target:.0%}", link_label(link), config_label(r), r.get("overlap", "on"),
+                             fmt(r.final_accuracy() * 100, "{:.1f}%"), fmt(r.bytes_per_step() / 1e3, "{:.1f} kB"),
+                             fmt(measured), fmt(modeled), fmt(pct_error(measured, modeled), "{:+.1f}"),
+                             fmt(fp32 / measured, "{:.2f}x"), fmt(ar16 / measured, "{:.2f}x"), fmt(step, "{:.3f}"),
+                             fmt(number(r.summary.get("compute_seconds_per_step")), "{:.3f}"), fmt(comm[0], "{:.3f}"),
+                             fmt(comm[1], "{:.3f}")])
     write_tables(study, header, rows,
-                 f"Link study: time to {target:.0%} test accuracy (measured wall clock, evaluations "
-                 "included; modeled = measured compute + link model's communication, no overlap).")
+                 "Link study: time to 80% and to 70% test accuracy (measured wall clock since the start of "
+                 "training, evaluations included; modeled = worker 0's measured compute + measured evaluation "
+                 "time + the link model's communication, not overlapped). n/a: target not reached.")
+    target = targets[0]
     plt = plt_module()
     fig, axes = plt.subplots(1, len(by_link), figsize=(6.5 * len(by_link), 4.5), squeeze=False)
     for ax, (link, group) in zip(axes[0], by_link.items()):

@@ -88,11 +88,14 @@ class Run:
         return NAN, NAN
 
     def step_seconds(self):
-        """(measured, modeled) seconds of one training step, evaluations excluded."""
+        """(measured, modeled) seconds of one training step, evaluations excluded (gradzip report
+        adds the measured time outside the steps to the modeled timeline; taken out again here)."""
         steps = number(self.summary.get("steps"))
         measured = number(self.summary.get("step_seconds"))
-        modeled = self.timeline[-1][2] / steps if self.timeline and steps > 0 else NAN
-        return measured, modeled
+        if not self.timeline or not steps > 0:
+            return measured, NAN
+        outside = max(0.0, self.timeline[-1][1] - steps * measured) if measured > 0 else 0.0
+        return measured, (self.timeline[-1][2] - outside) / steps
 
     def comm_per_step(self):
         """(measured, modeled) seconds per step outside the measured compute of worker 0."""

@@ -133,24 +133,31 @@ SWEEP
   fi
 }
 
-# Writes $out/command.txt (the study's command line) and $out/host.json (the machine:
-# a run's host.json, plus the load average and the time) after a study.
-study_record() {
-  echo "$1" > "$out/command.txt"
-  local first
-  first=$(find "$out/runs" -name host.json -print -quit 2>/dev/null || true)
-  { echo "{\"study\": \"$(basename "$0" .sh)\", \"budget\": \"$budget\", \"loadavg_at_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
-    echo " \"nproc\": $(nproc), \"finished\": \"$(date -u +%FT%TZ)\", \"seconds\": $2,"
-    echo " \"run_host\": $(if [[ -n "$first" ]]; then cat "$first"; else echo null; fi)}"; } > "$out/host.json"
-}
+# The sizes of every multi-group study at the full budget: the CNN at width 32 on all
+# 60k training and 10k test images, 3 epochs (for a GPU host).
+study_full_sizes="width = 32
+train-subset = 0
+test-subset = 0
+epochs = 3"
 
-# One `gradzip report` per group of $out/runs (run names repeat across groups) into
-# $out/report/<group>/, links $1 (comma-separated), target accuracy $2 (0: automatic).
-study_reports() {
-  local group
+# After a study's groups: one `gradzip report` per group of $out/runs (run names repeat
+# across groups) into $out/report/<group>/ with links $2 (comma-separated) and target
+# accuracy $3 (0: automatic); $out/command.txt (the command line, $4) and $out/host.json
+# (a run's host.json, the load average, the study's seconds since $start); then
+# study_table.py $1 writes $out/report.md, report.csv and the figures. A --dry-run exits.
+study_finish() {
+  [[ $dry_run -eq 1 ]] && exit 0
+  local group first
   for group in "$out"/runs/*/; do
     group=$(basename "$group")
-    "$gz" report --runs "$(run_list "$out/runs/$group")" --out "$out/report/$group" --links "$1" --target "$2" \
+    "$gz" report --runs "$(run_list "$out/runs/$group")" --out "$out/report/$group" --links "$2" --target "$3" \
       --plots=false > /dev/null || echo "$(basename "$0"): report of group $group failed" >&2
   done
+  echo "$4" > "$out/command.txt"
+  first=$(find "$out/runs" -name host.json -print -quit 2>/dev/null || true)
+  { echo "{\"study\": \"$(basename "$0" .sh)\", \"budget\": \"$budget\", \"loadavg_at_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+    echo " \"nproc\": $(nproc), \"finished\": \"$(date -u +%FT%TZ)\", \"seconds\": $(( $(date +%s) - start )),"
+    echo " \"run_host\": $(if [[ -n "$first" ]]; then cat "$first"; else echo null; fi)}"; } > "$out/host.json"
+  "$(find_python)" "$repro_dir/study_table.py" "$1" "$out"
+  echo "$(basename "$0" .sh) ($budget budget): $(( $(date +%s) - start )) s; $out/report.md"
 }

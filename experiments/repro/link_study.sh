@@ -31,10 +31,7 @@ case "$budget" in
   quick)    links="custom:bw=100mbit,lat=50us"; overlaps="on"; target=0; sizes="train-subset = 1024
 epochs = 2"; timeout=600 ;;
   standard) sizes=""; timeout=900 ;;
-  full)     links="custom:bw=1gbit,lat=50us custom:bw=10gbit,lat=50us"; sizes="width = 32
-train-subset = 0
-test-subset = 0
-epochs = 3"; timeout=3600 ;;
+  full)     links="custom:bw=1gbit,lat=50us custom:bw=10gbit,lat=50us"; sizes=$study_full_sizes; timeout=3600 ;;
 esac
 gz=$(find_gradzip)
 study_base=$repo/experiments/configs/link-study.ini
@@ -72,8 +69,4 @@ $sizes"
 downlink = ef+topk:ratio=0.1
 $sizes"
 fi
-[[ $dry_run -eq 1 ]] && exit 0
-study_reports "${links// /,}" "$target"
-study_record "$0 $*" $(( $(date +%s) - start ))
-"$(find_python)" "$repro_dir/study_table.py" link "$out"
-echo "link study ($budget budget): $(( $(date +%s) - start )) s; $out/report.md"
+study_finish link "${links// /,}" "$target" "$0 $*"

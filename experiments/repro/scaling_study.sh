@@ -41,8 +41,4 @@ $sizes"
   run_sweep_group "w$n-allreduce" "aggregation = allreduce" "shards = 1
 $fixed"
 done
-[[ $dry_run -eq 1 ]] && exit 0
-study_reports "$link" 0
-study_record "$0 $*" $(( $(date +%s) - start ))
-"$(find_python)" "$repro_dir/study_table.py" scaling "$out"
-echo "scaling study ($budget budget): $(( $(date +%s) - start )) s; $out/report.md"
+study_finish scaling "$link" 0 "$0 $*"

@@ -21,10 +21,7 @@ case "$budget" in
   quick)    codecs="identity"; target=0; sizes="train-subset = 1024
 epochs = 2"; timeout=600 ;;
   standard) sizes=""; timeout=900 ;;
-  full)     sizes="width = 32
-train-subset = 0
-test-subset = 0
-epochs = 3"; timeout=3600 ;;
+  full)     sizes=$study_full_sizes; timeout=3600 ;;
 esac
 gz=$(find_gradzip)
 study_base=$repo/experiments/configs/link-study.ini
@@ -41,8 +38,4 @@ if [[ $budget != quick ]]; then
 codecs = $codecs" "mode = ssp
 $fixed"
 fi
-[[ $dry_run -eq 1 ]] && exit 0
-study_reports "$link" "$target"
-study_record "$0 $*" $(( $(date +%s) - start ))
-"$(find_python)" "$repro_dir/study_table.py" straggler "$out"
-echo "straggler study ($budget budget): $(( $(date +%s) - start )) s; $out/report.md"
+study_finish straggler "$link" "$target" "$0 $*"

@@ -244,12 +244,12 @@ def straggler_study(study, runs):
                  "sync pushes have none). n/a: not reached, or the run failed.")
     plt = plt_module()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.5))
-    for r in runs:
+    for i, r in enumerate(runs):  # one colour per run in both panels
         pts = [(s, a) for s, a in r.accuracies() if not math.isnan(a)]
-        a1.plot([p[0] for p in pts], [p[1] * 100 for p in pts], marker="o", label=straggler_label(r))
+        a1.plot([p[0] for p in pts], [p[1] * 100 for p in pts], marker="o", color=f"C{i}", label=straggler_label(r))
         hist = r.staleness_histogram()
         if hist:
-            a2.plot(sorted(hist), [hist[k] for k in sorted(hist)], marker=".", label=straggler_label(r))
+            a2.plot(sorted(hist), [hist[k] for k in sorted(hist)], marker=".", color=f"C{i}", label=straggler_label(r))
     a1.set_xlabel("wall-clock seconds")
     a1.set_ylabel("test accuracy %")
     a1.legend(fontsize=7)

@@ -140,7 +140,22 @@ def pct_error(measured, modeled):
     return (modeled - measured) / measured * 100 if measured > 0 and not math.isnan(modeled) else NAN
 
 
+def machine_note(study):
+    """One line about the machine from STUDY_DIR/host.json (written by study_finish), or ''."""
+    try:
+        h = json.loads((study / "host.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    host = (h.get("run_host") or {}).get("host", {})
+    return (f"Machine: {host.get('cpu_model', '?')}, {host.get('logical_cores', h.get('nproc', '?'))} cores, "
+            f"load average {h.get('loadavg_at_end', '?')} when the study ended (other work shared the cores: "
+            f"every time here is from a loaded machine, one seed); the last pass of the study took "
+            f"{h.get('seconds', '?')} s (budget {h.get('budget', '?')}).")
+
+
 def write_tables(study, header, rows, preamble):
+    note = machine_note(study)
+    preamble = preamble + ("\n\n" + note if note else "")
     with open(study / "report.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)

@@ -152,4 +152,40 @@ TEST_F(ReproScripts, BadBudgetOrOptionIsExitStatus2) {
   EXPECT_EQ(script("codec_study.sh", "--parallel 0 --dry-run").code, 2);
 }
 
+// The committed study results are what experiments/repro/study_table.py computes from the
+// committed run directories and per-group reports: rebuilding each table from a copy gives
+// the same report.md, and a row for every run.
+TEST_F(ReproScripts, StudyTablesRebuildFromCommittedResults) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 has no matplotlib";
+  }
+  const fs::path results = fs::path(GRADZIP_SOURCE_DIR) / "experiments" / "results";
+  for (const std::string study : {"link", "straggler", "scaling"}) {
+    const fs::path committed = results / (study + "_study");
+    ASSERT_TRUE(fs::exists(committed / "report.md")) << committed;
+    const fs::path copy = root_ / (study + "_study");
+    fs::copy(committed, copy, fs::copy_options::recursive);
+    fs::remove(copy / "report.md");
+    const std::string cmd = "/usr/bin/python3 '" + (kRepro / "study_table.py").string() + "' " + study + " '" +
+                            copy.string() + "' > /dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto text = [](const fs::path& f) {
+      std::ifstream in(f);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    EXPECT_EQ(text(copy / "report.md"), text(committed / "report.md")) << study;
+    int runs = 0;
+    for (const auto& group : fs::directory_iterator(copy / "runs")) {
+      for (const auto& run : fs::directory_iterator(group.path())) runs += fs::exists(run.path() / "summary.json");
+    }
+    std::ifstream csv(copy / "report.csv");
+    int rows = -1;  // header
+    for (std::string line; std::getline(csv, line);) ++rows;
+    EXPECT_EQ(rows % runs, 0) << study << ": " << rows << " rows for " << runs << " runs";
+    EXPECT_GE(rows, runs) << study;
+  }
+}
+
 }  // namespace

@@ -18,7 +18,7 @@
 #             10 Gbit/s, --device cuda (for a GPU host with root; not yet run on one).
 # The collective groups encode on one thread: with --overlap on and 2 encode threads the
 # ranks can enqueue their bucket collectives in different orders, and Gloo aborts on the
-# size mismatch (seen at step ~97 of the fp16 allreduce; README "Studies: results").
+# size mismatch (seen at step ~97 of the fp16 allreduce; README "Study results").
 # Runs go one at a time unless --parallel says otherwise: parallel runs would share the
 # CPU and distort the measured times.
 # Usage: sudo experiments/repro/link_study.sh [--budget quick|standard|full] [--device D]

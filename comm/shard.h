@@ -120,6 +120,7 @@ struct ShardStats {
   std::uint64_t workers_declared_dead = 0;
   std::uint64_t rejoins = 0;                ///< hellos that took back a rank declared dead
   std::uint64_t staleness_count = 0, staleness_sum = 0, staleness_max = 0;
+  std::map<std::uint64_t, std::uint64_t> staleness_histogram;  ///< staleness -> pushes (async/ssp)
   std::uint64_t checkpoints_written = 0;
   double apply_seconds = 0.0;               ///< time in aggregation + optimizer + downlink encode
   /// One JSON object (for the run directory's metrics).

@@ -24,7 +24,10 @@ std::string ShardStats::to_json() const {
   j["timeout_completions"] = timeout_completions;
   j["workers_declared_dead"] = workers_declared_dead;
   j["rejoins"] = rejoins;
-  j["staleness"] = {{"count", staleness_count}, {"sum", staleness_sum}, {"max", staleness_max}};
+  auto histogram = nlohmann::json::object();  // keys: staleness as text (JSON object keys are strings)
+  for (const auto& [staleness, pushes] : staleness_histogram) histogram[std::to_string(staleness)] = pushes;
+  j["staleness"] = {
+      {"count", staleness_count}, {"sum", staleness_sum}, {"max", staleness_max}, {"histogram", histogram}};
   j["checkpoints_written"] = checkpoints_written;
   j["apply_seconds"] = apply_seconds;
   return j.dump();
@@ -57,6 +60,7 @@ void Shard::record_staleness(std::uint64_t staleness) {
   ++stats_.staleness_count;
   stats_.staleness_sum += staleness;
   stats_.staleness_max = std::max(stats_.staleness_max, staleness);
+  ++stats_.staleness_histogram[staleness];
 }
 
 void Shard::add_apply_time(Clock::time_point since) {

@@ -127,6 +127,19 @@ PortLoads port_loads(const std::vector<WireBytes>& dir, const std::vector<double
   return loads;
 }
 
+// Collective step: each worker's port carries its sent and received bytes at once (full
+// duplex, hose model), after `collective_rounds` latency-bound rounds.
+CommTime collective_step_time(const LinkProfile& link, const StepTraffic& traffic, double seconds_per_byte) {
+  double port = 0;
+  for (std::size_t w = 0; w < traffic.up.size(); ++w) {
+    port = std::max({port, traffic.up[w].on(link), traffic.down[w].on(link)});
+  }
+  CommTime t;
+  t.up_s = traffic.collective_rounds * link.latency_s + port * seconds_per_byte;
+  t.total_s = t.up_s;
+  return t;
+}
+
 }  // namespace
 
 const std::vector<LinkProfile>& builtin_link_profiles() {
@@ -230,6 +243,8 @@ CommTime modeled_step_time(const LinkProfile& link, const StepTraffic& traffic) 
     throw LinkModelError("step traffic: " + std::to_string(traffic.up.size()) + " uplink entries but " +
                          std::to_string(traffic.down.size()) + " downlink entries");
   }
+  const double seconds_per_byte = link.frame_overhead_factor / link.bandwidth_bytes_per_s;
+  if (traffic.collective_rounds > 0) return collective_step_time(link, traffic, seconds_per_byte);
   std::vector<double> fractions = traffic.shard_fraction;
   if (fractions.empty()) {
     if (traffic.num_shards == 0) throw LinkModelError("step traffic: zero shards");
@@ -242,7 +257,6 @@ CommTime modeled_step_time(const LinkProfile& link, const StepTraffic& traffic) 
   }
   if (std::fabs(sum - 1.0) > 1e-6) throw LinkModelError("step traffic: shard fractions sum to " + std::to_string(sum));
 
-  const double seconds_per_byte = link.frame_overhead_factor / link.bandwidth_bytes_per_s;
   const PortLoads up = port_loads(traffic.up, fractions, link);
   const PortLoads down = port_loads(traffic.down, fractions, link);
   CommTime t;

@@ -102,6 +102,11 @@ struct StepTraffic {
   /// `num_shards` equal shares.
   std::vector<double> shard_fraction;
   std::uint32_t num_shards = 1;
+  /// > 0: a collective among the workers (--aggregation allreduce|allgather|...), no
+  /// shards: up[w] is what worker w sends to its peers, down[w] what it receives, both at
+  /// once through its full-duplex port, after this many sequential latency-bound rounds
+  /// (ring allreduce: 2(R-1); allgather: R-1). See modeled_step_time.
+  std::uint32_t collective_rounds = 0;
 };
 
 /// Modeled time of one step and where it is limited.
@@ -113,7 +118,10 @@ struct CommTime {
   bool down_shard_bound = false;  ///< downlink limited by a shard port
 };
 
-/// T_step of the header formula. Throws LinkModelError on inconsistent input
+/// T_step of the header formula; for a collective step (collective_rounds > 0) the ring's
+/// hose-model time instead: every worker sends and receives at once, so
+///   T_step = rounds * L + max_w max(up[w], down[w]) * k / B   (reported as up_s; down_s = 0).
+/// Throws LinkModelError on inconsistent input
 /// (up/down sizes differ, no workers, fractions negative or not summing to 1 within 1e-6,
 /// non-positive bandwidth).
 CommTime modeled_step_time(const LinkProfile& link, const StepTraffic& traffic);

@@ -107,6 +107,8 @@ RunRecord load_run(const std::string& dir) {
   run.status = json_string(s, "status");
   const double cps = json_number(s, "compute_seconds_per_step", summary_path, false);
   run.compute_seconds_per_step = std::isfinite(cps) && cps > 0 ? cps : 0;
+  const double sps = json_number(s, "step_seconds", summary_path, false);
+  run.step_seconds = std::isfinite(sps) && sps > 0 ? sps : 0;
   run.bottleneck = json_string(s, "bottleneck");
   if (s.contains("shard_fraction") && s["shard_fraction"].is_array()) {
     for (const auto& f : s["shard_fraction"]) {
@@ -175,18 +177,33 @@ RunRecord load_run(const std::string& dir) {
   return run;
 }
 
+std::uint32_t collective_ring_rounds(const std::string& aggregation, std::uint32_t workers) {
+  if (aggregation == "ps") return 0;
+  const std::uint32_t hops = workers > 1 ? workers - 1 : 1;
+  if (aggregation == "allgather") return hops;
+  if (aggregation == "powersgd") return 4 * hops;
+  return 2 * hops;  // ring allreduce: reduce-scatter + allgather
+}
+
 std::vector<RunSegment> run_segments(const RunRecord& run) {
   std::vector<RunSegment> segs;
+  // Measured time outside the training steps (evaluations), spread over the segments.
+  double outside_steps_s = 0;
+  if (run.step_seconds > 0 && run.compute_seconds_per_step > 0 && !run.rows.empty()) {
+    const MetricRow& last = run.rows.back();
+    outside_steps_s = std::max(0.0, last.seconds - last.step * run.step_seconds) / static_cast<double>(run.rows.size());
+  }
   MetricRow prev;  // step 0, zero bytes
   for (const auto& r : run.rows) {
     RunSegment seg;
     const double steps = r.step - prev.step;
     seg.steps = static_cast<std::uint64_t>(std::max(0.0, steps));
     const double wall = r.seconds - prev.seconds;
-    seg.compute_s = run.compute_seconds_per_step > 0 ? steps * run.compute_seconds_per_step : wall;
+    seg.compute_s = run.compute_seconds_per_step > 0 ? steps * run.compute_seconds_per_step + outside_steps_s : wall;
     seg.measured_comm_s = std::max(0.0, wall - seg.compute_s);
     seg.test_accuracy = r.test_accuracy;
     seg.mean_step_traffic.num_shards = run.shards;
+    seg.mean_step_traffic.collective_rounds = collective_ring_rounds(run.aggregation, run.workers);
     seg.mean_step_traffic.shard_fraction = run.shard_fraction;
     const double per = steps > 0 ? 1.0 / (steps * run.workers) : 0.0;
     WireBytes up{(r.up.payload_bytes - prev.up.payload_bytes) * per,
@@ -259,10 +276,9 @@ ReportTable make_report(const std::vector<RunRecord>& runs, const ReportSettings
       for (const auto& r : run.rows) measured.push_back(r.seconds);
       if (auto t = time_to_accuracy(segs, measured, table.target_accuracy)) row.tta_measured_s = *t;
     }
-    row.modeled = run.aggregation == "ps";
     for (const auto& link : settings.links) {
       double t = kNaN;
-      if (row.modeled && std::isfinite(table.target_accuracy)) {
+      if (std::isfinite(table.target_accuracy)) {
         if (auto v = time_to_accuracy(segs, modeled_timeline(link, segs), table.target_accuracy)) t = *v;
       }
       row.tta_modeled_s.push_back(t);
@@ -278,8 +294,8 @@ std::string report_markdown(const ReportTable& t) {
      << (std::isfinite(t.target_accuracy) ? fmt("%.1f%%", t.target_accuracy * 100) : std::string("n/a"))
      << ". Bytes are per worker per step (payload + ZeroMQ framing + TCP/IP estimate); "
         "ratio = fp32 gradient bytes / uplink payload bytes; modeled times use experiments/link_model.h "
-        "(measured compute + modeled communication with incast; parameter-server runs only, W x 0 = a "
-        "collective aggregation without shards: n/a).\n\n";
+        "(measured compute + modeled communication with incast; W x 0 = a collective aggregation without "
+        "shards, modeled as a ring among the workers).\n\n";
   os << "| run | codec | W x S | up B/step | down B/step | ratio | best acc | final acc | steps/s | TTA measured |";
   for (const auto& l : t.links) os << " TTA " << l << " |";
   os << " bottleneck |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|";
@@ -294,7 +310,7 @@ std::string report_markdown(const ReportTable& t) {
        << pct(r.best_accuracy) << " | " << pct(r.final_accuracy) << " | "
        << (std::isfinite(r.steps_per_s) ? fmt("%.2f", r.steps_per_s) : "n/a") << " | " << secs(r.tta_measured_s)
        << " |";
-    for (double v : r.tta_modeled_s) os << " " << (r.modeled ? secs(v) : std::string("n/a")) << " |";
+    for (double v : r.tta_modeled_s) os << " " << secs(v) << " |";
     os << " " << r.bottleneck << " |\n";
   }
   return os.str();
@@ -326,7 +342,6 @@ std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::
   std::ostringstream os;
   os << "run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy\n";
   for (const auto& run : runs) {
-    if (run.aggregation != "ps") continue;  // the link model is the parameter server's
     const auto segs = run_segments(run);
     for (const auto& link : links) {
       const auto modeled = modeled_timeline(link, segs);

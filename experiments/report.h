@@ -5,9 +5,11 @@
 //
 // What is read from a run directory (written by `gradzip train`):
 //   summary.json  object with at least
-//       "compressor" (string), "workers", "shards", "parameters" (numbers),
+//       "compressor" (string), "workers", "shards", "parameters" (numbers; shards 0 when
+//       "aggregation" names a collective),
 //     and, when present, "status" ("complete"), "steps", "seconds",
 //       "compute_seconds_per_step" (measured time of one worker step outside push/pull),
+//       "step_seconds" (measured time of one training step, evaluations excluded),
 //       "shard_fraction" (array, share of parameters per shard), "bottleneck" (string),
 //       "stages" (object stage -> seconds), "final_test_accuracy".
 //   metrics.csv   one row per evaluation, header line with column names; used columns:
@@ -58,6 +60,9 @@ struct RunRecord {
   std::uint64_t parameters = 0;
   std::string status;      ///< "complete" or what summary.json says ("" if absent)
   double compute_seconds_per_step = 0;  ///< 0 when unknown: then seconds minus nothing is used
+  /// Measured wall time of one training step of worker 0 (summary "step_seconds"; its
+  /// training loop only, evaluations excluded); 0 when unknown.
+  double step_seconds = 0;
   std::vector<double> shard_fraction;   ///< empty: uniform
   std::string bottleneck;
   std::map<std::string, double> stages;  ///< stage -> seconds
@@ -70,9 +75,17 @@ RunRecord load_run(const std::string& dir);
 /// Cuts a run into segments between consecutive metric rows (the first starts at step
 /// 0 with zero bytes) for experiments/link_model.h. Per segment: steps, compute time =
 /// steps * compute_seconds_per_step (or, if unknown, the measured wall time of the
-/// segment), the mean traffic of one step per worker (segment bytes / steps / workers),
-/// and the accuracy at its end.
+/// segment) plus, when step_seconds is known, an equal share of the run's measured time
+/// outside its training steps (evaluations: last seconds - steps * step_seconds, which no
+/// link changes), the mean traffic of one step per worker (segment bytes / steps /
+/// workers), and the accuracy at its end. A collective run's traffic is modeled as a ring among
+/// the workers (collective_ring_rounds).
 std::vector<RunSegment> run_segments(const RunRecord& run);
+
+/// Sequential latency-bound rounds of one step of `aggregation` on `workers` ranks
+/// (StepTraffic::collective_rounds): ring allreduce (allreduce, homomorphic) 2(R-1),
+/// allgather R-1, powersgd two allreduces 4(R-1); at least 1. 0 for "ps".
+std::uint32_t collective_ring_rounds(const std::string& aggregation, std::uint32_t workers);
 
 /// Settings of make_report.
 struct ReportSettings {
@@ -96,8 +109,7 @@ struct ReportRow {
   double final_accuracy = 0;
   double steps_per_s = 0;          ///< measured
   double tta_measured_s = 0;       ///< measured wall time to target
-  std::vector<double> tta_modeled_s;  ///< per link, same order as ReportTable::links; NaN for a collective run
-  bool modeled = true;  ///< false for a collective run: the link model is the parameter server's
+  std::vector<double> tta_modeled_s;  ///< per link, same order as ReportTable::links (a collective: ring model)
   std::string bottleneck;
 };
 
@@ -119,8 +131,8 @@ std::string report_csv(const ReportTable& table);
 /// the test accuracy, as CSV with header
 ///   run,compressor,link,step,measured_seconds,modeled_seconds,test_accuracy
 /// (what plots/plot_runs.py draws as "accuracy vs modeled wall time per link", so the
-/// model has one implementation). Collective runs (aggregation other than ps) have no
-/// rows: the link model is the parameter server's.
+/// model has one implementation). Collective runs (aggregation other than ps) are modeled
+/// as a ring among the workers (collective_ring_rounds).
 std::string report_timelines_csv(const std::vector<RunRecord>& runs, const std::vector<LinkProfile>& links);
 
 }  // namespace gradzip::experiments

@@ -111,3 +111,59 @@ run_sweep_files() {
   done
   if [[ $dry_run -eq 1 ]]; then exit 0; fi
 }
+
+# Studies made of several sweeps ("groups": the link, straggler and scaling studies).
+# run_sweep_group NAME AXES FIXED writes $out/NAME.sweep (base config $study_base, runs
+# under $out/runs/NAME, ${parallel:-1} at a time, $timeout seconds each; AXES and FIXED
+# are `key = value` lines) and runs it with $gz; --dry-run prints its commands only. A
+# group with failed runs does not stop the study: the report shows what finished.
+run_sweep_group() {
+  local file="$out/$1.sweep"
+  cat > "$file" <<SWEEP
+# written by $(basename "$0") --budget $budget
+[sweep]
+base = $study_base
+out = $out/runs/$1
+parallel = ${parallel:-1}
+timeout = $timeout
+[axes]
+$2
+[fixed]
+device = $(training_device)
+$3
+SWEEP
+  if [[ $dry_run -eq 1 ]]; then
+    "$gz" sweep --file "$file" --dry-run
+  else
+    "$gz" sweep --file "$file" || echo "$(basename "$0"): group $1 has failed runs (see $out/runs/$1)" >&2
+  fi
+}
+
+# The sizes of every multi-group study at the full budget: the CNN at width 32 on all
+# 60k training and 10k test images, 3 epochs (for a GPU host).
+study_full_sizes="width = 32
+train-subset = 0
+test-subset = 0
+epochs = 3"
+
+# After a study's groups: one `gradzip report` per group of $out/runs (run names repeat
+# across groups) into $out/report/<group>/ with links $2 (comma-separated) and target
+# accuracy $3 (0: automatic); $out/command.txt (the command line, $4) and $out/host.json
+# (a run's host.json, the load average, the study's seconds since $start); then
+# study_table.py $1 writes $out/report.md, report.csv and the figures. A --dry-run exits.
+study_finish() {
+  [[ $dry_run -eq 1 ]] && exit 0
+  local group first
+  for group in "$out"/runs/*/; do
+    group=$(basename "$group")
+    "$gz" report --runs "$(run_list "$out/runs/$group")" --out "$out/report/$group" --links "$2" --target "$3" \
+      --plots=false > /dev/null || echo "$(basename "$0"): report of group $group failed" >&2
+  done
+  echo "$4" > "$out/command.txt"
+  first=$(find "$out/runs" -name host.json -print -quit 2>/dev/null || true)
+  { echo "{\"study\": \"$(basename "$0" .sh)\", \"budget\": \"$budget\", \"loadavg_at_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+    echo " \"nproc\": $(nproc), \"finished\": \"$(date -u +%FT%TZ)\", \"seconds\": $(( $(date +%s) - start )),"
+    echo " \"run_host\": $(if [[ -n "$first" ]]; then cat "$first"; else echo null; fi)}"; } > "$out/host.json"
+  "$(find_python)" "$repro_dir/study_table.py" "$1" "$out"
+  echo "$(basename "$0" .sh) ($budget budget): $(( $(date +%s) - start )) s; $out/report.md"
+}

@@ -377,6 +377,16 @@ TEST(Shard, OneBucketPullsAndStalenessInAsyncAcks) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].flags & kFlagStaleness, kFlagStaleness);
   EXPECT_EQ(r[0].bucket, 3u) << "staleness of worker 1's push";
+  // The histogram counts each of the four pushes once, by its staleness; worker 1's is 3,
+  // the largest.
+  const auto hist = h.shard->stats().staleness_histogram;
+  std::uint64_t pushes = 0;
+  for (const auto& [staleness, n] : hist) pushes += n;
+  EXPECT_EQ(pushes, 4u);
+  EXPECT_EQ(hist.count(3), 1u);
+  EXPECT_EQ(hist.at(3), 1u);
+  EXPECT_EQ(hist.rbegin()->first, h.shard->stats().staleness_max);
+  EXPECT_NE(h.shard->stats().to_json().find("\"histogram\":{"), std::string::npos);
 }
 
 // Flag bits per message type: a request carries none but kFlagOneBucket on a pull (reply

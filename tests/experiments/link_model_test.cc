@@ -102,6 +102,21 @@ TEST(LinkModel, WorkerPortBoundWhenShardsOutnumberWorkers) {
   EXPECT_FALSE(t.up_shard_bound);
 }
 
+TEST(LinkModel, CollectiveRingIsFullDuplexPerWorkerPort) {
+  // Ring allreduce of 4 workers, 8 Gbit/s = 1e9 B/s, 100 us, k = 1, 2(R-1) = 6 rounds.
+  // Each worker sends 1.5e6 B and receives 1.5e6 B at once: the port time is
+  // 1.5e6 / 1e9 = 1.5e-3 s (not 3e-3: full duplex), plus 6 * 100e-6 = 6e-4 s of latency.
+  StepTraffic t = uniform_traffic(4, 0, {1.5e6, 0, 0}, {1.5e6, 0, 0});
+  t.collective_rounds = 6;
+  const auto c = modeled_step_time(parse_link("custom:bw=8gbit,lat=100us"), t);
+  EXPECT_NEAR(c.total_s, 2.1e-3, 1e-12);
+  EXPECT_NEAR(c.up_s, c.total_s, 1e-15);
+  EXPECT_EQ(c.down_s, 0.0);
+  // The slowest port decides: one worker receiving 3e6 B makes the step 3.6e-3 s.
+  t.down[2] = {3e6, 0, 0};
+  EXPECT_NEAR(modeled_step_time(parse_link("custom:bw=8gbit,lat=100us"), t).total_s, 3.6e-3, 1e-12);
+}
+
 TEST(LinkModel, PcieCarriesPayloadOnly) {
   // Framing and TCP/IP bytes do not cross PCIe: 1e6 payload only, 1 worker, 1 shard.
   // T_up = 1e-6 + 1 093 750 / 15 753 846 153.85 = 1e-6 + 6.94274902e-5 = 7.04274902e-5 s.

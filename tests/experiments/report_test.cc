@@ -126,9 +126,10 @@ TEST_F(ReportTest, AutomaticTargetIsReachedByEveryRun) {
 }
 
 // A PowerSGD run (--aggregation powersgd) has no shards: it loads under its aggregation
-// spec, its measured numbers are reported, and the parameter-server link model is not
-// applied to it (n/a, no timeline rows). A parameter-server run with 0 shards is an error.
-TEST_F(ReportTest, CollectiveRunsAreNotModeledAsParameterServers) {
+// spec, its measured numbers are reported, and its traffic is modeled as a ring among the
+// workers (a time and timeline rows like any run). A parameter-server run with 0 shards is
+// an error.
+TEST_F(ReportTest, CollectiveRunsLoadUnderTheirAggregationSpecAndAreModeledAsARing) {
   const fs::path psgd = make_run("psgd", "none+identity", 1000, 0.5, 0.7);
   std::ofstream(psgd / "summary.json") << R"({"status": "complete", "compressor": "none+identity", "workers": 2,
       "shards": 0, "parameters": 1000, "aggregation": "powersgd", "aggregation_spec": "powersgd:rank=4",
@@ -143,19 +144,51 @@ TEST_F(ReportTest, CollectiveRunsAreNotModeledAsParameterServers) {
   settings.target_accuracy = 0.6;
   const ReportTable t = make_report(runs, settings);
   ASSERT_EQ(t.rows.size(), 2u);
-  EXPECT_TRUE(t.rows[0].modeled);
-  EXPECT_FALSE(t.rows[1].modeled);
   EXPECT_DOUBLE_EQ(t.rows[1].tta_measured_s, 1.0);
   EXPECT_DOUBLE_EQ(t.rows[1].up_bytes_per_step, 1450);  // 1000 + 50 + 400
-  EXPECT_FALSE(std::isfinite(t.rows[1].tta_modeled_s[0]));
+  ASSERT_TRUE(std::isfinite(t.rows[1].tta_modeled_s[0])) << "the ring model applies";
+  EXPECT_GE(t.rows[1].tta_modeled_s[0], 20 * 0.01) << "at least the measured compute of its 20 steps";
   EXPECT_NE(report_markdown(t).find("| psgd | `powersgd:rank=4` | 2 x 0 |"), std::string::npos) << report_markdown(t);
-  EXPECT_NE(report_markdown(t).find(" 1.00 s | n/a | n/a |"), std::string::npos) << report_markdown(t);
+  EXPECT_EQ(report_markdown(t).find(" 1.00 s | n/a |"), std::string::npos) << report_markdown(t);
   const std::string tl = report_timelines_csv(runs, settings.links);
   EXPECT_NE(tl.find("\"dense\""), std::string::npos);
-  EXPECT_EQ(tl.find("\"psgd\""), std::string::npos) << tl;
+  EXPECT_NE(tl.find("\"psgd\""), std::string::npos) << tl;
 
   std::ofstream(psgd / "summary.json") << R"({"compressor": "identity", "workers": 2, "shards": 0, "parameters": 9})";
   EXPECT_THROW(load_run(psgd.string()), ReportError);
+}
+
+TEST_F(ReportTest, EvaluationTimeJoinsEverySegmentsMeasuredPart) {
+  // Rows at steps 10 and 20, 1.0 s in all; step_seconds 0.02 -> 20 * 0.02 = 0.4 s of
+  // training, 0.6 s outside the steps (evaluations): 0.3 s per segment, added to the
+  // segment's 10 * 0.01 s of compute.
+  const fs::path d = make_run("evals", "identity", 4100, 0.5, 0.7);
+  std::ofstream(d / "summary.json") << R"({"status": "complete", "compressor": "identity", "workers": 2, "shards": 1,
+      "parameters": 1000, "compute_seconds_per_step": 0.01, "step_seconds": 0.02})";
+  const auto segs = run_segments(load_run(d.string()));
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_NEAR(segs[0].compute_s, 0.4, 1e-12);
+  EXPECT_NEAR(segs[1].compute_s, 0.4, 1e-12);
+  EXPECT_NEAR(measured_timeline(segs).back(), 1.0, 1e-12);
+}
+
+TEST_F(ReportTest, CollectiveRunHasNoShardsAndRingModel) {
+  const fs::path d = make_run("ring", "fp16", 4100, 0.5, 0.7, 4);
+  std::ofstream(d / "summary.json") << R"({"status": "complete", "compressor": "fp16", "workers": 4, "shards": 0,
+      "aggregation": "allreduce", "parameters": 1000, "compute_seconds_per_step": 0.01})";
+  const RunRecord run = load_run(d.string());
+  EXPECT_EQ(run.aggregation, "allreduce");
+  EXPECT_EQ(run.shards, 0u);
+  const auto segs = run_segments(run);
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[0].mean_step_traffic.collective_rounds, 6u);  // 2 (R - 1), R = 4
+  // A parameter-server run still needs a shard.
+  std::ofstream(d / "summary.json") << R"({"compressor": "fp16", "workers": 4, "shards": 0, "parameters": 1000})";
+  EXPECT_THROW(load_run(d.string()), ReportError);
+  EXPECT_EQ(collective_ring_rounds("ps", 4), 0u);
+  EXPECT_EQ(collective_ring_rounds("allgather", 4), 3u);
+  EXPECT_EQ(collective_ring_rounds("powersgd", 4), 12u);
+  EXPECT_EQ(collective_ring_rounds("allreduce", 1), 2u);
 }
 
 TEST_F(ReportTest, BadRunDirectoriesAreTypedErrors) {

@@ -93,10 +93,30 @@ TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
       {"quickstart.sh", "--budget quick --dry-run", 6, {"--train-subset 512 --test-subset 500 --epochs 2"}},
       {"quickstart.sh", "--budget standard --dry-run", 6, {"--device cpu --compressor"}, {"--train-subset"}},
       {"quickstart.sh", "--budget full --dry-run", 6, {"--device cuda --width 0 --train-subset 0"}},
-      // link study (a dry run needs no root): 1 link x 3 codecs, then 3 links x 5 codecs.
-      {"link_study.sh", "--budget quick --dry-run", 3, {"--link eth1g --compressor fp16"}},
-      {"link_study.sh", "--dry-run", 15, {"--link eth25g --compressor ef+dgc:ratio=0.001"}},
-      {"link_study.sh", "--budget full --dry-run", 15, {"--device cuda --width 0"}},
+      // link study (a dry run needs no root): 100 Mbit/s x 3 configurations (quick), then
+      // 2 links x 10: fp32/fp16/QSGD/top-k 10% PS, top-k 1% PS and fp16 allreduce with
+      // and without overlap, allgather, homomorphic.
+      {"link_study.sh", "--budget quick --dry-run", 3,
+       {"--aggregation allreduce --shards 1 --encode-threads 1 --compressor fp16 --train-subset 1024 --epochs 2 "
+        "--link custom:bw=100mbit,lat=50us --overlap on"},
+       {"1gbit"}},
+      {"link_study.sh", "--dry-run", 20,
+       {"--aggregation allreduce --shards 1 --encode-threads 1 --compressor fp16 --link custom:bw=1gbit,lat=50us --overlap off",
+        "--compressor ef+topk:ratio=0.01 --downlink ef+topk:ratio=0.01 --link custom:bw=100mbit,lat=50us --overlap off",
+        "--aggregation homomorphic --shards 1 --encode-threads 1 --compressor ef+thc",
+        "--aggregation allgather --shards 1 --encode-threads 1 --compressor ef+topk:ratio=0.01"}},
+      {"link_study.sh", "--budget full --dry-run", 20, {"--device cuda --compressor identity --width 32 --train-subset 0"}},
+      // straggler study: sync and async (quick), then sync, async, SSP slack 2 and 8 x
+      // fp32 and top-k, worker 3 four times slower on 1 Gbit/s.
+      {"straggler_study.sh", "--budget quick --dry-run", 2, {"--mode async --link custom:bw=1gbit,lat=50us --straggler 3:4"}},
+      {"straggler_study.sh", "--dry-run", 8,
+       {"--mode ssp --link custom:bw=1gbit,lat=50us --straggler 3:4 --slack 8 --compressor ef+topk:ratio=0.01"}},
+      // scaling: workers x (PS shards + allreduce), one epoch of exactly `steps` steps.
+      {"scaling_study.sh", "--budget quick --dry-run", 4, {"--workers 2 --train-subset 1280 --epochs 1"}},
+      {"scaling_study.sh", "--dry-run", 16,
+       {"--workers 8 --train-subset 10240 --epochs 1 --compressor identity --shards 4",
+        "--shards 1 --link custom:bw=100mbit,lat=50us --workers 1 --train-subset 1280 --epochs 1 --compressor identity "
+        "--aggregation allreduce"}},
   };
   for (const Case& c : cases) {
     const Result r = script(c.script, c.args);
@@ -123,7 +143,8 @@ TEST_F(ReproScripts, KernelTableBudgets) {
 }
 
 TEST_F(ReproScripts, BadBudgetOrOptionIsExitStatus2) {
-  for (const char* name : {"codec_study.sh", "quickstart.sh", "link_study.sh", "kernel_table.sh"}) {
+  for (const char* name : {"codec_study.sh", "quickstart.sh", "link_study.sh", "straggler_study.sh", "scaling_study.sh",
+                           "kernel_table.sh"}) {
     Result r = script(name, "--budget huge --dry-run");
     EXPECT_EQ(r.code, 2) << name << "\n" << r.out;
     EXPECT_TRUE(has(r.out, "--budget must be quick, standard or full, not 'huge'")) << name << "\n" << r.out;
@@ -135,6 +156,42 @@ TEST_F(ReproScripts, BadBudgetOrOptionIsExitStatus2) {
     EXPECT_TRUE(has(r.out, "Budgets (--budget")) << name << "\n" << r.out;
   }
   EXPECT_EQ(script("codec_study.sh", "--parallel 0 --dry-run").code, 2);
+}
+
+// The committed study results are what experiments/repro/study_table.py computes from the
+// committed run directories and per-group reports: rebuilding each table from a copy gives
+// the same report.md, and a row for every run.
+TEST_F(ReproScripts, StudyTablesRebuildFromCommittedResults) {
+  if (std::system("/usr/bin/python3 -c 'import matplotlib' > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 has no matplotlib";
+  }
+  const fs::path results = fs::path(GRADZIP_SOURCE_DIR) / "experiments" / "results";
+  for (const std::string study : {"link", "straggler", "scaling"}) {
+    const fs::path committed = results / (study + "_study");
+    ASSERT_TRUE(fs::exists(committed / "report.md")) << committed;
+    const fs::path copy = root_ / (study + "_study");
+    fs::copy(committed, copy, fs::copy_options::recursive);
+    fs::remove(copy / "report.md");
+    const std::string cmd = "/usr/bin/python3 '" + (kRepro / "study_table.py").string() + "' " + study + " '" +
+                            copy.string() + "' > /dev/null 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto text = [](const fs::path& f) {
+      std::ifstream in(f);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    EXPECT_EQ(text(copy / "report.md"), text(committed / "report.md")) << study;
+    int runs = 0;
+    for (const auto& group : fs::directory_iterator(copy / "runs")) {
+      for (const auto& run : fs::directory_iterator(group.path())) runs += fs::exists(run.path() / "summary.json");
+    }
+    std::ifstream csv(copy / "report.csv");
+    int rows = -1;  // header
+    for (std::string line; std::getline(csv, line);) ++rows;
+    EXPECT_EQ(rows % runs, 0) << study << ": " << rows << " rows for " << runs << " runs";
+    EXPECT_GE(rows, runs) << study;
+  }
 }
 
 }  // namespace

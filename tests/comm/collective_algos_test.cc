@@ -205,7 +205,8 @@ TEST_P(AggregationState, RoundTripsAndAResumedRunEndsBitwiseLikeAnUnbrokenOne) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, AggregationState,
                          ::testing::Values(std::make_pair(CollectiveMode::kPowerSgd, "powersgd:rank=2,min_numel=16"),
-                                           std::make_pair(CollectiveMode::kHomomorphic, "ef+thc:levels=15")));
+                                           std::make_pair(CollectiveMode::kHomomorphic, "ef+thc:levels=15")),
+                         [](const auto& p) { return std::string(collective_mode_name(p.param.first)); });
 
 TEST(CollectiveAlgos, AggregationStateImagesOfAnotherModeSizeOrLengthAreRefused) {
   const ModelSignature sig = power_signature();

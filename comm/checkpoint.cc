@@ -28,8 +28,9 @@ constexpr std::uint32_t kCkptFormat = 1;
 constexpr std::size_t kCkptHeader = 40;
 
 constexpr std::uint32_t kWorkerMagic = 0x4B575A47u;  // "GZWK"
-constexpr std::uint32_t kWorkerFormat = 1;
-constexpr std::size_t kWorkerHeader = 44;
+constexpr std::uint32_t kWorkerFormat = 2;
+constexpr std::size_t kWorkerHeaderV1 = 44;  // version 1: no transport state
+constexpr std::size_t kWorkerHeader = 52;
 
 std::string prefix(std::uint32_t shard) { return fmt::format("shard-{}-step-", shard); }
 std::string worker_prefix(std::uint32_t worker) { return fmt::format("worker-{}-step-", worker); }
@@ -189,8 +190,10 @@ std::string write_worker_checkpoint(const std::string& dir, const WorkerCheckpoi
   store_le<std::uint64_t>(buf.data() + 24, c.signature_hash);
   store_le<std::uint32_t>(buf.data() + 32, static_cast<std::uint32_t>(c.memory.size()));
   store_le<std::uint64_t>(buf.data() + 36, c.model_state.size());
+  store_le<std::uint64_t>(buf.data() + 44, c.transport_state.size());
   for (const auto& m : c.memory) quant::serialize_memory_state(m, &buf);
   buf.insert(buf.end(), c.model_state.begin(), c.model_state.end());
+  buf.insert(buf.end(), c.transport_state.begin(), c.transport_state.end());
   const std::uint64_t sum = XXH3_64bits(buf.data(), buf.size());
   buf.resize(buf.size() + 8);
   store_le<std::uint64_t>(buf.data() + buf.size() - 8, sum);
@@ -207,16 +210,19 @@ WorkerCheckpoint load_worker_checkpoint(const std::string& dir, std::uint32_t wo
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw CheckpointError(Kind::kMissing, path, "worker checkpoint missing");
   const std::vector<std::uint8_t> buf = read_bytes(path);
-  if (buf.size() < kWorkerHeader + 8) {
+  if (buf.size() < kWorkerHeaderV1 + 8) {
     throw CheckpointError(Kind::kCorrupt, path, fmt::format("{} bytes, shorter than a header", buf.size()));
   }
   const std::size_t body = buf.size() - 8;
   if (XXH3_64bits(buf.data(), body) != load_le<std::uint64_t>(buf.data() + body)) {
     throw CheckpointError(Kind::kCorrupt, path, "checksum mismatch (corrupt)");
   }
-  if (load_le<std::uint32_t>(buf.data()) != kWorkerMagic || load_le<std::uint32_t>(buf.data() + 4) != kWorkerFormat) {
-    throw CheckpointError(Kind::kCorrupt, path, "not a gradzip worker checkpoint v1");
+  const std::uint32_t format = load_le<std::uint32_t>(buf.data() + 4);
+  if (load_le<std::uint32_t>(buf.data()) != kWorkerMagic || (format != 1 && format != kWorkerFormat) ||
+      (format == kWorkerFormat && body < kWorkerHeader)) {
+    throw CheckpointError(Kind::kCorrupt, path, "not a gradzip worker checkpoint v1 or v2");
   }
+  const std::uint64_t transport_bytes = format == 1 ? 0 : load_le<std::uint64_t>(buf.data() + 44);
   WorkerCheckpoint c;
   c.worker = load_le<std::uint32_t>(buf.data() + 8);
   c.num_workers = load_le<std::uint32_t>(buf.data() + 12);
@@ -238,7 +244,7 @@ WorkerCheckpoint load_worker_checkpoint(const std::string& dir, std::uint32_t wo
     throw CheckpointError(Kind::kMismatch, path,
                           fmt::format("holds {} buckets, this layout has {}", buckets, bucket_numel.size()));
   }
-  std::size_t pos = kWorkerHeader;
+  std::size_t pos = format == 1 ? kWorkerHeaderV1 : kWorkerHeader;
   c.memory.resize(buckets);
   for (std::uint32_t b = 0; b < buckets; ++b) {
     std::size_t used = 0;
@@ -247,11 +253,14 @@ WorkerCheckpoint load_worker_checkpoint(const std::string& dir, std::uint32_t wo
     if (!st.ok()) throw CheckpointError(Kind::kCorrupt, path, fmt::format("bucket {}: {}", b, st.to_string()));
     pos += used;
   }
-  if (body - pos != model_bytes) {
+  if (transport_bytes > body - pos || body - pos - transport_bytes != model_bytes) {
     throw CheckpointError(Kind::kCorrupt, path,
-                          fmt::format("model state of {} bytes declared, {} present", model_bytes, body - pos));
+                          fmt::format("model state of {} and transport state of {} bytes declared, {} present",
+                                      model_bytes, transport_bytes, body - pos));
   }
-  c.model_state.assign(buf.begin() + static_cast<std::ptrdiff_t>(pos), buf.begin() + static_cast<std::ptrdiff_t>(body));
+  const auto at = [&](std::size_t i) { return buf.begin() + static_cast<std::ptrdiff_t>(i); };
+  c.model_state.assign(at(pos), at(pos + model_bytes));
+  c.transport_state.assign(at(pos + model_bytes), at(body));
   return c;
 }
 

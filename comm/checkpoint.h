@@ -21,16 +21,18 @@
 // Worker checkpoints, name "worker-<rank>-step-<step, 12 digits>.ckpt":
 //   off size field
 //    0   4   magic "GZWK"
-//    4   4   format version (1)
+//    4   4   format version (2; version 1 files, without field T, still load)
 //    8   4   worker rank
 //   12   4   number of workers
 //   16   8   step (steps applied: the version of the shard checkpoints of the same step)
 //   24   8   XXH3-64 of the model signature JSON (as in the shard checkpoints)
 //   32   4   B = number of buckets
 //   36   8   S = bytes of model state
-//   44       B memory states, bucket order (quant::serialize_memory_state: residual,
+//   44   8   T = bytes of transport state (absent in version 1: T = 0, body at 44)
+//   52       B memory states, bucket order (quant::serialize_memory_state: residual,
 //            momentum, steps), then S bytes of model state (opaque to comm; the trainer
-//            stores its BatchNorm running statistics there)
+//            stores its BatchNorm running statistics there), then T bytes of transport
+//            state (WorkerTransport::save_state: the collectives' THC and PowerSGD state)
 //   end  8   XXH3-64 (seed 0) of every byte before it
 //
 // Both are written atomically: a temp file in the same directory, fsync, rename(2) (POSIX
@@ -101,6 +103,7 @@ struct WorkerCheckpoint {
   std::uint64_t signature_hash = 0;
   std::vector<quant::MemoryState> memory;  ///< per bucket, bucket-id order
   std::vector<std::uint8_t> model_state;   ///< opaque to comm
+  std::vector<std::uint8_t> transport_state;  ///< WorkerTransport::save_state (comm/transport.h)
 };
 
 /// Path of worker `worker`'s checkpoint of `step` in `dir`.

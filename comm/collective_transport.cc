@@ -115,31 +115,16 @@ void CollectiveTransport::check_bucket(const char* op, std::uint32_t bucket) con
 
 Handle CollectiveTransport::push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
   check_bucket("push", bucket);
-  Job j;
-  j.kind = JobKind::kPush;
-  j.step = step;
-  j.bucket = bucket;
-  j.msg = msg;
-  j.bytes = bytes;
-  return enqueue(j);
+  return enqueue(Job::push(step, bucket, msg, bytes));
 }
 
 Handle CollectiveTransport::pull(std::uint64_t step, float* params) {
-  Job j;
-  j.kind = JobKind::kPull;
-  j.step = step;
-  j.params = params;
-  return enqueue(j);
+  return enqueue(Job::pull(step, params));
 }
 
 Handle CollectiveTransport::pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params, bool /*dense*/) {
   check_bucket("pull", bucket);
-  Job j;
-  j.kind = JobKind::kPullBucket;
-  j.step = step;
-  j.bucket = bucket;
-  j.params = params;
-  return enqueue(j);
+  return enqueue(Job::pull_bucket(step, bucket, params));
 }
 
 void CollectiveTransport::abort() {
@@ -149,9 +134,7 @@ void CollectiveTransport::abort() {
 }
 
 void CollectiveTransport::barrier() {
-  Job j;
-  j.kind = JobKind::kBarrier;
-  wait(enqueue(j));
+  wait(enqueue(Job::barrier()));
 }
 
 void CollectiveTransport::wait(Handle handle) {
@@ -237,6 +220,12 @@ void CollectiveTransport::run_job(const Job& job) {
     }
     case JobKind::kBarrier:
       coll_->barrier();
+      break;
+    case JobKind::kSaveState:
+      write_state(job.state);
+      break;
+    case JobKind::kRestoreState:
+      read_state(*job.state);
       break;
   }
   if (direction != nullptr) {

@@ -22,7 +22,8 @@
 //  - powersgd (Vogels et al. NeurIPS'19; quant/powersgd.h): the worker pushes fp32; the
 //    step's buckets are gathered, and the last one runs two allreduces over every tensor
 //    (P of the matrices with the dense tensors, then Q), rank-r approximation with error
-//    feedback inside PowerSgdState. Neither mode's state is checkpointed yet.
+//    feedback inside PowerSgdState. Both modes' state travels in the worker
+//    checkpoints (save_state / restore_state).
 //
 // Threading: push/pull/barrier enqueue work for one communication thread that runs the
 // collectives in call order (so they overlap the caller's compute); wait() blocks on a
@@ -37,8 +38,9 @@
 //
 // Checkpoints: rank 0 writes parameters and momentum as the one-shard checkpoint
 // "shard-0-step-<step>.ckpt" (comm/checkpoint.h; layout with one shard, so the partition is
-// the flat buffer) once every bucket of every checkpoint_every-th step is applied; each worker's own compressor
-// state stays in its worker checkpoint (trainer). find_resume_point works unchanged.
+// the flat buffer) once every bucket of every checkpoint_every-th step is applied; each
+// worker's own compressor state and this transport's (save_state) go into its worker
+// checkpoint (trainer/worker_state.h). find_resume_point works unchanged.
 #pragma once
 
 #include <condition_variable>
@@ -107,17 +109,50 @@ class CollectiveTransport final : public WorkerTransport {
   TrafficCounters counters() const override;
   /// The engine's own counters (per kind of collective).
   CollectiveCounters collective_counters() const;
+  /// homomorphic: THC's error-feedback residual; powersgd: every compressed tensor's
+  /// warm-started Q, residual and step count (layout in collective_transport_algos.cc);
+  /// empty in the other modes. Runs on the communication thread after the operations
+  /// queued before it.
+  std::vector<std::uint8_t> save_state() override;
+  /// Restores an image of save_state() of the same mode and model. CommError
+  /// kInvalidArgument (nothing changed) for an image of another mode or size, a
+  /// truncated one, or an empty one in homomorphic/powersgd.
+  void restore_state(const std::vector<std::uint8_t>& image) override;
 
  private:
-  enum class JobKind { kPush, kPull, kPullBucket, kBarrier };
+  enum class JobKind { kPush, kPull, kPullBucket, kBarrier, kSaveState, kRestoreState };
+  /// One queued operation; the factories name the fields each kind uses (the handle is
+  /// set by enqueue).
   struct Job {
-    JobKind kind = JobKind::kPush;
+    JobKind kind = JobKind::kBarrier;
     Handle handle = 0;
     std::uint64_t step = 0;
     std::uint32_t bucket = 0;
     const std::uint8_t* msg = nullptr;
     std::size_t bytes = 0;
     float* params = nullptr;
+    std::vector<std::uint8_t>* state = nullptr;  ///< kSaveState: out; kRestoreState: in
+
+    Job() = default;
+    static Job push(std::uint64_t step, std::uint32_t bucket, const std::uint8_t* msg, std::size_t bytes) {
+      return Job(JobKind::kPush, step, bucket, msg, bytes, nullptr, nullptr);
+    }
+    static Job pull(std::uint64_t step, float* params) {
+      return Job(JobKind::kPull, step, 0, nullptr, 0, params, nullptr);
+    }
+    static Job pull_bucket(std::uint64_t step, std::uint32_t bucket, float* params) {
+      return Job(JobKind::kPullBucket, step, bucket, nullptr, 0, params, nullptr);
+    }
+    static Job barrier() { return Job(); }
+    /// kSaveState / kRestoreState of the aggregation-only state into / from *state.
+    static Job state_io(JobKind kind, std::vector<std::uint8_t>* state) {
+      return Job(kind, 0, 0, nullptr, 0, nullptr, state);
+    }
+
+   private:
+    Job(JobKind k, std::uint64_t s, std::uint32_t b, const std::uint8_t* m, std::size_t n, float* p,
+        std::vector<std::uint8_t>* st)
+        : kind(k), step(s), bucket(b), msg(m), bytes(n), params(p), state(st) {}
   };
   Handle enqueue(Job job);
   /// Throws CommError kInvalidArgument for a bucket id outside the layout.
@@ -130,6 +165,8 @@ class CollectiveTransport final : public WorkerTransport {
   void setup_aggregation_only(const ModelSignature& signature);
   void push_homomorphic(const Job& job, const Bucket& b, float* g);
   void push_powersgd(const Job& job, const Bucket& b, const float* g);
+  void write_state(std::vector<std::uint8_t>* out) const;  // on the communication thread
+  void read_state(const std::vector<std::uint8_t>& image);
   void check_fingerprint(const ModelSignature& signature);
   void share_initial_state(const ModelSignature& signature, float* params);
   void maybe_checkpoint(std::uint64_t steps_done);
@@ -142,8 +179,8 @@ class CollectiveTransport final : public WorkerTransport {
   std::uint64_t signature_hash_ = 0;
   std::vector<std::unique_ptr<quant::Codec>> uplinks_;  // one per Layout::specs entry
   std::unique_ptr<quant::Codec> identity_;
-  std::vector<DType> spec_dtype_;
-  std::shared_ptr<AggregationOnly> algo_;  // shared_ptr: the type is complete only in collective_transport_algos.cc                        // allreduce: element type per Layout::specs entry
+  std::vector<DType> spec_dtype_;  // allreduce: element type per Layout::specs entry
+  std::shared_ptr<AggregationOnly> algo_;  // shared_ptr: the type is complete only in collective_transport_algos.cc
   std::vector<float> params_, momentum_, grad_;
   std::vector<std::uint16_t> half_;
   std::uint64_t resume_step_ = 0;

@@ -10,6 +10,7 @@
 #include "comm/collective_transport.h"
 #include "quant/aggregation.h"
 #include "quant/rotation.h"
+#include "quant/wire.h"
 
 namespace gradzip::comm {
 namespace {
@@ -200,6 +201,122 @@ void CollectiveTransport::push_powersgd(const Job& job, const Bucket& b, const f
     mean_sgd_step(o_.optimizer, job.step, params_.data() + each.offset, a.step_grad.data() + each.offset,
                   momentum_.data() + each.offset, each.numel, 1);
   }
+}
+
+}  // namespace gradzip::comm
+
+namespace gradzip::comm {
+namespace {
+
+// The image of save_state (little-endian): u32 magic "GZAG", u32 version 1, u32 mode
+// (collective_mode_name order: 2 homomorphic, 3 powersgd), then
+//   homomorphic: u64 n, n fp32 error-feedback residual (n = 0 without "ef+")
+//   powersgd:    u32 t = compressed tensors, t images of quant::PowerSgdState::state
+//                (its Q, residual and step count), tensor order.
+constexpr std::uint32_t kStateMagic = 0x47415A47u;  // "GZAG"
+constexpr std::uint32_t kStateVersion = 1;
+constexpr std::size_t kStateHeader = 12;
+
+template <typename T>
+void append(std::vector<std::uint8_t>* out, T v) {
+  out->resize(out->size() + sizeof(T));
+  quant::store_le<T>(out->data() + out->size() - sizeof(T), v);
+}
+
+[[noreturn]] void bad_state(const std::string& why) {
+  throw CommError(CommError::Kind::kInvalidArgument, "aggregation state: " + why);
+}
+
+}  // namespace
+
+void CollectiveTransport::write_state(std::vector<std::uint8_t>* out) const {
+  out->clear();
+  if (!algo_) return;  // allreduce, allgather: nothing between steps
+  const AggregationOnly& a = *algo_;
+  if (a.power_buckets_seen != 0) bad_state("asked in the middle of a step");
+  append<std::uint32_t>(out, kStateMagic);
+  append<std::uint32_t>(out, kStateVersion);
+  append<std::uint32_t>(out, static_cast<std::uint32_t>(o_.mode));
+  if (o_.mode == CollectiveMode::kHomomorphic) {
+    append<std::uint64_t>(out, a.thc_residual.size());
+    for (float v : a.thc_residual) append<float>(out, v);
+    return;
+  }
+  std::uint32_t compressed = 0;
+  for (const PowerTensor& t : a.power) compressed += t.state ? 1 : 0;
+  append<std::uint32_t>(out, compressed);
+  for (const PowerTensor& t : a.power) {
+    if (!t.state) continue;
+    const quant::Status st = t.state->state(out);
+    if (!st.ok()) bad_state(st.to_string());
+  }
+}
+
+void CollectiveTransport::read_state(const std::vector<std::uint8_t>& image) {
+  if (!algo_) {
+    if (!image.empty()) bad_state(fmt::format("{} bytes for --aggregation {}, which keeps none", image.size(),
+                                              collective_mode_name(o_.mode)));
+    return;
+  }
+  AggregationOnly& a = *algo_;
+  const std::string mode = collective_mode_name(o_.mode);
+  if (image.empty()) bad_state("the checkpoint holds none; --aggregation " + mode + " needs its compressor state");
+  if (image.size() < kStateHeader || quant::load_le<std::uint32_t>(image.data()) != kStateMagic ||
+      quant::load_le<std::uint32_t>(image.data() + 4) != kStateVersion) {
+    bad_state("not an aggregation state image v1");
+  }
+  const auto saved_mode = quant::load_le<std::uint32_t>(image.data() + 8);
+  if (saved_mode != static_cast<std::uint32_t>(o_.mode)) {
+    bad_state(fmt::format("saved by another aggregation (mode {}), this run is --aggregation {}", saved_mode, mode));
+  }
+  const std::uint8_t* d = image.data() + kStateHeader;
+  std::size_t left = image.size() - kStateHeader;
+  if (o_.mode == CollectiveMode::kHomomorphic) {
+    if (left < 8) bad_state("truncated");
+    const auto n = quant::load_le<std::uint64_t>(d);
+    if (n != a.thc_residual.size() || (left - 8) / 4 != n || (left - 8) % 4 != 0) {
+      bad_state(fmt::format("a THC residual of {} values in {} bytes, this run keeps {}", n, left - 8,
+                            a.thc_residual.size()));
+    }
+    for (std::uint64_t i = 0; i < n; ++i) a.thc_residual[i] = quant::load_le<float>(d + 8 + 4 * i);
+    return;
+  }
+  std::uint32_t compressed = 0;
+  for (const PowerTensor& t : a.power) compressed += t.state ? 1 : 0;
+  if (left < 4 || quant::load_le<std::uint32_t>(d) != compressed) {
+    bad_state(fmt::format("PowerSGD state of {} tensors, this run compresses {}",
+                          left < 4 ? 0 : quant::load_le<std::uint32_t>(d), compressed));
+  }
+  d += 4;
+  left -= 4;
+  // Restored into fresh states first, so a bad image changes nothing.
+  std::vector<std::unique_ptr<quant::PowerSgdState>> fresh;
+  for (std::uint32_t i = 0; i < a.power.size(); ++i) {
+    const PowerTensor& t = a.power[i];
+    if (!t.state) continue;
+    fresh.push_back(std::make_unique<quant::PowerSgdState>(t.state->plan(), o_.seed, i));
+    std::size_t used = 0;
+    const quant::Status st = fresh.back()->restore(d, left, &used);
+    if (!st.ok()) bad_state(fmt::format("tensor {}: {}", i, st.to_string()));
+    d += used;
+    left -= used;
+  }
+  if (left != 0) bad_state(fmt::format("{} bytes left over", left));
+  std::size_t k = 0;
+  for (PowerTensor& t : a.power) {
+    if (t.state) t.state = std::move(fresh[k++]);
+  }
+}
+
+std::vector<std::uint8_t> CollectiveTransport::save_state() {
+  std::vector<std::uint8_t> image;
+  wait(enqueue(Job::state_io(JobKind::kSaveState, &image)));
+  return image;
+}
+
+void CollectiveTransport::restore_state(const std::vector<std::uint8_t>& image) {
+  std::vector<std::uint8_t> copy = image;
+  wait(enqueue(Job::state_io(JobKind::kRestoreState, &copy)));
 }
 
 }  // namespace gradzip::comm

@@ -135,6 +135,23 @@ class WorkerTransport {
 
   /// Cumulative byte and time counters of this worker.
   virtual TrafficCounters counters() const = 0;
+
+  /// The transport's own state of this worker between steps, as bytes for the worker
+  /// checkpoint (comm/checkpoint.h): compressors that run inside the aggregation keep it
+  /// here (the collectives' THC error-feedback residual, PowerSGD's warm-started Q and
+  /// residual). Empty for a transport without state. Runs after every operation issued
+  /// before it; throws CommError as wait() does.
+  virtual std::vector<std::uint8_t> save_state() { return {}; }
+
+  /// Restores an image of save_state() after connect(), before the first push. Throws
+  /// CommError kInvalidArgument when it does not fit this transport (here: any image
+  /// but an empty one).
+  virtual void restore_state(const std::vector<std::uint8_t>& image) {
+    if (!image.empty()) {
+      throw CommError(CommError::Kind::kInvalidArgument,
+                      std::to_string(image.size()) + " bytes of transport state for a transport that keeps none");
+    }
+  }
 };
 
 }  // namespace gradzip::comm

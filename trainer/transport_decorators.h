@@ -56,6 +56,8 @@ class ForwardingTransport : public comm::WorkerTransport {
   void abort() override { inner_.abort(); }
   void barrier() override { inner_.barrier(); }
   comm::TrafficCounters counters() const override { return inner_.counters(); }
+  std::vector<std::uint8_t> save_state() override { return inner_.save_state(); }
+  void restore_state(const std::vector<std::uint8_t>& image) override { inner_.restore_state(image); }
 
  protected:
   /// Before a push of `bytes` leaves (may sleep or throw); after the inner push returned.

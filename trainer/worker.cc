@@ -152,7 +152,7 @@ void worker_epochs(Engine& e, WorkerSlot& w, std::uint32_t slot, EpochBoard& boa
     // After the epoch's record, so a checkpoint's step always has its metrics row. The
     // pipeline is drained (finish_steps): no encode touches the memory now.
     if (checkpoint_steps > 0 && !e.cfg.checkpoint_dir.empty() && step > saved && step % checkpoint_steps == 0) {
-      save_worker_state(e.cfg, e.signature_hash, w.rank, step, w.encoder->memory(), *w.model->net);
+      save_worker_state(e.cfg, e.signature_hash, w.rank, step, w.encoder->memory(), *w.model->net, *w.transport);
       saved = step;
     }
   }
@@ -167,7 +167,8 @@ void resume_worker(Engine& e, WorkerSlot& w) {
                              std::to_string(e.cfg.resume_step) + ", the shards are at step " +
                              std::to_string(w.transport->resume_step()));
   }
-  restore_worker_state(e.cfg, e.signature_hash, e.layout, w.rank, w.encoder->mutable_memory(), *w.model->net);
+  restore_worker_state(e.cfg, e.signature_hash, e.layout, w.rank, w.encoder->mutable_memory(), *w.model->net,
+                       *w.transport);
 }
 
 /// Runs every worker of `e` on its own thread; the first failure stops the others

@@ -22,7 +22,8 @@ std::vector<std::uint8_t> buffer_bytes(torch::nn::Module& net) {
 }  // namespace
 
 void save_worker_state(const TrainConfig& config, std::uint64_t signature_hash, std::uint32_t rank,
-                       std::uint64_t step, const std::vector<quant::MemoryState>& memory, torch::nn::Module& net) {
+                       std::uint64_t step, const std::vector<quant::MemoryState>& memory, torch::nn::Module& net,
+                       comm::WorkerTransport& transport) {
   comm::WorkerCheckpoint c;
   c.worker = rank;
   c.num_workers = config.workers;
@@ -30,11 +31,13 @@ void save_worker_state(const TrainConfig& config, std::uint64_t signature_hash, 
   c.signature_hash = signature_hash;
   c.memory = memory;
   c.model_state = buffer_bytes(net);
+  c.transport_state = transport.save_state();
   comm::write_worker_checkpoint(config.checkpoint_dir, c);
 }
 
 void restore_worker_state(const TrainConfig& config, std::uint64_t signature_hash, const comm::Layout& layout,
-                          std::uint32_t rank, std::vector<quant::MemoryState>* memory, torch::nn::Module& net) {
+                          std::uint32_t rank, std::vector<quant::MemoryState>* memory, torch::nn::Module& net,
+                          comm::WorkerTransport& transport) {
   std::vector<std::uint64_t> numel;
   for (const auto& b : layout.buckets) numel.push_back(b.numel);
   comm::WorkerCheckpoint c = comm::load_worker_checkpoint(config.checkpoint_dir, rank, config.workers,
@@ -46,6 +49,13 @@ void restore_worker_state(const TrainConfig& config, std::uint64_t signature_has
                                 comm::worker_checkpoint_path(config.checkpoint_dir, rank, config.resume_step),
                                 "model state of " + std::to_string(c.model_state.size()) + " bytes, this model's " +
                                     "buffers need " + std::to_string(want));
+  }
+  const std::string path = comm::worker_checkpoint_path(config.checkpoint_dir, rank, config.resume_step);
+  try {
+    transport.restore_state(c.transport_state);
+  } catch (const comm::CommError& e) {  // a state that does not fit is the checkpoint's fault
+    if (e.kind() != comm::CommError::Kind::kInvalidArgument) throw;
+    throw comm::CheckpointError(comm::CheckpointError::Kind::kMismatch, path, e.what());
   }
   torch::NoGradGuard no_grad;
   std::size_t pos = 0;

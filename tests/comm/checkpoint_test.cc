@@ -1,5 +1,6 @@
-// Worker checkpoints and the resume point (comm/checkpoint.h): a worker's memory states
-// and model bytes round-trip; a missing, corrupt or foreign worker checkpoint is a
+// Worker checkpoints and the resume point (comm/checkpoint.h): a worker's memory states,
+// model bytes and transport state round-trip (version 1 files, without transport state,
+// still load); a missing, corrupt or foreign worker checkpoint is a
 // CheckpointError of the right kind naming the file; find_resume_point takes the newest
 // step at which every shard and worker file is valid and names what it passed over.
 #include <gtest/gtest.h>
@@ -7,7 +8,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <vector>
+
+#include <xxhash.h>
 
 #include "comm/checkpoint.h"
 
@@ -39,6 +44,7 @@ class Checkpoints : public ::testing::Test {
     c.memory[1].residual = {0.5f, 0.5f, 0.5f};
     c.memory[1].momentum = {-1.0f, 0.0f, 1.0f};
     c.model_state = {1, 2, 3, static_cast<std::uint8_t>(step)};
+    c.transport_state = {9, 8, 7, 6, 5, static_cast<std::uint8_t>(rank)};
     return c;
   }
 
@@ -104,6 +110,27 @@ TEST_F(Checkpoints, WorkerStateRoundTrips) {
     EXPECT_EQ(r.memory[b].steps, w.memory[b].steps);
   }
   EXPECT_EQ(r.model_state, w.model_state);
+  EXPECT_EQ(r.transport_state, w.transport_state);
+}
+
+TEST_F(Checkpoints, VersionOneWorkerFilesWithoutTransportStateStillLoad) {
+  // A version 1 file is a version 2 file without the u64 at offset 44 and the state at the end.
+  WorkerCheckpoint w = worker(0, 8);
+  const std::string path = write_worker_checkpoint(dir_.string(), w);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::uint8_t> v2((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  std::vector<std::uint8_t> v1(v2.begin(), v2.begin() + 44);
+  v1.insert(v1.end(), v2.begin() + 52, v2.end() - 8 - static_cast<std::ptrdiff_t>(w.transport_state.size()));
+  v1[4] = 1;  // format version, little-endian
+  const std::uint64_t sum = XXH3_64bits(v1.data(), v1.size());
+  for (int i = 0; i < 8; ++i) v1.push_back(static_cast<std::uint8_t>(sum >> (8 * i)));
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(v1.data()),
+                                                                  static_cast<std::streamsize>(v1.size()));
+  const WorkerCheckpoint r = load_worker_checkpoint(dir_.string(), 0, 2, 8, kHash, kBuckets);
+  EXPECT_EQ(r.memory[0].residual, w.memory[0].residual);
+  EXPECT_EQ(r.model_state, w.model_state);
+  EXPECT_TRUE(r.transport_state.empty());
 }
 
 TEST_F(Checkpoints, MissingCorruptAndForeignWorkerStateAreNamedTypedErrors) {

@@ -3,59 +3,25 @@
 // summary.json and follows the rules (first match wins, glob and size rules, inline and
 // FILE forms); a rule list that sends everything to one spec trains with the same
 // buckets and the same uplink bytes as the plain --compressor; bad rules exit 2.
-#include <gtest/gtest.h>
-
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
+#include "tests/experiments/gradzip_run_util.h"
+
+namespace gradzip::testing {
 namespace {
-namespace fs = std::filesystem;
 
-const std::string kExe = GRADZIP_EXE;
-const std::string kData = "/usr/share/datasets/fashion-mnist";
-
-struct Result {
-  int status = -1;
-  std::string output;
-};
-
-class CompressorRulesCli : public ::testing::Test {
+class CompressorRulesCli : public TrainRunTest {
  protected:
-  void SetUp() override {
-    if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed at " << kData;
-    root_ = fs::temp_directory_path() / ("gz-rules-" + std::to_string(getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
+  /// A two-step simulated run (2 workers, 2 shards) named `name` under root_ with `args`.
   Result train(const std::string& name, const std::string& args, int width = 4) const {
-    const std::string cmd = kExe + " train --model resnet20 --width " + std::to_string(width) +
-                            " --train-subset 256 --test-subset 64 --epochs 1 "
-                            "--max-steps 2 --batch-size 32 --cluster sim --workers 2 --shards 2 --loader-threads 1 " +
-                            args + " --run-dir '" + (root_ / name).string() + "' > '" + (root_ / (name + ".log")).string() +
-                            "' 2>&1";
-    const int rc = std::system(cmd.c_str());
-    Result r;
-    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-    std::ifstream f(root_ / (name + ".log"));
-    std::ostringstream os;
-    os << f.rdbuf();
-    r.output = os.str();
-    return r;
+    return gradzip("train --model resnet20 --width " + std::to_string(width) +
+                       " --train-subset 256 --test-subset 64 --epochs 1 --max-steps 2 --batch-size 32 --cluster sim "
+                       "--workers 2 --shards 2 --loader-threads 1 --data-dir " + kFashion + " " + args +
+                       " --run-dir '" + (root_ / name).string() + "'",
+                   root_ / (name + ".log"));
   }
-  nlohmann::json summary(const std::string& name) const {
-    std::ifstream f(root_ / name / "summary.json");
-    return nlohmann::json::parse(f, nullptr, false);
-  }
-  fs::path root_;
+  nlohmann::json summary(const std::string& name) const { return read_json(root_ / name / "summary.json"); }
 };
 
 TEST_F(CompressorRulesCli, EveryBucketRecordsTheSpecItsRuleNames) {
@@ -163,3 +129,4 @@ TEST_F(CompressorRulesCli, AutoChoiceOnASlowLinkIsRecordedInSummary) {
 }
 
 }  // namespace
+}  // namespace gradzip::testing

@@ -4,7 +4,9 @@
 // processes over loopback (local); a local run stopped and resumed ends like one that
 // never stopped; ranks started by hand with different compressors both fail naming
 // the two ranks; an allreduce of a codec it cannot sum is a usage error; homomorphic (THC)
-// and PowerSGD train through the command and send less than the fp32 allreduce.
+// and PowerSGD train through the command and send less than the fp32 allreduce, and a
+// run of either stopped and resumed ends bitwise like an unbroken one (their compressor
+// state travels in the worker checkpoints).
 #include <chrono>
 #include <thread>
 
@@ -61,6 +63,49 @@ TEST_F(CollectiveTrain, LocalRunStoppedAndResumedEndsLikeAnUnbrokenOne) {
             slurp(whole / "checkpoints" / "shard-0-step-000000000012.ckpt"));
   EXPECT_EQ(events(parts, "resume").size(), 1u);
 }
+
+/// An aggregation-only mode (the compressor runs inside the transport) and where its ranks run.
+struct AggregationRun {
+  const char* name;
+  const char* args;
+};
+
+class AggregationOnlyResume : public TrainRunTest, public ::testing::WithParamInterface<AggregationRun> {};
+
+TEST_P(AggregationOnlyResume, StoppedAndResumedEndsBitwiseLikeAnUnbrokenRun) {
+  // Two ranks: every allreduce is a sum of two addends, so the runs are bitwise
+  // repeatable, and the resumed one matches only if THC's residual or PowerSGD's Q and
+  // residual came back from the worker checkpoints.
+  const std::string run = kRun + " --epochs 3 --checkpoint-every 1 " + GetParam().args;
+  const fs::path whole = root_ / "whole", parts = root_ / "parts";
+  Result r = gradzip("train" + run + " --run-dir '" + whole.string() + "'", root_ / "whole.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = gradzip("train" + run + " --max-steps 4 --run-dir '" + parts.string() + "'", root_ / "first.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const fs::path w4 = parts / "checkpoints" / "worker-1-step-000000000004.ckpt";
+  ASSERT_TRUE(fs::exists(w4)) << "worker 1 wrote no checkpoint";
+  r = gradzip("train --resume '" + parts.string() + "' --max-steps 0", root_ / "resume.log");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(events(parts, "resume").size(), 1u);
+  EXPECT_EQ(learning_columns(parts), learning_columns(whole));
+  for (const char* file : {"shard-0-step-000000000012.ckpt", "worker-0-step-000000000012.ckpt",
+                           "worker-1-step-000000000012.ckpt"}) {
+    EXPECT_EQ(slurp(parts / "checkpoints" / file), slurp(whole / "checkpoints" / file)) << file;
+  }
+  // The worker checkpoints carry the transport's state (comm/checkpoint.h: u64 T at offset 44).
+  const std::string image = slurp(w4);
+  ASSERT_GE(image.size(), 52u);
+  std::uint64_t transport_bytes = 0;
+  for (int i = 7; i >= 0; --i) transport_bytes = transport_bytes << 8 | static_cast<std::uint8_t>(image[44 + i]);
+  EXPECT_GT(transport_bytes, 12u) << "no aggregation state in " << w4;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, AggregationOnlyResume,
+    ::testing::Values(AggregationRun{"powersgd_local", "--cluster local --aggregation powersgd "
+                                                      "--compressor powersgd:rank=1,min_numel=64"},
+                      AggregationRun{"thc_sim", "--cluster sim --aggregation homomorphic --compressor ef+thc:levels=15"}),
+    [](const ::testing::TestParamInfo<AggregationRun>& i) { return std::string(i.param.name); });
 
 TEST_F(CollectiveTrain, RanksWithDifferentCompressorsFailNamingBothRanks) {
   const std::string common = "train" + kRun + " --aggregation allgather --role worker --collective-timeout 30 "

@@ -6,7 +6,15 @@
 #include <string>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
+#include <xxhash.h>
+
 #include "quant/memory.h"
+#include "quant/wire.h"
 
 namespace gradzip::quant {
 
@@ -26,6 +34,28 @@ struct CodecTiles {
 };
 }  // namespace detail
 
+void stream_copy(void* dst, const void* src, std::size_t bytes) {
+  auto* d = static_cast<std::uint8_t*>(dst);
+  const auto* s = static_cast<const std::uint8_t*>(src);
+#if defined(__SSE2__)
+  const std::size_t head = std::min(bytes, (16 - (reinterpret_cast<std::uintptr_t>(d) & 15u)) & 15u);
+  if (head != 0) std::memcpy(d, s, head);
+  std::size_t j = head;
+  for (; j + 16 <= bytes; j += 16) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + j), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j)));
+  }
+  if (j < bytes) std::memcpy(d + j, s + j, bytes - j);
+#else
+  if (bytes != 0) std::memcpy(d, s, bytes);
+#endif
+}
+
+void streaming_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 AbsClass FeedbackOps::classify(std::size_t i0, std::size_t cnt) const {
   float p[1024];
   AbsClass worst = AbsClass::kSmall;
@@ -41,8 +71,9 @@ namespace {
 
 using detail::CodecTiles;
 
-/// Elements per tile: ~16 KB of floats per buffer, whole multiples of the alignment.
-constexpr std::size_t kTileTarget = 4096;
+/// Elements per tile: ~8 KB of floats per buffer (p, d, a payload tile and the streamed
+/// state chunk stay within a 48 KB L1), whole multiples of the alignment.
+constexpr std::size_t kTileTarget = 2048;
 
 struct Scratch {
   std::vector<float> p, d;              // tile buffers, or n floats on the untiled paths
@@ -58,8 +89,11 @@ float* sized(std::vector<float>* v, std::size_t n) {
 }
 
 
+/// The tile pass (step 2 of quant/feedback.h). With a double-buffered ops each tile's p
+/// is classified first; a tile that is not AbsClass::kSmall stops the pass (*stopped set,
+/// Ok returned, nothing committed). Otherwise the caller commits.
 Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedContext& ctx, std::uint8_t* out,
-             std::size_t* out_bytes) {
+             std::size_t* out_bytes, bool* stopped) {
   const std::size_t align = codec.tile_alignment();
   const std::size_t tile = align * std::max<std::size_t>(1, kTileTarget / align);
   Scratch& s = scratch();
@@ -68,26 +102,45 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
   const std::size_t tile_payload = CodecTiles::max_payload_bytes(codec, tile);
   if (s.payload.size() < tile_payload) s.payload.resize(tile_payload);
   const std::size_t params = CodecTiles::params_bytes(codec);
+  const std::size_t payload = codec.tile_region_bytes(0, n) + codec.tile_region_bytes(1, n);
+  write_header_fields(out, codec.id(), 0, n, params, payload);
   CodecTiles::write_params(codec, out + kHeaderBytes);
   std::uint8_t* region0 = out + kHeaderBytes + params;
   std::uint8_t* region1 = region0 + codec.tile_region_bytes(0, n);
   const bool one_region = codec.tile_region_bytes(1, n) == 0;
+  // One-region payloads are hashed tile by tile, in message order, while in cache.
+  XXH3_state_t hash;
+  XXH3_64bits_reset(&hash);
+  XXH3_64bits_update(&hash, out, 32);
+  XXH3_64bits_update(&hash, out + kHeaderBytes, params);
+  const bool check = ops.double_buffered();
+  // A large one-region payload is encoded into the scratch tile, hashed there and
+  // streamed into the message (no read of the message's lines before their write).
+  const bool stream_message = one_region && n >= kStreamingNumel;
   SeedContext tctx = ctx;
   for (std::size_t t0 = 0; t0 < n; t0 += tile) {
     const std::size_t cnt = std::min(tile, n - t0);
     ops.compensated(t0, cnt, p);
+    if (check && classify_values(cnt, [p](std::size_t j) { return p[j]; }) != AbsClass::kSmall) {
+      *stopped = true;
+      return Status::Ok();
+    }
     // One-region payloads are encoded in place in the message; two-region ones through
     // the scratch payload, whose regions are then copied to their places.
-    std::uint8_t* dst = one_region ? region0 + codec.tile_region_bytes(0, t0) : s.payload.data();
-    PayloadSink sink{dst, one_region ? CodecTiles::max_payload_bytes(codec, cnt) : s.payload.size(), 0, 0};
+    const bool in_place = one_region && !stream_message;
+    std::uint8_t* dst = in_place ? region0 + codec.tile_region_bytes(0, t0) : s.payload.data();
+    PayloadSink sink{dst, in_place ? CodecTiles::max_payload_bytes(codec, cnt) : s.payload.size(), 0, 0};
     tctx.first_element = t0;
-    // Step 1 ruled out every data error of these codecs; a failure here is a codec bug.
+    // Every |p| is below kSafeMaxAbs: a failure here is a codec bug.
     GZ_RETURN_IF_ERROR(CodecTiles::encode_payload(codec, p, cnt, tctx, &sink));
     const std::size_t r0 = codec.tile_region_bytes(0, cnt);
     if (sink.flags != 0 || sink.bytes != r0 + codec.tile_region_bytes(1, cnt)) {
       return Status(Errc::kInvalidArgument, "codec " + codec.spec() + " broke its tiling contract");
     }
-    if (!one_region) {
+    if (one_region) {
+      XXH3_64bits_update(&hash, dst, sink.bytes);
+      if (stream_message) stream_copy(region0 + codec.tile_region_bytes(0, t0), dst, sink.bytes);
+    } else {
       std::memcpy(region0 + codec.tile_region_bytes(0, t0), dst, r0);
       std::memcpy(region1 + codec.tile_region_bytes(1, t0), dst + r0, sink.bytes - r0);
     }
@@ -101,8 +154,9 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
     GZ_RETURN_IF_ERROR(CodecTiles::decode_payload(codec, view, d));
     ops.update(t0, cnt, p, d);
   }
-  const std::size_t payload = codec.tile_region_bytes(0, n) + codec.tile_region_bytes(1, n);
-  write_header(out, codec.id(), 0, n, params, payload);
+  if (!one_region) XXH3_64bits_update(&hash, out + kHeaderBytes + params, payload);
+  if (stream_message) streaming_fence();
+  store_le<std::uint64_t>(out + 32, XXH3_64bits_digest(&hash));
   *out_bytes = kHeaderBytes + params + payload;
   return Status::Ok();
 }
@@ -117,6 +171,7 @@ Status generic(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCo
   float* d = sized(&s.d, n);
   GZ_RETURN_IF_ERROR(codec.decode(out, *out_bytes, d, n));
   ops.update(0, n, p, d);
+  ops.commit();
   return Status::Ok();
 }
 
@@ -154,10 +209,24 @@ Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n,
                                              std::to_string(need) + " bytes, got " + std::to_string(out_capacity));
   }
   static_assert(kSafeMaxAbs == 0x1p50f, "classify_values compares with the bits of 2^50");
+  const bool tiles = codec.tile_alignment() != 0 && n != 0;
+  bool stopped = false;
+  if (tiles && ops.double_buffered()) {
+    GZ_RETURN_IF_ERROR(tiled(codec, ops, n, ctx, out, out_bytes, &stopped));
+    if (!stopped) {
+      ops.commit();
+      return Status::Ok();
+    }
+    // A tile held a NaN/Inf or a large |p|; nothing was committed: decide on the whole bucket.
+  }
   const AbsClass worst = ops.classify(0, n);
   if (worst == AbsClass::kNonFinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
   if (worst == AbsClass::kLarge || n == 0) return generic(codec, ops, n, ctx, out, out_capacity, out_bytes);
-  if (codec.tile_alignment() != 0) return tiled(codec, ops, n, ctx, out, out_bytes);
+  if (tiles) {
+    GZ_RETURN_IF_ERROR(tiled(codec, ops, n, ctx, out, out_bytes, &stopped));
+    ops.commit();
+    return Status::Ok();
+  }
   return untiled(codec, ops, n, ctx, out, out_capacity, out_bytes);
 }
 

@@ -5,21 +5,31 @@
 // The unfused reference is four passes over the bucket and two temporaries:
 //   p = compensate(g, state); msg = encode(p); d = decode(msg); state = update(p, d).
 // encode_with_feedback produces the same message bytes and the same state bits with:
-//   1. a read-only pass over the compensated values (grad and state; nothing is written)
-//      classifies |p| (AbsClass). A NaN/Inf refuses the bucket before any state is touched
-//      (kNonFiniteInput), so a bad bucket leaves the state as it was. This pass is the
-//      price of that guarantee: the state is updated in place during step 2, so nothing
-//      found later could be undone.
+//   1. memories whose state is the residual vector (ef, ef21: ResidualOps) are double
+//      buffered: update() writes the next state into MemoryState::spare and commit()
+//      swaps it with the residual after the last tile. So a tile whose compensated values
+//      hold a NaN/Inf (or some |p| >= kSafeMaxAbs) stops the pass with the residual as it
+//      was, and no read-only pass is needed. On a stop, the whole bucket is classified
+//      (AbsClass) as below and refused (kNonFiniteInput) or sent to the scratch path.
+//      Other memories (dgc) update in place, so a read-only pass over the compensated
+//      values (grad and state; nothing is written) classifies |p| first, and a NaN/Inf
+//      refuses the bucket before any state is touched.
 //   2. tiled codecs (Codec::tile_alignment > 0: identity, fp16, bf16, int8, qsgd,
 //      terngrad, sign, scaled-sign, onebit, natural, zipml with scope=bucket; the bucketed
-//      ones for buckets up to 2^16): one pass in tiles of ~4096 elements (or one bucket);
-//      per tile p is computed into an L1-resident buffer, encoded, its bytes copied into the
-//      message, decoded into a second tile buffer, and the state updated from both. Grad
-//      and state are read once and the state written once; the codec's per-bucket
-//      statistics (scales, norms, zipml's levels) are computed inside the tile from p,
-//      which holds whole codec buckets.
+//      ones for buckets up to 2^16): one pass in tiles of ~2048 elements (or one bucket);
+//      per tile p is computed into an L1-resident buffer, classified (double-buffered
+//      memories), encoded, its bytes copied into the message, decoded into a second tile
+//      buffer, and the next state written from both. Grad and state are read once and the
+//      next state written once (with streaming stores on buckets of >= kStreamingNumel
+//      elements: it is not read again this step, and bypassing the cache saves the read
+//      of every line before its write). A one-region payload (identity, fp16, bf16) is
+//      checksummed tile by tile while in cache (and on such buckets encoded into a scratch
+//      tile and streamed into the message); two-region ones (scales, then codes) are
+//      checksummed after the pass. The codec's per-bucket statistics (scales, norms,
+//      zipml's levels) are computed inside the tile from p, which holds whole codec buckets.
 //      Untiled codecs: topk, randk, threshold, dgc, and zipml with scope=tensor (one set of
-//      levels per message). Memory ef: p is written into the residual in place, encoded,
+//      levels per message), after the read-only pass. Memory ef: p is written into the
+//      residual in place, encoded,
 //      and decode_add(msg, residual, -1) turns the kept elements into p - d; every other
 //      element keeps p - 0 = p. Only the kept elements are touched after selection (ef
 //      with scale s != 1: one more pass, e = p / s, before the decode_add, since every
@@ -30,14 +40,15 @@
 //   Why bit-identical: step 2 performs the reference's fp32 operations on the same
 //   operands (x + (-1 * d) == x - d and g + 1 * d == g + d exactly in IEEE arithmetic),
 //   the tile encodes write the bytes of the whole-message encode (Codec's tiling
-//   contract), and the codec cannot fail on the tiles once step 1 has seen every |p| below
+//   contract), and the codec cannot fail on the tiles once every |p| is below
 //   2^50 (no bucket statistic of a finite p that small overflows: see kSafeMaxAbs).
 //   A bucket with some |p| >= 2^50 (finite) takes the scratch path: p and d in
 //   per-thread scratch vectors, the reference's passes, state updated only on success.
 //
 // Scratch: per-thread (thread_local) tile buffers, plus vectors of n floats for the
 // untiled codecs that need them (ef21, dgc, the |p| >= 2^50 case); they grow to the
-// largest bucket seen on that thread and are kept.
+// largest bucket seen on that thread and are kept. Double-buffered memories keep a
+// second n-float vector per state (MemoryState::spare).
 #pragma once
 
 #include <cstddef>
@@ -109,6 +120,69 @@ class FeedbackOps {
   /// elements then get target + (-1 * d). Default: nothing (the state is p - 0 = p); ef
   /// with scale s != 1 divides by s, one pass over the bucket.
   virtual void unsent_residual(std::size_t n) { (void)n; }
+
+  /// True when update() writes the next state aside and commit() installs it (step 1):
+  /// the tiled path then classifies tile by tile instead of in a read-only pass first.
+  virtual bool double_buffered() const { return false; }
+  /// After the update() calls of a successful encode (tiled or scratch path): installs
+  /// the state they wrote. Default: nothing (update() wrote in place).
+  virtual void commit() {}
+};
+
+/// Buckets of at least this many elements (1 MiB of floats, about an L2) write the next
+/// state with streaming stores.
+constexpr std::size_t kStreamingNumel = std::size_t{1} << 18;
+
+/// dst[0, bytes) = src[0, bytes), with non-temporal (cache-bypassing) stores on the
+/// 16-byte aligned part of dst on x86-64; a plain copy elsewhere. Call streaming_fence()
+/// before another thread may read dst.
+void stream_copy(void* dst, const void* src, std::size_t bytes);
+/// Orders the streaming stores of this thread before its later stores (sfence).
+void streaming_fence();
+
+/// FeedbackOps of a memory whose state is MemoryState::residual (ef, ef21), double
+/// buffered: update() writes the next residual into MemoryState::spare through
+/// store_next(), commit() swaps the two vectors. The sparse paths work in place on the
+/// residual (sparse_target). Both vectors must hold n floats.
+class ResidualOps : public FeedbackOps {
+ public:
+  ResidualOps(const float* grad, MemoryState* state)
+      : grad_(grad),
+        residual_(state->residual.data()),
+        next_(state->spare.data()),
+        state_(state),
+        stream_(state->residual.size() >= kStreamingNumel) {}
+  bool double_buffered() const final { return true; }
+  void commit() final {
+    if (stream_) streaming_fence();
+    state_->residual.swap(state_->spare);
+  }
+  float* sparse_target() final { return residual_; }
+
+ protected:
+  /// next residual[i0 + j] = value(j) for j < cnt.
+  template <typename Value>
+  void store_next(std::size_t i0, std::size_t cnt, Value value) {
+    if (!stream_) {
+      float* __restrict e = next_ + i0;
+      for (std::size_t j = 0; j < cnt; ++j) e[j] = value(j);
+      return;
+    }
+    float t[1024];
+    for (std::size_t k0 = 0; k0 < cnt; k0 += 1024) {
+      const std::size_t m = cnt - k0 < 1024 ? cnt - k0 : 1024;
+      for (std::size_t j = 0; j < m; ++j) t[j] = value(k0 + j);
+      stream_copy(next_ + i0 + k0, t, 4 * m);
+    }
+  }
+
+  const float* grad_;
+  float* residual_;  ///< the state (read; written in place only by the sparse paths)
+  float* next_;      ///< the next state of the tiled and scratch paths
+
+ private:
+  MemoryState* state_;
+  bool stream_;
 };
 
 /// Encodes the compensated bucket of n elements (ops.compensated) with `codec` into
@@ -121,16 +195,17 @@ Status encode_with_feedback(const Codec& codec, FeedbackOps& ops, std::size_t n,
                             std::uint8_t* out, std::size_t out_capacity, std::size_t* out_bytes);
 
 /// Memory::encode_step of a memory whose fused operations need only the residual (ef,
-/// ef21): refuses a null grad, sizes state->residual to n (zeros, as compensate does),
-/// runs encode_with_feedback with Ops(grad, residual, args...) and counts the step on
-/// success.
+/// ef21; Ops derives from ResidualOps): refuses a null grad, sizes state->residual to n
+/// (zeros, as compensate does) and state->spare to n, runs encode_with_feedback with
+/// Ops(grad, state, args...) and counts the step on success.
 template <typename Ops, typename... Args>
 Status residual_feedback_step(const Codec& codec, const float* grad, std::size_t n, const SeedContext& ctx,
                               MemoryState* state, std::uint8_t* out, std::size_t out_capacity,
                               std::size_t* out_bytes, Args... args) {
   if (grad == nullptr && n != 0) return Status(Errc::kInvalidArgument, "null gradient");
   if (state->residual.size() != n) state->residual.assign(n, 0.0f);
-  Ops ops(grad, state->residual.data(), args...);
+  if (state->spare.size() != n) state->spare.resize(n);
+  Ops ops(grad, state, args...);
   GZ_RETURN_IF_ERROR(encode_with_feedback(codec, ops, n, ctx, out, out_capacity, out_bytes));
   ++state->steps;
   return Status::Ok();

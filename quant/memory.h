@@ -6,8 +6,8 @@
 //   decoded  = codec.decode(message)               // what the receiver will add
 //   state    = memory.update(x, decoded, state)    // e.g. residual = x - decoded
 //
-// encode_step does all four at once, fused (quant/feedback.h): one read-only pass, then
-// one pass that encodes and updates the state, with no decoded copy of the bucket. It is
+// encode_step does all four at once, fused (quant/feedback.h): one pass that encodes and
+// updates the state, with no decoded copy of the bucket. It is
 // the call to use; compensate/update stay as the reference the tests compare it with.
 //
 // A Memory object is immutable configuration; all mutable data is in MemoryState,
@@ -31,6 +31,11 @@ struct MemoryState {
   std::vector<float> residual;  ///< e_t: what was not yet transmitted
   std::vector<float> momentum;  ///< u_t: DGC's local momentum (unused by ef/none)
   std::uint64_t steps = 0;      ///< number of update() calls so far
+  /// encode_step's second residual buffer (ef, ef21): the fused pass writes the next
+  /// residual here and swaps it with `residual` once the whole bucket was encoded, so a
+  /// refused bucket leaves `residual` as it was without a read-only pass first
+  /// (quant/feedback.h). Contents unspecified; not checkpointed.
+  std::vector<float> spare;
 };
 
 class Memory {

@@ -15,8 +15,8 @@ std::uint64_t message_checksum(const std::uint8_t* msg, std::size_t params_bytes
   return XXH3_64bits_digest(&state);
 }
 
-void write_header(std::uint8_t* msg, CodecId codec, std::uint8_t flags, std::uint64_t numel,
-                  std::size_t params_bytes, std::size_t payload_bytes) {
+void write_header_fields(std::uint8_t* msg, CodecId codec, std::uint8_t flags, std::uint64_t numel,
+                         std::size_t params_bytes, std::size_t payload_bytes) {
   store_le<std::uint32_t>(msg + 0, kWireMagic);
   store_le<std::uint16_t>(msg + 4, kWireVersion);
   msg[6] = static_cast<std::uint8_t>(codec);
@@ -25,6 +25,11 @@ void write_header(std::uint8_t* msg, CodecId codec, std::uint8_t flags, std::uin
   store_le<std::uint64_t>(msg + 16, payload_bytes);
   store_le<std::uint32_t>(msg + 24, static_cast<std::uint32_t>(params_bytes));
   store_le<std::uint32_t>(msg + 28, 0);
+}
+
+void write_header(std::uint8_t* msg, CodecId codec, std::uint8_t flags, std::uint64_t numel,
+                  std::size_t params_bytes, std::size_t payload_bytes) {
+  write_header_fields(msg, codec, flags, numel, params_bytes, payload_bytes);
   store_le<std::uint64_t>(msg + 32, message_checksum(msg, params_bytes, payload_bytes));
 }
 

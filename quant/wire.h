@@ -81,6 +81,12 @@ Status parse_message(const std::uint8_t* msg, std::size_t bytes, MessageView* vi
 void write_header(std::uint8_t* msg, CodecId codec, std::uint8_t flags, std::uint64_t numel,
                   std::size_t params_bytes, std::size_t payload_bytes);
 
+/// write_header without the checksum: bytes [0, 32) of the header, so a writer that
+/// produces the payload piece by piece can hash it while it is in cache (quant/feedback.cc)
+/// and store the XXH3-64 of [0, 32) ++ params ++ payload at msg + 32 itself.
+void write_header_fields(std::uint8_t* msg, CodecId codec, std::uint8_t flags, std::uint64_t numel,
+                         std::size_t params_bytes, std::size_t payload_bytes);
+
 /// XXH3-64 of the checksummed ranges of a complete message (see the table above).
 std::uint64_t message_checksum(const std::uint8_t* msg, std::size_t params_bytes, std::size_t payload_bytes);
 

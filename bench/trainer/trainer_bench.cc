@@ -5,8 +5,9 @@
 //  * per-step time of the gradzip worker (flat buffers, identity codec, in-process
 //    shard, pull into the flat parameter buffer) vs a plain libtorch loop on the same
 //    model, batch and loader, interleaved (goal: <= 3% overhead);
-//  * the overlapped step vs the sequential one on a communication-bound modeled link
-//    (goal: overlapped <= 1.15 x max(compute, communication)).
+//  * the overlapped step vs the sequential one on a modeled link, compute-bound (1 Gbit/s)
+//    and communication-bound (10 Mbit/s on this 2-core VM) (goal where communication
+//    dominates: overlapped <= 1.15 x max(compute, communication)).
 // Run: build-*/bench/gradzip_bench_trainer --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -196,13 +197,18 @@ BENCHMARK(BM_WorkerOverheadVsPlainLoop)->Arg(0)->Arg(1)->UseManualTime()->Iterat
 
 /// Overlap on a communication-bound set-up: resnet20 at width 8 on CIFAR-shaped data, 4
 /// workers (threads) over the in-process transport, each behind its own modeled link of
-/// state.range(0) Mbit/s (trainer/transport_decorators.h), batch state.range(1). Per
-/// step of worker 0, medians of interleaved runs:
-///   compute     = the sequential step without link delay (forward, backward, encode,
-///                 in-process push/pull: what the workers cost without the network),
+/// state.range(0) Mbit/s (trainer/transport_decorators.h), batch state.range(1). Four
+/// runs per iteration, interleaved (the order rotates), per step of worker 0, medians:
+///   compute_seq / compute_ovl = the sequential / overlapped step without link delay
+///                 (forward, backward, encode, in-process push/pull: the step when the
+///                 network costs nothing),
 ///   comm        = a worker's bytes per step (up + down, counted) / link bandwidth,
-///   sequential  = the sequential step with the link (expected: compute + comm),
-///   overlapped  = the overlapped step with the link (goal: <= 1.15 x max(compute, comm)).
+///   sequential  = the sequential step with the link (expected: compute_seq + comm),
+///   overlapped  = the overlapped step with the link
+///                 (goal: <= 1.15 x max(compute_ovl, comm)).
+/// Communication-bound means comm > compute: at 1000 Mbit/s this 2-core VM's compute
+/// (4 workers on 2 cores) is several times the communication, so the 10 Mbit/s case is the
+/// communication-bound one here (comm ~3x compute); both are reported.
 void BM_OverlapOnACommunicationBoundLink(benchmark::State& state) {
   const double bytes_per_s = static_cast<double>(state.range(0)) * 1e6 / 8;
   constexpr std::size_t kWorkers = 4, kSteps = 6;
@@ -223,16 +229,17 @@ void BM_OverlapOnACommunicationBoundLink(benchmark::State& state) {
   c.placement.bucket_bytes = 64 << 10;
   c.placement.first_bucket_bytes = 16 << 10;
   c.placement.min_compress_numel = 0;
-  std::vector<double> compute, sequential, overlapped, comm;
+  // Runs: 0 sequential, no link; 1 overlapped, no link; 2 sequential, link; 3 overlapped, link.
+  std::vector<double> runs[4], comm;
   int round = 0;
   for (auto _ : state) {
-    for (int k = 0; k < 3; ++k) {
-      const int which = (round + k) % 3;
-      c.overlap = which == 2;
-      c.sim_link_bytes_per_s = which == 0 ? 0.0 : bytes_per_s;
+    for (int k = 0; k < 4; ++k) {
+      const int which = (round + k) % 4;
+      c.overlap = which % 2 == 1;
+      c.sim_link_bytes_per_s = which < 2 ? 0.0 : bytes_per_s;
       const gz::TrainResult r = gz::run_training(c);
-      (which == 0 ? compute : which == 1 ? sequential : overlapped).push_back(step_seconds(r));
-      if (which == 1 && r.epochs.size() == 2) {
+      runs[which].push_back(step_seconds(r));
+      if (which == 2 && r.epochs.size() == 2) {
         const auto bytes = [](const gz::EpochMetrics& m) {
           return static_cast<double>(m.traffic.up.payload_bytes + m.traffic.up.framing_bytes +
                                      m.traffic.down.payload_bytes + m.traffic.down.framing_bytes);
@@ -242,21 +249,24 @@ void BM_OverlapOnACommunicationBoundLink(benchmark::State& state) {
       }
     }
     ++round;
-    state.SetIterationTime(overlapped.back());
+    state.SetIterationTime(runs[3].back());
   }
-  const double cm = median(compute), co = median(comm), sq = median(sequential), ov = median(overlapped);
-  state.counters["compute_ms"] = 1e3 * cm;
-  state.counters["comm_ms"] = 1e3 * co;
+  const double cs = median(runs[0]), co = median(runs[1]), cm = median(comm);
+  const double sq = median(runs[2]), ov = median(runs[3]);
+  state.counters["compute_seq_ms"] = 1e3 * cs;
+  state.counters["compute_ovl_ms"] = 1e3 * co;
+  state.counters["comm_ms"] = 1e3 * cm;
   state.counters["sequential_ms"] = 1e3 * sq;
   state.counters["overlapped_ms"] = 1e3 * ov;
-  state.counters["sequential_over_sum"] = sq / (cm + co);
-  state.counters["overlapped_over_max"] = ov / std::max(cm, co);
+  state.counters["sequential_over_sum"] = sq / (cs + cm);
+  state.counters["overlapped_over_max"] = ov / std::max(co, cm);
+  state.counters["comm_over_compute"] = cm / co;
   state.SetLabel("resnet20 w8, 4 workers, " + std::to_string(state.range(0)) + " Mbit/s per worker, batch " +
-                 std::to_string(state.range(1)) + "; goal overlapped_over_max <= 1.15");
+                 std::to_string(state.range(1)) + "; goal overlapped_over_max <= 1.15 where comm_over_compute > 1");
 }
 BENCHMARK(BM_OverlapOnACommunicationBoundLink)
     ->Args({1000, 2})
-    ->Args({100, 8})
+    ->Args({10, 2})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);

@@ -108,14 +108,47 @@ class HalfCodec final : public Codec {
   }
 #endif
 
+  /// o[j] = (or +=) scale * Traits::decode(h[j]) for j < cnt; inlined into the baseline
+  /// and AVX2 copies below.
+  template <bool kAcc>
+  __attribute__((always_inline)) static inline void decode_block_body(const std::uint16_t* __restrict h,
+                                                                      std::size_t cnt, float* __restrict o,
+                                                                      float scale) {
+    for (std::size_t j = 0; j < cnt; ++j) emit<kAcc>(o, j, Traits::decode(h[j]), scale);
+  }
+
+  template <bool kAcc>
+  static void decode_block(const std::uint16_t* h, std::size_t cnt, float* o, float scale) {
+    decode_block_body<kAcc>(h, cnt, o, scale);
+  }
+
+#if defined(GZ_HAVE_AVX2_CLONES)
+  /// decode_block for AVX2 (as encode_block_avx2: same source, integer ops, exact
+  /// int-to-float conversions, and without FMA in the target no contraction of the
+  /// accumulate's multiply-add: the same bits).
+  template <bool kAcc>
+  __attribute__((target("avx2"))) static void decode_block_avx2(const std::uint16_t* h, std::size_t cnt, float* o,
+                                                                float scale) {
+    decode_block_body<kAcc>(h, cnt, o, scale);
+  }
+#endif
+
   template <bool kAcc>
   static void run(const MessageView& m, float* out, float scale) {
     std::uint16_t h[kBlock];
+#if defined(GZ_HAVE_AVX2_CLONES)
+    const bool avx2 = cpu_has_avx2();
+#endif
     for (std::size_t i0 = 0; i0 < m.numel; i0 += kBlock) {
       const std::size_t cnt = std::min<std::size_t>(kBlock, m.numel - i0);
       std::memcpy(h, m.payload + 2 * i0, 2 * cnt);
-      float* __restrict o = out + i0;
-      for (std::size_t j = 0; j < cnt; ++j) emit<kAcc>(o, j, Traits::decode(h[j]), scale);
+#if defined(GZ_HAVE_AVX2_CLONES)
+      if (avx2) {
+        decode_block_avx2<kAcc>(h, cnt, out + i0, scale);
+        continue;
+      }
+#endif
+      decode_block<kAcc>(h, cnt, out + i0, scale);
     }
   }
 };

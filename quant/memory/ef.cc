@@ -36,38 +36,35 @@
 namespace gradzip::quant {
 namespace {
 
-/// Fused EF (quant/feedback.h) with scale s; kScaled == (s != 1).
+/// Fused EF (quant/feedback.h) with scale s; kScaled == (s != 1). Double buffered: the
+/// tiled and scratch paths write the next residual aside (ResidualOps).
 template <bool kScaled>
-class EfOps final : public FeedbackOps {
+class EfOps final : public ResidualOps {
  public:
-  EfOps(const float* g, float* e, float s) : g_(g), e_(e), s_(s) {}
+  EfOps(const float* g, MemoryState* state, float s) : ResidualOps(g, state), s_(s) {}
   void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
-    const float* g = g_ + i0;
-    const float* e = e_ + i0;
+    const float* g = grad_ + i0;
+    const float* e = residual_ + i0;
     for (std::size_t j = 0; j < cnt; ++j) p[j] = value(g[j], e[j]);  // p may alias e
   }
   AbsClass classify(std::size_t i0, std::size_t cnt) const override {
-    const float* __restrict g = g_ + i0;
-    const float* __restrict e = e_ + i0;
+    const float* __restrict g = grad_ + i0;
+    const float* __restrict e = residual_ + i0;
     return classify_values(cnt, [&](std::size_t j) { return value(g[j], e[j]); });
   }
   void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
-    float* __restrict e = e_ + i0;
-    for (std::size_t j = 0; j < cnt; ++j) e[j] = unscaled(p[j]) - d[j];
+    store_next(i0, cnt, [&](std::size_t j) { return unscaled(p[j]) - d[j]; });
   }
   Sparse sparse() const override { return Sparse::kResidualMinusDecoded; }
-  float* sparse_target() override { return e_; }
   void unsent_residual(std::size_t n) override {
     if (kScaled) {
-      for (std::size_t i = 0; i < n; ++i) e_[i] = unscaled(e_[i]);  // p / s - 0 == p / s
+      for (std::size_t i = 0; i < n; ++i) residual_[i] = unscaled(residual_[i]);  // p / s - 0 == p / s
     }
   }
 
  private:
   float value(float g, float e) const { return kScaled ? (g + e) * s_ : g + e; }
   float unscaled(float p) const { return kScaled ? p / s_ : p; }
-  const float* g_;
-  float* e_;
   float s_;
 };
 

@@ -29,23 +29,19 @@
 namespace gradzip::quant {
 namespace {
 
-/// Fused EF21 (quant/feedback.h): p = grad - g_i; g_i = g_i + d.
-class Ef21Ops final : public FeedbackOps {
+/// Fused EF21 (quant/feedback.h): p = grad - g_i; g_i = g_i + d (the next g_i written
+/// aside: ResidualOps).
+class Ef21Ops final : public ResidualOps {
  public:
-  Ef21Ops(const float* grad, float* gi) : grad_(grad), gi_(gi) {}
+  Ef21Ops(const float* grad, MemoryState* state) : ResidualOps(grad, state) {}
   void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
-    for (std::size_t j = 0; j < cnt; ++j) p[j] = grad_[i0 + j] - gi_[i0 + j];
+    for (std::size_t j = 0; j < cnt; ++j) p[j] = grad_[i0 + j] - residual_[i0 + j];
   }
   void update(std::size_t i0, std::size_t cnt, const float*, const float* __restrict d) override {
-    float* __restrict g = gi_ + i0;
-    for (std::size_t j = 0; j < cnt; ++j) g[j] = g[j] + d[j];
+    const float* __restrict g = residual_ + i0;
+    store_next(i0, cnt, [&](std::size_t j) { return g[j] + d[j]; });
   }
   Sparse sparse() const override { return Sparse::kStatePlusDecoded; }
-  float* sparse_target() override { return gi_; }
-
- private:
-  const float* grad_;
-  float* gi_;
 };
 
 class Ef21Memory final : public Memory {

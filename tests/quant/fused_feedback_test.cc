@@ -225,6 +225,30 @@ TEST(FusedFeedbackOverflow, ResidualPlusGradientOverflowIsRefusedUntouched) {
   }
 }
 
+TEST(FusedFeedbackLarge, StreamedResidualMatchesAndALateNaNLeavesItUntouched) {
+  // From kStreamingNumel elements on, the double-buffered memories write the next residual
+  // with streaming stores; a NaN in the last tile stops the pass after every other tile
+  // was written aside, and the residual must still be the previous one.
+  const std::size_t n = kStreamingNumel + 4099;
+  for (const char* memory_spec : {"ef", "ef:scale=0.5", "ef21"}) {
+    for (const char* spec : {"identity", "fp16", "int8:bucket=512", "scaled-sign:bucket=100", "qsgd:bits=4"}) {
+      SCOPED_TRACE(std::string(memory_spec) + "+" + spec);
+      Pair pair(spec, memory_spec);
+      ASSERT_NE(pair.memory, nullptr);
+      pair.step_both(cached_gradient(n, 70), 0, "step 0");
+      pair.step_both(cached_gradient(n, 71), 1, "step 1");
+      const MemoryState before = pair.fused;
+      std::vector<float> g = cached_gradient(n, 72);
+      g[n - 3] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<std::uint8_t> msg;
+      EXPECT_EQ(fused_step(*pair.memory, *pair.codec, g, SeedContext{77, 2, 3, 5}, &pair.fused, &msg).code(),
+                Errc::kNonFiniteInput);
+      expect_same_state(pair.fused, before, "after a NaN in the last tile");
+      pair.step_both(cached_gradient(n, 73), 3, "step after the refused bucket");
+    }
+  }
+}
+
 /// A memory without fused operations (keeps half of the error), to exercise the default
 /// Memory::encode_step that a newly added memory inherits.
 class HalfErrorMemory final : public Memory {

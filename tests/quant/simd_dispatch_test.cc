@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,6 +46,33 @@ TEST(SimdDispatch, Avx2AndPortableCopiesEncodeTheSameBytes) {
       }
       ASSERT_TRUE(cpu_has_avx2());
       EXPECT_EQ(fast, portable) << entry->name << " n=" << n;
+    }
+  }
+}
+
+TEST(SimdDispatch, Avx2AndPortableCopiesDecodeTheSameBits) {
+  if (!cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2: only the portable copies exist";
+  const SeedContext ctx{0x5EED, 18, 1, 0};
+  for (const auto* entry : codec_entries()) {
+    const auto codec = make_codec(entry->name);
+    for (std::size_t n : {1u, 33u, 4099u, 65537u}) {
+      const std::vector<float> x = mixed_input(n, static_cast<unsigned>(n) + 7);
+      const std::vector<std::uint8_t> msg = codec->encode(x.data(), n, ctx);
+      // decode, and decode_add with a scale into a nonzero accumulator (a multiply and an add).
+      auto run = [&](std::vector<float>* out, std::vector<float>* acc) {
+        out->assign(n, 0.0f);
+        acc->assign(x.begin(), x.end());
+        ASSERT_TRUE(codec->decode(msg.data(), msg.size(), out->data(), n).ok()) << entry->name;
+        ASSERT_TRUE(codec->decode_add(msg.data(), msg.size(), acc->data(), n, 0.3f).ok()) << entry->name;
+      };
+      std::vector<float> fast, fast_acc, portable, portable_acc;
+      run(&fast, &fast_acc);
+      {
+        ForcePortableSimdForTest force;
+        run(&portable, &portable_acc);
+      }
+      EXPECT_EQ(0, std::memcmp(fast.data(), portable.data(), 4 * n)) << entry->name << " n=" << n;
+      EXPECT_EQ(0, std::memcmp(fast_acc.data(), portable_acc.data(), 4 * n)) << entry->name << " n=" << n;
     }
   }
 }

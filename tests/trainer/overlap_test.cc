@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "comm/layout.h"
+#include "tests/trainer/tiny_config.h"
 #include "trainer/bucket_schedule.h"
 #include "trainer/errors.h"
 #include "trainer/grad_hooks.h"
@@ -94,19 +95,9 @@ TEST(GradHooks, AnErrorInAHookIsReportedAndBackwardCompletes) {
 }
 
 gz::TrainConfig tiny(std::uint32_t workers) {
-  gz::TrainConfig c;
-  c.model = "mlp";
-  c.base_width = 24;
-  c.dataset = "synthetic";
-  c.synthetic.channels = 1;
-  c.synthetic.height = c.synthetic.width = 8;
-  c.synthetic.train_size = 384;
-  c.synthetic.test_size = 64;
-  c.epochs = 2;
-  c.batch_size = 16;
-  c.workers = workers;
-  c.compressor = "ef+qsgd:bits=4";
-  c.optimizer.lr = 0.05;
+  gz::testing::TinyRun r;
+  r.workers = workers;
+  gz::TrainConfig c = gz::testing::tiny_mlp_config(r);
   c.optimizer.momentum = 0.9;
   c.placement.num_shards = 2;
   c.placement.bucket_bytes = 4 * 700;

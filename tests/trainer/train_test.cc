@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "quant/registry.h"
+#include "tests/trainer/tiny_config.h"
 #include "trainer/errors.h"
 #include "trainer/records.h"
 #include "trainer/train.h"
@@ -45,20 +46,8 @@ gz::TrainConfig fashion_config(const std::string& compressor) {
 }  // namespace
 
 TEST(Train, SameSeedGivesIdenticalMetrics) {
-  gz::TrainConfig c;
-  c.model = "mlp";
-  c.base_width = 32;
-  c.dataset = "synthetic";
-  c.synthetic.channels = 1;
-  c.synthetic.height = c.synthetic.width = 8;
-  c.synthetic.train_size = 512;
-  c.synthetic.test_size = 128;
-  c.epochs = 2;
-  c.batch_size = 32;
-  c.workers = 2;
+  gz::TrainConfig c = gz::testing::tiny_mlp_config({32, 512, 128, 32, 2, "ef+qsgd:bits=2"});
   c.augment.horizontal_flip = true;
-  c.compressor = "ef+qsgd:bits=2";
-  c.optimizer.lr = 0.05;
   c.loader_threads = 2;
   const gz::TrainResult a = gz::run_training(c);
   const gz::TrainResult b = gz::run_training(c);

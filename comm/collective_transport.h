@@ -107,6 +107,8 @@ class CollectiveTransport final : public WorkerTransport {
   void abort() override;
   void barrier() override;
   TrafficCounters counters() const override;
+  /// Collectives run in call order on every rank: pushes must come in one order.
+  bool ordered_pushes() const override { return true; }
   /// The engine's own counters (per kind of collective).
   CollectiveCounters collective_counters() const;
   /// homomorphic: THC's error-feedback residual; powersgd: every compressed tensor's

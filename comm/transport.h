@@ -152,6 +152,11 @@ class WorkerTransport {
                       std::to_string(image.size()) + " bytes of transport state for a transport that keeps none");
     }
   }
+
+  /// True when every rank must push a step's buckets in one canonical order, descending
+  /// bucket id (backward order): collectives, whose ranks must start the same operation
+  /// at the same time. A parameter server takes pushes in any order (false).
+  virtual bool ordered_pushes() const { return false; }
 };
 
 }  // namespace gradzip::comm

@@ -164,15 +164,23 @@ void BucketPipeline::comm_loop() {
 }
 
 void BucketPipeline::run_step(std::uint64_t step, std::unique_lock<std::mutex>& lock) {
-  // Pushes, in the order the buckets finish encoding (backward order, last layers first).
+  // Pushes, in the order the buckets finish encoding (backward order, last layers first;
+  // encode threads may finish them out of order). A transport that needs one order on
+  // every rank (collectives) gets descending bucket ids: a bucket encoded early waits for
+  // the ones before it, or two ranks would start different collectives and fail.
+  const std::size_t n = layout_.buckets.size();
+  const bool ordered = transport_.ordered_pushes();
   std::vector<comm::Handle> handles;
-  handles.reserve(layout_.buckets.size());
+  handles.reserve(n);
   Clock::time_point first_push{};
-  while (handles.size() < layout_.buckets.size()) {
-    cv_.wait(lock, [this] { return stop_ || error_ || !encoded_.empty(); });
+  while (handles.size() < n) {
+    const auto want = static_cast<std::uint32_t>(n - 1 - handles.size());
+    const auto next = [&] { return ordered ? std::find(encoded_.begin(), encoded_.end(), want) : encoded_.begin(); };
+    cv_.wait(lock, [&] { return stop_ || error_ || next() != encoded_.end(); });
     if (stop_ || error_) return;
-    const std::uint32_t b = encoded_.front();
-    encoded_.pop_front();
+    const auto it = next();
+    const std::uint32_t b = *it;
+    encoded_.erase(it);
     lock.unlock();
     if (handles.empty()) first_push = Clock::now();
     handles.push_back(transport_.push(step, b, encoder_.message(b), encoder_.message_bytes(b)));

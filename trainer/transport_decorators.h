@@ -58,6 +58,7 @@ class ForwardingTransport : public comm::WorkerTransport {
   comm::TrafficCounters counters() const override { return inner_.counters(); }
   std::vector<std::uint8_t> save_state() override { return inner_.save_state(); }
   void restore_state(const std::vector<std::uint8_t>& image) override { inner_.restore_state(image); }
+  bool ordered_pushes() const override { return inner_.ordered_pushes(); }
 
  protected:
   /// Before a push of `bytes` leaves (may sleep or throw); after the inner push returned.

@@ -5,6 +5,7 @@
 // sequential push-all-then-pull loop; failures surface as typed errors and stop it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <mutex>
@@ -289,6 +290,66 @@ TEST(TransportDecorators, ZeroCopyPushesStayZeroCopyThroughEveryDecorator) {
   faulty.push(4, 0, raw, sizeof raw);  // the single worker's turns kept advancing
   EXPECT_EQ(bottom.copied, 1u);
   EXPECT_EQ(bottom.shared.size(), 3u);
+}
+
+// A transport that needs one push order on every rank (collectives: ranks must start the
+// same operation together) gets a step's buckets in descending id order, whatever order
+// they became ready and finished encoding on two threads; others get them as encoded.
+class OrderRecorder final : public gz::ForwardingTransport {
+ public:
+  OrderRecorder(comm::WorkerTransport& inner, bool ordered) : ForwardingTransport(inner), ordered_(ordered) {}
+  bool ordered_pushes() const override { return ordered_; }
+  std::vector<std::uint32_t> order;  // buckets in push order, all steps
+
+ private:
+  void before_push(std::uint64_t, std::uint32_t bucket, std::size_t) override { order.push_back(bucket); }
+  bool ordered_;
+};
+
+TEST(BucketPipeline, OrderedTransportsGetEveryStepsPushesInDescendingBucketOrder) {
+  LsqRun s("ef+qsgd:bits=4", "dense");
+  for (const bool ordered : {true, false}) {
+    comm::InprocCluster cluster(s.sig, s.placement, s.shard, 1);
+    auto client = cluster.make_worker();
+    OrderRecorder recorder(*client, ordered);
+    const comm::Layout& layout = cluster.layout();
+    const std::size_t n = layout.buckets.size();
+    ASSERT_GE(n, 4u);
+    std::vector<float> x(s.sig.total_numel(), 0.1f), g(s.sig.total_numel(), 0.5f);
+    recorder.connect(cluster.signature(), 0, x.data());
+    gz::BucketEncoder encoder(layout, s.compressors, *s.identity, 5, 0);
+    gz::TaskPool pool(2);
+    gz::PipelineOptions po;
+    const std::uint64_t steps = 6;
+    {
+      gz::BucketPipeline p(layout, encoder, recorder, pool, po, 0);
+      for (std::uint64_t step = 0; step < steps; ++step) {
+        p.begin_step(step, g.data(), x.data());
+        p.wait_params(0, static_cast<std::uint32_t>(n - 1), step);
+        // Ready out of backward order: ascending ids, the first bucket last but one.
+        for (std::uint32_t b = 1; b < n; ++b) p.bucket_ready(b);
+        p.bucket_ready(0);
+        p.end_backward();
+      }
+      p.drain();
+    }
+    ASSERT_EQ(recorder.order.size(), steps * n);
+    std::vector<std::uint32_t> descending(n);
+    for (std::size_t i = 0; i < n; ++i) descending[i] = static_cast<std::uint32_t>(n - 1 - i);
+    bool every_step_descending = true;
+    for (std::uint64_t step = 0; step < steps; ++step) {
+      const std::vector<std::uint32_t> got(recorder.order.begin() + step * n, recorder.order.begin() + (step + 1) * n);
+      std::vector<std::uint32_t> sorted = got;
+      std::sort(sorted.rbegin(), sorted.rend());
+      EXPECT_EQ(sorted, descending) << "every bucket once per step";
+      every_step_descending = every_step_descending && got == descending;
+    }
+    if (ordered) {
+      EXPECT_TRUE(every_step_descending) << "ordered transport";
+    } else {
+      EXPECT_FALSE(every_step_descending) << "a parameter server takes buckets as they are encoded (ready ascending)";
+    }
+  }
 }
 
 }  // namespace

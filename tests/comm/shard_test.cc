@@ -195,13 +195,22 @@ TEST(Shard, BarrierReleasesWhenEveryLiveWorkerArrivedAndAnswersARetryAtOnce) {
   EXPECT_TRUE(h.send({Harness::env(MsgType::kBarrier, 0, 0, 0, 6)}).empty());
 }
 
-TEST(Shard, AWaitingPullGetsEachBucketAsSoonAsEveryWorkerPushedIt) {
+// Two workers, parameters 0: worker 0 pushed every bucket of step 0 (gradient 1), worker
+// 1 none yet.
+ShardOptions two_workers() {
   ShardOptions o;
   o.num_workers = 2;
-  Harness h(o, 1);
+  return o;
+}
+void worker_zero_pushed_step_zero(Harness& h) {
   h.init(0.0f);
   ASSERT_GE(h.owned_count(), 3u);
   h.push_all(0, 0, 1.0f, 1);
+}
+
+TEST(Shard, AWaitingPullGetsEachBucketAsSoonAsEveryWorkerPushedIt) {
+  Harness h(two_workers(), 1);
+  worker_zero_pushed_step_zero(h);
   EXPECT_TRUE(h.send({Harness::env(MsgType::kPull, 0, 0, 0, 50)}).empty()) << "step 0 is not complete";
   std::vector<int> parts(h.owned_count(), 0);
   for (std::size_t i = 0; i < h.owned_count(); ++i) {
@@ -229,12 +238,8 @@ TEST(Shard, AWaitingPullGetsEachBucketAsSoonAsEveryWorkerPushedIt) {
 // A waiting one-bucket pull (the pipelined worker's next forward needs that bucket only)
 // is answered as soon as its bucket is complete, not when the whole step is.
 TEST(Shard, AWaitingOneBucketPullIsAnsweredWhenItsBucketIsComplete) {
-  ShardOptions o;
-  o.num_workers = 2;
-  Harness h(o, 1);
-  h.init(0.0f);
-  ASSERT_GE(h.owned_count(), 3u);
-  h.push_all(0, 0, 1.0f, 1);
+  Harness h(two_workers(), 1);
+  worker_zero_pushed_step_zero(h);
   const std::size_t last = h.owned_count() - 1;
   auto frame = Harness::env(MsgType::kPull, 0, h.owned(last), 0, 60);
   frame[7] = kFlagOneBucket;  // envelope flags byte (comm/protocol.h)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Quickstart: accuracy vs bytes for six codecs from real multi-process training.
+# Quickstart: accuracy vs bytes for six codecs, and one bidirectional run, from real
+#   multi-process training.
 #   Fashion-MNIST (Debian's dataset-fashion-mnist), ResNet-20, 4 worker processes + 2
 #   parameter-server shard processes talking ZeroMQ over loopback TCP; codecs identity,
 #   fp16, QSGD 4-bit + EF (the ef memory scales by 1/(1+omega) over an unbiased codec by
@@ -8,7 +9,9 @@
 #   threshold sparsifier with residual error feedback. DGC's own memory,
 #   `dgc+dgc:ratio=0.001`, moves momentum to the workers (Lin et al. 2018, momentum
 #   correction); with the shards' SGD momentum of 0.9 still on it would count momentum
-#   twice, so set --momentum 0 on the shards when comparing it.)
+#   twice, so set --momentum 0 on the shards when comparing it.); and top-k 1% + EF in both
+#   directions (--downlink ef+topk:ratio=0.01, server-side EF): with a dense downlink the
+#   pull is most of the traffic, so the report shows what compressing it too costs.
 #
 # Budgets (--budget; shared options in experiments/repro/common.sh):
 #   quick     width 8, 512 training / 500 test images, 2 epochs: a smoke test of the
@@ -35,20 +38,31 @@ test-subset = 0
 epochs = 10"; default_parallel=2; timeout=3600 ;;
 esac
 gz=$(find_gradzip)
-cat > "$out/quickstart.sweep" <<SWEEP
+# $1: file suffix ("" for the codec axis), $2: [axes] lines. The extra sweep names every
+# axis (names = all), so its run stays apart from the codec axis's in the runs folder.
+sweeps=()
+write_sweep() {
+  local file="$out/quickstart$1.sweep"
+  cat > "$file" <<SWEEP
 # written by experiments/repro/quickstart.sh --budget $budget
 [sweep]
 base = $repo/experiments/configs/quickstart.ini
 out = $out/runs
 parallel = ${parallel:-$default_parallel}
 timeout = $timeout
+$([[ -n "$1" ]] && echo "names = all")
 [axes]
-codecs = identity fp16 ef+qsgd:bits=4 ef+scaled-sign ef+topk:ratio=0.01 ef+dgc:ratio=0.001
+$2
 [fixed]
 device = $(training_device)
 $sizes
 SWEEP
+  sweeps+=("$file")
+}
+write_sweep "" "codecs = identity fp16 ef+qsgd:bits=4 ef+scaled-sign ef+topk:ratio=0.01 ef+dgc:ratio=0.001"
+write_sweep _bidir "codecs = ef+topk:ratio=0.01
+downlink = ef+topk:ratio=0.01"
 start=$(date +%s)
-run_sweep_file "$out/quickstart.sweep" "$gz"
+run_sweep_files "$gz" "${sweeps[@]}"
 "$gz" report --runs "$(run_list "$out/runs")" --out "$out/report" --links eth1g,eth10g,eth25g,pcie3
 echo "quickstart ($budget budget): $(( $(date +%s) - start )) s; figures and tables in $out/report"

@@ -89,10 +89,12 @@ TEST_F(ReproScripts, EveryBudgetReachesItsRuns) {
        {"--device cuda --width 0 --train-subset 0 --test-subset 0 --epochs 15", ", 8 at a time"}},
       {"codec_study.sh", "--budget full --device cpu --parallel 3 --dry-run", 39,
        {"--device cpu --width 0", ", 3 at a time"}},
-      // quickstart: 6 codecs; standard is quickstart.ini as it is.
-      {"quickstart.sh", "--budget quick --dry-run", 6, {"--train-subset 512 --test-subset 500 --epochs 2"}},
-      {"quickstart.sh", "--budget standard --dry-run", 6, {"--device cpu --compressor"}, {"--train-subset"}},
-      {"quickstart.sh", "--budget full --dry-run", 6, {"--device cuda --width 0 --train-subset 0"}},
+      // quickstart: 6 codecs and top-k 1% + EF both ways; standard is quickstart.ini as it is.
+      {"quickstart.sh", "--budget quick --dry-run", 7,
+       {"--train-subset 512 --test-subset 500 --epochs 2",
+        "--compressor ef+topk:ratio=0.01 --downlink ef+topk:ratio=0.01 --run-dir "}},
+      {"quickstart.sh", "--budget standard --dry-run", 7, {"--device cpu --compressor"}, {"--train-subset"}},
+      {"quickstart.sh", "--budget full --dry-run", 7, {"--device cuda --width 0 --train-subset 0"}},
       // link study (a dry run needs no root): 100 Mbit/s x 3 configurations (quick), then
       // 2 links x 10: fp32/fp16/QSGD/top-k 10% PS, top-k 1% PS and fp16 allreduce with
       // and without overlap, allgather, homomorphic.
@@ -142,9 +144,30 @@ TEST_F(ReproScripts, KernelTableBudgets) {
   EXPECT_FALSE(has(r.out, "gradzip_bench_cuda")) << "--device cpu skips the GPU benchmark\n" << r.out;
 }
 
+// The one-command GPU study plans its three steps, each under its time limit (14
+// minutes in all), results under the output folder; it runs the full budget only.
+TEST_F(ReproScripts, GpuStudyPlansHostCheckKernelTableAndFullCodecStudy) {
+  Result r = script("gpu_study.sh", "--dry-run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r.out, "timeout 360 bash ")) << r.out;
+  EXPECT_TRUE(has(r.out, "scripts/gpu-host-check --build-dir ")) << r.out;
+  EXPECT_TRUE(has(r.out, "/build/experiments/gradzip bash ")) << r.out;
+  EXPECT_TRUE(has(r.out, "kernel_table.sh --budget full ")) << r.out;
+  EXPECT_TRUE(has(r.out, "codec_study.sh --budget full --device cuda --parallel 8 ")) << r.out;
+  int seconds = 0;
+  for (std::size_t at = r.out.find("timeout "); at != std::string::npos; at = r.out.find("timeout ", at + 1)) {
+    seconds += std::stoi(r.out.substr(at + 8));
+  }
+  EXPECT_LE(seconds, 14 * 60) << r.out;
+  r = script("gpu_study.sh", "--parallel 4 --dry-run");
+  EXPECT_TRUE(has(r.out, "--device cuda --parallel 4 ")) << r.out;
+  r = script("gpu_study.sh", "--budget quick --dry-run");
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
 TEST_F(ReproScripts, BadBudgetOrOptionIsExitStatus2) {
   for (const char* name : {"codec_study.sh", "quickstart.sh", "link_study.sh", "straggler_study.sh", "scaling_study.sh",
-                           "kernel_table.sh"}) {
+                           "kernel_table.sh", "gpu_study.sh"}) {
     Result r = script(name, "--budget huge --dry-run");
     EXPECT_EQ(r.code, 2) << name << "\n" << r.out;
     EXPECT_TRUE(has(r.out, "--budget must be quick, standard or full, not 'huge'")) << name << "\n" << r.out;

@@ -109,7 +109,7 @@ Status select_levels(const Settings& st, const float* x, std::size_t m, DpScratc
 template <int kBits>
 Status encode_bits(const Settings& st, const float* grad, std::size_t n, const SeedContext& ctx,
                    std::uint8_t* payload) {
-  constexpr unsigned kLevels = 1u << kBits;
+  static constexpr unsigned kLevels = 1u << kBits;  // static: clang 14 would need it captured
   DpScratch scratch;
   auto stat = [&](const float* xb, std::size_t m, float* s) { return select_levels(st, xb, m, &scratch, s); };
   auto quant = [](const float* __restrict xs, std::size_t m, const float* s, const std::uint32_t* __restrict rnd,

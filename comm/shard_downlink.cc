@@ -54,26 +54,31 @@ void Shard::answer_pull(const std::string& peer, const Envelope& e, std::vector<
   // (a new or rejoining worker, a 'latest' pull) the dense replica.
   const bool delta = downlink_ && version_ > 0 && e.aux == version_ - 1 && e.step != kLatestStep &&
                      nlocal() > 0 && delta_cache_[0] != nullptr;
-  // A whole-model dense pull: one kFlagPart message per bucket not sent yet (the
-  // pipelined parts sent by apply_bucket are marked in `sent`).
+  // Dense: a one-bucket pull gets its bucket in one reply; a whole-model pull one kFlagPart
+  // message per bucket not sent yet (the pipelined parts sent by apply_bucket are marked
+  // in `sent`).
   const bool one = (e.flags & kFlagOneBucket) != 0;
-  if (!delta && !one) {
+  if (!delta && one) {
+    answer_one_bucket(peer, e, version_, out);
+    return;
+  }
+  if (!delta) {
     for (std::size_t i = 0; i < nlocal(); ++i) {
       if (sent == nullptr || sent->empty() || !(*sent)[i]) send_part(peer, e, i, version_, out);
     }
     return;
   }
-  // The compressed update of every bucket, or the one bucket a kFlagOneBucket pull names
-  // (checked by on_pull; dense or compressed, without kFlagPart): one reply.
+  // The compressed update of every bucket, or of the one bucket a kFlagOneBucket pull
+  // names (checked by on_pull; without kFlagPart): one reply.
   const std::size_t first = one ? static_cast<std::size_t>(local_of_[e.bucket]) : 0;
   const std::size_t end = one ? first + 1 : nlocal();
   Envelope r = ack(e);
   r.bucket = static_cast<std::uint32_t>(end - first);
-  r.flags = delta ? kFlagDelta : 0;
+  r.flags = kFlagDelta;
   std::vector<SharedBytes> bodies;
   bodies.reserve(end - first);
   for (std::size_t i = first; i < end; ++i) {
-    bodies.push_back(delta ? delta_cache_[i] : dense_message(i));
+    bodies.push_back(delta_cache_[i]);
     seen_updates_[e.worker][i] = bucket_updates_[i];
   }
   reply(peer, e.worker, r, std::move(bodies), out);

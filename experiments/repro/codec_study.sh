@@ -59,43 +59,27 @@ epochs = 15
 batch-size = 64"; seeds="1 2 3"; default_parallel=8; timeout=3600 ;;
 esac
 gz=$(find_gradzip)
-# One sweep file per set of runs sharing their options; all write into $out/runs.
-# $1: file suffix ("" for the codec grid), $2: [axes] lines, $3: extra [fixed] lines.
-# The extra sweeps name every axis (names = all), so their runs stay apart from the
-# grid's in the shared runs folder.
-sweeps=()
-write_sweep() {
-  local file="$out/codec_study$1.sweep"
-  cat > "$file" <<SWEEP
-# written by experiments/repro/codec_study.sh --budget $budget
-[sweep]
-base = $repo/experiments/configs/resnet20-fashion-mnist.ini
-out = $out/runs
-parallel = ${parallel:-$default_parallel}
-timeout = $timeout
-$([[ -n "$1" ]] && echo "names = all")
-[axes]
-$2
-seeds = $seeds
-[fixed]
-device = $(training_device)
-$sizes
-$data_args
-${3:-}
-SWEEP
-  sweeps+=("$file")
-}
+# One sweep file per set of runs sharing their options, all into $out/runs (write_sweep
+# in common.sh): the grid, then PowerSGD and the bidirectional runs.
+base="$repo/experiments/configs/resnet20-fashion-mnist.ini"
+fixed="$sizes
+$data_args"
 # The codec grid: 10 configurations, parameter server with a dense (fp32) downlink.
-write_sweep "" "codecs = identity fp16 qsgd:bits=4 ef+qsgd:bits=4 scaled-sign ef+scaled-sign topk:ratio=0.01 ef+topk:ratio=0.01 ef+dgc:ratio=0.001 zipml:bits=4"
+write_sweep codec_study "" "$base" "codecs = identity fp16 qsgd:bits=4 ef+qsgd:bits=4 scaled-sign ef+scaled-sign topk:ratio=0.01 ef+topk:ratio=0.01 ef+dgc:ratio=0.001 zipml:bits=4
+seeds = $seeds" "$fixed"
 # PowerSGD rank 4 (Vogels et al. 2019): two allreduces per step among the 4 workers, no
 # parameter-server shards.
-write_sweep _powersgd "aggregation = powersgd
-codecs = powersgd:rank=4" "shards = 1"
+write_sweep codec_study _powersgd "$base" "aggregation = powersgd
+codecs = powersgd:rank=4
+seeds = $seeds" "$fixed
+shards = 1"
 # Bidirectional: the same codec on the downlink (parameter deltas, server-side EF).
-write_sweep _bidir_topk "codecs = ef+topk:ratio=0.01
-downlink = ef+topk:ratio=0.01"
-write_sweep _bidir_sign "codecs = ef+scaled-sign
-downlink = ef+scaled-sign"
+write_sweep codec_study _bidir_topk "$base" "codecs = ef+topk:ratio=0.01
+downlink = ef+topk:ratio=0.01
+seeds = $seeds" "$fixed"
+write_sweep codec_study _bidir_sign "$base" "codecs = ef+scaled-sign
+downlink = ef+scaled-sign
+seeds = $seeds" "$fixed"
 start=$(date +%s)
 run_sweep_files "$gz" "${sweeps[@]}"
 py=$(find_python)

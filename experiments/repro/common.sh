@@ -101,6 +101,31 @@ training_device() {
 # Runs the sweep file $1 with gradzip $2 (--dry-run: prints the commands and exits 0).
 run_sweep_file() { run_sweep_files "$2" "$1"; }
 
+# Sweeps of a script that share one runs folder ($out/runs); each call appends its file
+# to `sweeps`. write_sweep STUDY SUFFIX BASE AXES FIXED writes $out/STUDY$SUFFIX.sweep
+# (base config BASE, [axes] lines AXES, [fixed] lines FIXED after the device), with the
+# caller's $parallel / $default_parallel and $timeout. Every sweep but the main one
+# (SUFFIX "") names every axis (names = all), so their runs stay apart in the folder.
+sweeps=()
+write_sweep() {
+  local file="$out/$1$2.sweep"
+  cat > "$file" <<SWEEP
+# written by experiments/repro/$1.sh --budget $budget
+[sweep]
+base = $3
+out = $out/runs
+parallel = ${parallel:-$default_parallel}
+timeout = $timeout
+$([[ -n "$2" ]] && echo "names = all")
+[axes]
+$4
+[fixed]
+device = $(training_device)
+$5
+SWEEP
+  sweeps+=("$file")
+}
+
 # Runs the sweep files $2... one after the other with gradzip $1 (--dry-run: prints
 # every file's commands and exits 0).
 run_sweep_files() {

@@ -38,30 +38,11 @@ test-subset = 0
 epochs = 10"; default_parallel=2; timeout=3600 ;;
 esac
 gz=$(find_gradzip)
-# $1: file suffix ("" for the codec axis), $2: [axes] lines. The extra sweep names every
-# axis (names = all), so its run stays apart from the codec axis's in the runs folder.
-sweeps=()
-write_sweep() {
-  local file="$out/quickstart$1.sweep"
-  cat > "$file" <<SWEEP
-# written by experiments/repro/quickstart.sh --budget $budget
-[sweep]
-base = $repo/experiments/configs/quickstart.ini
-out = $out/runs
-parallel = ${parallel:-$default_parallel}
-timeout = $timeout
-$([[ -n "$1" ]] && echo "names = all")
-[axes]
-$2
-[fixed]
-device = $(training_device)
-$sizes
-SWEEP
-  sweeps+=("$file")
-}
-write_sweep "" "codecs = identity fp16 ef+qsgd:bits=4 ef+scaled-sign ef+topk:ratio=0.01 ef+dgc:ratio=0.001"
-write_sweep _bidir "codecs = ef+topk:ratio=0.01
-downlink = ef+topk:ratio=0.01"
+# The codec axis, then top-k 1% + EF in both directions (its own sweep: write_sweep).
+base="$repo/experiments/configs/quickstart.ini"
+write_sweep quickstart "" "$base" "codecs = identity fp16 ef+qsgd:bits=4 ef+scaled-sign ef+topk:ratio=0.01 ef+dgc:ratio=0.001" "$sizes"
+write_sweep quickstart _bidir "$base" "codecs = ef+topk:ratio=0.01
+downlink = ef+topk:ratio=0.01" "$sizes"
 start=$(date +%s)
 run_sweep_files "$gz" "${sweeps[@]}"
 "$gz" report --runs "$(run_list "$out/runs")" --out "$out/report" --links eth1g,eth10g,eth25g,pcie3

@@ -119,6 +119,14 @@ bool wait_for_ranks(const std::string& dir, std::uint32_t size, double timeout_s
   }
 }
 
+bool heartbeat_advances(const std::string& dir, std::uint32_t rank, double observe_s) {
+  const Beat first = read_beat(dir, rank);
+  if (!first.present) return false;
+  std::this_thread::sleep_for(std::chrono::duration<double>(observe_s));
+  const Beat second = read_beat(dir, rank);
+  return second.present && second.beat != first.beat;
+}
+
 void record_rank_failure(const std::string& dir, std::uint32_t rank, const std::string& what) {
   std::ofstream out(fs::path(dir) / ("failed-" + std::to_string(rank)), std::ios::trunc);
   std::string line = what;

@@ -54,6 +54,10 @@ RankDiagnosis diagnose_ranks(const std::string& dir, std::uint32_t size, std::ui
 /// *missing naming the absent ranks ("2, 3").
 bool wait_for_ranks(const std::string& dir, std::uint32_t size, double timeout_s, std::string* missing);
 
+/// True when `rank`'s heartbeat in `dir` changed within `observe_s` (read now and again
+/// after observe_s): its writer is alive.
+bool heartbeat_advances(const std::string& dir, std::uint32_t rank, double observe_s);
+
 /// Records this rank's failure (<dir>/failed-<rank>) for the others' diagnosis.
 void record_rank_failure(const std::string& dir, std::uint32_t rank, const std::string& what);
 

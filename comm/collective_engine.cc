@@ -26,7 +26,7 @@ CollectiveCounters CollectiveEngine::counters() const {
 }
 
 void CollectiveEngine::fail_setup(CommError::Kind kind, int blamed_rank, const std::string& what) {
-  record_rank_failure(o_.store_dir, o_.rank, what);
+  record_rank_failure(o_.store_dir, o_.rank, blamed_rank, what);
   throw CollectiveError(kind, blamed_rank, what);
 }
 
@@ -59,7 +59,7 @@ void CollectiveEngine::fail_call(const char* name, bool timed_out, const std::st
       fmt::format("rank {}: collective {} (call #{}) failed{}: {}; engine said: {}", o_.rank, name,
                   completed_.load() + 1, timed_out ? fmt::format(" after the {:.0f} s timeout", o_.timeout_s) : "",
                   d.text, line);
-  record_rank_failure(o_.store_dir, o_.rank, text);
+  record_rank_failure(o_.store_dir, o_.rank, d.rank, text);
   throw CollectiveError(timed_out ? CommError::Kind::kTimeout : CommError::Kind::kClosed, d.rank, text);
 }
 

@@ -18,6 +18,19 @@ CollectiveEngine::CollectiveEngine(const CollectiveOptions& o) : o_(o) {
                fmt::format("collective rendezvous in {}: rank(s) {} did not arrive within {:.0f} s", o.store_dir,
                            missing, o.timeout_s));
   }
+  register_engine_for_terminate(this);  // last: a constructor that threw has no destructor to unregister
+}
+
+CollectiveEngine::~CollectiveEngine() { unregister_engine_for_terminate(this); }
+
+std::string CollectiveEngine::escaped_error(const std::string& what) {
+  const RankDiagnosis d = diagnose_ranks(o_.store_dir, o_.size, o_.rank, entered_.load(), 3 * o_.heartbeat_s);
+  const std::string line = what.substr(0, what.find('\n')).substr(0, 300);
+  const std::string text =
+      fmt::format("rank {}: collective engine thread failed after call #{}: {}; {}", o_.rank, completed_.load(), line,
+                  d.rank < 0 ? "every other rank is alive" : d.text);
+  record_rank_failure(o_.store_dir, o_.rank, d.rank, text);
+  return text;
 }
 
 CollectiveCounters CollectiveEngine::counters() const {

@@ -87,6 +87,25 @@ TEST(CollectiveProcesses, HangingRankIsNamedByTheOthersWithinTheTimeout) {
   expect_others_name(2, "--hang-at-step=3");
 }
 
+// An exception that escapes a library thread (Gloo's I/O loop throws gloo::EnforceNotMet
+// in its own thread) ends the rank with status 1 and one line naming what was thrown,
+// not an abort; the other rank names it.
+TEST(CollectiveProcesses, ExceptionEscapingAThreadEndsTheRankWithAnErrorNotAnAbort) {
+  TempDir dir;
+  std::vector<ChildProcess> ranks;
+  ranks.push_back(start_rank(dir, dir / "store", 0, 2, {"--steps=50", "--step-sleep-ms=20"}));
+  ranks.push_back(start_rank(dir, dir / "store", 1, 2, {"--steps=50", "--step-sleep-ms=20",
+                                                        "--throw-in-thread-at-step=3"}));
+  for (auto& p : ranks) ASSERT_TRUE(p.wait_for(std::chrono::milliseconds(static_cast<long>((kTimeoutS + 25) * 1000))));
+  const std::string log1 = slurp(dir / "rank1.log"), log0 = slurp(dir / "rank0.log");
+  EXPECT_EQ(ranks[1].exit_code(), 1) << "128 + signal when a signal ended it\n" << log1;
+  EXPECT_NE(log1.find("rank 1: collective engine thread failed after call #"), std::string::npos) << log1;
+  EXPECT_NE(log1.find("a thread's uncaught throw"), std::string::npos) << log1;
+  EXPECT_EQ(log1.find("terminate called"), std::string::npos) << log1;
+  EXPECT_EQ(ranks[0].exit_code(), 1) << log0;
+  EXPECT_NE(log0.find("rank 1 "), std::string::npos) << log0;
+}
+
 TEST(CollectiveProcesses, KillNineAtAnyMomentEndsEverySurvivorWithAnErrorNotASignal) {
   // Steps of 100 KB allreduces, no sleep: a kill lands inside a collective, between two,
   // or while a survivor is still writing to the victim. Victim and moment vary per trial.

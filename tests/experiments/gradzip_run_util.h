@@ -69,6 +69,15 @@ inline std::vector<std::vector<std::string>> read_csv(const fs::path& p) {
   return rows;
 }
 
+/// Epoch, step, train loss/accuracy, test loss/accuracy of every metrics row (header first).
+inline std::vector<std::vector<std::string>> learning_columns(const fs::path& run) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& row : read_csv(run / "metrics.csv")) {
+    out.push_back({row.at(0), row.at(1), row.at(3), row.at(4), row.at(5), row.at(6)});
+  }
+  return out;
+}
+
 /// The events of events.jsonl of type `type`.
 inline std::vector<nlohmann::json> events(const fs::path& run, const std::string& type) {
   std::vector<nlohmann::json> out;

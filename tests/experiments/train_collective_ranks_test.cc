@@ -26,14 +26,6 @@ const std::string kThree = " --model resnet20 --width 4 --train-subset 384 --tes
                            "--min-compress-numel 0 --workers 3 --torch-threads 1 --loader-threads 1 "
                            "--lr-schedule constant --aggregation allreduce --data-dir " + kFashion;
 
-std::vector<std::vector<std::string>> learning_columns(const fs::path& run) {
-  std::vector<std::vector<std::string>> out;
-  for (const auto& row : read_csv(run / "metrics.csv")) {
-    out.push_back({row.at(0), row.at(1), row.at(3), row.at(4), row.at(5), row.at(6)});
-  }
-  return out;
-}
-
 class CollectiveRanks : public TrainRunTest {
  protected:
   /// A cluster file of `ranks` workers on loopback and no shards.

@@ -10,6 +10,9 @@
 namespace gradzip::comm {
 
 std::vector<std::string> ClusterSpec::shard_endpoints() const {
+  if (shards.empty()) {
+    throw std::runtime_error(origin + ": \"ps\" is empty, but a parameter-server run needs its shards' host:port");
+  }
   std::vector<std::string> out;
   for (const auto& s : shards) out.push_back("tcp://" + s);
   return out;
@@ -34,6 +37,7 @@ ClusterSpec parse_cluster_json(const std::string& text, const std::string& origi
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw std::runtime_error(origin + ": not a JSON object");
   ClusterSpec c;
+  c.origin = origin;
   for (const auto& [key, dst] : {std::pair<const char*, std::vector<std::string>*>{"ps", &c.shards},
                                  std::pair<const char*, std::vector<std::string>*>{"worker", &c.workers}}) {
     if (!j.contains(key) || !j[key].is_array()) {
@@ -45,8 +49,13 @@ ClusterSpec parse_cluster_json(const std::string& text, const std::string& origi
       dst->push_back(e.get<std::string>());
     }
   }
-  if (c.shards.empty()) throw std::runtime_error(origin + ": \"ps\" is empty");
   return c;
+}
+
+std::string host_of(const std::string& host_port) {
+  std::string host = host_port.substr(0, host_port.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  return host;
 }
 
 ClusterSpec load_cluster_file(const std::string& path) {

@@ -3,7 +3,9 @@
 // Cluster file (JSON, like TensorFlow's ClusterSpec):
 //   { "ps": ["10.0.0.1:5555", "10.0.0.2:5555"], "worker": ["10.0.0.3:0", "10.0.0.4:0"] }
 // "ps" lists the shard endpoints (shard i binds the port of entry i on all interfaces,
-// workers connect to it); "worker" entries name the worker hosts (ports unused).
+// workers connect to it); "worker" entries name the worker hosts (ports unused). A run
+// whose workers aggregate among themselves (--aggregation allreduce etc.) has no shards:
+// "ps": [] and worker r listens for its peers on the host of "worker" entry r.
 //
 // Under a launcher (srun, mpirun) every process learns its global rank and the world
 // size from the environment; ranks [0, M) become shards, ranks [M, M + N) workers.
@@ -16,16 +18,22 @@
 namespace gradzip::comm {
 
 struct ClusterSpec {
-  std::vector<std::string> shards;   ///< "host:port"
+  std::vector<std::string> shards;   ///< "host:port"; may be empty (no parameter server)
   std::vector<std::string> workers;  ///< "host:port"
-  /// "tcp://host:port" endpoints of the shards (what workers connect to).
+  std::string origin;                ///< "cluster file <path>", for messages
+  /// "tcp://host:port" endpoints of the shards (what workers connect to); throws
+  /// std::runtime_error naming the file when "ps" is empty.
   std::vector<std::string> shard_endpoints() const;
 };
 
 /// Parses a cluster file; throws std::runtime_error naming the file and what is wrong
-/// (missing "ps", an entry that is not host:port, a port outside 0..65535).
+/// (a missing "ps" or "worker" array, an entry that is not host:port, a port outside
+/// 0..65535).
 ClusterSpec load_cluster_file(const std::string& path);
 ClusterSpec parse_cluster_json(const std::string& text, const std::string& origin = "cluster file");
+
+/// The host of a "host:port" entry ("[::1]:0" gives "::1").
+std::string host_of(const std::string& host_port);
 
 /// Rank and world size given by a launcher.
 struct LauncherRank {

@@ -18,6 +18,19 @@ CollectiveEngine::CollectiveEngine(const CollectiveOptions& o) : o_(o) {
                fmt::format("collective rendezvous in {}: rank(s) {} did not arrive within {:.0f} s", o.store_dir,
                            missing, o.timeout_s));
   }
+  register_engine_for_terminate(this);  // last: a constructor that threw has no destructor to unregister
+}
+
+CollectiveEngine::~CollectiveEngine() { unregister_engine_for_terminate(this); }
+
+std::string CollectiveEngine::escaped_error(const std::string& what) {
+  const RankDiagnosis d = diagnose_ranks(o_.store_dir, o_.size, o_.rank, entered_.load(), 3 * o_.heartbeat_s);
+  const std::string line = what.substr(0, what.find('\n')).substr(0, 300);
+  const std::string text =
+      fmt::format("rank {}: collective engine thread failed after call #{}: {}; {}", o_.rank, completed_.load(), line,
+                  d.rank < 0 ? "every other rank is alive" : d.text);
+  record_rank_failure(o_.store_dir, o_.rank, d.rank, text);
+  return text;
 }
 
 CollectiveCounters CollectiveEngine::counters() const {
@@ -26,7 +39,7 @@ CollectiveCounters CollectiveEngine::counters() const {
 }
 
 void CollectiveEngine::fail_setup(CommError::Kind kind, int blamed_rank, const std::string& what) {
-  record_rank_failure(o_.store_dir, o_.rank, what);
+  record_rank_failure(o_.store_dir, o_.rank, blamed_rank, what);
   throw CollectiveError(kind, blamed_rank, what);
 }
 
@@ -59,7 +72,7 @@ void CollectiveEngine::fail_call(const char* name, bool timed_out, const std::st
       fmt::format("rank {}: collective {} (call #{}) failed{}: {}; engine said: {}", o_.rank, name,
                   completed_.load() + 1, timed_out ? fmt::format(" after the {:.0f} s timeout", o_.timeout_s) : "",
                   d.text, line);
-  record_rank_failure(o_.store_dir, o_.rank, text);
+  record_rank_failure(o_.store_dir, o_.rank, d.rank, text);
   throw CollectiveError(timed_out ? CommError::Kind::kTimeout : CommError::Kind::kClosed, d.rank, text);
 }
 

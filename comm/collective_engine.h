@@ -21,6 +21,12 @@ class CollectiveEngine : public Collective {
   std::uint32_t size() const override { return o_.size; }
   std::uint64_t completed() const override { return completed_.load(); }
   CollectiveCounters counters() const override;
+  ~CollectiveEngine() override;
+
+  /// The one-line error of an exception `what` that escaped a thread of this engine's
+  /// library (Gloo's I/O loop): diagnoses the ranks and records the failure, as a failed
+  /// call does. Called by the terminate handler (comm/collective_terminate.cc).
+  std::string escaped_error(const std::string& what);
 
  protected:
   /// Creates the store directory, starts the heartbeat and waits (timeout_s) until every
@@ -48,5 +54,11 @@ class CollectiveEngine : public Collective {
   mutable std::mutex counters_mu_;
   CollectiveCounters counters_;
 };
+
+/// While registered, a std::terminate with an exception in flight ends the process with
+/// status 1 and engine->escaped_error's line on stderr instead of an abort
+/// (comm/collective_terminate.cc). The engine constructor and destructor call these.
+void register_engine_for_terminate(CollectiveEngine* engine);
+void unregister_engine_for_terminate(CollectiveEngine* engine);
 
 }  // namespace gradzip::comm

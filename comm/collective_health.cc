@@ -1,6 +1,7 @@
 // Heartbeat files and failure diagnosis of collective ranks (comm/collective_health.h).
-// File format, one line: "<beat> <calls entered>\n", written to a temporary file and
-// renamed over the old one, so a reader never sees half a line.
+// Heartbeat file format, one line: "<beat> <calls entered>\n", written to a temporary file
+// and renamed over the old one, so a reader never sees half a line. Failure record
+// (failed-<rank>), one line: "<rank blamed, -1 if none> <message>\n".
 #include "comm/collective_health.h"
 
 #include <chrono>
@@ -27,11 +28,20 @@ Beat read_beat(const std::string& dir, std::uint32_t rank) {
   return b;
 }
 
-std::string read_failure(const std::string& dir, std::uint32_t rank) {
+struct Failure {
+  bool present = false;
+  int blamed = -1;
+  std::string text;
+};
+
+Failure read_failure(const std::string& dir, std::uint32_t rank) {
   std::ifstream in(fs::path(dir) / ("failed-" + std::to_string(rank)));
-  std::string line;
-  std::getline(in, line);
-  return line;
+  Failure f;
+  if (!(in >> f.blamed)) return f;
+  in.get();  // the space
+  std::getline(in, f.text);
+  f.present = true;
+  return f;
 }
 
 }  // namespace
@@ -76,9 +86,14 @@ RankDiagnosis diagnose_ranks(const std::string& dir, std::uint32_t size, std::ui
   for (std::uint32_t r = 0; r < size; ++r) first[r] = read_beat(dir, r);
   std::this_thread::sleep_for(std::chrono::duration<double>(observe_s));
   for (std::uint32_t r = 0; r < size; ++r) second[r] = read_beat(dir, r);
+  // A rank that recorded a failure of its own exits after it: its heartbeat stops and it
+  // entered fewer calls, but it only reacted to the rank that failed first, which it
+  // names in its record. So the ranks without a record are judged first.
+  std::vector<Failure> failures(size);
+  for (std::uint32_t r = 0; r < size; ++r) failures[r] = r == self ? Failure{} : read_failure(dir, r);
   RankDiagnosis d;
   for (std::uint32_t r = 0; r < size && d.rank < 0; ++r) {
-    if (r == self) continue;
+    if (r == self || failures[r].present) continue;
     if (!second[r].present) {
       d = {static_cast<int>(r), fmt::format("rank {} never wrote a heartbeat (it did not start)", r)};
     } else if (second[r].beat == first[r].beat) {
@@ -88,16 +103,20 @@ RankDiagnosis diagnose_ranks(const std::string& dir, std::uint32_t size, std::ui
     }
   }
   for (std::uint32_t r = 0; r < size && d.rank < 0; ++r) {
-    if (r != self && second[r].entered < self_entered) {
+    if (r != self && !failures[r].present && second[r].entered < self_entered) {
       d = {static_cast<int>(r), fmt::format("rank {} is alive but has not entered collective call #{} (it entered "
                                             "{}): it is stuck or slow outside the collective",
                                             r, self_entered, second[r].entered)};
     }
   }
   for (std::uint32_t r = 0; r < size && d.rank < 0; ++r) {
-    if (r == self) continue;
-    const std::string failure = read_failure(dir, r);
-    if (!failure.empty()) d = {static_cast<int>(r), fmt::format("rank {} failed: {}", r, failure)};
+    if (!failures[r].present) continue;
+    const int blamed = failures[r].blamed;
+    if (blamed >= 0 && blamed != static_cast<int>(self) && blamed != static_cast<int>(r)) {
+      d = {blamed, fmt::format("rank {} failed first (rank {} reported: {})", blamed, r, failures[r].text)};
+    } else {
+      d = {static_cast<int>(r), fmt::format("rank {} failed: {}", r, failures[r].text)};
+    }
   }
   if (d.rank < 0) d.text = "every rank is alive and entered the call (a slow link or a timeout too short?)";
   return d;
@@ -119,13 +138,21 @@ bool wait_for_ranks(const std::string& dir, std::uint32_t size, double timeout_s
   }
 }
 
-void record_rank_failure(const std::string& dir, std::uint32_t rank, const std::string& what) {
+bool heartbeat_advances(const std::string& dir, std::uint32_t rank, double observe_s) {
+  const Beat first = read_beat(dir, rank);
+  if (!first.present) return false;
+  std::this_thread::sleep_for(std::chrono::duration<double>(observe_s));
+  const Beat second = read_beat(dir, rank);
+  return second.present && second.beat != first.beat;
+}
+
+void record_rank_failure(const std::string& dir, std::uint32_t rank, int blamed_rank, const std::string& what) {
   std::ofstream out(fs::path(dir) / ("failed-" + std::to_string(rank)), std::ios::trunc);
   std::string line = what;
   for (char& ch : line) {
     if (ch == '\n') ch = ' ';
   }
-  out << line << '\n';
+  out << blamed_rank << ' ' << line << '\n';
 }
 
 }  // namespace gradzip::comm

@@ -2,9 +2,11 @@
 // share (comm/collective.h): each rank's heartbeat thread rewrites
 // <dir>/heartbeat-<rank> every period with a beat counter and the number of collective
 // calls it entered. When a collective fails (timeout, closed connection), the rank
-// reads every heartbeat twice a few periods apart and names the culprit: a rank whose
-// beat stopped (it died or is frozen), else a rank that entered fewer calls (it never
-// entered the failed one), else a rank that recorded a failure of its own.
+// reads every heartbeat twice a few periods apart and names the culprit: among the ranks
+// that recorded no failure of their own, one whose beat stopped (it died or is frozen),
+// else one that entered fewer calls (it never entered the failed one); else the rank the
+// first failure record blames (a rank that failed, recorded whom it blamed, and exited
+// is not the culprit of the silence that follows).
 #pragma once
 
 #include <atomic>
@@ -54,7 +56,13 @@ RankDiagnosis diagnose_ranks(const std::string& dir, std::uint32_t size, std::ui
 /// *missing naming the absent ranks ("2, 3").
 bool wait_for_ranks(const std::string& dir, std::uint32_t size, double timeout_s, std::string* missing);
 
-/// Records this rank's failure (<dir>/failed-<rank>) for the others' diagnosis.
-void record_rank_failure(const std::string& dir, std::uint32_t rank, const std::string& what);
+/// True when `rank`'s heartbeat in `dir` changed within `observe_s` (read now and again
+/// after observe_s): its writer is alive.
+bool heartbeat_advances(const std::string& dir, std::uint32_t rank, double observe_s);
+
+/// Records this rank's failure (<dir>/failed-<rank>) and the rank it blamed (-1: none)
+/// for the others' diagnosis: a rank that failed and exited is not blamed by the others
+/// for its silence when its record names the rank that failed first.
+void record_rank_failure(const std::string& dir, std::uint32_t rank, int blamed_rank, const std::string& what);
 
 }  // namespace gradzip::comm

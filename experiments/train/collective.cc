@@ -25,7 +25,9 @@ void bind_aggregation_options(OptionTable* t, AggregationOptions* o) {
   t->add("collective-dir", &o->collective_dir,
          "collectives: rendezvous directory every rank can reach, fresh for each start; empty = "
          "<run dir>/collective/step-<resume step>");
-  t->add("collective-host", &o->collective_host, "collectives: address this rank listens on for its peers");
+  t->add("collective-host", &o->collective_host,
+         "collectives: address this rank listens on for its peers; empty = 127.0.0.1 (--cluster sim, local), the "
+         "namespace's (netem), the rank's \"worker\" host in the cluster file, this node's hostname (mpi, slurm)");
 }
 
 bool uses_collective(const TrainingOptions& o) { return o.aggregation.aggregation != "ps"; }
@@ -101,7 +103,7 @@ comm::CollectiveTransportOptions collective_transport_options(const TrainingOpti
   c.collective.rank = rank;
   c.collective.size = plan.cfg.workers;
   c.collective.store_dir = collective_store_dir(o);
-  c.collective.host = o.aggregation.collective_host;
+  c.collective.host = o.aggregation.collective_host.empty() ? "127.0.0.1" : o.aggregation.collective_host;
   c.collective.timeout_s = o.aggregation.collective_timeout_s;
   c.placement = plan.cfg.placement;
   c.optimizer = plan.cfg.optimizer;

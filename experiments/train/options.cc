@@ -87,7 +87,9 @@ bool is_cluster_keyword(const std::string& cluster) {
 void bind_train_options(OptionTable* t, TrainOptions* o) {
   bind_training_options(t, o, [t, o] {
     t->group("Cluster and links");
-    t->add("cluster", &o->cluster, "sim | local | netem | slurm | mpi | path to a cluster file");
+    t->add("cluster", &o->cluster,
+           "sim | local | netem | slurm | mpi | path to a cluster file ({\"ps\": [host:port..], \"worker\": "
+           "[host:port..]}; \"ps\": [] under a collective --aggregation, one rank per worker)");
     t->add("link", &o->link, "link model (and netem shaping): pcie3|pcie4|pcie5|nvlink|eth1g|eth10g|eth25g|eth100g "
                              "(1gbe.. aliases) or custom:bw=<n>gbit,lat=<n>us");
     t->add("sim-link-delay", &o->sim_link_delay,

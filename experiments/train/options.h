@@ -26,7 +26,10 @@ struct AggregationOptions {
   std::string aggregation = "ps";     ///< ps | allreduce | allgather
   double collective_timeout_s = 60.0; ///< every collective call and the rendezvous (seconds)
   std::string collective_dir = "";    ///< rendezvous store shared by the ranks; "" = <run dir>/collective/step-<resume step>
-  std::string collective_host = "127.0.0.1";  ///< address this rank listens on for its peers
+  /// Address this rank listens on for its peers; "" = 127.0.0.1 (sim, local), the
+  /// namespace's (netem), the rank's "worker" host (cluster file), this node's hostname
+  /// (mpi, slurm).
+  std::string collective_host = "";
 };
 
 /// What every process of a run shares.

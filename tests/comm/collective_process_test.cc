@@ -1,11 +1,16 @@
 // CollectiveTransport between real processes (tests/comm/lsq_worker.cc over Gloo on
 // loopback): a rank that dies or hangs makes every other rank exit with an error naming it
-// within the timeout; the run then resumes from rank 0's last checkpoint and ends with the
-// parameters of a run that never failed.
+// within the timeout; a rank killed by signal 9 at any moment of a stream of allreduces
+// leaves no survivor ended by a signal (SIGPIPE from Gloo's writes to the dead peer,
+// SIGABRT from an exception in Gloo's I/O thread); the run then resumes from rank 0's last
+// checkpoint and ends with the parameters of a run that never failed.
 #include <gtest/gtest.h>
+
+#include <signal.h>
 
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -80,6 +85,56 @@ TEST(CollectiveProcesses, KilledRankIsNamedByTheOthersWithinTheTimeout) {
 
 TEST(CollectiveProcesses, HangingRankIsNamedByTheOthersWithinTheTimeout) {
   expect_others_name(2, "--hang-at-step=3");
+}
+
+// An exception that escapes a library thread (Gloo's I/O loop throws gloo::EnforceNotMet
+// in its own thread) ends the rank with status 1 and one line naming what was thrown,
+// not an abort; the other rank names it.
+TEST(CollectiveProcesses, ExceptionEscapingAThreadEndsTheRankWithAnErrorNotAnAbort) {
+  TempDir dir;
+  std::vector<ChildProcess> ranks;
+  ranks.push_back(start_rank(dir, dir / "store", 0, 2, {"--steps=50", "--step-sleep-ms=20"}));
+  ranks.push_back(start_rank(dir, dir / "store", 1, 2, {"--steps=50", "--step-sleep-ms=20",
+                                                        "--throw-in-thread-at-step=3"}));
+  for (auto& p : ranks) ASSERT_TRUE(p.wait_for(std::chrono::milliseconds(static_cast<long>((kTimeoutS + 25) * 1000))));
+  const std::string log1 = slurp(dir / "rank1.log"), log0 = slurp(dir / "rank0.log");
+  EXPECT_EQ(ranks[1].exit_code(), 1) << "128 + signal when a signal ended it\n" << log1;
+  EXPECT_NE(log1.find("rank 1: collective engine thread failed after call #"), std::string::npos) << log1;
+  EXPECT_NE(log1.find("a thread's uncaught throw"), std::string::npos) << log1;
+  EXPECT_EQ(log1.find("terminate called"), std::string::npos) << log1;
+  EXPECT_EQ(ranks[0].exit_code(), 1) << log0;
+  EXPECT_NE(log0.find("rank 1 "), std::string::npos) << log0;
+}
+
+TEST(CollectiveProcesses, KillNineAtAnyMomentEndsEverySurvivorWithAnErrorNotASignal) {
+  // Steps of 100 KB allreduces, no sleep: a kill lands inside a collective, between two,
+  // or while a survivor is still writing to the victim. Victim and moment vary per trial.
+  for (int trial = 0; trial < 6; ++trial) {
+    TempDir dir;
+    const std::uint32_t victim = static_cast<std::uint32_t>(trial % 3);
+    std::vector<ChildProcess> ranks;
+    for (std::uint32_t r = 0; r < 3; ++r) {
+      ranks.push_back(start_rank(dir, dir / "store", r, 3,
+                                 {"--aggregation=allreduce", "--steps=100000000", "--sizes=20000,5000",
+                                  "--bucket-bytes=400000"}));
+    }
+    // Wait until the ranks are stepping, then a little longer for each trial.
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (slurp(dir / "rank0.log").find("ready at step") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + 170 * trial));
+    ranks[victim].signal(SIGKILL);
+    for (std::uint32_t r = 0; r < 3; ++r) {
+      ASSERT_TRUE(ranks[r].wait_for(std::chrono::milliseconds(static_cast<long>((kTimeoutS + 25) * 1000))))
+          << "trial " << trial << ": rank " << r << " hung after rank " << victim << " was killed";
+      if (r == victim) continue;
+      const std::string log = slurp(dir / ("rank" + std::to_string(r) + ".log"));
+      EXPECT_EQ(ranks[r].exit_code(), 1) << "trial " << trial << ": rank " << r << " (128 + signal when a signal "
+                                         << "ended it) after rank " << victim << " was killed\n" << log;
+      EXPECT_NE(log.find("rank " + std::to_string(victim) + " "), std::string::npos) << log;
+    }
+  }
 }
 
 TEST(CollectiveProcesses, RunResumesFromRankZerosCheckpointAfterAKill) {

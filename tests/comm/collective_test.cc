@@ -5,10 +5,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
 #include "comm/collective.h"
+#include "comm/collective_health.h"
 #include "quant/half.h"
 #include "tests/comm/temp_dir.h"
 
@@ -216,6 +219,38 @@ TEST(GlooFailure, RendezvousNamesTheRankThatNeverArrives) {
     EXPECT_EQ(e.rank(), 1);
     EXPECT_NE(std::string(e.what()).find("rank(s) 1 did not arrive"), std::string::npos) << e.what();
   }
+}
+
+// Rank 1 died; rank 0 failed on it, recorded whom it blamed, and exited. Rank 2, which
+// noticed only when rank 0's connections closed, finds two still heartbeats: it must
+// name rank 1, not rank 0 (rank 2 blamed rank 0 in kill -9 trials before failure records
+// named the rank blamed).
+TEST(RankDiagnosis, ARankThatFailedAndExitedIsNotBlamedForItsSilence) {
+  testing::TempDir dir;
+  const std::string store = dir / "store";
+  std::filesystem::create_directories(store);
+  std::ofstream(store + "/heartbeat-0") << "40 12\n";
+  std::ofstream(store + "/heartbeat-1") << "38 11\n";
+  record_rank_failure(store, 0, 1, "rank 0: collective allreduce (call #12) failed: rank 1 stopped responding");
+  RankDiagnosis d = diagnose_ranks(store, 3, 2, 12, 0.05);
+  EXPECT_EQ(d.rank, 1) << d.text;
+  EXPECT_EQ(d.text.rfind("rank 1 stopped responding", 0), 0u) << d.text;
+  // Both recorded a failure: rank 0's record names the rank that failed first.
+  record_rank_failure(store, 1, -1, "rank 1: out of memory");
+  d = diagnose_ranks(store, 3, 2, 12, 0.05);
+  EXPECT_EQ(d.rank, 1) << d.text;
+  EXPECT_EQ(d.text.rfind("rank 1 failed first (rank 0 reported: ", 0), 0u) << d.text;
+  // Without the records rank 0's silence is blamed first (lowest rank), as before.
+  std::filesystem::remove(store + "/failed-0");
+  std::filesystem::remove(store + "/failed-1");
+  d = diagnose_ranks(store, 3, 2, 12, 0.05);
+  EXPECT_EQ(d.rank, 0) << d.text;
+  // A record blaming the reader itself points at the recorder.
+  record_rank_failure(store, 0, 2, "rank 0: rank 2 never entered");
+  record_rank_failure(store, 1, 2, "rank 1: rank 2 never entered");
+  d = diagnose_ranks(store, 3, 2, 12, 0.05);
+  EXPECT_EQ(d.rank, 0) << d.text;
+  EXPECT_EQ(d.text.rfind("rank 0 failed: ", 0), 0u) << d.text;
 }
 
 TEST(CollectiveFactory, UnknownEngineAndBadRankAreTypedErrors) {

@@ -15,6 +15,8 @@
 //   collectives: --aggregation=allreduce|allgather --store=DIR [--timeout=S] [--host=ADDR]
 //              [--checkpoint-dir=DIR --checkpoint-every=N] [--restore-step=N]
 //              [--die-at-step=N] [--hang-at-step=N] (fault injection before that step's pushes)
+//              [--throw-in-thread-at-step=N] (a thread of its own throws gloo::EnforceNotMet
+//              there, as Gloo's I/O thread does on a broken stream: nothing catches it)
 // Exit code 0 after `steps` steps (and params written to --out); 1 on a CommError.
 #include <algorithm>
 #include <chrono>
@@ -22,6 +24,7 @@
 #include <fstream>
 #include <thread>
 
+#include <gloo/common/logging.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
     const Layout layout = make_layout(sig, placement);
     const auto die_at = static_cast<std::int64_t>(f.num("die-at-step", -1));
     const auto hang_at = static_cast<std::int64_t>(f.num("hang-at-step", -1));
+    const auto throw_at = static_cast<std::int64_t>(f.num("throw-in-thread-at-step", -1));
     const std::size_t d = sig.total_numel();
     testing::LsqProblem prob(d, rows, rank);
     testing::BucketEncoder enc(sig.compressor_spec);
@@ -108,6 +112,11 @@ int main(int argc, char** argv) {
       }
       if (static_cast<std::int64_t>(step) == die_at) _exit(9);  // dies without a goodbye
       if (static_cast<std::int64_t>(step) == hang_at) std::this_thread::sleep_for(std::chrono::hours(1));
+      if (static_cast<std::int64_t>(step) == throw_at) {
+        std::thread([] { throw gloo::EnforceNotMet(__FILE__, __LINE__, "injected", "a thread's uncaught throw"); })
+            .detach();
+        std::this_thread::sleep_for(std::chrono::hours(1));  // the handler ends the process
+      }
       loss = prob.gradient(x.data(), g.data());
       auto msgs = enc.encode(layout, g.data(), step, rank);
       std::vector<Handle> hs;

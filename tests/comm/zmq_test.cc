@@ -264,6 +264,17 @@ TEST(Cluster, FileAndLauncherEnvironment) {
   EXPECT_THROW(parse_cluster_json(R"({"ps": ["nohost"], "worker": []})"), std::runtime_error);
   EXPECT_THROW(parse_cluster_json(R"({"ps": ["h:99999"], "worker": []})"), std::runtime_error);
   EXPECT_THROW(parse_cluster_json(R"({"worker": []})"), std::runtime_error);
+  // No shards (workers that aggregate among themselves): parsed; asking for shard
+  // endpoints names the file.
+  const auto peers = parse_cluster_json(R"({"ps": [], "worker": ["10.0.0.3:0", "[::1]:7"]})", "cluster file c.json");
+  EXPECT_EQ(host_of(peers.workers[0]), "10.0.0.3");
+  EXPECT_EQ(host_of(peers.workers[1]), "::1");
+  try {
+    peers.shard_endpoints();
+    ADD_FAILURE() << "no shards, no endpoints";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cluster file c.json"), std::string::npos) << e.what();
+  }
   ::setenv("OMPI_COMM_WORLD_RANK", "3", 1);
   ::setenv("OMPI_COMM_WORLD_SIZE", "6", 1);
   ::setenv("SLURM_PROCID", "x", 1);

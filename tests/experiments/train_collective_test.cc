@@ -19,15 +19,6 @@ namespace {
 
 const std::string kRun = kTinyRun + " --lr-schedule constant";
 
-/// Epoch, step, train loss/accuracy, test loss/accuracy of every metrics row.
-std::vector<std::vector<std::string>> learning_columns(const fs::path& run) {
-  std::vector<std::vector<std::string>> out;
-  for (const auto& row : read_csv(run / "metrics.csv")) {
-    out.push_back({row.at(0), row.at(1), row.at(3), row.at(4), row.at(5), row.at(6)});
-  }
-  return out;
-}
-
 class CollectiveTrain : public TrainRunTest {};
 
 TEST_F(CollectiveTrain, IdentityRunsOfPsAllreduceAndAllgatherLearnIdentically) {

@@ -9,7 +9,6 @@
 //  - a `--cluster local` run killed (its whole process group) after its first checkpoint
 //    resumes to completion: one metrics row per epoch, steps continuing, a resume event,
 //    summary.json complete over the whole run.
-#include <fcntl.h>
 #include <signal.h>
 
 #include <chrono>
@@ -111,29 +110,11 @@ TEST_F(TrainRunTest, ResumeRefusesWhatItCannotContinue) {
   EXPECT_NE(r.output.find("no config.ini"), std::string::npos) << r.output;
 }
 
-/// Starts `gradzip <args>` in a process group of its own (it and every child it starts).
-pid_t start_group(const std::vector<std::string>& args, const fs::path& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setsid();
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv{const_cast<char*>(kGradzip.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(kGradzip.c_str(), argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
 TEST_F(TrainRunTest, LocalRunKilledAfterItsFirstCheckpointResumesToCompletion) {
   const fs::path dir = root_ / "local";
   std::vector<std::string> args = {"train", "--cluster", "local", "--epochs", "4", "--run-dir", dir.string(),
                                    "--compressor", "ef+topk:ratio=0.1", "--checkpoint-every", "1"};
-  std::stringstream tiny(kTinyRun);
-  for (std::string w; tiny >> w;) args.push_back(w);
+  for (const std::string& w : words(kTinyRun)) args.push_back(w);
   const pid_t group = start_group(args, root_ / "killed.log");
   ASSERT_GT(group, 0);
   // The first checkpoint is complete once every worker wrote its state and its epoch has

@@ -51,45 +51,41 @@ PowerSgdTensors::PowerSgdTensors(const ModelSignature& signature, const std::str
   }
 }
 
-void PowerSgdTensors::compute_p(const float* grad, float* p, std::uint64_t step) {
-  std::size_t at = 0;
+template <typename F>
+void PowerSgdTensors::each_state(F f) {
+  std::size_t p_at = 0, q_at = 0;
   for (std::size_t t = 0; t < tensors_.size(); ++t) {
     Tensor& x = tensors_[t];
     if (!x.state) continue;
-    check(x.state->compute_p(grad + x.offset, p + at), "PowerSGD p", t, step);
-    at += x.state->p_numel();
+    f(t, x, p_at, q_at);
+    p_at += x.state->p_numel();
+    q_at += x.state->q_numel();
   }
+}
+
+void PowerSgdTensors::compute_p(const float* grad, float* p, std::uint64_t step) {
+  each_state([&](std::size_t t, Tensor& x, std::size_t p_at, std::size_t) {
+    check(x.state->compute_p(grad + x.offset, p + p_at), "PowerSGD p", t, step);
+  });
 }
 
 void PowerSgdTensors::set_reduced_p(const float* p_reduced, std::uint64_t step) {
-  std::size_t at = 0;
-  for (std::size_t t = 0; t < tensors_.size(); ++t) {
-    Tensor& x = tensors_[t];
-    if (!x.state) continue;
-    check(x.state->set_reduced_p(p_reduced + at), "PowerSGD p", t, step);
-    at += x.state->p_numel();
-  }
+  each_state([&](std::size_t t, Tensor& x, std::size_t p_at, std::size_t) {
+    check(x.state->set_reduced_p(p_reduced + p_at), "PowerSGD p", t, step);
+  });
 }
 
 void PowerSgdTensors::compute_q(float* q, std::uint64_t step) {
-  std::size_t at = 0;
-  for (std::size_t t = 0; t < tensors_.size(); ++t) {
-    Tensor& x = tensors_[t];
-    if (!x.state) continue;
-    check(x.state->compute_q(q + at), "PowerSGD q", t, step);
-    at += x.state->q_numel();
-  }
+  each_state([&](std::size_t t, Tensor& x, std::size_t, std::size_t q_at) {
+    check(x.state->compute_q(q + q_at), "PowerSGD q", t, step);
+  });
 }
 
 void PowerSgdTensors::finish(const float* q_mean, float* grad, std::uint64_t step) {
-  std::size_t at = 0;
-  for (std::size_t t = 0; t < tensors_.size(); ++t) {
-    Tensor& x = tensors_[t];
-    if (!x.state) continue;
-    check(x.state->set_reduced_q(q_mean + at), "PowerSGD q", t, step);
+  each_state([&](std::size_t t, Tensor& x, std::size_t, std::size_t q_at) {
+    check(x.state->set_reduced_q(q_mean + q_at), "PowerSGD q", t, step);
     check(x.state->finish(grad + x.offset), "PowerSGD finish", t, step);
-    at += x.state->q_numel();
-  }
+  });
 }
 
 void PowerSgdTensors::gather_dense(const float* grad, float* dense) const {

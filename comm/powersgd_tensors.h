@@ -74,6 +74,10 @@ class PowerSgdTensors {
     quant::PowerSgdPlan plan;
     std::unique_ptr<quant::PowerSgdState> state;  // with_state and compressed only
   };
+  /// f(tensor index, tensor, offset of its p, offset of its q) for every tensor with a state.
+  template <typename F>
+  void each_state(F f);
+
   std::vector<Tensor> tensors_;
   std::uint64_t seed_ = 0;
   std::size_t p_floats_ = 0, q_floats_ = 0, dense_floats_ = 0, compressed_ = 0;

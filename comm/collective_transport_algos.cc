@@ -222,7 +222,11 @@ void CollectiveTransport::read_state(const std::vector<std::uint8_t>& image) {
     for (std::uint64_t i = 0; i < n; ++i) a.thc_residual[i] = quant::load_le<float>(d + 8 + 4 * i);
     return;
   }
-  a.power->restore(d, left);
+  try {
+    a.power->restore(d, left);
+  } catch (const CommError& e) {
+    bad_state(e.what());
+  }
 }
 
 std::vector<std::uint8_t> CollectiveTransport::save_state() {

@@ -167,6 +167,19 @@ Handle RequestClient::pull_bucket(std::uint64_t step, std::uint32_t bucket, floa
   return h;
 }
 
+Handle RequestClient::reduce(std::uint64_t step, std::uint32_t round, SharedBytes msg,
+                             std::vector<std::uint8_t>* reply) {
+  if (!connected_) throw CommError(CommError::Kind::kInvalidArgument, "reduce before connect");
+  if (!msg || reply == nullptr) throw CommError(CommError::Kind::kInvalidArgument, "reduce without a message or reply");
+  Envelope e;
+  e.type = MsgType::kReduce;
+  e.step = step;
+  e.bucket = round;
+  Handle h = new_handle();
+  requests_[start(0, e, {}, {std::move(msg)}, h)].reduce_reply = reply;
+  return h;
+}
+
 void RequestClient::send_hello(std::uint32_t shard, Handle handle) {
   Envelope e;
   e.type = MsgType::kHello;
@@ -316,6 +329,13 @@ void RequestClient::dispatch(Received& rx) {
     resume_step_ = std::max(resume_step_, e.aux);
   }
   if (r.env.type == MsgType::kPull && !on_pull_reply(r, e, rx)) return;  // more parts to come
+  if (r.env.type == MsgType::kReduce) {
+    if (rx.frames.size() == 2) {
+      r.reduce_reply->assign(rx.frames[1].data, rx.frames[1].data + rx.frames[1].size);
+    } else {
+      r.error = fmt::format("shard {}: reduce reply with {} frames, expected 2", rx.shard, rx.frames.size());
+    }
+  }
   const double secs = std::chrono::duration<double>(Clock::now() - r.started).count();
   {
     std::lock_guard<std::mutex> lock(io_mu_);  // counters() reads them from other threads

@@ -76,6 +76,11 @@ class RequestClient : public WorkerTransport {
   /// Rejoins after a shard declared this worker dead (rejoin_when_declared_dead).
   std::uint64_t rejoins() const { return rejoins_; }
 
+  /// PowerSGD over the parameter server (comm/protocol.h kReduce, to shard 0): sends round
+  /// `round` (1 or 2) of `step` carrying `msg` (an identity message); once every worker
+  /// sent the round, *reply receives the shard's reply message (the sum). *reply must
+  /// stay valid until wait() returns. Retried and timed out like every request.
+  Handle reduce(std::uint64_t step, std::uint32_t round, SharedBytes msg, std::vector<std::uint8_t>* reply);
   /// Tells every shard this worker is done (best effort, bounded by op_timeout_s).
   void shutdown();
   /// Sends a heartbeat to every shard and waits for the replies.
@@ -124,6 +129,7 @@ class RequestClient : public WorkerTransport {
     std::vector<bool> parts;          // pull: buckets received as parts (kFlagPart)
     std::size_t parts_received = 0;
     bool is_push = false;
+    std::vector<std::uint8_t>* reduce_reply = nullptr;  // kReduce: the reply's body
   };
   /// Starts a request: `borrowed` bodies stay valid until its wait() returns (the
   /// caller's push message); `shared` bodies are held by the request.

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "comm/collective_transport.h"
+#include "comm/powersgd_tensors.h"
 #include "quant/aggregation.h"
 #include "quant/rotation.h"
 #include "quant/wire.h"
@@ -41,12 +42,6 @@ void thc_round(const float* x, std::size_t n, float scale, std::int32_t levels, 
 
 }  // namespace
 
-/// One tensor of PowerSGD: its place in the flat buffer, its state when compressed.
-struct PowerTensor {
-  std::uint64_t offset = 0, numel = 0;
-  std::unique_ptr<quant::PowerSgdState> state;  // null: reduced dense
-};
-
 /// The state of the aggregation-only modes (THC, PowerSGD) and their scratch buffers.
 struct CollectiveTransport::AggregationOnly {
   quant::homomorphic::Config thc;
@@ -54,7 +49,7 @@ struct CollectiveTransport::AggregationOnly {
   DType thc_sum_type = DType::kInt32;
   std::vector<float> thc_residual, compensated, out, own_decoded;
   std::vector<std::uint8_t> codes, own_codes;
-  std::vector<PowerTensor> power;
+  std::unique_ptr<PowerSgdTensors> power;
   std::vector<float> step_grad, reduce;
   std::size_t power_buckets_seen = 0;
 };
@@ -77,20 +72,7 @@ void CollectiveTransport::setup_aggregation_only(const ModelSignature& signature
     return;
   }
   // PowerSGD: one state per compressed tensor, dense tensors reduced as they are.
-  const quant::PowerSgdConfig cfg = quant::parse_powersgd_spec(codec);
-  std::uint64_t offset = 0;
-  for (std::uint32_t t = 0; t < signature.tensors.size(); ++t) {
-    const TensorInfo& info = signature.tensors[t];
-    PowerTensor pt;
-    pt.offset = offset;
-    pt.numel = info.numel;
-    quant::PowerSgdPlan plan;
-    std::vector<std::int64_t> shape = info.shape.empty() ? std::vector<std::int64_t>{1} : info.shape;
-    check(quant::plan_powersgd(shape, cfg, &plan), "PowerSGD plan", t, 0);
-    if (plan.compressed) pt.state = std::make_unique<quant::PowerSgdState>(plan, o_.seed, t);
-    a.power.push_back(std::move(pt));
-    offset += info.numel;
-  }
+  a.power = std::make_unique<PowerSgdTensors>(signature, codec, o_.seed, /*with_state=*/true);
   a.step_grad.assign(signature.total_numel(), 0.0f);
 }
 
@@ -146,56 +128,22 @@ void CollectiveTransport::push_powersgd(const Job& job, const Bucket& b, const f
   if (++a.power_buckets_seen < layout_.buckets.size()) return;
   a.power_buckets_seen = 0;
   const std::uint32_t R = coll_->size();
+  const float inv = R > 1 ? 1.0f / static_cast<float>(R) : 1.0f;
+  PowerSgdTensors& power = *a.power;
   // Allreduce 1: every compressed tensor's p, then every dense tensor's values.
-  std::size_t p_total = 0, q_total = 0;
-  for (const PowerTensor& t : a.power) {
-    p_total += t.state ? t.state->p_numel() : t.numel;
-    q_total += t.state ? t.state->q_numel() : 0;
-  }
-  a.reduce.assign(p_total, 0.0f);
-  std::size_t at = 0;
-  for (PowerTensor& t : a.power) {
-    const float* tg = a.step_grad.data() + t.offset;
-    if (t.state) {
-      check(t.state->compute_p(tg, a.reduce.data() + at), "PowerSGD p", b.id, job.step);
-      at += t.state->p_numel();
-    } else {
-      std::memcpy(a.reduce.data() + at, tg, t.numel * sizeof(float));
-      at += t.numel;
-    }
-  }
+  a.reduce.assign(power.p_floats() + power.dense_floats(), 0.0f);
+  power.compute_p(a.step_grad.data(), a.reduce.data(), job.step);
+  power.gather_dense(a.step_grad.data(), a.reduce.data() + power.p_floats());
   coll_->allreduce(a.reduce.data(), a.reduce.size(), DType::kFloat32, ReduceOp::kSum);
-  at = 0;
-  for (PowerTensor& t : a.power) {
-    float* tg = a.step_grad.data() + t.offset;
-    if (t.state) {
-      check(t.state->set_reduced_p(a.reduce.data() + at), "PowerSGD p", b.id, job.step);
-      at += t.state->p_numel();
-    } else {  // dense: the mean, as the shard computes it
-      const float inv = 1.0f / static_cast<float>(R);
-      for (std::size_t i = 0; i < t.numel; ++i) tg[i] = a.reduce[at + i] * (R > 1 ? inv : 1.0f);
-      at += t.numel;
-    }
-  }
+  power.set_reduced_p(a.reduce.data(), job.step);
+  power.scatter_dense(a.reduce.data() + power.p_floats(), inv, a.step_grad.data());  // the mean, as the shard's
   // Allreduce 2: every compressed tensor's q, averaged.
-  if (q_total > 0) {
-    a.reduce.assign(q_total, 0.0f);
-    at = 0;
-    for (PowerTensor& t : a.power) {
-      if (!t.state) continue;
-      check(t.state->compute_q(a.reduce.data() + at), "PowerSGD q", b.id, job.step);
-      at += t.state->q_numel();
-    }
+  if (power.q_floats() > 0) {
+    a.reduce.assign(power.q_floats(), 0.0f);
+    power.compute_q(a.reduce.data(), job.step);
     coll_->allreduce(a.reduce.data(), a.reduce.size(), DType::kFloat32, ReduceOp::kSum);
-    const float inv = 1.0f / static_cast<float>(R);
-    for (float& v : a.reduce) v *= inv;
-    at = 0;
-    for (PowerTensor& t : a.power) {
-      if (!t.state) continue;
-      check(t.state->set_reduced_q(a.reduce.data() + at), "PowerSGD q", b.id, job.step);
-      check(t.state->finish(a.step_grad.data() + t.offset), "PowerSGD finish", b.id, job.step);
-      at += t.state->q_numel();
-    }
+    for (float& v : a.reduce) v *= 1.0f / static_cast<float>(R);
+    power.finish(a.reduce.data(), a.step_grad.data(), job.step);
   }
   for (const Bucket& each : layout_.buckets) {
     mean_sgd_step(o_.optimizer, job.step, params_.data() + each.offset, a.step_grad.data() + each.offset,
@@ -211,8 +159,8 @@ namespace {
 // The image of save_state (little-endian): u32 magic "GZAG", u32 version 1, u32 mode
 // (collective_mode_name order: 2 homomorphic, 3 powersgd), then
 //   homomorphic: u64 n, n fp32 error-feedback residual (n = 0 without "ef+")
-//   powersgd:    u32 t = compressed tensors, t images of quant::PowerSgdState::state
-//                (its Q, residual and step count), tensor order.
+//   powersgd:    the image of PowerSgdTensors::save (comm/powersgd_tensors.h): u32 t =
+//                compressed tensors, t images of quant::PowerSgdState::state, tensor order.
 constexpr std::uint32_t kStateMagic = 0x47415A47u;  // "GZAG"
 constexpr std::uint32_t kStateVersion = 1;
 constexpr std::size_t kStateHeader = 12;
@@ -242,14 +190,7 @@ void CollectiveTransport::write_state(std::vector<std::uint8_t>* out) const {
     for (float v : a.thc_residual) append<float>(out, v);
     return;
   }
-  std::uint32_t compressed = 0;
-  for (const PowerTensor& t : a.power) compressed += t.state ? 1 : 0;
-  append<std::uint32_t>(out, compressed);
-  for (const PowerTensor& t : a.power) {
-    if (!t.state) continue;
-    const quant::Status st = t.state->state(out);
-    if (!st.ok()) bad_state(st.to_string());
-  }
+  a.power->save(out);
 }
 
 void CollectiveTransport::read_state(const std::vector<std::uint8_t>& image) {
@@ -281,30 +222,10 @@ void CollectiveTransport::read_state(const std::vector<std::uint8_t>& image) {
     for (std::uint64_t i = 0; i < n; ++i) a.thc_residual[i] = quant::load_le<float>(d + 8 + 4 * i);
     return;
   }
-  std::uint32_t compressed = 0;
-  for (const PowerTensor& t : a.power) compressed += t.state ? 1 : 0;
-  if (left < 4 || quant::load_le<std::uint32_t>(d) != compressed) {
-    bad_state(fmt::format("PowerSGD state of {} tensors, this run compresses {}",
-                          left < 4 ? 0 : quant::load_le<std::uint32_t>(d), compressed));
-  }
-  d += 4;
-  left -= 4;
-  // Restored into fresh states first, so a bad image changes nothing.
-  std::vector<std::unique_ptr<quant::PowerSgdState>> fresh;
-  for (std::uint32_t i = 0; i < a.power.size(); ++i) {
-    const PowerTensor& t = a.power[i];
-    if (!t.state) continue;
-    fresh.push_back(std::make_unique<quant::PowerSgdState>(t.state->plan(), o_.seed, i));
-    std::size_t used = 0;
-    const quant::Status st = fresh.back()->restore(d, left, &used);
-    if (!st.ok()) bad_state(fmt::format("tensor {}: {}", i, st.to_string()));
-    d += used;
-    left -= used;
-  }
-  if (left != 0) bad_state(fmt::format("{} bytes left over", left));
-  std::size_t k = 0;
-  for (PowerTensor& t : a.power) {
-    if (t.state) t.state = std::move(fresh[k++]);
+  try {
+    a.power->restore(d, left);
+  } catch (const CommError& e) {
+    bad_state(e.what());
   }
 }
 

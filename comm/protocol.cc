@@ -26,6 +26,7 @@ const char* proto_err_name(ProtoErr e) {
     case ProtoErr::kNotBound: return "not_bound";
     case ProtoErr::kRankTaken: return "rank_taken";
     case ProtoErr::kDeclaredDead: return "declared_dead";
+    case ProtoErr::kNotReducing: return "not_reducing";
   }
   return "unknown";
 }
@@ -57,7 +58,7 @@ bool read_envelope(const std::uint8_t* src, std::size_t bytes, Envelope* e, std:
   }
   const std::uint8_t type = src[6];
   const std::uint8_t base = type == 0xFF ? type : static_cast<std::uint8_t>(type & ~kReplyBit);
-  if (base != 0xFF && (base < 1 || base > 7)) {
+  if (base != 0xFF && (base < 1 || base > 8)) {
     *why = "unknown message type " + std::to_string(type);
     return false;
   }

@@ -39,6 +39,12 @@
 //              sent as soon as its bucket is final, so a worker decodes while the rest is
 //              in flight
 //   kBarrier, kHeartbeat, kShutdown: none                reply: none
+//   kReduce    [identity message of the round's floats]  reply: [identity message of the sum]
+//              PowerSGD over the shard (--compressor powersgd with --aggregation ps; one
+//              shard, sync): `bucket` = round (1: every worker's p -> the sum of p; 2: q
+//              then the dense tensors -> the sum of q only). Sizes and order in
+//              comm/powersgd_tensors.h; semantics in comm/shard.h. A shard answers once
+//              every live worker sent the round (a repeat gets the same reply again).
 //   kError (reply only) [UTF-8 text naming what was wrong]; bucket = ProtoErr
 #pragma once
 
@@ -63,6 +69,7 @@ enum class MsgType : std::uint8_t {
   kBarrier = 5,
   kHeartbeat = 6,
   kShutdown = 7,
+  kReduce = 8,  ///< PowerSGD over the parameter server (comm/shard_reduce.cc)
   kError = 0xFF,
 };
 constexpr std::uint8_t kReplyBit = 0x80;
@@ -103,6 +110,7 @@ enum class ProtoErr : std::uint32_t {
   kNotBound = 11,          ///< request for a worker rank from a connection its hello did not bind
   kRankTaken = 12,         ///< hello for a live worker rank bound to another connection
   kDeclaredDead = 13,      ///< the rank was declared dead (timeout); a hello rejoins it
+  kNotReducing = 14,       ///< kReduce to a shard that runs no PowerSGD, or of another step/round than it expects
 };
 const char* proto_err_name(ProtoErr e);
 

@@ -85,6 +85,7 @@ Shard::Shard(ShardOptions options, ModelSignature signature, Layout layout)
   dense_cache_tag_.assign(nlocal(), ~std::uint64_t{0});
   stats_.shard_id = opt_.shard_id;
   stats_.workers.assign(w, {});
+  setup_reduce();
   if (opt_.restore && !opt_.checkpoint_dir.empty()) restore_from_checkpoint();
   stats_.version = version_;
 }
@@ -117,7 +118,7 @@ void Shard::restore_from_checkpoint() {
 }
 
 std::uint64_t Shard::max_frame_bytes() const {
-  std::uint64_t most = signature_to_json(sig_).size() + 4096;
+  std::uint64_t most = std::max<std::uint64_t>(signature_to_json(sig_).size() + 4096, max_reduce_bytes());
   for (auto id : local_ids_) {
     const std::uint64_t n = layout_.buckets[id].numel;
     most = std::max<std::uint64_t>(most, push_codec(layout_.buckets[id]).max_encoded_bytes(n));
@@ -209,6 +210,7 @@ void Shard::handle(const std::string& peer, const FrameView* frames, std::size_t
       }
       break;
     case MsgType::kPull: on_pull(peer, e, out); break;
+    case MsgType::kReduce: on_reduce(peer, e, body, nbody, now, out); break;
     case MsgType::kBarrier: on_barrier(peer, e, out); break;
     case MsgType::kHeartbeat: reply(peer, e.worker, ack(e), {}, out); break;
     case MsgType::kShutdown: {

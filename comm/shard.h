@@ -35,6 +35,19 @@
 //  - dedup: a push is identified by (worker, step, seq); a repeat is acknowledged with
 //    kFlagDuplicate and not applied again. A second push of the same bucket and step is
 //    treated the same way.
+//  - PowerSGD (ShardOptions::powersgd_spec; Vogels et al. NeurIPS'19), sync, one shard:
+//    a step is two kReduce rounds instead of pushes. Round 1: every worker sends its p
+//    (comm/powersgd_tensors.h); once all num_workers did, each gets the sum (added in
+//    worker-rank order: the same bytes whatever the arrival order). Round 2: every worker
+//    sends its q and its dense (uncompressed) tensors; once all did, the shard rebuilds the
+//    mean gradient (P Q^T with P = the orthonormalised sum of p, Q = the sum of q / W; the
+//    dense tensors' sum / W), takes one optimizer step as a sync step does (pulls of the
+//    step are answered, checkpoints written), and replies with the sum of q, from which
+//    every worker computes the same P Q^T for its error feedback and warm start. The shard
+//    thus holds the parameters and the workers pull them as in any sync run. A round
+//    waits for every worker (a dead one is not excused: the others' requests time out).
+//    A repeated request of a completed round gets the same reply; a request of another
+//    step or round than the one being gathered is refused (kNotReducing).
 //  - bad input (any frame from the network) is answered with kError and logged; never
 //    an abort or an exception out of handle().
 //
@@ -60,6 +73,7 @@
 #include "comm/buffer_pool.h"
 #include "comm/layout.h"
 #include "comm/optimizer.h"
+#include "comm/powersgd_tensors.h"
 #include "comm/protocol.h"
 #include "comm/transport.h"
 #include "quant/codec.h"
@@ -91,6 +105,9 @@ struct ShardOptions {
   std::uint64_t restore_version = 0;            ///< with restore: exactly this step (0 = the newest valid)
   unsigned keep_checkpoints = 3;
   std::uint64_t downlink_seed = 0;              ///< Philox seed of a stochastic downlink codec
+  /// "powersgd[:rank=R,...]": PowerSGD over this shard (kReduce, see the top of the file);
+  /// "" = off. Needs sync mode, mean aggregation, one shard and a dense downlink.
+  std::string powersgd_spec;
 };
 
 /// A frame of a received multipart message (non-owning).
@@ -244,6 +261,16 @@ class Shard {
   /// true if the pull was answered.
   bool excuse_lost_pushes(const std::string& peer, const Envelope& e, std::vector<OutMessage>* out);
 
+  // PowerSGD rounds (kReduce): shard_reduce.cc.
+  /// Checks the options (std::invalid_argument) and builds the plans; no-op when off.
+  void setup_reduce();
+  void on_reduce(const std::string& peer, const Envelope& e, const FrameView* body, std::size_t n,
+                 Clock::time_point now, std::vector<OutMessage>* out);
+  /// Every worker sent the round: sums, replies, and after round 2 applies the step.
+  void complete_reduce(Clock::time_point now, std::vector<OutMessage>* out);
+  /// Largest kReduce body a worker may send (bytes; 0 when off).
+  std::uint64_t max_reduce_bytes() const;
+
   // Async / SSP application: shard_async.cc.
   PushOutcome apply_async(const std::string& peer, const Envelope& e, std::size_t local, const FrameView& msg,
                           std::vector<OutMessage>* out);
@@ -320,6 +347,19 @@ class Shard {
   std::vector<SharedBytes> dense_cache_, delta_cache_;
   std::vector<std::uint64_t> dense_cache_tag_;
   ShardStats stats_;
+
+  /// PowerSGD over this shard (null when off) and the round being gathered.
+  struct ReduceState {
+    std::unique_ptr<PowerSgdTensors> power;
+    std::uint32_t round = 1;                   // of step version_
+    std::vector<std::vector<float>> received;  // [worker]: its floats of the round
+    std::vector<bool> has;                     // [worker]: sent the round
+    std::vector<PendingPull> waiting;          // requests to answer when the round is complete
+    std::vector<float> p_sum, sum;             // round 1's sum (kept for round 2), scratch
+    std::uint64_t done_step[2] = {0, 0};       // per round: the step of done_reply
+    SharedBytes done_reply[2];                 // per round: the last reply sent (repeats)
+  };
+  ReduceState reduce_;
 };
 
 }  // namespace gradzip::comm

@@ -93,7 +93,10 @@ std::string canonical_aggregation_spec(const std::string& spec) {
 std::string aggregation_only_message(const std::string& name) {
   return name + " is an aggregation-only compressor: it needs the ranks to agree between encode and decode, so it "
                 "runs only inside a collective aggregation, not as a per-worker message through the parameter "
-                "server (see `gradzip compressors`)";
+                "server" +
+         (name == "powersgd" ? std::string(" (except as --aggregation ps --shards 1: two round trips to the shard)")
+                             : std::string()) +
+         " (see `gradzip compressors`)";
 }
 
 }  // namespace gradzip::quant

@@ -59,10 +59,12 @@ void gather4(const float* a, const float* x, std::size_t stride, float* __restri
   for (std::size_t j = 0; j < n; ++j) y[j] = (((y[j] + a[0] * x0[j]) + a[1] * x1[j]) + a[2] * x2[j]) + a[3] * x3[j];
 }
 
-/// Orthonormalises the r columns of length n (column k at cols[k * n]) by modified
-/// Gram-Schmidt applied twice ("twice is enough": Giraud et al. 2005), in double. A column
-/// that nothing is left of (a rank-deficient P) becomes zero instead of amplified noise.
-void orthonormalise(float* cols, std::size_t n, std::uint32_t r) {
+bool finite(const float* x, std::size_t n) { return all_finite(x, n); }
+
+}  // namespace
+
+// Modified Gram-Schmidt applied twice ("twice is enough": Giraud et al. 2005), in double.
+void powersgd_orthonormalise(float* cols, std::size_t n, std::uint32_t r) {
   std::vector<double> v(n);
   std::vector<double> basis(static_cast<std::size_t>(r) * n, 0.0);
   for (std::uint32_t k = 0; k < r; ++k) {
@@ -92,9 +94,19 @@ void orthonormalise(float* cols, std::size_t n, std::uint32_t r) {
   for (std::size_t i = 0; i < basis.size(); ++i) cols[i] = static_cast<float>(basis[i]);
 }
 
-bool finite(const float* x, std::size_t n) { return all_finite(x, n); }
-
-}  // namespace
+void powersgd_product(const float* p, const float* q, std::size_t rows, std::size_t cols, std::uint32_t rank,
+                      float* approx) {
+  for (std::size_t i = 0; i < rows; ++i) {
+    float* out = approx + i * cols;
+    std::fill(out, out + cols, 0.0f);
+    std::uint32_t k = 0;
+    for (; k + 4 <= rank; k += 4) {
+      const float a[4] = {p[k * rows + i], p[(k + 1) * rows + i], p[(k + 2) * rows + i], p[(k + 3) * rows + i]};
+      gather4(a, q + k * cols, cols, out, cols);
+    }
+    for (; k < rank; ++k) axpy(p[k * rows + i], q + k * cols, out, cols);
+  }
+}
 
 std::size_t PowerSgdPlan::floats_per_step() const {
   return compressed ? static_cast<std::size_t>(rank) * (rows + cols) : rows * cols;
@@ -186,7 +198,7 @@ Status PowerSgdState::take_reduced(const float* reduced, std::vector<float>* int
 
 Status PowerSgdState::set_reduced_p(const float* p_reduced) {
   GZ_RETURN_IF_ERROR(take_reduced(p_reduced, &p_, Phase::kPReduced, "set_reduced_p"));
-  orthonormalise(p_.data(), plan_.rows, plan_.rank);
+  powersgd_orthonormalise(p_.data(), plan_.rows, plan_.rank);
   return Status::Ok();
 }
 
@@ -213,23 +225,13 @@ Status PowerSgdState::set_reduced_q(const float* q_reduced) {
 
 Status PowerSgdState::finish(float* approx) {
   GZ_RETURN_IF_ERROR(expect(Phase::kQReduced, "finish"));
-  const std::size_t rows = plan_.rows, cols = plan_.cols;
-  for (std::size_t i = 0; i < rows; ++i) {
-    float* out = approx + i * cols;
-    std::fill(out, out + cols, 0.0f);
-    std::uint32_t k = 0;
-    for (; k + 4 <= plan_.rank; k += 4) {
-      const float a[4] = {p_[k * rows + i], p_[(k + 1) * rows + i], p_[(k + 2) * rows + i], p_[(k + 3) * rows + i]};
-      gather4(a, q_.data() + k * cols, cols, out, cols);
-    }
-    for (; k < plan_.rank; ++k) axpy(p_[k * rows + i], q_.data() + k * cols, out, cols);
-    float* e = residual_.data() + i * cols;
-    for (std::size_t j = 0; j < cols; ++j) e[j] -= out[j];  // e = M - approx
-  }
+  powersgd_product(p_.data(), q_.data(), plan_.rows, plan_.cols, plan_.rank, approx);
+  const std::size_t n = plan_.rows * plan_.cols;
+  for (std::size_t i = 0; i < n; ++i) residual_[i] -= approx[i];  // e = M - approx
   ++steps_;
   for (std::uint32_t k = 0; k < plan_.rank; ++k) {
-    const float* col = q_.data() + static_cast<std::size_t>(k) * cols;
-    if (std::all_of(col, col + cols, [](float v) { return v == 0.0f; })) draw_q_column(k, steps_);
+    const float* col = q_.data() + static_cast<std::size_t>(k) * plan_.cols;
+    if (std::all_of(col, col + plan_.cols, [](float v) { return v == 0.0f; })) draw_q_column(k, steps_);
   }
   phase_ = Phase::kIdle;
   return Status::Ok();

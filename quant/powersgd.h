@@ -66,6 +66,17 @@ struct PowerSgdPlan {
 /// shape, a zero or negative extent, or a config rank outside 1..kPowerSgdMaxRank.
 Status plan_powersgd(const std::vector<std::int64_t>& shape, const PowerSgdConfig& config, PowerSgdPlan* plan);
 
+/// The two steps of a PowerSGD step that need no per-rank state, shared by PowerSgdState
+/// and by a parameter server that rebuilds the approximation from the reduced p and q
+/// (comm/shard_reduce.cc), so both compute bitwise the same values from the same bytes.
+/// In/out: cols[r * n], r columns of n floats (column k at cols[k * n]), orthonormalised
+/// in place; a column nothing is left of (rank-deficient input) becomes zero.
+void powersgd_orthonormalise(float* cols, std::size_t n, std::uint32_t r);
+/// Out: approx[rows * cols] (row-major) = P Q^T, with p[rank * rows] and q[rank * cols]
+/// in the column layout of the header comment. approx must not overlap p or q.
+void powersgd_product(const float* p, const float* q, std::size_t rows, std::size_t cols, std::uint32_t rank,
+                      float* approx);
+
 /// Per-tensor PowerSGD state: error-feedback residual e (rows x cols), warm-start Q and
 /// the orthonormal P of the step in flight. Phases must run in the order of the header
 /// comment; a call out of order is kInvalidArgument and changes nothing.

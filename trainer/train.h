@@ -62,6 +62,9 @@ struct TrainConfig {
   /// Per-tensor compressor rules (quant/rules.h text, or a resolved "rules:..." list);
   /// empty: every bucket uses `compressor`. Tensors no rule names use `compressor`.
   std::string compressor_rules;
+  /// "powersgd[:rank=R,...]": PowerSGD over the parameter server (compressor identity,
+  /// one shard, sync; comm/powersgd_ps_transport.h); "" = off.
+  std::string ps_powersgd;
   std::string downlink = "dense";         ///< "dense" or a codec spec for the parameter delta (sync only)
   std::uint64_t downlink_resync_steps = 0;  ///< compressed downlink: dense resync every N steps (0 = never)
   comm::SyncMode mode = comm::SyncMode::kSync;  ///< the shards' aggregation (simulation)

@@ -11,6 +11,7 @@
 
 #include "comm/checkpoint.h"
 #include "comm/inproc.h"
+#include "comm/powersgd_ps_transport.h"
 #include "trainer/engine.h"
 #include "trainer/errors.h"
 #include "trainer/transport_decorators.h"
@@ -260,6 +261,7 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   shard.ssp_slack = config.ssp_slack;
   shard.aggregation = comm::Aggregation::kMean;
   shard.optimizer = config.optimizer;
+  shard.powersgd_spec = config.ps_powersgd;
   set_shard_checkpoints(config, e.steps_per_epoch, &shard);
   comm::InprocCluster cluster(e.signature, config.placement, shard, config.workers);
   PushTurns turns(config.workers, e.layout.buckets.size());
@@ -278,6 +280,11 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
     }
     if (config.fault == TrainConfig::Fault::kPush && r == 0) {
       decorators.push_back(std::make_unique<FaultyPushTransport>(*t, config.fault_step));
+      t = decorators.back().get();
+    }
+    if (!config.ps_powersgd.empty()) {  // outermost: takes the pushes, sends the rounds through the client
+      decorators.push_back(std::make_unique<comm::PowerSgdPsTransport>(*t, *clients.back(), config.ps_powersgd,
+                                                                       config.seed, config.workers));
       t = decorators.back().get();
     }
     add_worker(e, r, t);

@@ -17,7 +17,9 @@ void bind_aggregation_options(OptionTable* t, AggregationOptions* o) {
                 "the compressor sets the type: identity = fp32, fp16, bf16); allgather: every worker gathers "
                 "every worker's encoded buckets (any codec) and sums them in rank order; homomorphic: THC int8 "
                 "codes summed by the allreduce (--compressor [ef+]thc:levels=..); powersgd: rank-r PowerSGD with "
-                "two allreduces per step (--compressor powersgd:rank=..)");
+                "two allreduces per step (--compressor powersgd:rank=..). ps with --compressor powersgd:rank=.. "
+                "runs PowerSGD over the parameter server instead: two round trips to one shard per step "
+                "(--shards 1, --mode sync)");
   t->add("collective-timeout", &o->collective_timeout_s,
          "collectives: seconds a collective call (and the start-up rendezvous) may take before every rank "
          "stops with an error naming the rank that failed",
@@ -39,11 +41,53 @@ std::string collective_store_dir(const TrainingOptions& o) {
       .string();
 }
 
-bool aggregation_only(const TrainingOptions& o) {
-  return o.aggregation.aggregation == "homomorphic" || o.aggregation.aggregation == "powersgd";
+bool ps_powersgd(const TrainingOptions& o) {
+  if (o.aggregation.aggregation != "ps") return false;
+  try {
+    const std::string codec = quant::parse_compressor_spec(o.compression.compressor).codec;
+    return codec.substr(0, codec.find(':')) == "powersgd";
+  } catch (const quant::SpecError&) {
+    return false;  // reported where the compressor is parsed
+  }
 }
 
+bool aggregation_only(const TrainingOptions& o) {
+  return o.aggregation.aggregation == "homomorphic" || o.aggregation.aggregation == "powersgd" || ps_powersgd(o);
+}
+
+namespace {
+
+/// --aggregation ps --compressor powersgd:..: what the two round trips over one shard
+/// cannot do (UsageError).
+void check_ps_powersgd_options(const TrainingOptions& o) {
+  const std::string what = "--aggregation ps --compressor powersgd";
+  try {
+    const quant::CompressorSpec spec = quant::parse_compressor_spec(o.compression.compressor);
+    if (spec.memory != "none") throw UsageError("--compressor powersgd keeps its own error feedback: drop '" + spec.memory + "+'");
+    quant::parse_powersgd_spec(spec.codec);
+  } catch (const quant::SpecError& e) {
+    throw UsageError(std::string("--compressor: ") + e.what());
+  }
+  if (o.topology.shards != 1) {
+    throw UsageError("--shards " + std::to_string(o.topology.shards) + ": " + what +
+                     " reduces every tensor's factors on one shard; use --shards 1");
+  }
+  if (o.topology.mode != comm::SyncMode::kSync) {
+    throw UsageError("--mode " + std::string(comm::sync_mode_name(o.topology.mode)) + ": " + what +
+                     " is synchronous (every worker takes part in both round trips of a step)");
+  }
+  if (o.compression.downlink != "dense") {
+    throw UsageError("--downlink " + o.compression.downlink + ": " + what + " pulls dense parameters");
+  }
+  if (!o.compression.compressor_rules.empty()) {
+    throw UsageError("--compressor-rules: " + what + " plans every tensor itself (dense below min_numel)");
+  }
+}
+
+}  // namespace
+
 void check_collective_options(const TrainingOptions& o) {
+  if (ps_powersgd(o)) check_ps_powersgd_options(o);
   if (!uses_collective(o)) return;
   if (aggregation_only(o)) {
     const std::string want = o.aggregation.aggregation == "homomorphic" ? "thc" : "powersgd";

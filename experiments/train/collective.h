@@ -32,11 +32,17 @@ bool uses_collective(const TrainingOptions& o);
 /// The rendezvous store directory of this start of the run (see top of file).
 std::string collective_store_dir(const TrainingOptions& o);
 
-/// True for homomorphic and powersgd: the workers push fp32 (identity) and the transport
-/// runs the --compressor spec (thc, powersgd) between its collectives.
+/// True for --aggregation ps with --compressor powersgd[:..]: PowerSGD over the parameter
+/// server (comm/powersgd_ps_transport.h, comm/shard_reduce.cc).
+bool ps_powersgd(const TrainingOptions& o);
+
+/// True for homomorphic and powersgd (and ps_powersgd): the workers push fp32 (identity)
+/// and the transport runs the --compressor spec (thc, powersgd) between its reductions.
 bool aggregation_only(const TrainingOptions& o);
 
-/// Checks what a collective run cannot do (UsageError): more than one shard, CURVE keys.
+/// Checks what a collective run cannot do (UsageError): more than one shard, CURVE keys;
+/// and what PowerSGD over the parameter server cannot (more than one shard, async/ssp,
+/// a compressed downlink, compressor rules).
 void check_collective_options(const TrainingOptions& o);
 
 /// --aggregation allreduce: every compressed bucket's codec must be identity, fp16 or bf16

@@ -108,6 +108,7 @@ trainer::TrainConfig make_train_config(const TrainingOptions& o, std::size_t tra
   c.placement.first_bucket_bytes = static_cast<std::uint64_t>(o.compression.first_bucket_mb * 1048576.0);
   c.compressor = aggregation_only(o) ? "identity" : o.compression.compressor;  // thc/powersgd: the transport's
   c.memory = aggregation_only(o) ? "" : o.compression.memory;
+  if (ps_powersgd(o)) c.ps_powersgd = quant::parse_compressor_spec(o.compression.compressor).codec;
   if (!o.compression.compressor_rules.empty()) {
     try {
       c.compressor_rules = quant::read_rules_argument(o.compression.compressor_rules);

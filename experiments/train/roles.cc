@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "comm/powersgd_ps_transport.h"
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
 #include "experiments/curve_keys.h"
@@ -54,6 +55,7 @@ int run_shard_role(const TrainOptions& o) {
   so.shard.mode = plan.cfg.mode;
   so.shard.ssp_slack = plan.cfg.ssp_slack;
   so.shard.optimizer = plan.cfg.optimizer;
+  so.shard.powersgd_spec = plan.cfg.ps_powersgd;
   so.shard.worker_timeout_s = o.topology.worker_timeout_s;
   trainer::set_shard_checkpoints(plan.cfg, steps_per_epoch(plan.train_images, o.topology.workers, o.data.batch_size),
                                  &so.shard);
@@ -107,10 +109,16 @@ WorkerOutcome run_worker_process(const TrainingOptions& o, std::uint32_t rank, c
     }
   }
   comm::ZmqWorkerTransport transport(zo);
+  std::unique_ptr<comm::PowerSgdPsTransport> powersgd;  // --aggregation ps --compressor powersgd
+  if (!plan.cfg.ps_powersgd.empty()) {
+    powersgd = std::make_unique<comm::PowerSgdPsTransport>(transport, transport, plan.cfg.ps_powersgd, plan.cfg.seed,
+                                                           plan.cfg.workers);
+  }
   WorkerOutcome out;
   // m.traffic: the counters as the worker's pipeline saw them at the epoch's end (the
   // transport itself may be busy on the pipeline's thread).
-  out.result = trainer::run_worker(plan.cfg, transport, rank, [&](const trainer::EpochMetrics& m) {
+  out.result = trainer::run_worker(plan.cfg, powersgd ? *powersgd : static_cast<comm::WorkerTransport&>(transport), rank,
+                                   [&](const trainer::EpochMetrics& m) {
     if (on_epoch) on_epoch(m, m.traffic);
   });
   out.traffic = transport.counters();

@@ -123,6 +123,10 @@ int run_sim(const TrainOptions& o, const OptionTable& table, const ResumeState* 
   const experiments::LinkProfile link = experiments::parse_link(o.link);
   RunPlan plan = plan_run(o);
   trainer::TrainConfig& cfg = plan.cfg;
+  if (o.sim_link_delay && !cfg.ps_powersgd.empty()) {
+    throw UsageError("--sim-link-delay: --aggregation ps --compressor powersgd's round trips do not go through the "
+                     "modeled link");
+  }
   if (o.sim_link_delay) cfg.sim_link_bytes_per_s = link.bandwidth_bytes_per_s;
   const auto shards = static_cast<std::uint32_t>(o.topology.shards);
 

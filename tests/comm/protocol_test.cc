@@ -7,7 +7,7 @@ namespace gradzip::comm {
 namespace {
 
 constexpr MsgType kRequests[] = {MsgType::kHello,     MsgType::kInit,      MsgType::kPush,    MsgType::kPull,
-                                 MsgType::kBarrier,   MsgType::kHeartbeat, MsgType::kShutdown};
+                                 MsgType::kBarrier,   MsgType::kHeartbeat, MsgType::kShutdown, MsgType::kReduce};
 
 TEST(Protocol, ReplyTypeIsTheRequestWithTheReplyBit) {
   for (const MsgType t : kRequests) {

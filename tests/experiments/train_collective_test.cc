@@ -97,6 +97,9 @@ INSTANTIATE_TEST_SUITE_P(
     Modes, AggregationOnlyResume,
     ::testing::Values(AggregationRun{"powersgd_local", "--cluster local --aggregation powersgd "
                                                       "--compressor powersgd:rank=1,min_numel=64"},
+                      // PowerSGD over the parameter server: the state travels the same way.
+                      AggregationRun{"powersgd_ps_local", "--cluster local --aggregation ps --shards 1 "
+                                                          "--compressor powersgd:rank=1,min_numel=64"},
                       AggregationRun{"thc_sim", "--cluster sim --aggregation homomorphic --compressor ef+thc:levels=15"}),
     [](const ::testing::TestParamInfo<AggregationRun>& i) { return std::string(i.param.name); });
 

@@ -111,7 +111,7 @@ void codec_seeds(const std::string& source_dir, const std::string& dir) {
 void protocol_seeds(const std::string& dir) {
   using comm::MsgType;
   const MsgType types[] = {MsgType::kHello,     MsgType::kInit,     MsgType::kPush,  MsgType::kPull,
-                           MsgType::kBarrier,   MsgType::kHeartbeat, MsgType::kShutdown};
+                           MsgType::kBarrier,   MsgType::kHeartbeat, MsgType::kShutdown, MsgType::kReduce};
   for (const MsgType t : types) {
     for (const bool reply : {false, true}) {
       comm::Envelope e;

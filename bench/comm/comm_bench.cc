@@ -14,7 +14,9 @@
 //     (floor_ratio_vs_raw, floor_x_raw_rtt) and gradzip's (ratio_vs_floor, x_floor_rtt).
 // Every benchmark warms both sides with an untimed iteration (the first touch of 100 MB
 // costs ~350 ms on these VMs), runs >= 2 s and is repeated 3 times (report medians).
-// Process CPU seconds per GB moved (cpu_s_per_GB) counts every thread of the process.
+// Process CPU seconds per GB moved (cpu_s_per_GB) counts every thread of the process; the
+// interleaved benchmarks give it per side (raw_/floor_/zmq_cpu_s_per_GB, *_cpu_us per
+// round trip): on a loaded machine less noisy than wall time.
 // Run: build/bench/gradzip_bench_comm [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 

@@ -1,5 +1,6 @@
 #include "comm/zmq_client.h"
 
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -20,6 +21,8 @@ void release_shared_bytes(void* /*data*/, void* hint) { delete static_cast<Share
 // Smaller frames (envelopes, hellos) are copied into the zmq message: cheaper than a
 // reference count and a free function.
 constexpr std::size_t kCopyBelowBytes = 64 << 10;
+// Longest a handshake monitor goes unread while replies keep the sockets busy.
+constexpr std::chrono::milliseconds kWatchEvery{20};
 }  // namespace
 
 struct ZmqWorkerTransport::Impl {
@@ -28,7 +31,24 @@ struct ZmqWorkerTransport::Impl {
   zmq::context_t ctx{1};
   std::vector<zmq::socket_t> sockets;
   std::vector<std::unique_ptr<HandshakeWatch>> watches;  // per shard: refusals in the handshake
-  std::vector<zmq::pollitem_t> items;                     // sockets, then watches
+  std::vector<zmq::pollitem_t> items;                     // per shard socket
+  std::chrono::steady_clock::time_point last_watch;       // watches last drained
+  std::chrono::milliseconds rcvtimeo{-1};                 // ZMQ_RCVTIMEO of a lone socket
+
+  /// Drains every shard's handshake monitor; true (and *out names the shard) when one
+  /// refuses this worker's connection.
+  bool refused_by_a_shard(Received* out) {
+    last_watch = std::chrono::steady_clock::now();
+    for (std::uint32_t i = 0; i < watches.size(); ++i) {
+      const std::string refused = watches[i]->drain();
+      if (refused.empty()) continue;
+      out->shard = i;
+      out->frames.clear();
+      out->refused = fmt::format("shard {} ({}) refused the connection: {}", i, opt.shard_endpoints[i], refused);
+      return true;
+    }
+    return false;
+  }
 };
 
 ZmqWorkerTransport::ZmqWorkerTransport(ZmqClientOptions options)
@@ -75,7 +95,6 @@ void ZmqWorkerTransport::open(std::uint32_t num_shards, std::uint32_t worker_ran
     s.sockets.push_back(std::move(sock));
   }
   for (auto& sock : s.sockets) s.items.push_back({sock.handle(), 0, ZMQ_POLLIN, 0});
-  for (auto& w : s.watches) s.items.push_back(w->pollitem());
 }
 
 void ZmqWorkerTransport::send_frames(std::uint32_t shard, const std::vector<FrameView>& frames,
@@ -108,30 +127,41 @@ void ZmqWorkerTransport::send_frames(std::uint32_t shard, const std::vector<Fram
 }
 
 bool ZmqWorkerTransport::receive(double timeout_s, Received* out) {
+  // System calls set the round trip of a small request (bench/comm, strace -f -c): each
+  // zmq socket in a zmq_poll set costs a poll(2) per pass, so the handshake monitors are
+  // not polled; they are drained when a receive times out (a refusing shard sends
+  // nothing) and at least every kWatchEvery while replies flow. With one shard the reply
+  // is read by a blocking receive (ZMQ_RCVTIMEO): a queued reply costs no system call
+  // and a wait one poll(2) on the socket's mailbox, where zmq_poll and a non-blocking
+  // receive take ~4.
   Impl& s = *impl_;
-  for (auto& it : s.items) it.revents = 0;
-  zmq::poll(s.items.data(), s.items.size(), std::chrono::milliseconds(static_cast<long>(timeout_s * 1000)));
+  if (std::chrono::steady_clock::now() - s.last_watch >= kWatchEvery && s.refused_by_a_shard(out)) return true;
   const std::size_t n = s.sockets.size();
-  for (std::uint32_t i = 0; i < n; ++i) {
-    if (!(s.items[n + i].revents & ZMQ_POLLIN)) continue;
-    const std::string refused = s.watches[i]->drain();
-    if (refused.empty()) continue;
-    out->shard = i;
-    out->frames.clear();
-    out->refused = fmt::format("shard {} ({}) refused the connection: {}", i, s.opt.shard_endpoints[i], refused);
-    return true;
+  const auto timeout = std::chrono::milliseconds(static_cast<long>(timeout_s * 1000));
+  auto msgs = std::make_shared<std::vector<zmq::message_t>>();
+  std::uint32_t from = 0;
+  bool got = false;
+  if (n == 1) {
+    if (s.rcvtimeo != timeout) {
+      s.sockets[0].set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
+      s.rcvtimeo = timeout;
+    }
+    got = zmq::recv_multipart(s.sockets[0], std::back_inserter(*msgs)).has_value();
+  } else {
+    for (auto& it : s.items) it.revents = 0;
+    zmq::poll(s.items.data(), n, timeout);
+    for (from = 0; from < n; ++from) {
+      if (!(s.items[from].revents & ZMQ_POLLIN)) continue;
+      got = zmq::recv_multipart(s.sockets[from], std::back_inserter(*msgs), zmq::recv_flags::dontwait).has_value();
+      if (got) break;
+    }
   }
-  for (std::uint32_t i = 0; i < n; ++i) {
-    if (!(s.items[i].revents & ZMQ_POLLIN)) continue;
-    auto msgs = std::make_shared<std::vector<zmq::message_t>>();
-    if (!zmq::recv_multipart(s.sockets[i], std::back_inserter(*msgs), zmq::recv_flags::dontwait)) continue;
-    out->shard = i;
-    out->frames.clear();
-    for (auto& m : *msgs) out->frames.push_back({static_cast<const std::uint8_t*>(m.data()), m.size()});
-    out->owner = msgs;
-    return true;
-  }
-  return false;
+  if (!got) return s.refused_by_a_shard(out);
+  out->shard = from;
+  out->frames.clear();
+  for (auto& m : *msgs) out->frames.push_back({static_cast<const std::uint8_t*>(m.data()), m.size()});
+  out->owner = msgs;
+  return true;
 }
 
 }  // namespace gradzip::comm

@@ -6,7 +6,9 @@
 // the client encrypted to the wrong server public key: it cannot read the client's
 // HELLO and says nothing).
 //
-// Thread-compatible: poll from the thread that owns the watched socket.
+// Thread-compatible: drain from the thread that owns the watched socket. Not in a poll
+// set: each zmq socket polled costs a poll(2) per pass on the request path; owners drain
+// when their poll comes back empty and every few tens of ms while traffic flows.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +23,6 @@ class HandshakeWatch {
   /// Starts a monitor of `socket` on inproc endpoint `name` (unique per context).
   /// `curve` enables the repeated-failure rule. Throws zmq::error_t.
   HandshakeWatch(zmq::context_t& ctx, zmq::socket_t& socket, const std::string& name, bool curve);
-  /// For zmq::poll: readable when events are queued.
-  zmq::pollitem_t pollitem() { return {monitor_.handle(), 0, ZMQ_POLLIN, 0}; }
   /// Reads every queued event; returns a non-empty reason when the peer refused this
   /// side (once per failure kind; the caller decides what fails).
   std::string drain();

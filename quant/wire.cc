@@ -5,9 +5,17 @@
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack (no heap allocation per message)
 #include <xxhash.h>
 
+#include "quant/checksum_avx2.h"
+#include "quant/cpu.h"
+
 namespace gradzip::quant {
 
 std::uint64_t message_checksum(const std::uint8_t* msg, std::size_t params_bytes, std::size_t payload_bytes) {
+  // The same XXH3-64 either way (quant/checksum_avx2.cc); the AVX2 build where it runs.
+  static const bool avx2_built = detail::checksum_avx2_built();
+  if (avx2_built && cpu_has_avx2()) {
+    return detail::xxh3_two_ranges_avx2(msg, 32, msg + kHeaderBytes, params_bytes + payload_bytes);
+  }
   XXH3_state_t state;
   XXH3_64bits_reset(&state);
   XXH3_64bits_update(&state, msg, 32);

@@ -7,32 +7,39 @@
 //   - small-message round trip (heartbeat) vs a raw TCP 64-byte ping-pong
 //     (counter x_raw_rtt = ZeroMQ round trip / raw round trip);
 //   - throughput vs number of workers through one shard (ratio_vs_raw as above);
-//   - the same comparisons interleaved (BM_Interleaved_*: a raw round, then a ZeroMQ
-//     one, and again): on a shared machine whose load drifts, the robust ratios.
+//   - the same comparisons interleaved (BM_Interleaved_*: a raw round, a bare-ZeroMQ
+//     round, a gradzip round, and again): on a shared machine whose load drifts, the
+//     robust ratios. The bare-ZeroMQ floor (bench/comm/bare_zmq.h: the same messages over
+//     the same sockets, no gradzip code) splits the gap to raw TCP into ZeroMQ's own
+//     (floor_ratio_vs_raw, floor_x_raw_rtt) and gradzip's (ratio_vs_floor, x_floor_rtt).
 // Every benchmark warms both sides with an untimed iteration (the first touch of 100 MB
 // costs ~350 ms on these VMs), runs >= 2 s and is repeated 3 times (report medians).
-// Process CPU seconds per GB moved (cpu_s_per_GB) counts every thread of the process.
+// Process CPU seconds per GB moved (cpu_s_per_GB) counts every thread of the process; the
+// interleaved benchmarks give it per side (raw_/floor_/zmq_cpu_s_per_GB, *_cpu_us per
+// round trip): on a loaded machine less noisy than wall time.
 // Run: build/bench/gradzip_bench_comm [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "bench/comm/bare_zmq.h"
+#include "bench/comm/raw_tcp.h"
 #include "comm/zmq_client.h"
 #include "comm/zmq_server.h"
 #include "quant/registry.h"
 
 namespace gradzip::comm {
 namespace {
+
+using bench::BareZmqPs;
+using bench::process_cpu_seconds;
+using bench::process_page_faults;
+using bench::RawEcho;
+using bench::RawPing;
+using bench::seconds_since;
 
 constexpr std::uint64_t kModelBytes = 100ull << 20;
 
@@ -43,123 +50,6 @@ double g_raw_round_trip_s = 0.0;
 void set_ratio(benchmark::State& state, double bytes, double seconds) {
   if (g_raw_bytes_per_s > 0 && seconds > 0) state.counters["ratio_vs_raw"] = bytes / seconds / g_raw_bytes_per_s;
 }
-
-// Minor page faults of the process so far (first touches of fresh memory).
-double process_page_faults() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_minflt);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// CPU seconds of the whole process (all threads: client, shard loops, libzmq I/O
-// threads, the raw peer). Less sensitive than wall time to other jobs on a shared host.
-double process_cpu_seconds() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-// ---- raw TCP baseline --------------------------------------------------------
-// A loopback connection; the peer thread reads `bytes` and writes them back.
-struct RawPair {
-  int client = -1, server = -1, listener = -1;
-  RawPair() {
-    listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    ::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    ::listen(listener, 1);
-    socklen_t len = sizeof(a);
-    ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
-    client = ::socket(AF_INET, SOCK_STREAM, 0);
-    ::connect(client, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    server = ::accept(listener, nullptr, nullptr);
-    const int one = 1;
-    ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  }
-  ~RawPair() {
-    for (int fd : {client, server, listener}) {
-      if (fd >= 0) ::close(fd);
-    }
-  }
-  static bool send_all(int fd, const std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t w = ::send(fd, p, n, 0);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return false;
-      p += w;
-      n -= static_cast<std::size_t>(w);
-    }
-    return true;
-  }
-  static bool recv_all(int fd, std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-      const ssize_t r = ::recv(fd, p, n, 0);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return false;
-      p += r;
-      n -= static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-};
-
-// `bytes` there and back: the peer thread reads them all, then writes them back; the
-// client sends and receives at once so the echo never blocks on a full buffer.
-struct RawEcho {
-  std::size_t n;
-  std::vector<std::uint8_t> out, in, echo;
-  RawPair pair;
-  std::thread peer;
-  explicit RawEcho(std::size_t bytes) : n(bytes), out(bytes, 1), in(bytes), echo(bytes) {
-    peer = std::thread([this] {
-      while (RawPair::recv_all(pair.server, echo.data(), n)) {
-        if (!RawPair::send_all(pair.server, echo.data(), n)) break;
-      }
-    });
-    round();  // warm: first touch of every buffer, TCP windows opened
-  }
-  ~RawEcho() {
-    ::shutdown(pair.client, SHUT_RDWR);
-    peer.join();
-  }
-  void round() {
-    std::thread sender([this] { RawPair::send_all(pair.client, out.data(), n); });
-    RawPair::recv_all(pair.client, in.data(), n);
-    sender.join();
-  }
-};
-
-// A 64-byte ping-pong over a raw loopback socket.
-struct RawPing {
-  RawPair pair;
-  std::thread peer;
-  std::uint8_t msg[64] = {};
-  RawPing() {
-    peer = std::thread([this] {
-      std::uint8_t buf[64];
-      while (RawPair::recv_all(pair.server, buf, 64) && RawPair::send_all(pair.server, buf, 64)) {
-      }
-    });
-    for (int i = 0; i < 100; ++i) ping();  // warm
-  }
-  ~RawPing() {
-    ::shutdown(pair.client, SHUT_RDWR);
-    peer.join();
-  }
-  void ping() {
-    RawPair::send_all(pair.client, msg, 64);
-    RawPair::recv_all(pair.client, msg, 64);
-  }
-};
 
 void BM_RawTcp_PushPull(benchmark::State& state) {
   RawEcho raw(kModelBytes);
@@ -308,28 +198,54 @@ void BM_Zmq_HeartbeatRoundTrip(benchmark::State& state) {
   if (g_raw_round_trip_s > 0) state.counters["x_raw_rtt"] = rtt / g_raw_round_trip_s;
 }
 
-// The two sides interleaved in one benchmark (200 raw pings, 200 heartbeats, ...): the
-// load of a shared machine drifts, and both sides then see the same drift.
+// Wall and process CPU seconds of one side of an interleaved benchmark.
+struct Timed {
+  double wall_s = 0, cpu_s = 0;
+  template <typename F>
+  void run(F&& f) {
+    const double cpu0 = process_cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    wall_s += seconds_since(t0);
+    cpu_s += process_cpu_seconds() - cpu0;
+  }
+};
+
+// The three sides interleaved in one benchmark (200 raw pings, 200 bare-ZeroMQ pings,
+// 200 heartbeats, ...): the load of a shared machine drifts, and all sides see the same
+// drift. floor_* is bare ZeroMQ (bench/comm/bare_zmq.h); zmq_* is gradzip's heartbeat.
 void BM_Interleaved_RoundTrip64B(benchmark::State& state) {
   RawPing raw;
+  BareZmqPs floor(1, 64, 64);
   ZmqPing zmq;
-  double raw_s = 0, zmq_s = 0;
+  Timed raw_t, floor_t, zmq_t;
   std::int64_t pings = 0;
   for (auto _ : state) {
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < 200; ++i) raw.ping();
-    raw_s += seconds_since(t0);
-    t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < 200; ++i) zmq.t->heartbeat();
-    zmq_s += seconds_since(t0);
+    raw_t.run([&] {
+      for (int i = 0; i < 200; ++i) raw.ping();
+    });
+    floor_t.run([&] {
+      for (int i = 0; i < 200; ++i) floor.ping();
+    });
+    zmq_t.run([&] {
+      for (int i = 0; i < 200; ++i) zmq.t->heartbeat();
+    });
     pings += 200;
   }
-  state.counters["raw_us"] = 1e6 * raw_s / static_cast<double>(pings);
-  state.counters["zmq_us"] = 1e6 * zmq_s / static_cast<double>(pings);
-  state.counters["x_raw_rtt"] = zmq_s / raw_s;
+  const double n = static_cast<double>(pings);
+  state.counters["raw_us"] = 1e6 * raw_t.wall_s / n;
+  state.counters["floor_us"] = 1e6 * floor_t.wall_s / n;
+  state.counters["zmq_us"] = 1e6 * zmq_t.wall_s / n;
+  state.counters["floor_x_raw_rtt"] = floor_t.wall_s / raw_t.wall_s;
+  state.counters["x_raw_rtt"] = zmq_t.wall_s / raw_t.wall_s;
+  state.counters["x_floor_rtt"] = zmq_t.wall_s / floor_t.wall_s;
+  state.counters["raw_cpu_us"] = 1e6 * raw_t.cpu_s / n;
+  state.counters["floor_cpu_us"] = 1e6 * floor_t.cpu_s / n;
+  state.counters["zmq_cpu_us"] = 1e6 * zmq_t.cpu_s / n;
 }
 
-// 100 MB push+pull through `shards` shards and the raw echo, alternating step by step.
+// 100 MB push+pull through `shards` shards, the bare-ZeroMQ floor with as many shards
+// and the raw echo, alternating step by step.
 void BM_Interleaved_PushPull(benchmark::State& state) {
   const auto shards = static_cast<std::uint32_t>(state.range(0));
   const ModelSignature sig = big_model(kModelBytes);
@@ -342,19 +258,23 @@ void BM_Interleaved_PushPull(benchmark::State& state) {
   std::uint64_t step = 0;
   w.step(step++);  // warm
   RawEcho raw(kModelBytes);
-  double raw_s = 0, zmq_s = 0;
+  BareZmqPs floor(shards, kModelBytes, place.bucket_bytes);
+  Timed raw_t, floor_t, zmq_t;
   for (auto _ : state) {
-    auto t0 = std::chrono::steady_clock::now();
-    raw.round();
-    raw_s += seconds_since(t0);
-    t0 = std::chrono::steady_clock::now();
-    w.step(step++);
-    zmq_s += seconds_since(t0);
+    raw_t.run([&] { raw.round(); });
+    floor_t.run([&] { floor.round(); });
+    zmq_t.run([&] { w.step(step++); });
   }
-  const double bytes = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes);
-  state.counters["raw_GB_per_s"] = bytes / raw_s / 1e9;
-  state.counters["zmq_GB_per_s"] = bytes / zmq_s / 1e9;
-  state.counters["ratio_vs_raw"] = raw_s / zmq_s;
+  const double gb = static_cast<double>(state.iterations()) * 2.0 * static_cast<double>(kModelBytes) / 1e9;
+  state.counters["raw_GB_per_s"] = gb / raw_t.wall_s;
+  state.counters["floor_GB_per_s"] = gb / floor_t.wall_s;
+  state.counters["zmq_GB_per_s"] = gb / zmq_t.wall_s;
+  state.counters["floor_ratio_vs_raw"] = raw_t.wall_s / floor_t.wall_s;
+  state.counters["ratio_vs_raw"] = raw_t.wall_s / zmq_t.wall_s;
+  state.counters["ratio_vs_floor"] = floor_t.wall_s / zmq_t.wall_s;
+  state.counters["raw_cpu_s_per_GB"] = raw_t.cpu_s / gb;
+  state.counters["floor_cpu_s_per_GB"] = floor_t.cpu_s / gb;
+  state.counters["zmq_cpu_s_per_GB"] = zmq_t.cpu_s / gb;
 }
 
 void BM_Zmq_WorkersThroughOneShard(benchmark::State& state) {

@@ -2,6 +2,7 @@
 //
 // Params: none (params_bytes = 0).
 // Payload: numel little-endian IEEE-754 binary32 values. Size: 4 n bytes.
+#include <algorithm>
 #include <cstring>
 
 #include "quant/codecs/codecs.h"
@@ -23,8 +24,15 @@ class IdentityCodec final : public Codec {
   std::size_t tile_region_bytes(int r, std::size_t c) const override { return r == 0 ? 4 * c : 0; }
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext&, PayloadSink* sink) const override {
-    if (!all_finite(grad, n)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
-    if (n != 0) std::memcpy(sink->data, grad, 4 * n);
+    // One pass over grad: each tile is copied, then checked while it is in L1 (a check of
+    // the whole bucket, then a copy, read a multi-MiB bucket twice from memory; the
+    // parameter server encodes every pull reply with this codec).
+    constexpr std::size_t kTile = 4096;  // elements (16 KiB)
+    for (std::size_t t0 = 0; t0 < n; t0 += kTile) {
+      const std::size_t cnt = std::min(kTile, n - t0);
+      std::memcpy(sink->data + 4 * t0, grad + t0, 4 * cnt);
+      if (!all_finite(grad + t0, cnt)) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
+    }
     sink->bytes = 4 * n;
     return Status::Ok();
   }

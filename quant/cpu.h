@@ -34,6 +34,31 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+#if defined(GZ_HAVE_AVX2_CLONES)
+namespace detail {
+/// fn() compiled for AVX2: fn's body (an always_inline lambda, and what it inlines) is
+/// inlined here and vectorized 8 floats wide.
+template <typename Fn>
+__attribute__((target("avx2"))) inline auto run_avx2(Fn& fn) {
+  return fn();
+}
+}  // namespace detail
+#endif
+
+/// Runs fn() from a copy compiled for AVX2 when cpu_has_avx2(), else from the baseline
+/// one: the runtime dispatch of quant/cpu.h for a hot loop written once. fn must be a
+/// lambda marked __attribute__((always_inline)) whose loops call only inline code (an
+/// out-of-line call runs its baseline copy), and must use integer ops and IEEE fp32
+/// +, -, *, / only (the AVX2 target has no FMA, so nothing is contracted): both copies
+/// give the same bits.
+template <typename Fn>
+inline auto with_simd(Fn&& fn) {
+#if defined(GZ_HAVE_AVX2_CLONES)
+  if (cpu_has_avx2()) return detail::run_avx2(fn);
+#endif
+  return fn();
+}
+
 /// RAII switch for tests: while alive, every runtime-dispatched loop takes its portable
 /// (SSE2) copy, so a test on an AVX2 host can check both copies give the same bytes.
 /// Not for concurrent use with encodes on other threads.

@@ -9,6 +9,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(GZ_HAVE_AVX2_CLONES)
+#include <immintrin.h>
+#endif
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
@@ -34,9 +37,27 @@ struct CodecTiles {
 };
 }  // namespace detail
 
+namespace {
+#if defined(GZ_HAVE_AVX2_CLONES)
+/// stream_copy with 32-byte non-temporal stores (half the instructions of the SSE2 loop).
+__attribute__((target("avx2"))) void stream_copy_avx2(std::uint8_t* d, const std::uint8_t* s, std::size_t bytes) {
+  const std::size_t head = std::min(bytes, (32 - (reinterpret_cast<std::uintptr_t>(d) & 31u)) & 31u);
+  if (head != 0) std::memcpy(d, s, head);
+  std::size_t j = head;
+  for (; j + 32 <= bytes; j += 32) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + j), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + j)));
+  }
+  if (j < bytes) std::memcpy(d + j, s + j, bytes - j);
+}
+#endif
+}  // namespace
+
 void stream_copy(void* dst, const void* src, std::size_t bytes) {
   auto* d = static_cast<std::uint8_t*>(dst);
   const auto* s = static_cast<const std::uint8_t*>(src);
+#if defined(GZ_HAVE_AVX2_CLONES)
+  if (cpu_has_avx2()) return stream_copy_avx2(d, s, bytes);
+#endif
 #if defined(__SSE2__)
   const std::size_t head = std::min(bytes, (16 - (reinterpret_cast<std::uintptr_t>(d) & 15u)) & 15u);
   if (head != 0) std::memcpy(d, s, head);
@@ -65,6 +86,11 @@ AbsClass FeedbackOps::classify(std::size_t i0, std::size_t cnt) const {
     worst = std::max(worst, classify_values(m, [&](std::size_t j) { return p[j]; }));
   }
   return worst;
+}
+
+AbsClass FeedbackOps::compensated_class(std::size_t i0, std::size_t cnt, float* p) const {
+  compensated(i0, cnt, p);
+  return classify_values(cnt, [p](std::size_t j) { return p[j]; });
 }
 
 namespace {
@@ -120,8 +146,9 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
   SeedContext tctx = ctx;
   for (std::size_t t0 = 0; t0 < n; t0 += tile) {
     const std::size_t cnt = std::min(tile, n - t0);
-    ops.compensated(t0, cnt, p);
-    if (check && classify_values(cnt, [p](std::size_t j) { return p[j]; }) != AbsClass::kSmall) {
+    if (!check) {
+      ops.compensated(t0, cnt, p);
+    } else if (ops.compensated_class(t0, cnt, p) != AbsClass::kSmall) {
       *stopped = true;
       return Status::Ok();
     }

@@ -22,7 +22,9 @@
 //      buffer, and the next state written from both. Grad and state are read once and the
 //      next state written once (with streaming stores on buckets of >= kStreamingNumel
 //      elements: it is not read again this step, and bypassing the cache saves the read
-//      of every line before its write). A one-region payload (identity, fp16, bf16) is
+//      of every line before its write). ef and ef21 compute and classify p in one loop
+//      (compensated_class) and run it and update() from AVX2 copies where the CPU has
+//      them (quant/cpu.h with_simd: same fp32 operations, same bits). A one-region payload (identity, fp16, bf16) is
 //      checksummed tile by tile while in cache (and on such buckets encoded into a scratch
 //      tile and streamed into the message); two-region ones (scales, then codes) are
 //      checksummed after the pass. The codec's per-bucket statistics (scales, norms,
@@ -56,6 +58,7 @@
 #include <cstring>
 
 #include "quant/codec.h"
+#include "quant/cpu.h"
 #include "quant/memory.h"
 #include "quant/status.h"
 
@@ -76,7 +79,7 @@ enum class AbsClass : std::uint32_t {
 /// AbsClass of value(0 .. cnt-1). Compares IEEE bit patterns of |v| as signed integers
 /// and ORs flags, which vectorizes on baseline SSE2 (an unsigned max would not).
 template <typename Value>
-inline AbsClass classify_values(std::size_t cnt, Value value) {
+__attribute__((always_inline)) inline AbsClass classify_values(std::size_t cnt, Value value) {
   std::int32_t large = 0, nonfinite = 0;
   for (std::size_t j = 0; j < cnt; ++j) {
     const float v = value(j);
@@ -102,6 +105,12 @@ class FeedbackOps {
   /// Step 1 on elements [i0, i0 + cnt): the largest class of |p| (AbsClass). The default
   /// computes compensated() into a stack tile.
   virtual AbsClass classify(std::size_t i0, std::size_t cnt) const;
+  /// compensated() and classify() of elements [i0, i0 + cnt) in one pass: p[j] = the
+  /// compensated value, returns their largest AbsClass. p must not alias the state (a
+  /// tile buffer). The tiled path of a double-buffered memory calls it, so the class
+  /// test rides on the loop that waits for grad and state to come from memory. The
+  /// default runs compensated(), then classify_values() over p.
+  virtual AbsClass compensated_class(std::size_t i0, std::size_t cnt, float* p) const;
   /// Moves the state of elements [i0, i0 + cnt) to what compensate() then update(p, d)
   /// leave (p: the compensated values, d: the decoded message).
   virtual void update(std::size_t i0, std::size_t cnt, const float* p, const float* d) = 0;
@@ -162,7 +171,7 @@ class ResidualOps : public FeedbackOps {
  protected:
   /// next residual[i0 + j] = value(j) for j < cnt.
   template <typename Value>
-  void store_next(std::size_t i0, std::size_t cnt, Value value) {
+  __attribute__((always_inline)) void store_next(std::size_t i0, std::size_t cnt, Value value) {
     if (!stream_) {
       float* __restrict e = next_ + i0;
       for (std::size_t j = 0; j < cnt; ++j) e[j] = value(j);

@@ -10,7 +10,10 @@
 //  - OrderedPushTransport: in sync mode, worker w pushes bucket b only after worker
 //    w - 1 did, so the shard sums every bucket in worker order 0, 1, ..., N-1 and a
 //    simulated run is bit-for-bit repeatable whatever the threads' timing (float sums
-//    depend on their order from three workers on).
+//    depend on their order from three workers on). run_training puts it under the
+//    ModeledLinkTransport: a push crosses its worker's link first, then waits for its
+//    turn, so no worker holds a turn while its bytes are on its link (over the link,
+//    the N workers' links would send each bucket one after another).
 //
 // Thread-safety: a decorated transport is driven by one thread, like the transport
 // under it; PushTurns is shared by the workers' threads.

@@ -270,12 +270,16 @@ TrainResult run_training(const TrainConfig& config, const EpochCallback& on_epoc
   for (std::uint32_t r = 0; r < config.workers; ++r) {
     clients.push_back(cluster.make_worker());
     comm::WorkerTransport* t = clients.back().get();
-    if (config.sim_link_bytes_per_s > 0) {
-      decorators.push_back(std::make_unique<ModeledLinkTransport>(*t, config.sim_link_bytes_per_s));
-      t = decorators.back().get();
-    }
+    // The turn (shard-side order) sits under the link: a push first crosses this
+    // worker's own link (sleeping, holding no turn), then takes its turn to enter the
+    // shard. Over it, a worker would hold the turn while its bytes cross its link, and
+    // the N links would send each bucket one after another.
     if (config.mode == comm::SyncMode::kSync && config.workers > 2) {
       decorators.push_back(std::make_unique<OrderedPushTransport>(*t, turns, r));
+      t = decorators.back().get();
+    }
+    if (config.sim_link_bytes_per_s > 0) {
+      decorators.push_back(std::make_unique<ModeledLinkTransport>(*t, config.sim_link_bytes_per_s));
       t = decorators.back().get();
     }
     if (config.fault == TrainConfig::Fault::kPush && r == 0) {

@@ -7,6 +7,8 @@
 //   feedback/memcpy/n=N              memcpy of 4n bytes (the baseline)
 //   feedback/unfused/SPEC/n=N        compensate -> encode -> decode -> update (two n-float temporaries)
 //   feedback/fused/SPEC/n=N          Memory::encode_step
+//   feedback/pool/memcpy/threads=T   the memcpy split into 16 chunks, T threads: the
+//                                    ceiling of a memory-bound pool's vs_1_thread
 //   feedback/pool/SPEC/threads=T     the same n split into 16 buckets, EncodePool(T)
 // Every stateful benchmark runs one untimed step first (sizes the residual: a first touch
 // of 100 MB costs ~350 ms on these VMs and would otherwise be measured) and restores that
@@ -29,6 +31,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "quant/encode_pool.h"
@@ -149,6 +152,34 @@ void bm_step(benchmark::State& state, const std::string& spec, bool fused) {
   state.counters["ratio"] = static_cast<double>(4 * kN) / static_cast<double>(bytes);
 }
 
+/// The ceiling of the thread pool's speed-up on this machine: the memcpy above split into
+/// kPoolBuckets chunks, copied by `threads` threads (the caller and threads - 1 started
+/// per iteration, ~0.1 ms against a copy of tens of ms). Where one thread already draws
+/// most of the memory bandwidth, two threads cannot copy twice as fast, and a
+/// memory-bound encode cannot scale further than this copy does.
+void bm_memcpy_threads(benchmark::State& state, unsigned threads) {
+  const auto& g = gradient();
+  std::vector<float> y(kN, 0.0f);
+  const std::size_t per = kN / kPoolBuckets;
+  const auto copy_share = [&](unsigned t) {
+    for (std::size_t b = t; b < kPoolBuckets; b += threads) std::memcpy(&y[b * per], &g[b * per], 4 * per);
+  };
+  Times total;
+  for (auto _ : state) {
+    const Times t0 = now();
+    std::vector<std::thread> helpers;
+    for (unsigned t = 1; t < threads; ++t) helpers.emplace_back(copy_share, t);
+    copy_share(0);
+    for (auto& h : helpers) h.join();
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+    add_since(t0, &total);
+  }
+  record(state, "memcpy/" + std::to_string(threads), total, threads == 1 ? "" : "memcpy/1", "vs_1_thread");
+  state.counters.erase("cpu_x_memcpy");
+  state.counters.erase("cpu_vs_1_thread");
+}
+
 /// The gradient as kPoolBuckets buckets encoded by EncodePool(threads).
 void bm_pool(benchmark::State& state, const std::string& spec, unsigned threads) {
   const Compressor c = make_compressor("ef+" + spec);
@@ -206,6 +237,13 @@ const bool kRegistered = [] {
           ->MinTime(kMinSeconds)
           ->UseRealTime();
     }
+  }
+  for (const unsigned threads : {1u, 2u}) {
+    benchmark::RegisterBenchmark(("feedback/pool/memcpy/threads=" + std::to_string(threads)).c_str(),
+                                 bm_memcpy_threads, threads)
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(kMinSeconds)
+        ->UseRealTime();
   }
   for (const char* name : {"fp16", "int8", "scaled-sign", "qsgd"}) {
     const std::string spec = make_codec(name)->spec();

@@ -69,7 +69,19 @@ class HalfCodec final : public Codec {
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
-    GZ_RETURN_IF_ERROR(elementwise::check_half_message(m, Traits::kFormat));
+    // check_half_message (quant/codecs/elementwise.h) with its Inf/NaN scan compiled
+    // for AVX2 where the CPU has it (the fused error-feedback path decodes every tile).
+    GZ_RETURN_IF_ERROR(elementwise::check_message(m, Traits::kFormat.name, 2));
+    const std::uint8_t* payload = m.payload;
+    const std::size_t numel = m.numel;
+    const std::uint32_t bad = with_simd([&]() __attribute__((always_inline)) {
+      std::uint32_t any = 0;
+      for (std::size_t i = 0; i < numel; ++i) {
+        any |= (load_le<std::uint16_t>(payload + 2 * i) & Traits::kFormat.exp_mask) == Traits::kFormat.exp_mask;
+      }
+      return any;
+    });
+    if (bad) return Status(Errc::kNonFiniteScale, Traits::kFormat.nonfinite_message);
     if (accumulate) {
       run<true>(m, out, scale);
     } else {

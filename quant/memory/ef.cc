@@ -52,8 +52,17 @@ class EfOps final : public ResidualOps {
     const float* __restrict e = residual_ + i0;
     return classify_values(cnt, [&](std::size_t j) { return value(g[j], e[j]); });
   }
+  AbsClass compensated_class(std::size_t i0, std::size_t cnt, float* __restrict p) const override {
+    const float* __restrict g = grad_ + i0;
+    const float* __restrict e = residual_ + i0;
+    return with_simd([&]() __attribute__((always_inline)) {
+      return classify_values(cnt, [&](std::size_t j) { return p[j] = value(g[j], e[j]); });
+    });
+  }
   void update(std::size_t i0, std::size_t cnt, const float* __restrict p, const float* __restrict d) override {
-    store_next(i0, cnt, [&](std::size_t j) { return unscaled(p[j]) - d[j]; });
+    with_simd([&]() __attribute__((always_inline)) {
+      store_next(i0, cnt, [&](std::size_t j) { return unscaled(p[j]) - d[j]; });
+    });
   }
   Sparse sparse() const override { return Sparse::kResidualMinusDecoded; }
   void unsent_residual(std::size_t n) override {

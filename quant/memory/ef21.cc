@@ -37,9 +37,18 @@ class Ef21Ops final : public ResidualOps {
   void compensated(std::size_t i0, std::size_t cnt, float* p) const override {
     for (std::size_t j = 0; j < cnt; ++j) p[j] = grad_[i0 + j] - residual_[i0 + j];
   }
+  AbsClass compensated_class(std::size_t i0, std::size_t cnt, float* __restrict p) const override {
+    const float* __restrict g = grad_ + i0;
+    const float* __restrict e = residual_ + i0;
+    return with_simd([&]() __attribute__((always_inline)) {
+      return classify_values(cnt, [&](std::size_t j) { return p[j] = g[j] - e[j]; });
+    });
+  }
   void update(std::size_t i0, std::size_t cnt, const float*, const float* __restrict d) override {
     const float* __restrict g = residual_ + i0;
-    store_next(i0, cnt, [&](std::size_t j) { return g[j] + d[j]; });
+    with_simd([&]() __attribute__((always_inline)) {
+      store_next(i0, cnt, [&](std::size_t j) { return g[j] + d[j]; });
+    });
   }
   Sparse sparse() const override { return Sparse::kStatePlusDecoded; }
 };

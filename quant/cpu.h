@@ -34,6 +34,18 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
+/// True when the running CPU supports AVX2 and F16C (the half <-> float conversion
+/// instructions) and the build has AVX2 clones, unless a test forced the portable paths
+/// (ForcePortableSimdForTest). Cached after the first call. Thread-safe.
+inline bool cpu_has_f16c() {
+#if defined(GZ_HAVE_AVX2_CLONES)
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return has && !detail::force_portable_simd().load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
 #if defined(GZ_HAVE_AVX2_CLONES)
 namespace detail {
 /// fn() compiled for AVX2: fn's body (an always_inline lambda, and what it inlines) is
@@ -60,7 +72,8 @@ inline auto with_simd(Fn&& fn) {
 }
 
 /// RAII switch for tests: while alive, every runtime-dispatched loop takes its portable
-/// (SSE2) copy, so a test on an AVX2 host can check both copies give the same bytes.
+/// (SSE2) copy and fp16 encodes convert in software rather than with F16C, so a test on
+/// an AVX2 host can check both copies give the same bytes.
 /// Not for concurrent use with encodes on other threads.
 class ForcePortableSimdForTest {
  public:

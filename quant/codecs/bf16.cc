@@ -34,6 +34,7 @@ struct Bf16Traits {
   static constexpr elementwise::HalfFormat kFormat = elementwise::kBf16;
   static std::uint16_t encode(float x) { return bf16_saturate(x); }
   static float decode(std::uint16_t h) { return bf16_to_float(h); }
+  static BlockEncoder block_encoder() { return nullptr; }  // the AVX2 copy of the loop suffices
 };
 
 /// The documented message size: 40 + 2n bytes.

@@ -15,6 +15,8 @@
 // kNonFiniteScale, before writing output. decode_add: acc_i += scale * y_i.
 //
 // Lossless on values representable in binary16 (x == fp16_to_float(float_to_fp16(x))).
+// On CPUs with F16C the encode converts with VCVTPS2PH (quant/half_f16c.h), which gives
+// the same bytes as the software conversion for every input.
 // The conversion loops select between a float-addition result and an integer result;
 // under GCC's default -ftrapping-math the vectorizer refuses to if-convert them. No FP
 // exception is ever observed here and the arithmetic is unchanged (no reassociation, no
@@ -28,6 +30,7 @@
 #include "quant/codecs/codecs.h"
 #include "quant/codecs/half_codec.h"
 #include "quant/half.h"
+#include "quant/half_f16c.h"
 
 namespace gradzip::quant {
 namespace {
@@ -66,6 +69,8 @@ struct Fp16Traits {
   static constexpr elementwise::HalfFormat kFormat = elementwise::kFp16;
   static std::uint16_t encode(float x) { return fp16_saturate(x); }
   static float decode(std::uint16_t h) { return fp16_decode(h); }
+  /// VCVTPS2PH where the CPU has F16C (quant/half_f16c.h: the same bits as fp16_saturate).
+  static BlockEncoder block_encoder() { return cpu_has_f16c() ? &fp16_saturate_block_f16c : nullptr; }
 };
 
 /// The documented message size: 40 + 2n bytes.

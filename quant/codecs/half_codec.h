@@ -17,6 +17,8 @@
 //                                                      (quant/codecs/elementwise.h)
 //   static std::uint16_t encode(float x);     bits of finite x (saturating), inlinable
 //   static float decode(std::uint16_t h);     value of finite h, exact
+//   static BlockEncoder block_encoder();      a vectorized encode_block for this CPU
+//                                             (same bits, same NaN/Inf flag), or nullptr
 #pragma once
 
 #include <algorithm>
@@ -32,6 +34,9 @@
 #include "quant/wire.h"
 
 namespace gradzip::quant {
+
+/// h[j] = Traits::encode(x[j]) for j < cnt; returns 1 if some x[j] is NaN/Inf, else 0.
+using BlockEncoder = std::uint32_t (*)(const float* x, std::size_t cnt, std::uint16_t* h);
 
 template <typename Traits>
 class HalfCodec final : public Codec {
@@ -51,16 +56,14 @@ class HalfCodec final : public Codec {
     // the float input and the byte output and vectorizes.
     std::uint32_t nonfinite = 0;
     std::uint16_t h[kBlock];
+    BlockEncoder block = Traits::block_encoder();  // fp16 with F16C: the instruction's conversion
 #if defined(GZ_HAVE_AVX2_CLONES)
-    const bool avx2 = cpu_has_avx2();
+    if (block == nullptr && cpu_has_avx2()) block = &encode_block_avx2;
 #endif
+    if (block == nullptr) block = &encode_block;
     for (std::size_t i0 = 0; i0 < n; i0 += kBlock) {
       const std::size_t cnt = std::min(kBlock, n - i0);
-#if defined(GZ_HAVE_AVX2_CLONES)
-      nonfinite |= avx2 ? encode_block_avx2(grad + i0, cnt, h) : encode_block(grad + i0, cnt, h);
-#else
-      nonfinite |= encode_block(grad + i0, cnt, h);
-#endif
+      nonfinite |= block(grad + i0, cnt, h);
       std::memcpy(sink->data + 2 * i0, h, 2 * cnt);
     }
     if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");

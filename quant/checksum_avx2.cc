@@ -29,8 +29,24 @@ std::uint64_t xxh3_two_ranges_avx2(const std::uint8_t* a, std::size_t a_bytes, c
   XXH3_64bits_update(&state, b, b_bytes);
   return XXH3_64bits_digest(&state);
 }
+
+static_assert(sizeof(XXH3_state_t) <= kXxh3StateBytes && alignof(XXH3_state_t) <= 64,
+              "Xxh3Avx2State must hold an XXH3_state_t");
+static XXH3_state_t* as_state(Xxh3Avx2State* s) { return reinterpret_cast<XXH3_state_t*>(s->bytes); }
+
+void xxh3_avx2_reset(Xxh3Avx2State* state) { XXH3_64bits_reset(as_state(state)); }
+void xxh3_avx2_update(Xxh3Avx2State* state, const void* data, std::size_t bytes) {
+  XXH3_64bits_update(as_state(state), data, bytes);
+}
+std::uint64_t xxh3_avx2_digest(const Xxh3Avx2State* state) {
+  return XXH3_64bits_digest(reinterpret_cast<const XXH3_state_t*>(state->bytes));
+}
 #else
 bool checksum_avx2_built() { return false; }
+
+void xxh3_avx2_reset(Xxh3Avx2State*) {}
+void xxh3_avx2_update(Xxh3Avx2State*, const void*, std::size_t) {}
+std::uint64_t xxh3_avx2_digest(const Xxh3Avx2State*) { return 0; }
 
 std::uint64_t xxh3_two_ranges_avx2(const std::uint8_t*, std::size_t, const std::uint8_t*, std::size_t) { return 0; }
 #endif

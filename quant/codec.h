@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "quant/ef_tile.h"
 #include "quant/philox.h"
 #include "quant/status.h"
 #include "quant/wire.h"
@@ -81,6 +82,19 @@ class Codec {
     (void)region;
     (void)count;
     return 0;
+  }
+
+  /// The fused error-feedback kernel of memory "ef" at scale 1 (quant/ef_tile.h), for
+  /// codecs with tile_alignment() > 0: with p = t.g + t.e it writes the tile's payload (the
+  /// bytes encode_payload(p, t.cnt, ctx) writes, ctx.first_element the tile's start),
+  /// t.next[j] = p[j] - decode(payload)[j] (the fp32 subtraction), and returns the
+  /// AbsClass of p. When that is not kSmall, payload and next are unspecified. Called only
+  /// when has_ef_tile(); it cannot fail once every |p| < 2^50. The default is never called.
+  virtual bool has_ef_tile() const { return false; }
+  virtual AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const {
+    (void)t;
+    (void)ctx;
+    return AbsClass::kNonFinite;
   }
 
  protected:

@@ -16,6 +16,7 @@
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
+#include "quant/checksum_avx2.h"
 #include "quant/memory.h"
 #include "quant/wire.h"
 
@@ -97,6 +98,32 @@ namespace {
 
 using detail::CodecTiles;
 
+/// The message's XXH3-64, streamed: by the AVX2 build where it runs (as quant/wire.cc's
+/// message_checksum), else by libxxhash. The same hash either way.
+class StreamHash {
+ public:
+  StreamHash() : avx2_(detail::checksum_avx2_built() && cpu_has_avx2()) {
+    if (avx2_) {
+      detail::xxh3_avx2_reset(&avx2_state_);
+    } else {
+      XXH3_64bits_reset(&state_);
+    }
+  }
+  void update(const void* data, std::size_t bytes) {
+    if (avx2_) {
+      detail::xxh3_avx2_update(&avx2_state_, data, bytes);
+    } else {
+      XXH3_64bits_update(&state_, data, bytes);
+    }
+  }
+  std::uint64_t digest() const { return avx2_ ? detail::xxh3_avx2_digest(&avx2_state_) : XXH3_64bits_digest(&state_); }
+
+ private:
+  bool avx2_;
+  detail::Xxh3Avx2State avx2_state_;
+  XXH3_state_t state_;
+};
+
 /// Elements per tile: ~8 KB of floats per buffer (p, d, a payload tile and the streamed
 /// state chunk stay within a 48 KB L1), whole multiples of the alignment.
 constexpr std::size_t kTileTarget = 2048;
@@ -135,41 +162,58 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
   std::uint8_t* region1 = region0 + codec.tile_region_bytes(0, n);
   const bool one_region = codec.tile_region_bytes(1, n) == 0;
   // One-region payloads are hashed tile by tile, in message order, while in cache.
-  XXH3_state_t hash;
-  XXH3_64bits_reset(&hash);
-  XXH3_64bits_update(&hash, out, 32);
-  XXH3_64bits_update(&hash, out + kHeaderBytes, params);
+  StreamHash hash;
+  hash.update(out, 32);
+  hash.update(out + kHeaderBytes, params);
   const bool check = ops.double_buffered();
+  // Memory ef at scale 1 with a codec that has a fused tile kernel: the kernel replaces
+  // compensated_class, encode, decode and update (the next state goes through d when it
+  // is streamed).
+  FeedbackOps::PlainResidual plain;
+  const bool kernel = codec.has_ef_tile() && ops.plain_residual(&plain);
   // A large one-region payload is encoded into the scratch tile, hashed there and
   // streamed into the message (no read of the message's lines before their write).
   const bool stream_message = one_region && n >= kStreamingNumel;
   SeedContext tctx = ctx;
   for (std::size_t t0 = 0; t0 < n; t0 += tile) {
     const std::size_t cnt = std::min(tile, n - t0);
-    if (!check) {
-      ops.compensated(t0, cnt, p);
-    } else if (ops.compensated_class(t0, cnt, p) != AbsClass::kSmall) {
-      *stopped = true;
-      return Status::Ok();
-    }
     // One-region payloads are encoded in place in the message; two-region ones through
     // the scratch payload, whose regions are then copied to their places.
     const bool in_place = one_region && !stream_message;
     std::uint8_t* dst = in_place ? region0 + codec.tile_region_bytes(0, t0) : s.payload.data();
     PayloadSink sink{dst, in_place ? CodecTiles::max_payload_bytes(codec, cnt) : s.payload.size(), 0, 0};
     tctx.first_element = t0;
-    // Every |p| is below kSafeMaxAbs: a failure here is a codec bug.
-    GZ_RETURN_IF_ERROR(CodecTiles::encode_payload(codec, p, cnt, tctx, &sink));
     const std::size_t r0 = codec.tile_region_bytes(0, cnt);
-    if (sink.flags != 0 || sink.bytes != r0 + codec.tile_region_bytes(1, cnt)) {
-      return Status(Errc::kInvalidArgument, "codec " + codec.spec() + " broke its tiling contract");
+    if (kernel) {
+      const EfTile t{plain.grad + t0, plain.residual + t0, cnt, dst, plain.stream ? d : plain.next + t0, p};
+      if (codec.ef_tile(t, tctx) != AbsClass::kSmall) {
+        *stopped = true;
+        return Status::Ok();
+      }
+      sink.bytes = r0 + codec.tile_region_bytes(1, cnt);
+    } else {
+      if (!check) {
+        ops.compensated(t0, cnt, p);
+      } else if (ops.compensated_class(t0, cnt, p) != AbsClass::kSmall) {
+        *stopped = true;
+        return Status::Ok();
+      }
+      // Every |p| is below kSafeMaxAbs: a failure here is a codec bug.
+      GZ_RETURN_IF_ERROR(CodecTiles::encode_payload(codec, p, cnt, tctx, &sink));
+      if (sink.flags != 0 || sink.bytes != r0 + codec.tile_region_bytes(1, cnt)) {
+        return Status(Errc::kInvalidArgument, "codec " + codec.spec() + " broke its tiling contract");
+      }
     }
     if (one_region) {
-      XXH3_64bits_update(&hash, dst, sink.bytes);
+      hash.update(dst, sink.bytes);
       if (stream_message) stream_copy(region0 + codec.tile_region_bytes(0, t0), dst, sink.bytes);
     } else {
       std::memcpy(region0 + codec.tile_region_bytes(0, t0), dst, r0);
       std::memcpy(region1 + codec.tile_region_bytes(1, t0), dst + r0, sink.bytes - r0);
+    }
+    if (kernel) {
+      if (plain.stream) stream_copy(plain.next + t0, d, 4 * cnt);
+      continue;
     }
     MessageView view;
     view.codec = codec.id();
@@ -181,9 +225,9 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
     GZ_RETURN_IF_ERROR(CodecTiles::decode_payload(codec, view, d));
     ops.update(t0, cnt, p, d);
   }
-  if (!one_region) XXH3_64bits_update(&hash, out + kHeaderBytes + params, payload);
+  if (!one_region) hash.update(out + kHeaderBytes + params, payload);
   if (stream_message) streaming_fence();
-  store_le<std::uint64_t>(out + 32, XXH3_64bits_digest(&hash));
+  store_le<std::uint64_t>(out + 32, hash.digest());
   *out_bytes = kHeaderBytes + params + payload;
   return Status::Ok();
 }

@@ -29,6 +29,11 @@
 //      tile and streamed into the message); two-region ones (scales, then codes) are
 //      checksummed after the pass. The codec's per-bucket statistics (scales, norms,
 //      zipml's levels) are computed inside the tile from p, which holds whole codec buckets.
+//      Memory ef at scale 1 over a codec with a tile kernel (Codec::ef_tile, quant/ef_tile.h:
+//      identity, fp16, bf16, int8, sign, scaled-sign) runs the kernel instead: compensate,
+//      classify, encode, decode and the next residual of a tile in one loop (two for the
+//      bucket-scaled codecs: their scale needs the bucket's p first), without the decoded
+//      tile buffer or the codec's decode-side checks, which its own bytes cannot fail.
 //      Untiled codecs: topk, randk, threshold, dgc, and zipml with scope=tensor (one set of
 //      levels per message), after the read-only pass. Memory ef: p is written into the
 //      residual in place, encoded,
@@ -59,6 +64,7 @@
 
 #include "quant/codec.h"
 #include "quant/cpu.h"
+#include "quant/ef_tile.h"
 #include "quant/memory.h"
 #include "quant/status.h"
 
@@ -68,29 +74,6 @@ namespace gradzip::quant {
 /// bucket of at most 2^24 elements below 2^50 in magnitude cannot overflow fp32
 /// (a sum of squares stays below 2^124).
 constexpr float kSafeMaxAbs = 0x1p50f;
-
-/// Step 1's verdict on a range of compensated values, ordered: the largest element's.
-enum class AbsClass : std::uint32_t {
-  kSmall = 0,      ///< every |p| < kSafeMaxAbs
-  kLarge = 1,      ///< some finite |p| >= kSafeMaxAbs: the scratch path
-  kNonFinite = 2,  ///< some NaN or Inf: the bucket is refused
-};
-
-/// AbsClass of value(0 .. cnt-1). Compares IEEE bit patterns of |v| as signed integers
-/// and ORs flags, which vectorizes on baseline SSE2 (an unsigned max would not).
-template <typename Value>
-__attribute__((always_inline)) inline AbsClass classify_values(std::size_t cnt, Value value) {
-  std::int32_t large = 0, nonfinite = 0;
-  for (std::size_t j = 0; j < cnt; ++j) {
-    const float v = value(j);
-    std::int32_t u;
-    std::memcpy(&u, &v, 4);
-    u &= 0x7FFFFFFF;
-    large |= u >= 0x58800000 ? 1 : 0;  // bits of 2^50 = kSafeMaxAbs
-    nonfinite |= u >= 0x7F800000 ? 1 : 0;
-  }
-  return nonfinite ? AbsClass::kNonFinite : (large ? AbsClass::kLarge : AbsClass::kSmall);
-}
 
 /// What a memory contributes to the fused path, on element ranges [i0, i0 + cnt) of one
 /// bucket. Neither method may fail; both are called only after the whole bucket passed
@@ -129,6 +112,20 @@ class FeedbackOps {
   /// elements then get target + (-1 * d). Default: nothing (the state is p - 0 = p); ef
   /// with scale s != 1 divides by s, one pass over the bucket.
   virtual void unsent_residual(std::size_t n) { (void)n; }
+
+  /// Memory ef at scale 1 (p = g + e, next state p - d, double buffered): the vectors a
+  /// codec's fused tile kernel (Codec::ef_tile) reads and writes instead of calling
+  /// compensated_class() and update(). Default: false (no such kernel applies).
+  struct PlainResidual {
+    const float* grad = nullptr;
+    const float* residual = nullptr;
+    float* next = nullptr;   ///< the next state (committed by commit())
+    bool stream = false;     ///< write `next` with streaming stores (stream_copy)
+  };
+  virtual bool plain_residual(PlainResidual* out) const {
+    (void)out;
+    return false;
+  }
 
   /// True when update() writes the next state aside and commit() installs it (step 1):
   /// the tiled path then classifies tile by tile instead of in a read-only pass first.
@@ -184,6 +181,9 @@ class ResidualOps : public FeedbackOps {
       stream_copy(next_ + i0 + k0, t, 4 * m);
     }
   }
+
+  /// grad, residual and next state of plain_residual().
+  PlainResidual plain() const { return {grad_, residual_, next_, stream_}; }
 
   const float* grad_;
   float* residual_;  ///< the state (read; written in place only by the sparse paths)

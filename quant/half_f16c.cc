@@ -25,7 +25,50 @@ std::uint32_t saturate_tail(const float* x, std::size_t j0, std::size_t cnt, std
   return any;
 }
 
+std::int32_t feedback_tail(const float* g, const float* e, std::size_t j0, std::size_t cnt, std::uint16_t* h,
+                           float* next) {
+  std::int32_t mx = 0;
+  for (std::size_t j = j0; j < cnt; ++j) {
+    const float p = g[j] + e[j];
+    const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
+    mx = a > mx ? a : mx;
+    saturate_tail(&p, 0, 1, h + j);
+    next[j] = p - fp16_to_float(h[j]);
+  }
+  return mx;
+}
+
 }  // namespace
+
+#if defined(GZ_HAVE_AVX2_CLONES)
+__attribute__((target("avx2,f16c"))) std::int32_t fp16_feedback_block_f16c(const float* g, const float* e,
+                                                                          std::size_t cnt, std::uint16_t* h,
+                                                                          float* next) {
+  const __m256i abs32 = _mm256_set1_epi32(0x7FFFFFFF);
+  const __m128i abs16 = _mm_set1_epi16(0x7FFF);
+  const __m128i max_finite = _mm_set1_epi16(0x7BFF);
+  __m256i mx = _mm256_setzero_si256();
+  std::size_t j = 0;
+  for (; j + 8 <= cnt; j += 8) {
+    const __m256 p = _mm256_add_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(e + j));
+    mx = _mm256_max_epi32(mx, _mm256_and_si256(_mm256_castps_si256(p), abs32));
+    const __m128i r = _mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m128i q = _mm_or_si128(_mm_min_epu16(_mm_and_si128(r, abs16), max_finite), _mm_andnot_si128(abs16, r));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + j), q);
+    _mm256_storeu_ps(next + j, _mm256_sub_ps(p, _mm256_cvtph_ps(q)));
+  }
+  alignas(32) std::int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), mx);
+  std::int32_t m = feedback_tail(g, e, j, cnt, h, next);
+  for (const std::int32_t v : lanes) m = v > m ? v : m;
+  return m;
+}
+#else
+std::int32_t fp16_feedback_block_f16c(const float* g, const float* e, std::size_t cnt, std::uint16_t* h,
+                                      float* next) {
+  return feedback_tail(g, e, 0, cnt, h, next);  // not reached: cpu_has_f16c() is false here
+}
+#endif
 
 #if defined(GZ_HAVE_AVX2_CLONES)
 __attribute__((target("avx2,f16c"))) std::uint32_t fp16_saturate_block_f16c(const float* x, std::size_t cnt,

@@ -21,4 +21,12 @@ namespace gradzip::quant {
 /// not overlap; no alignment needed. Thread-safe.
 std::uint32_t fp16_saturate_block_f16c(const float* x, std::size_t cnt, std::uint16_t* h);
 
+/// The fp16 codec's fused error-feedback block (quant/codecs/half_codec.h BlockFeedback):
+/// p = g[j] + e[j], h[j] = the saturated half of p (as above), next[j] = p - the value of
+/// h[j] (VCVTPH2PS: exact, like fp16_to_float, and not subject to MXCSR's DAZ/FTZ);
+/// returns the largest |p| bit pattern as int32. Call only where cpu_has_f16c() is true.
+/// No alignment needed; the arrays must not overlap. Thread-safe.
+std::int32_t fp16_feedback_block_f16c(const float* g, const float* e, std::size_t cnt, std::uint16_t* h,
+                                      float* next);
+
 }  // namespace gradzip::quant

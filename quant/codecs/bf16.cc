@@ -35,6 +35,7 @@ struct Bf16Traits {
   static std::uint16_t encode(float x) { return bf16_saturate(x); }
   static float decode(std::uint16_t h) { return bf16_to_float(h); }
   static BlockEncoder block_encoder() { return nullptr; }  // the AVX2 copy of the loop suffices
+  static BlockFeedback block_feedback() { return nullptr; }
 };
 
 /// The documented message size: 40 + 2n bytes.

@@ -71,6 +71,8 @@ struct Fp16Traits {
   static float decode(std::uint16_t h) { return fp16_decode(h); }
   /// VCVTPS2PH where the CPU has F16C (quant/half_f16c.h: the same bits as fp16_saturate).
   static BlockEncoder block_encoder() { return cpu_has_f16c() ? &fp16_saturate_block_f16c : nullptr; }
+  /// VCVTPS2PH and VCVTPH2PS (exact) where the CPU has F16C: the same bits.
+  static BlockFeedback block_feedback() { return cpu_has_f16c() ? &fp16_feedback_block_f16c : nullptr; }
 };
 
 /// The documented message size: 40 + 2n bytes.

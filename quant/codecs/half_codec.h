@@ -19,6 +19,8 @@
 //   static float decode(std::uint16_t h);     value of finite h, exact
 //   static BlockEncoder block_encoder();      a vectorized encode_block for this CPU
 //                                             (same bits, same NaN/Inf flag), or nullptr
+//   static BlockFeedback block_feedback();    a vectorized feedback_block for this CPU
+//                                             (same bits), or nullptr
 #pragma once
 
 #include <algorithm>
@@ -37,6 +39,11 @@ namespace gradzip::quant {
 
 /// h[j] = Traits::encode(x[j]) for j < cnt; returns 1 if some x[j] is NaN/Inf, else 0.
 using BlockEncoder = std::uint32_t (*)(const float* x, std::size_t cnt, std::uint16_t* h);
+/// Fused error feedback of a block (Codec::ef_tile): with p = g[j] + e[j], h[j] =
+/// Traits::encode(p), next[j] = p - Traits::decode(h[j]); returns the largest |p| bit
+/// pattern (compensate_max_bits, quant/ef_tile.h).
+using BlockFeedback = std::int32_t (*)(const float* g, const float* e, std::size_t cnt, std::uint16_t* h,
+                                       float* next);
 
 template <typename Traits>
 class HalfCodec final : public Codec {
@@ -69,6 +76,24 @@ class HalfCodec final : public Codec {
     if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
     sink->bytes = 2 * n;
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  /// One loop per block: compensate, classify, encode, decode and the next residual.
+  AbsClass ef_tile(const EfTile& t, const SeedContext&) const override {
+    BlockFeedback block = Traits::block_feedback();  // fp16 with F16C: both conversions by instruction
+#if defined(GZ_HAVE_AVX2_CLONES)
+    if (block == nullptr && cpu_has_avx2()) block = &feedback_block_avx2;
+#endif
+    if (block == nullptr) block = &feedback_block;
+    std::int32_t mx = 0;
+    std::uint16_t h[kBlock];
+    for (std::size_t i0 = 0; i0 < t.cnt; i0 += kBlock) {
+      const std::size_t cnt = std::min(kBlock, t.cnt - i0);
+      mx = std::max(mx, block(t.g + i0, t.e + i0, cnt, h, t.next + i0));
+      std::memcpy(t.payload + 2 * i0, h, 2 * cnt);
+    }
+    return class_of_max_bits(mx);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
@@ -120,6 +145,36 @@ class HalfCodec final : public Codec {
   __attribute__((target("avx2"))) static std::uint32_t encode_block_avx2(const float* x, std::size_t cnt,
                                                                          std::uint16_t* h) {
     return encode_block_body(x, cnt, h);
+  }
+#endif
+
+  /// BlockFeedback of Traits::encode/decode; inlined into the two copies below.
+  __attribute__((always_inline)) static inline std::int32_t feedback_block_body(const float* __restrict g,
+                                                                                const float* __restrict e,
+                                                                                std::size_t cnt,
+                                                                                std::uint16_t* __restrict h,
+                                                                                float* __restrict next) {
+    std::int32_t mx = 0;
+    for (std::size_t j = 0; j < cnt; ++j) {
+      const float p = g[j] + e[j];
+      const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
+      mx = a > mx ? a : mx;
+      const std::uint16_t q = Traits::encode(p);
+      h[j] = q;
+      next[j] = p - Traits::decode(q);
+    }
+    return mx;
+  }
+
+  static std::int32_t feedback_block(const float* g, const float* e, std::size_t cnt, std::uint16_t* h, float* next) {
+    return feedback_block_body(g, e, cnt, h, next);
+  }
+
+#if defined(GZ_HAVE_AVX2_CLONES)
+  __attribute__((target("avx2"))) static std::int32_t feedback_block_avx2(const float* g, const float* e,
+                                                                          std::size_t cnt, std::uint16_t* h,
+                                                                          float* next) {
+    return feedback_block_body(g, e, cnt, h, next);
   }
 #endif
 

@@ -7,6 +7,8 @@
 
 #include "quant/codecs/codecs.h"
 #include "quant/codecs/elementwise.h"
+#include "quant/cpu.h"
+#include "quant/half.h"
 
 namespace gradzip::quant {
 namespace {
@@ -35,6 +37,27 @@ class IdentityCodec final : public Codec {
     }
     sink->bytes = 4 * n;
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  /// One loop: p = g + e into the payload, next = p - p (the decoded message is p).
+  AbsClass ef_tile(const EfTile& t, const SeedContext&) const override {
+    const std::int32_t mx = with_simd([&]() __attribute__((always_inline)) {
+      const float* __restrict g = t.g;
+      const float* __restrict e = t.e;
+      std::uint8_t* __restrict out = t.payload;
+      float* __restrict next = t.next;
+      std::int32_t m = 0;
+      for (std::size_t j = 0; j < t.cnt; ++j) {
+        const float p = g[j] + e[j];
+        const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
+        m = a > m ? a : m;
+        std::memcpy(out + 4 * j, &p, 4);
+        next[j] = p - p;
+      }
+      return m;
+    });
+    return class_of_max_bits(mx);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

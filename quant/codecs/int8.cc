@@ -22,6 +22,7 @@
 // formula, every m finite (kNonFiniteScale), >= 0 (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/cpu.h"
 
 namespace gradzip::quant {
 namespace {
@@ -70,6 +71,42 @@ class Int8Codec final : public Codec {
     GZ_RETURN_IF_ERROR((bucketed::encode<8, false, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));
     sink->bytes = bucketed::payload_bytes(n, bucket_, 1, 8);
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  /// Per bucket: compensate into the scratch while finding max |p| (the scale), then one
+  /// loop that quantizes, dequantizes (decode's step = m / 127) and writes the residual.
+  AbsClass ef_tile(const EfTile& t, const SeedContext&) const override {
+    const std::size_t bucket = bucket_;
+    const std::size_t nb = bucketed::num_buckets(t.cnt, bucket);
+    std::uint8_t* __restrict codes = t.payload + 4 * nb;
+    const std::int32_t worst = with_simd([&]() __attribute__((always_inline)) {
+      std::int32_t all = 0;
+      for (std::size_t b = 0; b < nb; ++b) {
+        const std::size_t k = b * bucket;
+        const std::size_t m = std::min(bucket, t.cnt - k);
+        const float* __restrict p = t.p + k;
+        const std::int32_t mx = compensate_max_bits(t.g + k, t.e + k, m, t.p + k);
+        all = mx > all ? mx : all;
+        if (mx >= kSafeMaxAbsBits) continue;  // the verdict stops the tile: outputs unused
+        const float s = bucketed::bitsf(static_cast<std::uint32_t>(mx)) < bucketed::kMinScale
+                            ? 0.0f
+                            : bucketed::bitsf(static_cast<std::uint32_t>(mx));
+        store_le<float>(t.payload + 4 * b, s);
+        const float inv = s > 0.0f ? 127.0f / s : 0.0f;
+        const float step = s / 127.0f;
+        std::uint8_t* __restrict c = codes + k;
+        float* __restrict next = t.next + k;
+        for (std::size_t j = 0; j < m; ++j) {
+          auto q = static_cast<std::int32_t>(round_even(p[j] * inv));
+          q = q > 127 ? 127 : (q < -127 ? -127 : q);
+          c[j] = static_cast<std::uint8_t>(static_cast<std::int8_t>(q));
+          next[j] = p[j] - static_cast<float>(q) * step;
+        }
+      }
+      return all;
+    });
+    return class_of_max_bits(worst);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

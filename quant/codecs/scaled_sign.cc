@@ -16,6 +16,7 @@
 // formula, every a_b finite (kNonFiniteScale), >= 0 (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/cpu.h"
 #include "quant/half.h"
 #include "quant/reduce.h"
 
@@ -67,6 +68,58 @@ class ScaledSignCodec final : public Codec {
     GZ_RETURN_IF_ERROR((bucketed::encode<1, false, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));
     sink->bytes = bucketed::payload_bytes(n, bucket_, 1, 1);
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  /// Per bucket: compensate into the scratch while classifying, then the scale (the
+  /// encoder's canonical L1 sum over the same values); then per block of codes one loop
+  /// for the signs and the residual p - (+-a), and the codes packed.
+  AbsClass ef_tile(const EfTile& t, const SeedContext&) const override {
+    const std::size_t bucket = bucket_;
+    const std::size_t nb = bucketed::num_buckets(t.cnt, bucket);
+    std::int32_t mx = 0;
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::size_t k = b * bucket;
+      const std::size_t m = std::min(bucket, t.cnt - k);
+      float sum = 0.0f;
+      const std::int32_t bm = with_simd([&]() __attribute__((always_inline)) {
+        const std::int32_t r = compensate_max_bits(t.g + k, t.e + k, m, t.p + k);
+        if (r < kSafeMaxAbsBits) sum = canonical_sum_abs(t.p + k, m);  // a fixed order: same bits in both copies
+        return r;
+      });
+      mx = bm > mx ? bm : mx;
+      if (bm >= kSafeMaxAbsBits) return class_of_max_bits(mx);  // the tile stops: outputs unused
+      store_le<float>(t.payload + 4 * b, sum / static_cast<float>(m));
+    }
+    std::uint8_t codes[bucketed::kCodeBlock];
+    for (std::size_t i0 = 0; i0 < t.cnt; i0 += bucketed::kCodeBlock) {
+      const std::size_t i1 = std::min(t.cnt, i0 + bucketed::kCodeBlock);
+      for (std::size_t s0 = i0; s0 < i1;) {
+        const std::size_t b = s0 / bucket;
+        const std::size_t s1 = std::min(i1, (b + 1) * bucket);
+        const std::uint32_t mag = float_bits(load_le<float>(t.payload + 4 * b));
+        const float* ps = t.p + s0;
+        float* nexts = t.next + s0;
+        std::uint8_t* cs = codes + (s0 - i0);
+        const std::size_t len = s1 - s0;
+        with_simd([&]() __attribute__((always_inline)) {
+          // Local restrict copies: the byte stores would otherwise alias the captures.
+          const float* __restrict p = ps;
+          float* __restrict next = nexts;
+          std::uint8_t* __restrict c = cs;
+          const std::uint32_t a = mag;
+          const std::size_t count = len;
+          for (std::size_t j = 0; j < count; ++j) {
+            const std::uint32_t neg = bucketed::is_negative(p[j]);
+            c[j] = static_cast<std::uint8_t>(neg);
+            next[j] = p[j] - bits_float(a | neg << 31);
+          }
+        });
+        s0 = s1;
+      }
+      pack_fields<1>(codes, i1 - i0, t.payload + 4 * nb + i0 / 8);
+    }
+    return class_of_max_bits(mx);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

@@ -16,6 +16,7 @@
 #include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
 #include "quant/codecs/codecs.h"
+#include "quant/cpu.h"
 #include "quant/half.h"
 
 namespace gradzip::quant {
@@ -58,6 +59,41 @@ class SignCodec final : public Codec {
     if (nonfinite) return Status(Errc::kNonFiniteInput, "gradient holds NaN or Inf");
     sink->bytes = packed_bytes(n, 1);
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  /// Per block: compensate, classify, the sign codes and the residual p - (+-1) in one
+  /// loop, then the codes packed.
+  AbsClass ef_tile(const EfTile& t, const SeedContext&) const override {
+    std::int32_t mx = 0;
+    std::uint8_t codes[kBlock];
+    for (std::size_t i0 = 0; i0 < t.cnt; i0 += kBlock) {
+      const std::size_t cnt = std::min(kBlock, t.cnt - i0);
+      const float* gi = t.g + i0;
+      const float* ei = t.e + i0;
+      float* nexti = t.next + i0;
+      const std::int32_t m = with_simd([&]() __attribute__((always_inline)) {
+        // Local restrict copies: the byte stores would otherwise alias the captures.
+        const float* __restrict g = gi;
+        const float* __restrict e = ei;
+        float* __restrict next = nexti;
+        std::uint8_t* __restrict c_out = codes;
+        const std::size_t count = cnt;
+        std::int32_t block_max = 0;
+        for (std::size_t j = 0; j < count; ++j) {
+          const float p = g[j] + e[j];
+          const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
+          block_max = a > block_max ? a : block_max;
+          const std::uint32_t c = bucketed::is_negative(p);
+          c_out[j] = static_cast<std::uint8_t>(c);
+          next[j] = p - bits_float(0x3F800000u | c << 31);
+        }
+        return block_max;
+      });
+      mx = m > mx ? m : mx;
+      pack_fields<1>(codes, cnt, t.payload + i0 / 8);
+    }
+    return class_of_max_bits(mx);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

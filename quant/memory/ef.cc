@@ -64,6 +64,11 @@ class EfOps final : public ResidualOps {
       store_next(i0, cnt, [&](std::size_t j) { return unscaled(p[j]) - d[j]; });
     });
   }
+  bool plain_residual(PlainResidual* out) const override {
+    if (kScaled) return false;
+    *out = plain();
+    return true;
+  }
   Sparse sparse() const override { return Sparse::kResidualMinusDecoded; }
   void unsent_residual(std::size_t n) override {
     if (kScaled) {

@@ -14,8 +14,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Probe sizes. The fixed cost is timed at a tensor so small that its time is almost all
+// fixed cost (extrapolating it from a 4096-element fit made it a small difference of two
+// large, noisy times: a few percent of load on one probe moved it by more than the fixed
+// cost itself). The per-element cost is the slope from there to the large probe. The
+// small probe only sizes messages (message_bytes, precision).
+constexpr std::size_t kTinyProbe = 16;
 constexpr std::size_t kSmallProbe = 4096;
 constexpr std::size_t kLargeProbe = 262144;
+/// Timed rounds; in each, every candidate is timed once at both sizes (round-robin), and
+/// each cost is the minimum over rounds: load only ever adds time, and interleaving makes
+/// a loaded stretch hit all candidates alike instead of the one measured then.
+constexpr int kRounds = 5;
+/// Calls per clock reading at the tiny size (one call is ~0.1 us, near the clock's cost).
+constexpr int kTinyCalls = 32;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -36,30 +48,48 @@ std::vector<float> probe(std::size_t n) {
 }
 
 struct Probe {
-  double worker_s = 0, shard_s = 0;
-  std::size_t bytes = 0;
+  double worker_s = 1e30, shard_s = 1e30;  ///< least seconds per call seen so far
 };
 
-/// Best-of-`reps` times of one worker step and one shard decode_add at size n.
-Probe time_at(const quant::Compressor& c, const std::vector<float>& g, int reps) {
+/// One candidate under measurement: its compressor, and per probe size its own
+/// error-feedback state (sized by the memory on first use) and accumulator.
+struct Candidate {
+  quant::Compressor c;
+  quant::MemoryState state[2];
+  std::vector<float> acc[2];
+  std::vector<std::uint8_t> msg;
+  Probe best[2];  ///< [0] tiny probe, [1] large probe
+};
+
+/// Times `calls` worker steps of g in a row, then `calls` shard decode_adds of the last
+/// message, and lowers cand->best[size] to the seconds per call seen.
+void time_calls(Candidate* cand, int size, const std::vector<float>& g, int calls, std::uint64_t round) {
   const std::size_t n = g.size();
-  quant::MemoryState state;
-  std::vector<float> acc(n, 0.0f);
-  std::vector<std::uint8_t> msg(c.codec->max_encoded_bytes(n));
-  Probe p;
-  p.worker_s = p.shard_s = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const quant::SeedContext ctx{7, static_cast<std::uint64_t>(r), 0, 0};
-    auto t0 = Clock::now();
+  const quant::Compressor& c = cand->c;
+  std::vector<float>& acc = cand->acc[size];
+  acc.resize(n, 0.0f);
+  std::size_t bytes = 0;
+  quant::Status st;
+  auto t0 = Clock::now();
+  for (int k = 0; k < calls && st.ok(); ++k) {
     // The worker's step as the trainer runs it: the fused error-feedback pass.
-    quant::Status st = c.memory->encode_step(*c.codec, g.data(), n, ctx, &state, msg.data(), msg.size(), &p.bytes);
-    p.worker_s = std::min(p.worker_s, seconds_since(t0));
-    t0 = Clock::now();
-    if (st.ok()) st = c.codec->decode_add(msg.data(), p.bytes, acc.data(), n, 0.5f);
-    p.shard_s = std::min(p.shard_s, seconds_since(t0));
-    if (!st.ok()) throw std::invalid_argument("auto: candidate " + c.spec() + " failed on probe data: " + st.to_string());
+    const quant::SeedContext ctx{7, round * static_cast<std::uint64_t>(calls) + k, 0, 0};
+    st = c.memory->encode_step(*c.codec, g.data(), n, ctx, &cand->state[size], cand->msg.data(), cand->msg.size(), &bytes);
   }
-  return p;
+  const double worker_s = seconds_since(t0) / calls;
+  t0 = Clock::now();
+  for (int k = 0; k < calls && st.ok(); ++k) st = c.codec->decode_add(cand->msg.data(), bytes, acc.data(), n, 0.5f);
+  const double shard_s = seconds_since(t0) / calls;
+  if (!st.ok()) throw std::invalid_argument("auto: candidate " + c.spec() + " failed on probe data: " + st.to_string());
+  cand->best[size].worker_s = std::min(cand->best[size].worker_s, worker_s);
+  cand->best[size].shard_s = std::min(cand->best[size].shard_s, shard_s);
+}
+
+/// Affine cost a + b n through the least times at the tiny and the large probe; neither
+/// part negative (b is the slope, a what is left at the tiny size: almost all of it).
+void fit(double tiny_s, double large_s, double* fixed_s, double* per_element_s) {
+  *per_element_s = std::max(0.0, (large_s - tiny_s) / static_cast<double>(kLargeProbe - kTinyProbe));
+  *fixed_s = std::max(0.0, tiny_s - *per_element_s * static_cast<double>(kTinyProbe));
 }
 
 /// Message bytes of `spec` for n elements: the codec's documented formula, or for codecs
@@ -121,19 +151,29 @@ AutoSpec parse_auto_spec(const std::string& compressor) {
 }
 
 std::vector<CodecCost> measure_codec_costs(const std::vector<std::string>& candidates) {
-  const std::vector<float> small = probe(kSmallProbe), large = probe(kLargeProbe);
+  const std::vector<float> tiny = probe(kTinyProbe), large = probe(kLargeProbe);
+  std::vector<Candidate> cands(candidates.size());
+  for (std::size_t i = 0; i < cands.size(); ++i) {
+    cands[i].c = quant::make_compressor(candidates[i]);
+    cands[i].msg.resize(cands[i].c.codec->max_encoded_bytes(kLargeProbe));
+  }
+  // Round 0 is untimed (first touch of buffers and code); each round starts one
+  // candidate later so none always follows the same one.
+  const std::size_t m = cands.size();
+  for (int r = 0; r <= kRounds; ++r) {
+    for (std::size_t k = 0; k < m; ++k) {
+      Candidate& cand = cands[(k + static_cast<std::size_t>(r)) % m];
+      time_calls(&cand, 0, tiny, kTinyCalls, static_cast<std::uint64_t>(r));
+      time_calls(&cand, 1, large, 1, static_cast<std::uint64_t>(r));
+      if (r == 0) cand.best[0] = cand.best[1] = Probe{};
+    }
+  }
   std::vector<CodecCost> costs;
-  for (const auto& spec : candidates) {
-    const quant::Compressor c = quant::make_compressor(spec);
-    time_at(c, small, 1);  // untimed: first touch of buffers and code
-    const Probe a = time_at(c, small, 8), b = time_at(c, large, 3);
-    const double dn = static_cast<double>(kLargeProbe - kSmallProbe);
+  for (const auto& cand : cands) {
     CodecCost cost;
-    cost.spec = c.spec();
-    cost.worker_per_element_s = std::max(0.0, (b.worker_s - a.worker_s) / dn);
-    cost.worker_fixed_s = std::max(0.0, a.worker_s - cost.worker_per_element_s * kSmallProbe);
-    cost.shard_per_element_s = std::max(0.0, (b.shard_s - a.shard_s) / dn);
-    cost.shard_fixed_s = std::max(0.0, a.shard_s - cost.shard_per_element_s * kSmallProbe);
+    cost.spec = cand.c.spec();
+    fit(cand.best[0].worker_s, cand.best[1].worker_s, &cost.worker_fixed_s, &cost.worker_per_element_s);
+    fit(cand.best[0].shard_s, cand.best[1].shard_s, &cost.shard_fixed_s, &cost.shard_per_element_s);
     costs.push_back(cost);
   }
   return costs;
@@ -150,14 +190,14 @@ AutoPlan choose_compressors(const std::vector<comm::TensorInfo>& tensors, const 
   if (costs.empty()) costs = measure_codec_costs(canon);
   // Message sizes at the probe sizes (for the codecs without a closed formula).
   std::vector<std::vector<std::pair<double, double>>> probe_bytes;
+  const std::vector<float> small = probe(kSmallProbe), large = probe(kLargeProbe);
   for (const auto& c : canon) {
     const auto it = std::find_if(costs.begin(), costs.end(), [&](const CodecCost& k) { return k.spec == c; });
     if (it == costs.end()) throw std::invalid_argument("auto: no measured cost for candidate " + c);
     const quant::Compressor comp = quant::make_compressor(c);
     std::vector<std::pair<double, double>> pb;
-    for (std::size_t n : {kSmallProbe, kLargeProbe}) {
-      const std::vector<float> x = probe(n);
-      pb.emplace_back(static_cast<double>(n), static_cast<double>(comp.codec->encode(x.data(), n, {}).size()));
+    for (const std::vector<float>* x : {&small, &large}) {
+      pb.emplace_back(static_cast<double>(x->size()), static_cast<double>(comp.codec->encode(x->data(), x->size(), {}).size()));
     }
     probe_bytes.push_back(pb);
   }

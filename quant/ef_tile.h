@@ -48,6 +48,17 @@ inline AbsClass class_of_max_bits(std::int32_t mx) {
   return mx >= kInfBits ? AbsClass::kNonFinite : (mx >= kSafeMaxAbsBits ? AbsClass::kLarge : AbsClass::kSmall);
 }
 
+/// g + e (memory ef's compensate at scale 1), raising *mx to its |.| bit pattern: the
+/// per-element step of every kernel. Inlined; *mx should be a local of the loop.
+__attribute__((always_inline)) inline float compensate_one(float g, float e, std::int32_t* mx) {
+  const float v = g + e;
+  std::int32_t u;
+  std::memcpy(&u, &v, 4);
+  u &= 0x7FFFFFFF;
+  *mx = u > *mx ? u : *mx;
+  return v;
+}
+
 /// p[j] = g[j] + e[j] for j < cnt (memory ef's compensate at scale 1); returns the
 /// largest |p[j]| bit pattern as int32 (0 when cnt == 0). Inlined into the kernels'
 /// AVX2 and portable copies.
@@ -55,14 +66,7 @@ __attribute__((always_inline)) inline std::int32_t compensate_max_bits(const flo
                                                                        const float* __restrict e, std::size_t cnt,
                                                                        float* __restrict p) {
   std::int32_t mx = 0;
-  for (std::size_t j = 0; j < cnt; ++j) {
-    const float v = g[j] + e[j];
-    p[j] = v;
-    std::int32_t u;
-    std::memcpy(&u, &v, 4);
-    u &= 0x7FFFFFFF;
-    mx = u > mx ? u : mx;
-  }
+  for (std::size_t j = 0; j < cnt; ++j) p[j] = compensate_one(g[j], e[j], &mx);
   return mx;
 }
 

@@ -4,6 +4,7 @@
 #include "quant/half_f16c.h"
 
 #include "quant/cpu.h"
+#include "quant/ef_tile.h"
 #include "quant/half.h"
 
 #if defined(GZ_HAVE_AVX2_CLONES)
@@ -29,14 +30,21 @@ std::int32_t feedback_tail(const float* g, const float* e, std::size_t j0, std::
                            float* next) {
   std::int32_t mx = 0;
   for (std::size_t j = j0; j < cnt; ++j) {
-    const float p = g[j] + e[j];
-    const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
-    mx = a > mx ? a : mx;
+    const float p = compensate_one(g[j], e[j], &mx);
     saturate_tail(&p, 0, 1, h + j);
     next[j] = p - fp16_to_float(h[j]);
   }
   return mx;
 }
+
+#if defined(GZ_HAVE_AVX2_CLONES)
+/// The fp16 codec's saturation of 8 halves r from VCVTPS2PH: |h| = min(|h|, 0x7BFF) turns
+/// Inf (0x7C00) and NaN into 0x7BFF, sign kept.
+__attribute__((target("avx2,f16c"), always_inline)) inline __m128i saturate_halves(__m128i r) {
+  const __m128i abs16 = _mm_set1_epi16(0x7FFF);
+  return _mm_or_si128(_mm_min_epu16(_mm_and_si128(r, abs16), _mm_set1_epi16(0x7BFF)), _mm_andnot_si128(abs16, r));
+}
+#endif
 
 }  // namespace
 
@@ -45,15 +53,13 @@ __attribute__((target("avx2,f16c"))) std::int32_t fp16_feedback_block_f16c(const
                                                                           std::size_t cnt, std::uint16_t* h,
                                                                           float* next) {
   const __m256i abs32 = _mm256_set1_epi32(0x7FFFFFFF);
-  const __m128i abs16 = _mm_set1_epi16(0x7FFF);
-  const __m128i max_finite = _mm_set1_epi16(0x7BFF);
   __m256i mx = _mm256_setzero_si256();
   std::size_t j = 0;
   for (; j + 8 <= cnt; j += 8) {
     const __m256 p = _mm256_add_ps(_mm256_loadu_ps(g + j), _mm256_loadu_ps(e + j));
     mx = _mm256_max_epi32(mx, _mm256_and_si256(_mm256_castps_si256(p), abs32));
     const __m128i r = _mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m128i q = _mm_or_si128(_mm_min_epu16(_mm_and_si128(r, abs16), max_finite), _mm_andnot_si128(abs16, r));
+    const __m128i q = saturate_halves(r);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(h + j), q);
     _mm256_storeu_ps(next + j, _mm256_sub_ps(p, _mm256_cvtph_ps(q)));
   }
@@ -74,8 +80,6 @@ std::int32_t fp16_feedback_block_f16c(const float* g, const float* e, std::size_
 __attribute__((target("avx2,f16c"))) std::uint32_t fp16_saturate_block_f16c(const float* x, std::size_t cnt,
                                                                           std::uint16_t* h) {
   const __m256i exp_mask = _mm256_set1_epi32(0x7F800000);
-  const __m128i abs_mask = _mm_set1_epi16(0x7FFF);
-  const __m128i max_finite = _mm_set1_epi16(0x7BFF);
   __m256i nonfinite = _mm256_setzero_si256();
   std::size_t j = 0;
   for (; j + 8 <= cnt; j += 8) {
@@ -84,10 +88,7 @@ __attribute__((target("avx2,f16c"))) std::uint32_t fp16_saturate_block_f16c(cons
     const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), exp_mask);
     nonfinite = _mm256_or_si256(nonfinite, _mm256_cmpeq_epi32(e, exp_mask));
     const __m128i r = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // Saturate: |h| = min(|h|, 0x7BFF) turns Inf (0x7C00) and NaN into 0x7BFF, sign kept.
-    const __m128i mag = _mm_min_epu16(_mm_and_si128(r, abs_mask), max_finite);
-    const __m128i out = _mm_or_si128(mag, _mm_andnot_si128(abs_mask, r));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + j), out);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(h + j), saturate_halves(r));
   }
   // The tail of fewer than 8 by the software conversion (same bits).
   return (_mm256_testz_si256(nonfinite, nonfinite) ? 0u : 1u) | saturate_tail(x, j, cnt, h);

@@ -156,9 +156,7 @@ class HalfCodec final : public Codec {
                                                                                 float* __restrict next) {
     std::int32_t mx = 0;
     for (std::size_t j = 0; j < cnt; ++j) {
-      const float p = g[j] + e[j];
-      const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
-      mx = a > mx ? a : mx;
+      const float p = compensate_one(g[j], e[j], &mx);
       const std::uint16_t q = Traits::encode(p);
       h[j] = q;
       next[j] = p - Traits::decode(q);

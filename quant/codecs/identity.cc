@@ -49,9 +49,7 @@ class IdentityCodec final : public Codec {
       float* __restrict next = t.next;
       std::int32_t m = 0;
       for (std::size_t j = 0; j < t.cnt; ++j) {
-        const float p = g[j] + e[j];
-        const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
-        m = a > m ? a : m;
+        const float p = compensate_one(g[j], e[j], &m);
         std::memcpy(out + 4 * j, &p, 4);
         next[j] = p - p;
       }

@@ -81,9 +81,7 @@ class SignCodec final : public Codec {
         const std::size_t count = cnt;
         std::int32_t block_max = 0;
         for (std::size_t j = 0; j < count; ++j) {
-          const float p = g[j] + e[j];
-          const auto a = static_cast<std::int32_t>(float_bits(p) & 0x7FFFFFFFu);
-          block_max = a > block_max ? a : block_max;
+          const float p = compensate_one(g[j], e[j], &block_max);
           const std::uint32_t c = bucketed::is_negative(p);
           c_out[j] = static_cast<std::uint8_t>(c);
           next[j] = p - bits_float(0x3F800000u | c << 31);

@@ -47,8 +47,9 @@ class IdentityCodec final : public Codec {
       const float* __restrict e = t.e;
       std::uint8_t* __restrict out = t.payload;
       float* __restrict next = t.next;
+      const std::size_t count = t.cnt;  // a local: the byte stores would alias t
       std::int32_t m = 0;
-      for (std::size_t j = 0; j < t.cnt; ++j) {
+      for (std::size_t j = 0; j < count; ++j) {
         const float p = compensate_one(g[j], e[j], &m);
         std::memcpy(out + 4 * j, &p, 4);
         next[j] = p - p;

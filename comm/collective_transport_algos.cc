@@ -9,6 +9,7 @@
 
 #include "comm/collective_transport.h"
 #include "comm/powersgd_tensors.h"
+#include "comm/status_check.h"
 #include "quant/aggregation.h"
 #include "quant/rotation.h"
 #include "quant/wire.h"
@@ -17,10 +18,7 @@ namespace gradzip::comm {
 namespace {
 
 void check(const quant::Status& st, const char* what, std::uint32_t bucket, std::uint64_t step) {
-  if (!st.ok()) {
-    throw CommError(CommError::Kind::kInvalidArgument,
-                    fmt::format("{} of bucket {} at step {}: {}", what, bucket, step, st.to_string()));
-  }
+  check_status(st, what, "bucket", bucket, step);
 }
 
 template <typename T>

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "comm/status_check.h"
 #include "quant/aggregation.h"
 #include "quant/codec.h"
 #include "quant/wire.h"
@@ -14,10 +15,7 @@ namespace gradzip::comm {
 namespace {
 
 void check(const quant::Status& st, const char* what, std::size_t tensor, std::uint64_t step) {
-  if (!st.ok()) {
-    throw CommError(CommError::Kind::kInvalidArgument,
-                    fmt::format("{} of tensor {} at step {}: {}", what, tensor, step, st.to_string()));
-  }
+  check_status(st, what, "tensor", tensor, step);
 }
 
 [[noreturn]] void bad_state(const std::string& why) {

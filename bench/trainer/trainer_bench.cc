@@ -205,7 +205,7 @@ void BM_WorkerOverheadVsPlainLoop(benchmark::State& state) {
                  ", identity, 1 worker, 1 inproc shard, 2 torch threads; per-round ratios, median [min, max] over " +
                  std::to_string(plain.size()) + " interleaved rounds (goal <= 1.03)");
 }
-BENCHMARK(BM_WorkerOverheadVsPlainLoop)->Arg(0)->Arg(1)->UseManualTime()->Iterations(5)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_WorkerOverheadVsPlainLoop)->Arg(0)->Arg(1)->UseManualTime()->Iterations(9)->Unit(benchmark::kMillisecond);
 
 /// Overlap on a communication-bound set-up: resnet20 at width 8 on CIFAR-shaped data, 4
 /// workers (threads) over the in-process transport, each behind its own modeled link of

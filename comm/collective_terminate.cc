@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "comm/collective_engine.h"
+#include "comm/describe_exception.h"
 
 namespace gradzip::comm {
 namespace {
@@ -25,13 +26,7 @@ std::terminate_handler g_previous = nullptr;
 [[noreturn]] void on_terminate() {
   const std::exception_ptr in_flight = std::current_exception();
   if (in_flight) {
-    std::string what = "an exception of unknown type";
-    try {
-      std::rethrow_exception(in_flight);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
+    const std::string what = describe_exception(in_flight, "an exception of unknown type");
     std::lock_guard<std::mutex> lock(g_mu);  // held until _Exit: no engine is destroyed meanwhile
     if (!g_engines.empty()) {
       const std::string line = g_engines.back()->escaped_error(what);

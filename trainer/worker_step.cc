@@ -11,6 +11,7 @@
 #include <torch/cuda.h>
 
 #include "comm/checkpoint.h"
+#include "comm/describe_exception.h"
 #include "trainer/downlink_resync.h"
 #include "trainer/engine.h"
 #include "trainer/errors.h"
@@ -260,13 +261,7 @@ void start_pipeline(Engine& e, WorkerSlot& w) {
     for (std::uint32_t b : fired) slot->pipeline->bucket_ready(b);
   };
   auto on_error = [slot](std::exception_ptr error) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& ex) {
-      what = ex.what();
-    } catch (...) {
-    }
+    const std::string what = comm::describe_exception(error, "unknown error");
     slot->pipeline->fail(std::make_exception_ptr(PipelineError(
         PipelineError::Stage::kHook, "worker " + std::to_string(slot->rank) + " step " + std::to_string(slot->step) +
                                          ": gradient hook failed: " + what)));

@@ -91,6 +91,9 @@ class Codec {
   /// AbsClass of p. When that is not kSmall, payload and next are unspecified. Called only
   /// when has_ef_tile(); it cannot fail once every |p| < 2^50. The default is never called.
   virtual bool has_ef_tile() const { return false; }
+  /// True when ef_tile also implements memory ef at a scale s != 1 (EfTile::scale: p =
+  /// (g + e) * s, next = p / s - decode), the default of ef over an unbiased codec.
+  virtual bool ef_tile_scales() const { return false; }
   virtual AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const {
     (void)t;
     (void)ctx;

@@ -67,7 +67,8 @@ __attribute__((always_inline)) inline std::int32_t compensate_max_bits(const flo
 }
 
 /// One tile of Codec::ef_tile: elements [t0, t0 + cnt) of a bucket, t0 a multiple of the
-/// codec's tile_alignment() (the message index is the SeedContext's first_element).
+/// codec's tile_alignment() (the message index is the SeedContext's first_element). With
+/// scale s == 1, p = g + e and next = p - d (below).
 struct EfTile {
   const float* g;          ///< gradient, cnt floats
   const float* e;          ///< residual (the state), cnt floats
@@ -75,6 +76,9 @@ struct EfTile {
   std::uint8_t* payload;   ///< the tile's payload: region 0 then region 1 (Codec's tiling contract)
   float* next;             ///< the next residual, cnt floats: p - decode(payload)
   float* p;                ///< scratch of cnt floats (may receive the compensated values)
+  /// Memory ef's scale s: p = (g + e) * s and next = p / s - decode(payload) when s != 1
+  /// (only for a codec whose ef_tile_scales(); quant/memory/ef.cc).
+  float scale = 1.0f;
 };
 
 }  // namespace gradzip::quant

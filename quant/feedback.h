@@ -113,14 +113,16 @@ class FeedbackOps {
   /// with scale s != 1 divides by s, one pass over the bucket.
   virtual void unsent_residual(std::size_t n) { (void)n; }
 
-  /// Memory ef at scale 1 (p = g + e, next state p - d, double buffered): the vectors a
-  /// codec's fused tile kernel (Codec::ef_tile) reads and writes instead of calling
-  /// compensated_class() and update(). Default: false (no such kernel applies).
+  /// Memory ef (p = (g + e) * s, next state p / s - d; p = g + e and p - d at scale 1;
+  /// double buffered): the vectors a codec's fused tile kernel (Codec::ef_tile) reads and
+  /// writes instead of calling compensated_class() and update(), and the scale (a kernel
+  /// runs at s != 1 only when Codec::ef_tile_scales()). Default: false (no kernel applies).
   struct PlainResidual {
     const float* grad = nullptr;
     const float* residual = nullptr;
     float* next = nullptr;   ///< the next state (committed by commit())
     bool stream = false;     ///< write `next` with streaming stores (stream_copy)
+    float scale = 1.0f;      ///< memory ef's s: p = (g + e) * s, next = p / s - d (EfTile::scale)
   };
   virtual bool plain_residual(PlainResidual* out) const {
     (void)out;

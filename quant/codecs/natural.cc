@@ -27,6 +27,7 @@
 
 #include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
+#include "quant/codecs/bucketed_ef.h"
 #include "quant/codecs/codecs.h"
 #include "quant/codecs/natural.h"
 #include "quant/cpu.h"
@@ -77,6 +78,12 @@ class NaturalCodec final : public Codec {
     return Status::Ok();
   }
 
+  bool has_ef_tile() const override { return true; }
+  bool ef_tile_scales() const override { return true; }
+  AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const override {
+    return t.scale == 1.0f ? ef_tile_at<false>(t, ctx) : ef_tile_at<true>(t, ctx);
+  }
+
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
     GZ_RETURN_IF_ERROR(natural::check_message(m));
     if (accumulate) {
@@ -123,6 +130,53 @@ class NaturalCodec final : public Codec {
     return encode_block_body(x, cnt, rnd, ecodes, signs);
   }
 #endif
+
+  /// The fused EF kernel at scale 1 (kScaled false) or t.scale: per block, the block's
+  /// random words, then one loop that compensates, classifies, writes the exponent code
+  /// (region 0, in place) and the sign, and the next residual p / s - decoded (the decoded
+  /// value is the code's power of two with p's sign); then the signs packed (region 1).
+  template <bool kScaled>
+  static AbsClass ef_tile_at(const EfTile& t, const SeedContext& ctx) {
+    std::uint8_t signs[kBlock];
+    std::uint32_t rnd[kBlock];
+    std::int32_t mx = 0;
+    for (std::size_t i0 = 0; i0 < t.cnt; i0 += kBlock) {
+      const std::size_t len = std::min(kBlock, t.cnt - i0);
+      bucketed::rounding_words(ctx, i0 / 4, (len + 3) / 4, rnd);  // message index first_element + i0 ...
+      const float* gi = t.g + i0;
+      const float* ei = t.e + i0;
+      float* nexti = t.next + i0;
+      std::uint8_t* codes = t.payload + i0;
+      const float scale = t.scale;
+      const std::int32_t bm = with_simd([&]() __attribute__((always_inline)) {
+        // Local restrict copies: the byte stores would otherwise alias the captures.
+        const float* __restrict g = gi;
+        const float* __restrict e = ei;
+        const std::uint32_t* __restrict r = rnd;
+        float* __restrict next = nexti;
+        std::uint8_t* __restrict ec = codes;
+        std::uint8_t* __restrict sg = signs;
+        const std::size_t cnt = len;
+        const float s = scale;
+        std::int32_t block_max = 0;
+        for (std::size_t j = 0; j < cnt; ++j) {
+          const float p = bucketed::ef_value<kScaled>(g[j], e[j], s);
+          const std::uint32_t u = float_bits(p);
+          const auto a = static_cast<std::int32_t>(u & 0x7FFFFFFFu);
+          block_max = a > block_max ? a : block_max;
+          std::uint32_t code = ((u >> 23) & 0xFFu) + ((r[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
+          code = code < 254u ? code : 254u;
+          ec[j] = static_cast<std::uint8_t>(code);
+          sg[j] = static_cast<std::uint8_t>(u >> 31);
+          next[j] = bucketed::ef_next<kScaled>(p, s, bits_float((u & 0x80000000u) | code << 23));
+        }
+        return block_max;
+      });
+      mx = bm > mx ? bm : mx;
+      pack_fields<1>(signs, len, t.payload + t.cnt + i0 / 8);
+    }
+    return class_of_max_bits(mx);
+  }
 
   template <bool kAcc>
   static void run(const MessageView& m, float* out, float scale) {

@@ -61,14 +61,27 @@ struct Coded {
   float value;         ///< decode of the field (the decoder's fp32 operations)
 };
 
+/// One segment of the kernel: c[j] and next[j] = p[j] / s - decoded from code(p[j], r[j]).
+/// Restrict parameters, not restrict locals (which GCC ignores: the loop would be
+/// versioned for aliasing at run time).
+template <bool kRandom, bool kScaled, typename Code>
+__attribute__((always_inline)) inline void ef_segment(const float* __restrict p, std::size_t m, float s,
+                                                      const std::uint32_t* __restrict r, Code code,
+                                                      std::uint8_t* __restrict c, float* __restrict next) {
+  for (std::size_t j = 0; j < m; ++j) {
+    const Coded q = code(p[j], kRandom ? r[j] : 0u);
+    c[j] = static_cast<std::uint8_t>(q.code);
+    next[j] = ef_next<kScaled>(p[j], s, q.value);
+  }
+}
+
 /// The kernel at scale 1 (kScaled false) or t.scale. `stat(const float* p, size_t m,
 /// int32_t max_bits, float* scales)` writes the kScales scales of one bucket of m
 /// compensated values whose largest |p| has bits max_bits (< kSafeMaxAbsBits: the
 /// encoder's statistic cannot fail); `coder(const float* scales)` returns, for a segment
 /// of a bucket with those scales, a function `(float p, uint32_t rnd) -> Coded` (rnd: the
 /// element's random word when kRandom, else 0). All are always_inline lambdas run inside
-/// the with_simd copies (quant/cpu.h): integer ops and IEEE fp32 +, -, *, / only. The
-/// pointers stat receives are __restrict locals of those copies, so the loops vectorize.
+/// the with_simd copies (quant/cpu.h): integer ops and IEEE fp32 +, -, *, / only.
 template <int kBits, bool kRandom, int kScales, bool kScaled, typename Stat, typename Coder>
 AbsClass ef_tile_at(const EfTile& t, const SeedContext& ctx, std::size_t bucket, Stat stat, Coder coder) {
   const std::size_t nb = num_buckets(t.cnt, bucket);
@@ -82,12 +95,8 @@ AbsClass ef_tile_at(const EfTile& t, const SeedContext& ctx, std::size_t bucket,
     float* pb = t.p + k;
     float sc[kScales] = {};
     const std::int32_t bm = with_simd([&]() __attribute__((always_inline)) {
-      const float* __restrict g = gb;
-      const float* __restrict e = eb;
-      float* __restrict p = pb;
-      const std::size_t m = len;
-      const std::int32_t r = compensate_scaled_max_bits<kScaled>(g, e, m, scale, p);
-      if (r < kSafeMaxAbsBits) stat(static_cast<const float*>(p), m, r, static_cast<float*>(sc));
+      const std::int32_t r = compensate_scaled_max_bits<kScaled>(gb, eb, len, scale, pb);
+      if (r < kSafeMaxAbsBits) stat(static_cast<const float*>(pb), len, r, static_cast<float*>(sc));
       return r;
     });
     mx = bm > mx ? bm : mx;
@@ -112,19 +121,7 @@ AbsClass ef_tile_at(const EfTile& t, const SeedContext& ctx, std::size_t bucket,
       const std::uint32_t* rs = rnd + (kRandom ? s0 - i0 : 0);
       const std::size_t len = s1 - s0;
       with_simd([&]() __attribute__((always_inline)) {
-        // Local restrict copies: the byte stores would otherwise alias the captures.
-        const float* __restrict p = ps;
-        float* __restrict next = nexts;
-        std::uint8_t* __restrict c = cs;
-        const std::uint32_t* __restrict r = rs;
-        const std::size_t m = len;
-        const float s = scale;
-        const auto code = coder(static_cast<const float*>(sc));
-        for (std::size_t j = 0; j < m; ++j) {
-          const Coded q = code(p[j], kRandom ? r[j] : 0u);
-          c[j] = static_cast<std::uint8_t>(q.code);
-          next[j] = ef_next<kScaled>(p[j], s, q.value);
-        }
+        ef_segment<kRandom, kScaled>(ps, len, scale, rs, coder(static_cast<const float*>(sc)), cs, nexts);
       });
       s0 = s1;
     }

@@ -131,6 +131,29 @@ class NaturalCodec final : public Codec {
   }
 #endif
 
+  /// One block of the fused EF kernel: p = ef_value(g, e, s), its exponent code (the
+  /// encoder's, with random word rnd[j]) and sign, and the next residual p / s - decoded
+  /// (the code's power of two with p's sign); returns the largest |p| bits. Restrict
+  /// parameters: GCC ignores restrict locals here and would give up on the 11 alias checks.
+  template <bool kScaled>
+  __attribute__((always_inline)) static inline std::int32_t ef_block(
+      const float* __restrict g, const float* __restrict e, std::size_t cnt, float s, const std::uint32_t* __restrict rnd,
+      std::uint8_t* __restrict ecodes, std::uint8_t* __restrict signs, float* __restrict next) {
+    std::int32_t mx = 0;
+    for (std::size_t j = 0; j < cnt; ++j) {
+      const float p = bucketed::ef_value<kScaled>(g[j], e[j], s);
+      const std::uint32_t u = float_bits(p);
+      const auto a = static_cast<std::int32_t>(u & 0x7FFFFFFFu);
+      mx = a > mx ? a : mx;
+      std::uint32_t code = ((u >> 23) & 0xFFu) + ((rnd[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
+      code = code < 254u ? code : 254u;
+      ecodes[j] = static_cast<std::uint8_t>(code);
+      signs[j] = static_cast<std::uint8_t>(u >> 31);
+      next[j] = bucketed::ef_next<kScaled>(p, s, bits_float((u & 0x80000000u) | code << 23));
+    }
+    return mx;
+  }
+
   /// The fused EF kernel at scale 1 (kScaled false) or t.scale: per block, the block's
   /// random words, then one loop that compensates, classifies, writes the exponent code
   /// (region 0, in place) and the sign, and the next residual p / s - decoded (the decoded
@@ -149,28 +172,7 @@ class NaturalCodec final : public Codec {
       std::uint8_t* codes = t.payload + i0;
       const float scale = t.scale;
       const std::int32_t bm = with_simd([&]() __attribute__((always_inline)) {
-        // Local restrict copies: the byte stores would otherwise alias the captures.
-        const float* __restrict g = gi;
-        const float* __restrict e = ei;
-        const std::uint32_t* __restrict r = rnd;
-        float* __restrict next = nexti;
-        std::uint8_t* __restrict ec = codes;
-        std::uint8_t* __restrict sg = signs;
-        const std::size_t cnt = len;
-        const float s = scale;
-        std::int32_t block_max = 0;
-        for (std::size_t j = 0; j < cnt; ++j) {
-          const float p = bucketed::ef_value<kScaled>(g[j], e[j], s);
-          const std::uint32_t u = float_bits(p);
-          const auto a = static_cast<std::int32_t>(u & 0x7FFFFFFFu);
-          block_max = a > block_max ? a : block_max;
-          std::uint32_t code = ((u >> 23) & 0xFFu) + ((r[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
-          code = code < 254u ? code : 254u;
-          ec[j] = static_cast<std::uint8_t>(code);
-          sg[j] = static_cast<std::uint8_t>(u >> 31);
-          next[j] = bucketed::ef_next<kScaled>(p, s, bits_float((u & 0x80000000u) | code << 23));
-        }
-        return block_max;
+        return ef_block<kScaled>(gi, ei, len, scale, rnd, codes, signs, nexti);
       });
       mx = bm > mx ? bm : mx;
       pack_fields<1>(signs, len, t.payload + t.cnt + i0 / 8);

@@ -2,7 +2,8 @@
 // verdict on compensated values (AbsClass) and the tile a codec's kernel works on.
 //
 // A codec may implement Codec::ef_tile: for memory "ef" at scale 1 (p = g + e, next state
-// e' = p - decode(encode(p))) it computes one tile's compensated values, their verdict,
+// e' = p - decode(encode(p))), and at scale s when Codec::ef_tile_scales() (p = (g + e) * s,
+// e' = p / s - decode(encode(p))), it computes one tile's compensated values, their verdict,
 // the tile's payload and the next state in one or two loops over L1-resident data,
 // instead of the driver's generic compensate / encode / decode / update passes. Its
 // outputs must be bit-identical to those passes (tests compare them for every codec with

@@ -166,9 +166,9 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
   hash.update(out, 32);
   hash.update(out + kHeaderBytes, params);
   const bool check = ops.double_buffered();
-  // Memory ef at scale 1 with a codec that has a fused tile kernel: the kernel replaces
-  // compensated_class, encode, decode and update (the next state goes through d when it
-  // is streamed).
+  // Memory ef with a codec that has a fused tile kernel for its scale (1, or any where
+  // Codec::ef_tile_scales): the kernel replaces compensated_class, encode, decode and
+  // update (the next state goes through d when it is streamed).
   FeedbackOps::PlainResidual plain;
   const bool kernel =
       codec.has_ef_tile() && ops.plain_residual(&plain) && (plain.scale == 1.0f || codec.ef_tile_scales());

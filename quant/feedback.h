@@ -29,8 +29,9 @@
 //      tile and streamed into the message); two-region ones (scales, then codes) are
 //      checksummed after the pass. The codec's per-bucket statistics (scales, norms,
 //      zipml's levels) are computed inside the tile from p, which holds whole codec buckets.
-//      Memory ef at scale 1 over a codec with a tile kernel (Codec::ef_tile, quant/ef_tile.h:
-//      identity, fp16, bf16, int8, sign, scaled-sign) runs the kernel instead: compensate,
+//      Memory ef over a codec with a tile kernel (Codec::ef_tile, quant/ef_tile.h: at
+//      scale 1 identity, fp16, bf16, int8, sign, scaled-sign; at any scale onebit, qsgd,
+//      terngrad, natural, quant/codecs/bucketed_ef.h) runs the kernel instead: compensate,
 //      classify, encode, decode and the next residual of a tile in one loop (two for the
 //      bucket-scaled codecs: their scale needs the bucket's p first), without the decoded
 //      tile buffer or the codec's decode-side checks, which its own bytes cannot fail.

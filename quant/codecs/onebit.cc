@@ -34,15 +34,16 @@ namespace {
 constexpr std::size_t kParamsBytes = bucketed::kBucketOnlyParamsBytes;
 
 /// Sign-bit masks instead of v < 0 (vectorizes); they differ only for -0.0, which adds
-/// nothing to either sum (partials start at +0), so the bits are the same.
-inline float nonneg_part(float v) {
+/// nothing to either sum (partials start at +0), so the bits are the same. Lambdas, not
+/// functions: canonical_sum2 is instantiated for them and inlines them.
+constexpr auto nonneg_part = [](float v) {
   const std::uint32_t u = bucketed::fbits(v);
   return bucketed::bitsf(u & ((u >> 31) - 1u));
-}
-inline float neg_part(float v) {
+};
+constexpr auto neg_part = [](float v) {
   const std::uint32_t u = bucketed::fbits(v);
   return bucketed::bitsf(u & (0u - (u >> 31)));
-}
+};
 
 /// The two scales of a bucket of m finite values whose sums are sp (non-negative part)
 /// and sn (negative part) and with k negative elements.

@@ -193,10 +193,13 @@ __attribute__((target("avx512f"))) void rounding_words_avx512(const SeedContext&
 
 }  // namespace
 
-void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out) {
+namespace {
+/// rounding_words on its fastest path, or on AVX2 at best when !avx512.
+void dispatch(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out,
+              bool avx512) {
   first_block += ctx.first_element / 4;  // a tile of the fused EF path starts at a multiple of 4
 #if defined(GZ_HAVE_AVX2_PHILOX)
-  if (cpu_has_avx512f()) {
+  if (avx512 && cpu_has_avx512f()) {
     rounding_words_avx512(ctx, first_block, nblocks, out);
     return;
   }
@@ -204,21 +207,21 @@ void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size
     rounding_words_avx2(ctx, first_block, nblocks, out);
     return;
   }
+#else
+  (void)avx512;
 #endif
   rounding_words_portable(ctx, first_block, nblocks, out);
+}
+}  // namespace
+
+void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out) {
+  dispatch(ctx, first_block, nblocks, out, true);
 }
 
 /// For tests: the AVX2 path where it runs, whether or not the CPU has AVX-512.
 void rounding_words_avx2_for_test(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks,
                                   std::uint32_t* out) {
-  first_block += ctx.first_element / 4;
-#if defined(GZ_HAVE_AVX2_PHILOX)
-  if (cpu_has_avx2()) {
-    rounding_words_avx2(ctx, first_block, nblocks, out);
-    return;
-  }
-#endif
-  rounding_words_portable(ctx, first_block, nblocks, out);
+  dispatch(ctx, first_block, nblocks, out, false);
 }
 
 /// For tests: the portable path regardless of the CPU.

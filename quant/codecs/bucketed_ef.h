@@ -55,6 +55,18 @@ __attribute__((always_inline)) inline std::int32_t compensate_scaled_max_bits(co
   return mx;
 }
 
+/// with_simd (quant/cpu.h) whose AVX2 copy also inlines every call of fn (flatten): the
+/// codecs' statistics (quant/reduce.h's canonical sums) are too large for GCC to inline
+/// on its own, and their out-of-line baseline copy would run with SSE2 only. Same bits:
+/// the sums' order of operations is fixed.
+template <typename Fn>
+inline auto with_simd_flat(Fn&& fn) {
+#if defined(GZ_HAVE_AVX2_CLONES)
+  if (cpu_has_avx2()) return [&]() __attribute__((target("avx2"), flatten)) { return fn(); }();
+#endif
+  return fn();
+}
+
 /// One element's code and the value the decoder gives it.
 struct Coded {
   std::uint32_t code;  ///< the field, < 2^kBits
@@ -94,7 +106,7 @@ AbsClass ef_tile_at(const EfTile& t, const SeedContext& ctx, std::size_t bucket,
     const float* eb = t.e + k;
     float* pb = t.p + k;
     float sc[kScales] = {};
-    const std::int32_t bm = with_simd([&]() __attribute__((always_inline)) {
+    const std::int32_t bm = with_simd_flat([&]() __attribute__((always_inline)) {
       const std::int32_t r = compensate_scaled_max_bits<kScaled>(gb, eb, len, scale, pb);
       if (r < kSafeMaxAbsBits) stat(static_cast<const float*>(pb), len, r, static_cast<float*>(sc));
       return r;

@@ -140,16 +140,25 @@ class NaturalCodec final : public Codec {
       const float* __restrict g, const float* __restrict e, std::size_t cnt, float s, const std::uint32_t* __restrict rnd,
       std::uint8_t* __restrict ecodes, std::uint8_t* __restrict signs, float* __restrict next) {
     std::int32_t mx = 0;
-    for (std::size_t j = 0; j < cnt; ++j) {
-      const float p = bucketed::ef_value<kScaled>(g[j], e[j], s);
-      const std::uint32_t u = float_bits(p);
-      const auto a = static_cast<std::int32_t>(u & 0x7FFFFFFFu);
-      mx = a > mx ? a : mx;
-      std::uint32_t code = ((u >> 23) & 0xFFu) + ((rnd[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
-      code = code < 254u ? code : 254u;
-      ecodes[j] = static_cast<std::uint8_t>(code);
-      signs[j] = static_cast<std::uint8_t>(u >> 31);
-      next[j] = bucketed::ef_next<kScaled>(p, s, bits_float((u & 0x80000000u) | code << 23));
+    for (std::size_t j0 = 0; j0 < cnt; j0 += 4 * bucketed::kPrefetchStep) {
+      const std::size_t j1 = std::min(cnt, j0 + 4 * bucketed::kPrefetchStep);
+      // The next block's lines into L2 (bucketed_ef.h's ef_segment): they arrive while
+      // this block and the next block's random words are computed.
+      for (std::size_t k = j0; k < j1; k += bucketed::kPrefetchStep) {
+        __builtin_prefetch(g + kBlock + k, 0, 2);
+        __builtin_prefetch(e + kBlock + k, 0, 2);
+      }
+      for (std::size_t j = j0; j < j1; ++j) {
+        const float p = bucketed::ef_value<kScaled>(g[j], e[j], s);
+        const std::uint32_t u = float_bits(p);
+        const auto a = static_cast<std::int32_t>(u & 0x7FFFFFFFu);
+        mx = a > mx ? a : mx;
+        std::uint32_t code = ((u >> 23) & 0xFFu) + ((rnd[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
+        code = code < 254u ? code : 254u;
+        ecodes[j] = static_cast<std::uint8_t>(code);
+        signs[j] = static_cast<std::uint8_t>(u >> 31);
+        next[j] = bucketed::ef_next<kScaled>(p, s, bits_float((u & 0x80000000u) | code << 23));
+      }
     }
     return mx;
   }

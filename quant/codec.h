@@ -84,13 +84,16 @@ class Codec {
     return 0;
   }
 
-  /// The fused error-feedback kernel of memory "ef" at scale 1 (quant/ef_tile.h), for
-  /// codecs with tile_alignment() > 0: with p = t.g + t.e it writes the tile's payload (the
-  /// bytes encode_payload(p, t.cnt, ctx) writes, ctx.first_element the tile's start),
-  /// t.next[j] = p[j] - decode(payload)[j] (the fp32 subtraction), and returns the
-  /// AbsClass of p. When that is not kSmall, payload and next are unspecified. Called only
+  /// The fused error-feedback kernel of memory "ef" (quant/ef_tile.h), for codecs with
+  /// tile_alignment() > 0: with p = t.g + t.e (at t.scale s != 1: p = (t.g + t.e) * s) it
+  /// writes the tile's payload (the bytes encode_payload(p, t.cnt, ctx) writes,
+  /// ctx.first_element the tile's start), t.next[j] = p[j] - decode(payload)[j] (at s != 1:
+  /// p[j] / s - decode(payload)[j]; the fp32 operations), and returns the AbsClass of p. When that is not kSmall, payload and next are unspecified. Called only
   /// when has_ef_tile(); it cannot fail once every |p| < 2^50. The default is never called.
   virtual bool has_ef_tile() const { return false; }
+  /// True when ef_tile also implements memory ef at a scale s != 1 (EfTile::scale: p =
+  /// (g + e) * s, next = p / s - decode), the default of ef over an unbiased codec.
+  virtual bool ef_tile_scales() const { return false; }
   virtual AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const {
     (void)t;
     (void)ctx;

@@ -2,7 +2,8 @@
 // verdict on compensated values (AbsClass) and the tile a codec's kernel works on.
 //
 // A codec may implement Codec::ef_tile: for memory "ef" at scale 1 (p = g + e, next state
-// e' = p - decode(encode(p))) it computes one tile's compensated values, their verdict,
+// e' = p - decode(encode(p))), and at scale s when Codec::ef_tile_scales() (p = (g + e) * s,
+// e' = p / s - decode(encode(p))), it computes one tile's compensated values, their verdict,
 // the tile's payload and the next state in one or two loops over L1-resident data,
 // instead of the driver's generic compensate / encode / decode / update passes. Its
 // outputs must be bit-identical to those passes (tests compare them for every codec with
@@ -71,7 +72,8 @@ __attribute__((always_inline)) inline std::int32_t compensate_max_bits(const flo
 }
 
 /// One tile of Codec::ef_tile: elements [t0, t0 + cnt) of a bucket, t0 a multiple of the
-/// codec's tile_alignment() (the message index is the SeedContext's first_element).
+/// codec's tile_alignment() (the message index is the SeedContext's first_element). With
+/// scale s == 1, p = g + e and next = p - d (below).
 struct EfTile {
   const float* g;          ///< gradient, cnt floats
   const float* e;          ///< residual (the state), cnt floats
@@ -79,6 +81,9 @@ struct EfTile {
   std::uint8_t* payload;   ///< the tile's payload: region 0 then region 1 (Codec's tiling contract)
   float* next;             ///< the next residual, cnt floats: p - decode(payload)
   float* p;                ///< scratch of cnt floats (may receive the compensated values)
+  /// Memory ef's scale s: p = (g + e) * s and next = p / s - decode(payload) when s != 1
+  /// (only for a codec whose ef_tile_scales(); quant/memory/ef.cc).
+  float scale = 1.0f;
 };
 
 }  // namespace gradzip::quant

@@ -166,11 +166,12 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
   hash.update(out, 32);
   hash.update(out + kHeaderBytes, params);
   const bool check = ops.double_buffered();
-  // Memory ef at scale 1 with a codec that has a fused tile kernel: the kernel replaces
-  // compensated_class, encode, decode and update (the next state goes through d when it
-  // is streamed).
+  // Memory ef with a codec that has a fused tile kernel for its scale (1, or any where
+  // Codec::ef_tile_scales): the kernel replaces compensated_class, encode, decode and
+  // update (the next state goes through d when it is streamed).
   FeedbackOps::PlainResidual plain;
-  const bool kernel = codec.has_ef_tile() && ops.plain_residual(&plain);
+  const bool kernel =
+      codec.has_ef_tile() && ops.plain_residual(&plain) && (plain.scale == 1.0f || codec.ef_tile_scales());
   // A large one-region payload is encoded into the scratch tile, hashed there and
   // streamed into the message (no read of the message's lines before their write).
   const bool stream_message = one_region && n >= kStreamingNumel;
@@ -185,7 +186,8 @@ Status tiled(const Codec& codec, FeedbackOps& ops, std::size_t n, const SeedCont
     tctx.first_element = t0;
     const std::size_t r0 = codec.tile_region_bytes(0, cnt);
     if (kernel) {
-      const EfTile t{plain.grad + t0, plain.residual + t0, cnt, dst, plain.stream ? d : plain.next + t0, p};
+      const EfTile t{plain.grad + t0, plain.residual + t0, cnt, dst, plain.stream ? d : plain.next + t0, p,
+                     plain.scale};
       if (codec.ef_tile(t, tctx) != AbsClass::kSmall) {
         *stopped = true;
         return Status::Ok();

@@ -29,8 +29,9 @@
 //      tile and streamed into the message); two-region ones (scales, then codes) are
 //      checksummed after the pass. The codec's per-bucket statistics (scales, norms,
 //      zipml's levels) are computed inside the tile from p, which holds whole codec buckets.
-//      Memory ef at scale 1 over a codec with a tile kernel (Codec::ef_tile, quant/ef_tile.h:
-//      identity, fp16, bf16, int8, sign, scaled-sign) runs the kernel instead: compensate,
+//      Memory ef over a codec with a tile kernel (Codec::ef_tile, quant/ef_tile.h: at
+//      scale 1 identity, fp16, bf16, int8, sign, scaled-sign; at any scale onebit, qsgd,
+//      terngrad, natural, quant/codecs/bucketed_ef.h) runs the kernel instead: compensate,
 //      classify, encode, decode and the next residual of a tile in one loop (two for the
 //      bucket-scaled codecs: their scale needs the bucket's p first), without the decoded
 //      tile buffer or the codec's decode-side checks, which its own bytes cannot fail.
@@ -113,14 +114,16 @@ class FeedbackOps {
   /// with scale s != 1 divides by s, one pass over the bucket.
   virtual void unsent_residual(std::size_t n) { (void)n; }
 
-  /// Memory ef at scale 1 (p = g + e, next state p - d, double buffered): the vectors a
-  /// codec's fused tile kernel (Codec::ef_tile) reads and writes instead of calling
-  /// compensated_class() and update(). Default: false (no such kernel applies).
+  /// Memory ef (p = (g + e) * s, next state p / s - d; p = g + e and p - d at scale 1;
+  /// double buffered): the vectors a codec's fused tile kernel (Codec::ef_tile) reads and
+  /// writes instead of calling compensated_class() and update(), and the scale (a kernel
+  /// runs at s != 1 only when Codec::ef_tile_scales()). Default: false (no kernel applies).
   struct PlainResidual {
     const float* grad = nullptr;
     const float* residual = nullptr;
     float* next = nullptr;   ///< the next state (committed by commit())
     bool stream = false;     ///< write `next` with streaming stores (stream_copy)
+    float scale = 1.0f;      ///< memory ef's s: p = (g + e) * s, next = p / s - d (EfTile::scale)
   };
   virtual bool plain_residual(PlainResidual* out) const {
     (void)out;

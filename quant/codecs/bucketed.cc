@@ -1,7 +1,8 @@
 // Batched Philox4x32-10 for the rounding stream of the stochastic dense codecs (qsgd,
 // terngrad, natural). The numbers are those of random_block() in quant/philox.h, bit for
-// bit; only the evaluation order differs: several independent counters at once, so the
-// CPU reference keeps up with memory bandwidth. (The CUDA twins call random_block per
+// bit; only the evaluation order differs: several independent counters at once (16 with
+// AVX-512F, 8 with AVX2 or in portable code), so the CPU reference keeps up with memory
+// bandwidth. (The CUDA twins call random_block per
 // thread.) Philox: Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3".
 #include "quant/codecs/bucketed.h"
 
@@ -127,19 +128,100 @@ __attribute__((target("avx2"))) void rounding_words_avx2(const SeedContext& ctx,
   scalar_tail(ctx, first_block, b, nblocks, out);
 }
 
+/// The CPU runs AVX-512F (and the portable paths are not forced by a test).
+bool cpu_has_avx512f() {
+  static const bool has = __builtin_cpu_supports("avx512f");
+  return has && cpu_has_avx2();
+}
+
+// The maskz forms with every lane selected: GCC 12's unmasked forms pass an undefined
+// register that -Wmaybe-uninitialized flags (GCC bug 105593); same instructions.
+constexpr __mmask8 kAll = 0xFF;
+
+/// store_blocks on 8 blocks: dst[4 l + w] = low32(x_w[l]), l < 8.
+__attribute__((target("avx512f"))) inline void store_blocks512(std::uint32_t* dst, __m512i x0, __m512i x1, __m512i x2,
+                                                               __m512i x3) {
+  const __m512i lo32 = _mm512_set1_epi64(0xFFFFFFFFll);
+  const __m512i x01 = _mm512_or_si512(_mm512_and_si512(x0, lo32), _mm512_maskz_slli_epi64(kAll, x1, 32));
+  const __m512i x23 = _mm512_or_si512(_mm512_and_si512(x2, lo32), _mm512_maskz_slli_epi64(kAll, x3, 32));
+  const __m512i lo = _mm512_maskz_unpacklo_epi64(kAll, x01, x23);  // blocks 0, 2, 4, 6 (one per 128-bit lane)
+  const __m512i hi = _mm512_maskz_unpackhi_epi64(kAll, x01, x23);  // blocks 1, 3, 5, 7
+  _mm512_storeu_si512(dst, _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), hi));
+  _mm512_storeu_si512(dst + 16, _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15), hi));
+}
+
+/// rounding_words_avx2 with 8 counters per register: 16 per iteration.
+__attribute__((target("avx512f"))) void rounding_words_avx512(const SeedContext& ctx, std::uint64_t first_block,
+                                                              std::size_t nblocks, std::uint32_t* out) {
+  const __m512i m0 = _mm512_set1_epi64(static_cast<long long>(detail::kPhiloxM0));
+  const __m512i m1 = _mm512_set1_epi64(static_cast<long long>(detail::kPhiloxM1));
+  const __m512i c1v = _mm512_set1_epi64(stream_word(ctx));
+  const __m512i c2v = _mm512_set1_epi64(static_cast<std::uint32_t>(ctx.step));
+  const __m512i c3v = _mm512_set1_epi64(ctx.worker);
+  std::size_t b = 0;
+  for (; b + 16 <= nblocks; b += 16) {
+    const auto f = static_cast<long long>(static_cast<std::uint32_t>(first_block + b));
+    __m512i a0 = _mm512_add_epi64(_mm512_set1_epi64(f), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+    __m512i b0 = _mm512_add_epi64(a0, _mm512_set1_epi64(8));  // low 32 bits wrap like the u32 counter
+    __m512i a1 = c1v, a2 = c2v, a3 = c3v, b1 = c1v, b2 = c2v, b3 = c3v;
+    auto k0 = static_cast<std::uint32_t>(ctx.seed);
+    auto k1 = static_cast<std::uint32_t>(ctx.seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        k0 += detail::kPhiloxW0;
+        k1 += detail::kPhiloxW1;
+      }
+      const __m512i key0 = _mm512_set1_epi64(k0), key1 = _mm512_set1_epi64(k1);
+      const __m512i pa0 = _mm512_maskz_mul_epu32(kAll, a0, m0), pa1 = _mm512_maskz_mul_epu32(kAll, a2, m1);
+      const __m512i pb0 = _mm512_maskz_mul_epu32(kAll, b0, m0), pb1 = _mm512_maskz_mul_epu32(kAll, b2, m1);
+      a0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_maskz_srli_epi64(kAll, pa1, 32), a1), key0);
+      a2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_maskz_srli_epi64(kAll, pa0, 32), a3), key1);
+      b0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_maskz_srli_epi64(kAll, pb1, 32), b1), key0);
+      b2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_maskz_srli_epi64(kAll, pb0, 32), b3), key1);
+      a1 = pa1;
+      a3 = pa0;
+      b1 = pb1;
+      b3 = pb0;
+    }
+    store_blocks512(out + 4 * b, a0, a1, a2, a3);
+    store_blocks512(out + 4 * b + 32, b0, b1, b2, b3);
+  }
+  rounding_words_avx2(ctx, first_block + b, nblocks - b, out + 4 * b);
+}
+
 #endif
 
 }  // namespace
 
-void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out) {
+namespace {
+/// rounding_words on its fastest path, or on AVX2 at best when !avx512.
+void dispatch(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out,
+              bool avx512) {
   first_block += ctx.first_element / 4;  // a tile of the fused EF path starts at a multiple of 4
 #if defined(GZ_HAVE_AVX2_PHILOX)
+  if (avx512 && cpu_has_avx512f()) {
+    rounding_words_avx512(ctx, first_block, nblocks, out);
+    return;
+  }
   if (cpu_has_avx2()) {
     rounding_words_avx2(ctx, first_block, nblocks, out);
     return;
   }
+#else
+  (void)avx512;
 #endif
   rounding_words_portable(ctx, first_block, nblocks, out);
+}
+}  // namespace
+
+void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out) {
+  dispatch(ctx, first_block, nblocks, out, true);
+}
+
+/// For tests: the AVX2 path where it runs, whether or not the CPU has AVX-512.
+void rounding_words_avx2_for_test(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks,
+                                  std::uint32_t* out) {
+  dispatch(ctx, first_block, nblocks, out, false);
 }
 
 /// For tests: the portable path regardless of the CPU.

@@ -55,12 +55,16 @@ constexpr std::uint32_t kMaxBucket = 1u << 24;
 /// shifted by the tile start ctx.first_element (a multiple of 4; 0 for a whole message):
 /// out[4 j + w] = random_block(ctx, RandomStream::kRounding, ctx.first_element / 4 + first_block + j).v[w].
 /// Exactly the numbers of the scalar random_block (tests compare them); computed with
-/// AVX2 when the CPU has it, else 8 counters at a time in portable code
+/// AVX-512F or AVX2 when the CPU has it, else 8 counters at a time in portable code
 /// (quant/codecs/bucketed.cc).
 void rounding_words(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks, std::uint32_t* out);
-/// The portable path of rounding_words whatever the CPU (tests compare both paths).
+/// The portable path of rounding_words whatever the CPU (tests compare every path).
 void rounding_words_portable_for_test(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks,
                                       std::uint32_t* out);
+/// The AVX2 path of rounding_words where the build and the CPU have AVX2 (also on an
+/// AVX-512 CPU), else the portable one.
+void rounding_words_avx2_for_test(const SeedContext& ctx, std::uint64_t first_block, std::size_t nblocks,
+                                  std::uint32_t* out);
 
 /// Equal to uniform01(bits) (quant/philox.h) for every input: float(bits >> 8) * 2^-24.
 /// Converts through int32 (bits >> 8 < 2^24), which vectorizes on plain SSE2.

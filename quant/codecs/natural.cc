@@ -27,6 +27,7 @@
 
 #include "quant/bitpack.h"
 #include "quant/codecs/bucketed.h"
+#include "quant/codecs/bucketed_ef.h"
 #include "quant/codecs/codecs.h"
 #include "quant/codecs/natural.h"
 #include "quant/cpu.h"
@@ -77,6 +78,12 @@ class NaturalCodec final : public Codec {
     return Status::Ok();
   }
 
+  bool has_ef_tile() const override { return true; }
+  bool ef_tile_scales() const override { return true; }
+  AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const override {
+    return t.scale == 1.0f ? ef_tile_at<false>(t, ctx) : ef_tile_at<true>(t, ctx);
+  }
+
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {
     GZ_RETURN_IF_ERROR(natural::check_message(m));
     if (accumulate) {
@@ -123,6 +130,64 @@ class NaturalCodec final : public Codec {
     return encode_block_body(x, cnt, rnd, ecodes, signs);
   }
 #endif
+
+  /// One block of the fused EF kernel: p = ef_value(g, e, s), its exponent code (the
+  /// encoder's, with random word rnd[j]) and sign, and the next residual p / s - decoded
+  /// (the code's power of two with p's sign); returns the largest |p| bits. Restrict
+  /// parameters: GCC ignores restrict locals here and would give up on the 11 alias checks.
+  template <bool kScaled>
+  __attribute__((always_inline)) static inline std::int32_t ef_block(
+      const float* __restrict g, const float* __restrict e, std::size_t cnt, float s, const std::uint32_t* __restrict rnd,
+      std::uint8_t* __restrict ecodes, std::uint8_t* __restrict signs, float* __restrict next) {
+    std::int32_t mx = 0;
+    for (std::size_t j0 = 0; j0 < cnt; j0 += 4 * bucketed::kPrefetchStep) {
+      const std::size_t j1 = std::min(cnt, j0 + 4 * bucketed::kPrefetchStep);
+      // The next block's lines into L2 (bucketed_ef.h's ef_segment): they arrive while
+      // this block and the next block's random words are computed.
+      for (std::size_t k = j0; k < j1; k += bucketed::kPrefetchStep) {
+        __builtin_prefetch(g + kBlock + k, 0, 2);
+        __builtin_prefetch(e + kBlock + k, 0, 2);
+      }
+      for (std::size_t j = j0; j < j1; ++j) {
+        const float p = bucketed::ef_value<kScaled>(g[j], e[j], s);
+        const std::uint32_t u = float_bits(p);
+        const auto a = static_cast<std::int32_t>(u & 0x7FFFFFFFu);
+        mx = a > mx ? a : mx;
+        std::uint32_t code = ((u >> 23) & 0xFFu) + ((rnd[j] >> 9) < (u & 0x7FFFFFu) ? 1u : 0u);
+        code = code < 254u ? code : 254u;
+        ecodes[j] = static_cast<std::uint8_t>(code);
+        signs[j] = static_cast<std::uint8_t>(u >> 31);
+        next[j] = bucketed::ef_next<kScaled>(p, s, bits_float((u & 0x80000000u) | code << 23));
+      }
+    }
+    return mx;
+  }
+
+  /// The fused EF kernel at scale 1 (kScaled false) or t.scale: per block, the block's
+  /// random words, then one loop that compensates, classifies, writes the exponent code
+  /// (region 0, in place) and the sign, and the next residual p / s - decoded (the decoded
+  /// value is the code's power of two with p's sign); then the signs packed (region 1).
+  template <bool kScaled>
+  static AbsClass ef_tile_at(const EfTile& t, const SeedContext& ctx) {
+    std::uint8_t signs[kBlock];
+    std::uint32_t rnd[kBlock];
+    std::int32_t mx = 0;
+    for (std::size_t i0 = 0; i0 < t.cnt; i0 += kBlock) {
+      const std::size_t len = std::min(kBlock, t.cnt - i0);
+      bucketed::rounding_words(ctx, i0 / 4, (len + 3) / 4, rnd);  // message index first_element + i0 ...
+      const float* gi = t.g + i0;
+      const float* ei = t.e + i0;
+      float* nexti = t.next + i0;
+      std::uint8_t* codes = t.payload + i0;
+      const float scale = t.scale;
+      const std::int32_t bm = with_simd([&]() __attribute__((always_inline)) {
+        return ef_block<kScaled>(gi, ei, len, scale, rnd, codes, signs, nexti);
+      });
+      mx = bm > mx ? bm : mx;
+      pack_fields<1>(signs, len, t.payload + t.cnt + i0 / 8);
+    }
+    return class_of_max_bits(mx);
+  }
 
   template <bool kAcc>
   static void run(const MessageView& m, float* out, float scale) {

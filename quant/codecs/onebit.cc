@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "quant/codecs/bucketed.h"
+#include "quant/codecs/bucketed_ef.h"
 #include "quant/codecs/codecs.h"
 #include "quant/reduce.h"
 
@@ -31,6 +32,25 @@ namespace gradzip::quant {
 namespace {
 
 constexpr std::size_t kParamsBytes = bucketed::kBucketOnlyParamsBytes;
+
+/// Sign-bit masks instead of v < 0 (vectorizes); they differ only for -0.0, which adds
+/// nothing to either sum (partials start at +0), so the bits are the same. Lambdas, not
+/// functions: canonical_sum2 is instantiated for them and inlines them.
+constexpr auto nonneg_part = [](float v) {
+  const std::uint32_t u = bucketed::fbits(v);
+  return bucketed::bitsf(u & ((u >> 31) - 1u));
+};
+constexpr auto neg_part = [](float v) {
+  const std::uint32_t u = bucketed::fbits(v);
+  return bucketed::bitsf(u & (0u - (u >> 31)));
+};
+
+/// The two scales of a bucket of m finite values whose sums are sp (non-negative part)
+/// and sn (negative part) and with k negative elements.
+inline void means(float sp, float sn, std::size_t m, std::uint32_t k, float* s) {
+  s[0] = m > k ? sp / static_cast<float>(m - k) : 0.0f;
+  s[1] = k > 0 ? sn / static_cast<float>(k) : 0.0f;
+}
 
 template <bool kAcc>
 void decode_onebit(const MessageView& m, std::uint32_t bucket, float* out, float scale) {
@@ -59,30 +79,15 @@ class OneBitCodec final : public Codec {
 
   Status encode_payload(const float* grad, std::size_t n, const SeedContext& ctx, PayloadSink* sink) const override {
     auto stat = [](const float* xb, std::size_t m, float* s) -> Status {
-      // Sign-bit masks instead of v < 0 (vectorizes); they differ only for -0.0, which
-      // adds nothing to either sum (partials start at +0), so the bits are the same.
       float sp, sn;
-      canonical_sum2(
-          xb, m,
-          [](float v) {
-            const std::uint32_t u = bucketed::fbits(v);
-            return bucketed::bitsf(u & ((u >> 31) - 1u));
-          },
-          [](float v) {
-            const std::uint32_t u = bucketed::fbits(v);
-            return bucketed::bitsf(u & (0u - (u >> 31)));
-          },
-          &sp, &sn);
+      canonical_sum2(xb, m, nonneg_part, neg_part, &sp, &sn);
       if (!std::isfinite(sp) || !std::isfinite(sn)) return bucketed::nonfinite_bucket(xb, m, "the sum");
       std::uint32_t k = 0;  // m <= 2^24
       for (std::size_t j = 0; j < m; ++j) k += bucketed::is_negative(xb[j]);
-      const float pos = m > k ? sp / static_cast<float>(m - k) : 0.0f;
-      const float neg = k > 0 ? sn / static_cast<float>(k) : 0.0f;
-      if (pos > bucketed::kMaxScale || neg < -bucketed::kMaxScale) {
+      means(sp, sn, m, k, s);
+      if (s[0] > bucketed::kMaxScale || s[1] < -bucketed::kMaxScale) {
         return Status(Errc::kNonFiniteInput, "a bucket mean exceeds 2^126");
       }
-      s[0] = pos;
-      s[1] = neg;
       return Status::Ok();
     };
     auto quant = [](const float* __restrict xs, std::size_t m, const float*, const std::uint32_t*,
@@ -92,6 +97,28 @@ class OneBitCodec final : public Codec {
     GZ_RETURN_IF_ERROR((bucketed::encode<1, false, 2>(grad, n, bucket_, ctx, sink->data, stat, quant)));
     sink->bytes = bucketed::payload_bytes(n, bucket_, 2, 1);
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  bool ef_tile_scales() const override { return true; }
+  /// bucketed::ef_tile: per bucket the two means of p (the encoder's sums), then the
+  /// signs and the residual p - (sign ? N : P).
+  AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const override {
+    auto stat = [](const float* __restrict p, std::size_t m, std::int32_t, float* s) __attribute__((always_inline)) {
+      float sp, sn;
+      canonical_sum2(p, m, nonneg_part, neg_part, &sp, &sn);
+      std::uint32_t k = 0;
+      for (std::size_t j = 0; j < m; ++j) k += bucketed::is_negative(p[j]);
+      means(sp, sn, m, k, s);  // |p| < 2^50: finite sums, means below 2^126
+    };
+    auto coder = [](const float* s) __attribute__((always_inline)) {
+      const float pos = s[0], neg = s[1];
+      return [pos, neg](float p, std::uint32_t) __attribute__((always_inline)) {
+        const std::uint32_t is_neg = bucketed::is_negative(p);
+        return bucketed::Coded{is_neg, is_neg ? neg : pos};
+      };
+    };
+    return bucketed::ef_tile<1, false, 2>(t, ctx, bucket_, stat, coder);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

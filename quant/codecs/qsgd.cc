@@ -35,6 +35,7 @@
 // flags == 0, payload length == formula, every w finite (kNonFiniteScale), >= 0
 // (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
+#include "quant/codecs/bucketed_ef.h"
 #include "quant/codecs/codecs.h"
 #include "quant/codecs/qsgd.h"
 #include "quant/half.h"
@@ -82,6 +83,37 @@ Status encode_bits(const QsgdParams& p, const float* grad, std::size_t n, const 
     }
   };
   return bucketed::encode<kBits, true, 1>(grad, n, p.bucket, ctx, payload, stat, quant);
+}
+
+/// The fused EF kernel (bucketed::ef_tile): the bucket norm of p (as bucket_norm; the
+/// max norm is the largest |p| the compensation found), then per element the stochastic
+/// level of the encoder and its decoded value w / s * level with p's sign.
+template <int kBits>
+AbsClass ef_tile_bits(Norm norm, std::size_t bucket, const EfTile& t, const SeedContext& ctx) {
+  static constexpr float kLevels = static_cast<float>((1 << (kBits - 1)) - 1);
+  auto stat = [norm](const float* __restrict p, std::size_t m, std::int32_t max_bits, float* s)
+                  __attribute__((always_inline)) {
+    // |p| < 2^50: the sum of squares is finite, the max below 2^126.
+    const float w = norm == Norm::kL2 ? std::sqrt(canonical_sum_sq(p, m))
+                                      : bucketed::bitsf(static_cast<std::uint32_t>(max_bits));
+    s[0] = w < bucketed::kMinScale ? 0.0f : w;
+  };
+  auto coder = [](const float* s) __attribute__((always_inline)) {
+    const float inv = s[0] > 0.0f ? kLevels / s[0] : 0.0f;
+    const float step = s[0] / kLevels;
+    return [inv, step](float p, std::uint32_t rnd) __attribute__((always_inline)) {
+      const std::uint32_t bits = float_bits(p);
+      const float r = bucketed::min_nonneg(bits_float(bits & 0x7FFFFFFFu) * inv, kLevels);
+      const auto li = static_cast<std::int32_t>(r);
+      const float frac = r - static_cast<float>(li);
+      const std::uint32_t level =
+          static_cast<std::uint32_t>(li) + bucketed::less_nonneg(bucketed::uniform24(rnd), frac);
+      const float mag = static_cast<float>(static_cast<std::int32_t>(level)) * step;
+      const std::uint32_t sign = bits >> 31;
+      return bucketed::Coded{level | sign << (kBits - 1), bits_float(float_bits(mag) | sign << 31)};
+    };
+  };
+  return bucketed::ef_tile<kBits, true, 1>(t, ctx, bucket, stat, coder);
 }
 
 template <int kBits, bool kAcc>
@@ -134,6 +166,20 @@ class QsgdCodec final : public Codec {
     }
     sink->bytes = bucketed::payload_bytes(n, p_.bucket, 1, p_.bits);
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  bool ef_tile_scales() const override { return true; }
+  AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const override {
+    switch (p_.bits) {
+      case 2: return ef_tile_bits<2>(p_.norm, p_.bucket, t, ctx);
+      case 3: return ef_tile_bits<3>(p_.norm, p_.bucket, t, ctx);
+      case 4: return ef_tile_bits<4>(p_.norm, p_.bucket, t, ctx);
+      case 5: return ef_tile_bits<5>(p_.norm, p_.bucket, t, ctx);
+      case 6: return ef_tile_bits<6>(p_.norm, p_.bucket, t, ctx);
+      case 7: return ef_tile_bits<7>(p_.norm, p_.bucket, t, ctx);
+      default: return ef_tile_bits<8>(p_.norm, p_.bucket, t, ctx);
+    }
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

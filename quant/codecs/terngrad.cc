@@ -31,6 +31,7 @@
 // flags == 0, payload length == formula, every s finite (kNonFiniteScale), >= 0
 // (kBadParams), <= 2^126 (kNonFiniteScale).
 #include "quant/codecs/bucketed.h"
+#include "quant/codecs/bucketed_ef.h"
 #include "quant/codecs/codecs.h"
 #include "quant/codecs/terngrad.h"
 #include "quant/half.h"
@@ -101,6 +102,35 @@ class TernGradCodec final : public Codec {
     GZ_RETURN_IF_ERROR((bucketed::encode<2, true, 1>(grad, n, bucket_, ctx, sink->data, stat, quant)));
     sink->bytes = bucketed::payload_bytes(n, bucket_, 1, 2);
     return Status::Ok();
+  }
+
+  bool has_ef_tile() const override { return true; }
+  bool ef_tile_scales() const override { return true; }
+  /// bucketed::ef_tile: the scaler of p (its largest |p|, clipped as the encoder's stat
+  /// does), then per element the stochastic b, the code and its decoded value b * s.
+  AbsClass ef_tile(const EfTile& t, const SeedContext& ctx) const override {
+    const float clip = clip_;
+    auto stat = [clip](const float* __restrict p, std::size_t m, std::int32_t max_bits, float* s)
+                    __attribute__((always_inline)) {
+      float mx = bucketed::bitsf(static_cast<std::uint32_t>(max_bits));  // < 2^50: finite sums below
+      if (clip > 0.0f) {
+        const float limit = clip * std::sqrt(canonical_sum_sq(p, m) / static_cast<float>(m));
+        mx = limit < mx ? limit : mx;
+      }
+      s[0] = mx < bucketed::kMinScale ? 0.0f : mx;
+    };
+    auto coder = [](const float* s) __attribute__((always_inline)) {
+      const float inv = s[0] > 0.0f ? 1.0f / s[0] : 0.0f;
+      const float step = s[0];
+      return [inv, step](float p, std::uint32_t rnd) __attribute__((always_inline)) {
+        const std::uint32_t bits = float_bits(p);
+        const std::uint32_t b = bucketed::less_nonneg(bucketed::uniform24(rnd), bits_float(bits & 0x7FFFFFFFu) * inv);
+        const float mag = static_cast<float>(static_cast<std::int32_t>(b)) * step;
+        const std::uint32_t sign = bits >> 31;
+        return bucketed::Coded{b | sign << 1, bits_float(float_bits(mag) | sign << 31)};
+      };
+    };
+    return bucketed::ef_tile<2, true, 1>(t, ctx, bucket_, stat, coder);
   }
 
   Status decode_payload(const MessageView& m, float* out, float scale, bool accumulate) const override {

@@ -65,8 +65,8 @@ class EfOps final : public ResidualOps {
     });
   }
   bool plain_residual(PlainResidual* out) const override {
-    if (kScaled) return false;
     *out = plain();
+    out->scale = kScaled ? s_ : 1.0f;
     return true;
   }
   Sparse sparse() const override { return Sparse::kResidualMinusDecoded; }

@@ -308,20 +308,24 @@ TEST(DenseCodecs, BitPackingMatchesTheDocumentedLayout) {
 }
 
 TEST(DenseCodecs, BatchedPhiloxEqualsRandomBlock) {
-  // The batched rounding stream (AVX2 when available, and the portable path) gives
-  // exactly the numbers of random_block(), including at the 2^32 counter wrap.
+  // The batched rounding stream (its fastest path: AVX-512 or AVX2 where the CPU has them;
+  // the AVX2 path; the portable path) gives exactly the numbers of random_block(), including
+  // at the 2^32 counter wrap, for counts that end in each path's tail.
   for (const SeedContext ctx : {SeedContext{0, 0, 0, 0}, SeedContext{0xFEDCBA9876543210ull, 0x123456789ull, 0xFFFFFFFFu, 0xFFFFFFu},
                                 SeedContext{42, 7, 3, 5}}) {
     for (const std::uint64_t first : {std::uint64_t{0}, std::uint64_t{12345}, std::uint64_t{0xFFFFFFF0u}}) {
-      for (const std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{33}, std::size_t{256}}) {
-        std::vector<std::uint32_t> fast(4 * count), portable(4 * count), ref(4 * count);
+      for (const std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{24}, std::size_t{33},
+                                      std::size_t{47}, std::size_t{256}}) {
+        std::vector<std::uint32_t> fast(4 * count), avx2(4 * count), portable(4 * count), ref(4 * count);
         bucketed::rounding_words(ctx, first, count, fast.data());
+        bucketed::rounding_words_avx2_for_test(ctx, first, count, avx2.data());
         bucketed::rounding_words_portable_for_test(ctx, first, count, portable.data());
         for (std::size_t b = 0; b < count; ++b) {
           const Philox4x32 r = random_block(ctx, RandomStream::kRounding, first + b);
           for (int w = 0; w < 4; ++w) ref[4 * b + static_cast<std::size_t>(w)] = r.v[w];
         }
         ASSERT_EQ(fast, ref) << first << " " << count;
+        ASSERT_EQ(avx2, ref) << first << " " << count;
         ASSERT_EQ(portable, ref) << first << " " << count;
       }
     }

@@ -30,9 +30,29 @@
 namespace gradzip::quant {
 namespace {
 
-/// The codecs whose kernel memory ef takes (the dense, element-wise and sign families).
-const char* const kWithKernel[] = {"identity", "fp16", "bf16", "int8", "sign", "scaled-sign", "int8:bucket=24",
-                                   "scaled-sign:bucket=12"};
+/// The codecs whose kernel memory ef takes (the dense, element-wise and sign families),
+/// with odd bucket sizes and every packing width of the bucketed ones.
+const char* const kWithKernel[] = {"identity",
+                                   "fp16",
+                                   "bf16",
+                                   "int8",
+                                   "sign",
+                                   "scaled-sign",
+                                   "int8:bucket=24",
+                                   "scaled-sign:bucket=12",
+                                   "onebit",
+                                   "onebit:bucket=7",
+                                   "qsgd",
+                                   "qsgd:bits=2,bucket=24",
+                                   "qsgd:bits=3,bucket=5,norm=max",
+                                   "qsgd:bits=8,bucket=100",
+                                   "terngrad",
+                                   "terngrad:bucket=12,clip=2.5",
+                                   "natural"};
+/// A scale of memory ef other than 1 (the kernels with Codec::ef_tile_scales take it),
+/// and the memory spec that sets it (0.3 parses to the same float).
+constexpr float kScale = 0.3f;
+constexpr const char* kScaledMemory = "ef:scale=0.3";
 
 /// Random values over many binades with the edge values of every kernel spread through:
 /// fp16 saturation and ties, half subnormals, bf16 ties, zeros of both signs, float
@@ -78,20 +98,27 @@ std::vector<float> edge_values(std::size_t n, unsigned seed) {
   return x;
 }
 
-/// One reference EF step (memory ef, scale 1): p = g + e, msg = encode(p), e = p - decode(msg).
-Status reference_ef_step(const Codec& codec, const std::vector<float>& g, const SeedContext& ctx,
+/// One reference EF step (memory ef, scale s): p = (g + e) * s, msg = encode(p),
+/// e = p / s - decode(msg) (at s = 1 the multiply and divide are exact: p = g + e, e = p - d).
+Status reference_ef_step(const Codec& codec, const std::vector<float>& g, const SeedContext& ctx, float s,
                          std::vector<float>* e, std::vector<std::uint8_t>* msg) {
   const std::size_t n = g.size();
   if (e->size() != n) e->assign(n, 0.0f);
   std::vector<float> p(n), d(n);
-  for (std::size_t i = 0; i < n; ++i) p[i] = g[i] + (*e)[i];
+  for (std::size_t i = 0; i < n; ++i) p[i] = (g[i] + (*e)[i]) * s;
   msg->assign(codec.max_encoded_bytes(n), 0);
   std::size_t bytes = 0;
   GZ_RETURN_IF_ERROR(codec.encode(p.data(), n, ctx, msg->data(), msg->size(), &bytes));
   msg->resize(bytes);
   GZ_RETURN_IF_ERROR(codec.decode(msg->data(), bytes, d.data(), n));
-  for (std::size_t i = 0; i < n; ++i) (*e)[i] = p[i] - d[i];
+  for (std::size_t i = 0; i < n; ++i) (*e)[i] = p[i] / s - d[i];
   return Status::Ok();
+}
+
+/// The scales a codec's kernel is tested at: 1, and kScale where it takes one.
+std::vector<float> scales_of(const Codec& codec) {
+  if (codec.ef_tile_scales()) return {1.0f, kScale};
+  return {1.0f};
 }
 
 TEST(EfTileKernels, TheDenseCodecsHaveOneAndTheUntiledOnesDoNot) {
@@ -105,7 +132,38 @@ TEST(EfTileKernels, TheDenseCodecsHaveOneAndTheUntiledOnesDoNot) {
     if (codec->tile_alignment() == 0) {
       EXPECT_FALSE(codec->has_ef_tile()) << entry->name;
     }
+    // Memory ef's default scale over an unbiased codec is 1/(1+omega): its kernel must take it.
+    if (codec->has_ef_tile() && codec->unbiased()) {
+      EXPECT_TRUE(codec->ef_tile_scales()) << entry->name;
+    }
   }
+}
+
+/// The kernel on the tile [t0, n) of a message of n elements (t0 a multiple of the codec's
+/// tile_alignment(), ctx.first_element = t0: the random words of its place) at memory ef's
+/// scale s, against the reference step on the whole message: the tile's two regions are
+/// the message's bytes of its elements, its residual the reference's.
+void expect_kernel_matches(const Codec& codec, std::size_t n, std::size_t t0, float s, const std::string& where) {
+  const std::vector<float> g = edge_values(n, 11u + static_cast<unsigned>(n));
+  const std::vector<float> e0 = edge_values(n, 12u + static_cast<unsigned>(n));
+  std::vector<float> e = e0;
+  std::vector<std::uint8_t> msg;
+  SeedContext ctx{0x5EED, 4, 1, 2};
+  ASSERT_TRUE(reference_ef_step(codec, g, ctx, s, &e, &msg).ok()) << where;
+  const std::size_t cnt = n - t0;
+  std::vector<std::uint8_t> payload(codec.max_encoded_bytes(cnt));
+  std::vector<float> next(cnt), scratch(cnt);
+  const EfTile t{g.data() + t0, e0.data() + t0, cnt, payload.data(), next.data(), scratch.data(), s};
+  ctx.first_element = t0;
+  ASSERT_EQ(codec.ef_tile(t, ctx), AbsClass::kSmall) << where;
+  MessageView view;
+  ASSERT_TRUE(parse_message(msg.data(), msg.size(), &view).ok()) << where;
+  const std::size_t r0 = codec.tile_region_bytes(0, n), r1 = codec.tile_region_bytes(1, n);
+  ASSERT_EQ(view.payload_bytes, r0 + r1) << where;
+  const std::size_t a0 = codec.tile_region_bytes(0, t0), a1 = codec.tile_region_bytes(1, t0);
+  EXPECT_EQ(0, std::memcmp(payload.data(), view.payload + a0, r0 - a0)) << where << ": region 0";
+  EXPECT_EQ(0, std::memcmp(payload.data() + (r0 - a0), view.payload + r0 + a1, r1 - a1)) << where << ": region 1";
+  EXPECT_EQ(0, std::memcmp(next.data(), e.data() + t0, 4 * cnt)) << where << ": residual";
 }
 
 TEST(EfTileKernels, EachKernelWritesTheEncodersPayloadTheResidualAndTheVerdict) {
@@ -114,24 +172,17 @@ TEST(EfTileKernels, EachKernelWritesTheEncodersPayloadTheResidualAndTheVerdict) 
     if (portable) force.emplace();
     for (const char* spec : kWithKernel) {
       const auto codec = make_codec(spec);
+      const std::size_t align = codec->tile_alignment();
       for (const std::size_t n : {1u, 8u, 1000u, 5003u}) {
-        const std::string where = std::string(spec) + " n=" + std::to_string(n) + (portable ? " portable" : "");
-        const std::vector<float> g = edge_values(n, 11u + static_cast<unsigned>(n));
-        const std::vector<float> e0 = edge_values(n, 12u + static_cast<unsigned>(n));
-        std::vector<float> e = e0;
-        std::vector<std::uint8_t> msg;
-        const SeedContext ctx{0x5EED, 4, 1, 2};
-        ASSERT_TRUE(reference_ef_step(*codec, g, ctx, &e, &msg).ok()) << where;
-        // The whole message as one tile (a last tile may hold fewer than the alignment).
-        std::vector<std::uint8_t> payload(msg.size() - kHeaderBytes);
-        std::vector<float> next(n), scratch(n);
-        const EfTile t{g.data(), e0.data(), n, payload.data(), next.data(), scratch.data()};
-        ASSERT_EQ(codec->ef_tile(t, ctx), AbsClass::kSmall) << where;
-        MessageView view;
-        ASSERT_TRUE(parse_message(msg.data(), msg.size(), &view).ok()) << where;
-        ASSERT_EQ(view.payload_bytes, payload.size() - view.params_bytes) << where;
-        EXPECT_EQ(0, std::memcmp(payload.data(), view.payload, view.payload_bytes)) << where << ": payload";
-        EXPECT_EQ(0, std::memcmp(next.data(), e.data(), 4 * n)) << where << ": residual";
+        // The whole message as one tile (a last tile may hold fewer than the alignment),
+        // and its second half from an aligned start.
+        for (const std::size_t t0 : {std::size_t{0}, n / 2 / align * align}) {
+          for (const float s : scales_of(*codec)) {
+            expect_kernel_matches(*codec, n, t0, s,
+                                  std::string(spec) + " n=" + std::to_string(n) + " t0=" + std::to_string(t0) +
+                                      " scale " + std::to_string(s) + (portable ? " portable" : ""));
+          }
+        }
       }
       // The verdict: as classify_values on p, wherever the value sits in the tile.
       const std::size_t n = 1024;
@@ -157,16 +208,17 @@ TEST(EfTileKernels, EachKernelWritesTheEncodersPayloadTheResidualAndTheVerdict) 
   }
 }
 
-/// Memory ef through encode_step (the kernel path) against reference_ef_step, 3 steps.
-void expect_encode_step_matches(const Codec& codec, std::size_t n, const std::string& where) {
-  const auto memory = make_memory("ef");
+/// Memory ef at scale s through encode_step (the kernel path) against reference_ef_step,
+/// 3 steps.
+void expect_encode_step_matches(const Codec& codec, std::size_t n, float s, const std::string& where) {
+  const auto memory = make_memory(s == 1.0f ? "ef" : kScaledMemory);
   MemoryState state;
   std::vector<float> e;
   for (std::uint32_t step = 0; step < 3; ++step) {
     const std::vector<float> g = edge_values(n, 40u + step);
     const SeedContext ctx{0x5EED, step, 1, 3};
     std::vector<std::uint8_t> want;
-    ASSERT_TRUE(reference_ef_step(codec, g, ctx, &e, &want).ok()) << where;
+    ASSERT_TRUE(reference_ef_step(codec, g, ctx, s, &e, &want).ok()) << where;
     std::vector<std::uint8_t> got(codec.max_encoded_bytes(n));
     std::size_t bytes = 0;
     ASSERT_TRUE(memory->encode_step(codec, g.data(), n, ctx, &state, got.data(), got.size(), &bytes).ok()) << where;
@@ -183,10 +235,11 @@ TEST(EfTileKernels, EncodeStepOnStreamedAndInPlaceBucketsMatchesTheReference) {
   for (const char* spec : kWithKernel) {
     const auto codec = make_codec(spec);
     for (const std::size_t n : {std::size_t{4099}, large}) {
-      expect_encode_step_matches(*codec, n, std::string(spec) + " n=" + std::to_string(n));
-      {
+      for (const float s : scales_of(*codec)) {
+        const std::string where = std::string(spec) + " n=" + std::to_string(n) + " scale " + std::to_string(s);
+        expect_encode_step_matches(*codec, n, s, where);
         ForcePortableSimdForTest force;
-        expect_encode_step_matches(*codec, n, std::string(spec) + " n=" + std::to_string(n) + " portable");
+        expect_encode_step_matches(*codec, n, s, where + " portable");
       }
     }
   }
